@@ -1,0 +1,50 @@
+//! Generates include/smartcache.h from the `sz_*` exports with cbindgen, and names the shared
+//! library's soname. The header is committed; `make check-generated` fails when it is stale.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+
+    // The soname carries the ABI major version: 0.x.y -> libsmartcache.so.0.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libsmartcache.so.{major}");
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is readable");
+    config.after_includes = Some(version_macros(&version));
+
+    let header = match cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+    {
+        Ok(bindings) => {
+            let mut out = Vec::new();
+            bindings.write(&mut out);
+            out
+        }
+        Err(e) => panic!("cbindgen failed: {e}"),
+    };
+    let path = crate_dir.join("include/smartcache.h");
+    // Write only when the text changed, so an unchanged header keeps its mtime.
+    if fs::read(&path).ok().as_deref() != Some(&header[..]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, header).expect("write include/smartcache.h");
+    }
+}
+
+fn version_macros(version: &str) -> String {
+    let parts: Vec<u32> = version
+        .split(['.', '-'])
+        .take(3)
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    format!(
+        "\n#define SZ_VERSION \"{version}\"\n#define SZ_VERSION_MAJOR {}\n#define SZ_VERSION_MINOR {}\n#define SZ_VERSION_PATCH {}\n#define SZ_VERSION_NUMBER ({} * 10000 + {} * 100 + {})\n",
+        parts[0], parts[1], parts[2], parts[0], parts[1], parts[2]
+    )
+}

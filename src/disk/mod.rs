@@ -1,0 +1,1 @@
+//! L3: the memory-mapped disk tier (see DESIGN.md "L3").

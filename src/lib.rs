@@ -1,0 +1,21 @@
+//! SmartCache: a multi-tier cache — in-memory L1, Redis L2, memory-mapped disk L3 — behind a C ABI.
+//!
+//! Guarantees:
+//! - An expired entry is never returned by any tier.
+//! - A value handed out pinned (`sz_cache_get`) stays valid until released, whatever happens to
+//!   the entry meanwhile (overwrite, delete, expiry, eviction, clear).
+//! - No panic crosses the C boundary; every call returns a status code.
+//!
+//! Caveats:
+//! - The disk tier's file is for local disks only; reopen the cache after `fork()`.
+//! - A failing lower tier degrades to misses and skipped writes; it is reported in stats and
+//!   health, not as an error of the call.
+
+pub mod config;
+pub mod disk;
+pub mod error;
+pub mod redis;
+pub mod tier;
+
+pub use config::Config;
+pub use error::{Error, Result};

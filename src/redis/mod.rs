@@ -1,0 +1,1 @@
+//! L2: the Redis tier over hiredis (see DESIGN.md "L2").

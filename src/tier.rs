@@ -1,0 +1,109 @@
+//! What the tiers share: the shape of a hit in a lower tier, entry flags, and per-tier counters.
+//!
+//! Each tier (memory, redis, disk) exposes plain methods `get/set/delete/clear/stats`; the
+//! coordinator in `tiered.rs` composes them. Lifetimes cross tiers as *remaining* time, so a
+//! promoted entry never outlives its original deadline.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Bits stored with every entry in every tier.
+pub mod flags {
+    /// The stored bytes are LZ4-compressed; the original length is in the compressed frame.
+    pub const COMPRESSED: u8 = 1;
+}
+
+/// A value found in a lower tier (L2 or L3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The stored bytes (still compressed when `flags & COMPRESSED`).
+    pub value: Vec<u8>,
+    pub flags: u8,
+    /// Time left before the entry expires; None = no expiry.
+    pub remaining: Option<Duration>,
+}
+
+/// Counters of one lower tier. Relaxed atomics: these tiers cost microseconds per call, so one
+/// shared counter per kind is not the bottleneck it would be on the L1 hit path.
+#[derive(Debug, Default)]
+pub struct TierCounters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub sets: AtomicU64,
+    pub deletes: AtomicU64,
+    pub errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of a tier's counters at one instant.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TierSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub sets: u64,
+    pub deletes: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+impl TierCounters {
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+    pub fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+    pub fn set(&self) {
+        self.sets.fetch_add(1, Relaxed);
+    }
+    pub fn delete(&self) {
+        self.deletes.fetch_add(1, Relaxed);
+    }
+    /// Counts an error and keeps its message for health reports.
+    pub fn error(&self, message: &str) {
+        self.errors.fetch_add(1, Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(message.to_string());
+        }
+    }
+    pub fn snapshot(&self) -> TierSnapshot {
+        TierSnapshot {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            sets: self.sets.load(Relaxed),
+            deletes: self.deletes.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            last_error: self.last_error.lock().ok().and_then(|l| l.clone()),
+        }
+    }
+}
+
+/// A TTL in seconds from the config as an optional duration (0 = no expiry).
+pub fn ttl_from_secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_snapshot_and_keep_last_error() {
+        let c = TierCounters::default();
+        c.hit();
+        c.miss();
+        c.miss();
+        c.error("first");
+        c.error("second");
+        let s = c.snapshot();
+        assert_eq!((s.hits, s.misses, s.errors), (1, 2, 2));
+        assert_eq!(s.last_error.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn zero_ttl_means_none() {
+        assert_eq!(ttl_from_secs(0), None);
+        assert_eq!(ttl_from_secs(5), Some(Duration::from_secs(5)));
+    }
+}
