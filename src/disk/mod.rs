@@ -428,16 +428,13 @@ impl DiskTier {
             Some(h) if self.ring.is_live(pos, h.len(), head) => h,
             _ => return self.settle(pos, Probe::Corrupt),
         };
-        if h.key_len as usize != key.len() {
-            return self.settle(pos, Probe::Other);
-        }
         let vlen = h.value_len as usize;
         // SAFETY: is_live(pos, h.len()) put key and value inside the record's segment. The slice
         // is compared immediately and not kept; a concurrent reclaim is detected by settle().
-        let same_key =
-            unsafe { std::slice::from_raw_parts(at.add(RECORD_HEADER), key.len()) == key };
+        let same_key = h.key_len as usize == key.len()
+            && unsafe { std::slice::from_raw_parts(at.add(RECORD_HEADER), key.len()) == key };
         if !same_key {
-            return self.settle(pos, Probe::Other);
+            return self.foreign(pos, &hb, &h);
         }
         let mut value = Vec::with_capacity(vlen);
         // SAFETY: the value lies inside the record (bounds as above); `value` has capacity vlen
@@ -461,6 +458,32 @@ impl DiskTier {
             flags: h.flags,
             remaining: (h.expires_ms != 0).then(|| Duration::from_millis(h.expires_ms - now)),
         })
+    }
+
+    /// A slot whose tag matched led to a record of another key. With 64-bit tags that is
+    /// nearly always damage (a flipped key byte or length), but it is also what a reader sees
+    /// when it pairs a slot's old tag with a new position mid-update; the record's own checksum
+    /// tells the two apart. Rare path, so the extra copy is fine.
+    fn foreign(&self, pos: u64, hb: &[u8; RECORD_HEADER], h: &RecordHeader) -> Probe {
+        let body_len = h.key_len as usize + h.value_len as usize;
+        let mut body = vec![0u8; body_len];
+        // SAFETY: the caller checked is_live(pos, h.len()), so the body lies in one segment.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.data_ptr(pos).add(RECORD_HEADER),
+                body.as_mut_ptr(),
+                body_len,
+            )
+        };
+        if let Probe::Raced = self.settle(pos, Probe::Other) {
+            return Probe::Raced;
+        }
+        let (k, v) = body.split_at(h.key_len as usize);
+        if h.pos == pos && record_crc(hb, k, v) == h.crc {
+            Probe::Other
+        } else {
+            Probe::Corrupt
+        }
     }
 
     /// Seqlock validation: if the head moved into the record's segment while we were copying,
