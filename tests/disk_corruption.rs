@@ -194,3 +194,34 @@ fn truncation_into_the_index_or_header() {
     assert!(e.to_string().contains("too short"), "{e}");
     assert_eq!(std::fs::metadata(dir.file()).unwrap().len(), 1000);
 }
+
+#[test]
+fn a_damaged_head_costs_entries_but_never_returns_wrong_values() {
+    for bad_head in [u64::MAX - 3, 1 << 63, 12_345 * 8, 0] {
+        let dir = TempDir::new("corrupt-head");
+        populate(&dir);
+        let f = OpenOptions::new().write(true).open(dir.file()).unwrap();
+        f.write_at(&bad_head.to_le_bytes(), 128).unwrap();
+        drop(f);
+        let t = DiskTier::open(dir.path(), 2 << 20, 4096).unwrap();
+        misses_after_damage(&t);
+        // Writing works again and old keys never come back wrong, even as the head moves over
+        // the positions the stale slots name.
+        for round in 0..20u64 {
+            for i in 0..N {
+                let k = key(i);
+                if i % 3 == 0 {
+                    t.set(&k, &make_value(&k, 1000 + round, 100), 0, None)
+                        .unwrap();
+                }
+                if let Some(hit) = t.get(&k).unwrap() {
+                    assert!(check_value(&k, &hit.value).is_some(), "key {i}");
+                }
+            }
+        }
+        for i in (0..N).step_by(3) {
+            let hit = t.get(&key(i)).unwrap().expect("rewritten");
+            assert_eq!(check_value(&key(i), &hit.value), Some(1019));
+        }
+    }
+}

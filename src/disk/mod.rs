@@ -167,7 +167,7 @@ impl DiskTier {
         // SAFETY: decode() checked that the index region [index_off, index_off + buckets * 128)
         // lies inside file_size and is page-aligned; it is only accessed through atomic slots.
         let index = unsafe { Index::new(base.add(geo.index_off as usize), geo.buckets) };
-        Ok(DiskTier {
+        let tier = DiskTier {
             map,
             base,
             geo,
@@ -180,7 +180,31 @@ impl DiskTier {
             corruptions: AtomicU64::new(corruptions),
             expire_cursor: AtomicU64::new(0),
             path,
-        })
+        };
+        tier.check_head()?;
+        Ok(tier)
+    }
+
+    /// The head is the one mutable header word the geometry crc cannot cover. Any value is safe
+    /// to read records against (they verify their own position), but one near u64::MAX would
+    /// refuse every write for lack of log space, so such a damaged head restarts the log at 0:
+    /// old slots then point beyond the head and read as misses.
+    fn check_head(&self) -> Result<()> {
+        const SANE: u64 = 1 << 62;
+        if self.head().load(Ordering::Acquire) <= SANE {
+            return Ok(());
+        }
+        let _g = self.locked()?;
+        if self.head().load(Ordering::Relaxed) > SANE {
+            self.head().store(0, Ordering::Release);
+            for s in 0..self.geo.seg_count as usize {
+                let (count, bytes) = self.seg_account(s);
+                count.store(0, Ordering::Relaxed);
+                bytes.store(0, Ordering::Relaxed);
+            }
+            self.corruptions.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// None when absent, expired, reclaimed or corrupt (corruption is counted, never returned).
