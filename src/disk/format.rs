@@ -253,7 +253,7 @@ impl RecordHeader {
         })
     }
 
-    pub fn len(&self) -> u64 {
+    pub fn record_len(&self) -> u64 {
         record_len(self.key_len as usize, self.value_len as usize)
     }
 }
@@ -365,7 +365,7 @@ mod tests {
         };
         assert_eq!(RecordHeader::decode(&h.encode()), Some(h));
         assert_eq!(RecordHeader::decode(&[0u8; RECORD_HEADER]), None);
-        assert_eq!(h.len() % RECORD_ALIGN, 0);
+        assert_eq!(h.record_len() % RECORD_ALIGN, 0);
         assert_eq!(record_len(1, 1), 40);
     }
 

@@ -287,7 +287,7 @@ impl DiskTier {
         let found = self.find_held(bucket, tag_of(hash), key, head);
         if let Some((i, old_pos, old)) = found {
             bucket[i].clear();
-            self.account(old_pos, old.len(), -1);
+            self.account(old_pos, old.record_len(), -1);
         }
         self.counters.delete();
         Ok(found.is_some())
@@ -332,7 +332,7 @@ impl DiskTier {
             match self.held(pos, head) {
                 Held::Live(h) if h.expires_ms != 0 && now >= h.expires_ms => {
                     slot.clear();
-                    self.account(pos, h.len(), -1);
+                    self.account(pos, h.record_len(), -1);
                     reclaimed += 1;
                 }
                 Held::Live(_) => {}
@@ -449,11 +449,11 @@ impl DiskTier {
         // validate the copy below before using it.
         unsafe { ptr::copy_nonoverlapping(at, hb.as_mut_ptr(), RECORD_HEADER) };
         let h = match RecordHeader::decode(&hb) {
-            Some(h) if self.ring.is_live(pos, h.len(), head) => h,
+            Some(h) if self.ring.is_live(pos, h.record_len(), head) => h,
             _ => return self.settle(pos, Probe::Corrupt),
         };
         let vlen = h.value_len as usize;
-        // SAFETY: is_live(pos, h.len()) put key and value inside the record's segment. The slice
+        // SAFETY: is_live(pos, h.record_len()) put key and value inside the record's segment. The slice
         // is compared immediately and not kept; a concurrent reclaim is detected by settle().
         let same_key = h.key_len as usize == key.len()
             && unsafe { std::slice::from_raw_parts(at.add(RECORD_HEADER), key.len()) == key };
@@ -491,7 +491,7 @@ impl DiskTier {
     fn foreign(&self, pos: u64, hb: &[u8; RECORD_HEADER], h: &RecordHeader) -> Probe {
         let body_len = h.key_len as usize + h.value_len as usize;
         let mut body = vec![0u8; body_len];
-        // SAFETY: the caller checked is_live(pos, h.len()), so the body lies in one segment.
+        // SAFETY: the caller checked is_live(pos, h.record_len()), so the body lies in one segment.
         unsafe {
             ptr::copy_nonoverlapping(
                 self.data_ptr(pos).add(RECORD_HEADER),
@@ -536,7 +536,9 @@ impl DiskTier {
         // writes live records.
         unsafe { ptr::copy_nonoverlapping(self.data_ptr(pos), hb.as_mut_ptr(), RECORD_HEADER) };
         match RecordHeader::decode(&hb) {
-            Some(h) if h.pos == pos && self.ring.is_live(pos, h.len(), head) => Held::Live(h),
+            Some(h) if h.pos == pos && self.ring.is_live(pos, h.record_len(), head) => {
+                Held::Live(h)
+            }
             _ => Held::Corrupt,
         }
     }
@@ -614,7 +616,7 @@ impl DiskTier {
         let bucket = self.index.bucket(self.index.bucket_of(hash));
         let target = match self.find_held(bucket, tag, key, place.end) {
             Some((i, old_pos, old)) => {
-                self.account(old_pos, old.len(), -1);
+                self.account(old_pos, old.record_len(), -1);
                 i
             }
             None => self.free_slot(bucket, place.end),
@@ -635,7 +637,7 @@ impl DiskTier {
             match self.held(pos, head) {
                 Held::Live(h) => {
                     if oldest.map_or(true, |(_, p, _)| pos < p) {
-                        oldest = Some((i, pos, h.len()));
+                        oldest = Some((i, pos, h.record_len()));
                     }
                 }
                 Held::Stale | Held::Corrupt => return i,
