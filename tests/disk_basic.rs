@@ -35,7 +35,10 @@ fn binary_keys_and_values_round_trip() {
     }
     assert_eq!(t.get(b"absent").unwrap(), None);
     let s = t.stats();
-    assert_eq!((s.counters.hits, s.counters.misses, s.counters.sets), (5, 1, 5));
+    assert_eq!(
+        (s.counters.hits, s.counters.misses, s.counters.sets),
+        (5, 1, 5)
+    );
     assert_eq!(s.entries, 5);
     assert!(s.bytes_used >= 10_000 && s.bytes_used < 12_000, "{s:?}");
     assert!(s.capacity > 3 * MB && s.capacity < 4 * MB);
@@ -60,8 +63,15 @@ fn the_longest_key_and_the_largest_value_fit_and_bigger_ones_are_refused() {
     let t = DiskTier::open(small.path(), 256 << 10, 1 << 20).unwrap();
     let seg = t.geometry().seg_size as usize;
     let e = t.set(b"k", &vec![0u8; seg], 0, None).unwrap_err();
-    assert!(matches!(e, Error::TooLarge(ref m) if m.contains("segment")), "{e}");
-    assert_eq!(t.stats().counters.errors, 0, "refused input is not a tier failure");
+    assert!(
+        matches!(e, Error::TooLarge(ref m) if m.contains("segment")),
+        "{e}"
+    );
+    assert_eq!(
+        t.stats().counters.errors,
+        0,
+        "refused input is not a tier failure"
+    );
 }
 
 #[test]
@@ -74,7 +84,10 @@ fn expiry_is_exact_on_read_and_remaining_counts_down() {
         .unwrap();
     t.set(b"zero", b"v", 0, Some(Duration::ZERO)).unwrap();
     let r = t.get(b"short").unwrap().unwrap().remaining.unwrap();
-    assert!(r <= Duration::from_millis(50) && r > Duration::from_millis(20), "{r:?}");
+    assert!(
+        r <= Duration::from_millis(50) && r > Duration::from_millis(20),
+        "{r:?}"
+    );
     assert_eq!(t.get(b"zero").unwrap(), None);
     std::thread::sleep(Duration::from_millis(70));
     assert_eq!(t.get(b"short").unwrap(), None);
@@ -94,11 +107,18 @@ fn entries_survive_close_and_reopen_with_their_deadline() {
     {
         let t = DiskTier::open(dir.path(), 2 * MB, 4096).unwrap();
         for i in 0..500u32 {
-            t.set(&i.to_be_bytes(), &common::make_value(&i.to_be_bytes(), 1, 100), COMPRESSED, None)
-                .unwrap();
+            t.set(
+                &i.to_be_bytes(),
+                &common::make_value(&i.to_be_bytes(), 1, 100),
+                COMPRESSED,
+                None,
+            )
+            .unwrap();
         }
-        t.set(b"ttl", b"v", 0, Some(Duration::from_secs(30))).unwrap();
-        t.set(b"gone", b"v", 0, Some(Duration::from_millis(30))).unwrap();
+        t.set(b"ttl", b"v", 0, Some(Duration::from_secs(30)))
+            .unwrap();
+        t.set(b"gone", b"v", 0, Some(Duration::from_millis(30)))
+            .unwrap();
         assert!(t.delete(&7u32.to_be_bytes()).unwrap());
         t.flush().unwrap();
     }
@@ -156,7 +176,10 @@ fn creates_a_private_directory_and_file() {
     assert_eq!(dmode & 0o077, 0, "dir mode {dmode:o}");
     assert_eq!(fmode, 0o600, "file mode {fmode:o}");
     // No temporary files left behind by the create-then-link dance.
-    let names: Vec<_> = std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec!["smartcache.l3"]);
 }
 

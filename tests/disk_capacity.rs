@@ -21,8 +21,13 @@ fn filling_past_capacity_reclaims_oldest_first_and_never_serves_wrong_bytes() {
     // Write ~4 laps of the ring with distinct keys.
     let n = 4 * cap / 512;
     for i in 0..n {
-        t.set(&key(i), &make_value(&key(i), i, 400 + (i % 200) as usize), 0, None)
-            .unwrap();
+        t.set(
+            &key(i),
+            &make_value(&key(i), i, 400 + (i % 200) as usize),
+            0,
+            None,
+        )
+        .unwrap();
     }
     let s = t.stats();
     assert!(s.bytes_used <= cap, "{s:?}");
@@ -37,11 +42,17 @@ fn filling_past_capacity_reclaims_oldest_first_and_never_serves_wrong_bytes() {
             None => false,
         })
         .collect();
-    let first = present.iter().position(|&p| p).expect("recent keys present");
+    let first = present
+        .iter()
+        .position(|&p| p)
+        .expect("recent keys present");
     assert!(first > 0, "oldest keys were reclaimed");
     let missing_after_first = present[first..].iter().filter(|&&p| !p).count();
     // Bucket overflow may evict a few out of order; the ring itself is strict FIFO.
-    assert!(missing_after_first <= (n - first as u64) as usize / 100, "{missing_after_first}");
+    assert!(
+        missing_after_first <= (n - first as u64) as usize / 100,
+        "{missing_after_first}"
+    );
     assert!(present[n as usize - 1]);
     assert_eq!(s.entries, present.iter().filter(|&&p| p).count() as u64);
     assert_eq!(s.corruptions, 0);
@@ -54,8 +65,13 @@ fn overwrites_keep_one_live_entry_per_key_as_the_ring_turns() {
     let mut latest = vec![0u64; 50];
     for round in 1..=200u64 {
         for (k, l) in latest.iter_mut().enumerate() {
-            t.set(&key(k as u64), &make_value(&key(k as u64), round, 300), 0, None)
-                .unwrap();
+            t.set(
+                &key(k as u64),
+                &make_value(&key(k as u64), round, 300),
+                0,
+                None,
+            )
+            .unwrap();
             *l = round;
         }
     }

@@ -6,29 +6,29 @@
 
 use crate::config::MAX_KEY_LEN;
 
-pub const MAGIC: [u8; 8] = *b"SCACHEL3";
-pub const VERSION: u32 = 1;
+pub(crate) const MAGIC: [u8; 8] = *b"SCACHEL3";
+pub(crate) const VERSION: u32 = 1;
 /// The header occupies the whole first page so the mutable fields never share a page with data.
-pub const HEADER_LEN: u64 = 4096;
+pub(crate) const HEADER_LEN: u64 = 4096;
 /// Bytes of the header covered by the geometry checksum (stored right after them).
 const GEOMETRY_LEN: usize = 72;
 const GEOMETRY_CRC_OFF: usize = 72;
 /// Absolute log position of the next record (mutable, own cache line).
-pub const HEAD_OFF: usize = 128;
+pub(crate) const HEAD_OFF: usize = 128;
 
 /// Slots per index bucket: a key lives in one of the 8 slots of the bucket its hash selects, so a
 /// probe is bounded by two cache lines and never needs tombstones.
-pub const BUCKET_SLOTS: usize = 8;
-pub const SLOT_BYTES: u64 = 16;
-pub const BUCKET_BYTES: u64 = SLOT_BYTES * BUCKET_SLOTS as u64;
+pub(crate) const BUCKET_SLOTS: usize = 8;
+pub(crate) const SLOT_BYTES: u64 = 16;
+pub(crate) const BUCKET_BYTES: u64 = SLOT_BYTES * BUCKET_SLOTS as u64;
 /// Per-segment accounting: live entry count and live bytes, two u64 each.
-pub const SEGTAB_ENTRY_BYTES: u64 = 16;
+pub(crate) const SEGTAB_ENTRY_BYTES: u64 = 16;
 
-pub const RECORD_HEADER: usize = 32;
-pub const RECORD_ALIGN: u64 = 8;
+pub(crate) const RECORD_HEADER: usize = 32;
+pub(crate) const RECORD_ALIGN: u64 = 8;
 
 /// Smallest max_size we lay out; below this the index and two segments do not fit sensibly.
-pub const MIN_FILE_SIZE: u64 = 64 * 1024;
+pub(crate) const MIN_FILE_SIZE: u64 = 64 * 1024;
 const PAGE: u64 = 4096;
 /// Segments per file we aim for: fewer means each reclaim drops a larger share of the cache.
 const TARGET_SEGMENTS: u64 = 64;

@@ -75,7 +75,9 @@ pub fn make_value(key: &[u8], version: u64, len: usize) -> Vec<u8> {
     v.extend_from_slice(&(len as u64).to_le_bytes());
     let mut x = version ^ 0x9E37_79B9_7F4A_7C15 ^ fnv(key);
     while v.len() < len {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.push((x >> 56) as u8);
     }
     v
