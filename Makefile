@@ -86,7 +86,11 @@ demo: lib
 	@mkdir -p $(BUILD)/demo
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/c/demo.c -o $(BUILD)/demo/demo \
 	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
-	$(BUILD)/demo/demo
+	@rm -rf $(BUILD)/demo-cache
+	@echo "--- first run: computes, stores in memory and on disk"
+	$(BUILD)/demo/demo $(BUILD)/demo-cache
+	@echo "--- second run, a new process: served from the disk tier"
+	$(BUILD)/demo/demo $(BUILD)/demo-cache
 
 bench:
 	scripts/with-redis.sh $(CARGO) bench
