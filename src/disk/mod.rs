@@ -209,6 +209,22 @@ impl DiskTier {
 
     /// None when absent, expired, reclaimed or corrupt (corruption is counted, never returned).
     pub fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let found = self.lookup(key)?;
+        if found.is_some() {
+            self.counters.hit();
+        } else {
+            self.counters.miss();
+        }
+        Ok(found)
+    }
+
+    /// True when `key` has a live entry; not counted as a hit or miss (for `exists`, which
+    /// must not skew the hit ratio).
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.lookup(key)?.is_some())
+    }
+
+    fn lookup(&self, key: &[u8]) -> Result<Option<Hit>> {
         check_key(key)?;
         let hash = key_hash(key);
         let tag = tag_of(hash);
@@ -221,14 +237,8 @@ impl DiskTier {
                     continue;
                 }
                 match self.probe(slot.pos(), key, now) {
-                    Probe::Hit(hit) => {
-                        self.counters.hit();
-                        return Ok(Some(hit));
-                    }
-                    Probe::Expired => {
-                        self.counters.miss();
-                        return Ok(None);
-                    }
+                    Probe::Hit(hit) => return Ok(Some(hit)),
+                    Probe::Expired => return Ok(None),
                     Probe::Other => {}
                     Probe::Raced => raced = true,
                     Probe::Corrupt => {
@@ -240,7 +250,6 @@ impl DiskTier {
                 break;
             }
         }
-        self.counters.miss();
         Ok(None)
     }
 
@@ -757,6 +766,10 @@ mod tests {
         assert_eq!(hit.value, b"v2");
         assert!(hit.remaining.unwrap() > Duration::from_secs(58));
         assert_eq!(t.stats().entries, 1);
+        let before = t.stats().counters;
+        assert!(t.contains(b"k").unwrap());
+        assert!(!t.contains(b"other").unwrap());
+        assert_eq!(t.stats().counters, before, "contains is not counted");
         assert!(t.delete(b"k").unwrap());
         assert!(!t.delete(b"k").unwrap());
         assert_eq!(t.get(b"k").unwrap(), None);
