@@ -694,16 +694,50 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
+const TEMP_PREFIX: &str = ".smartcache.l3.tmp.";
+
+/// A process killed while creating the file leaves its temporary file behind (sized like the
+/// cache, though sparse). Removes those whose creator is gone; a live creator's, or one whose
+/// pid was reused, is left alone.
+fn remove_orphaned_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split('.')
+            .next()
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || pid as u32 == std::process::id() {
+            continue;
+        }
+        // SAFETY: kill with signal 0 sends nothing; it only asks whether the pid exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Creates the file complete under a temporary name, then links it into place, so no process
 /// ever sees a half-initialised header (which it would refuse as not ours, forever). If another
 /// process links its file first, we use theirs.
 fn create_file(dir: &Path, path: &Path, max_size: u64, max_value_size: usize) -> Result<File> {
     let geo = Geometry::for_size(max_size, max_value_size).map_err(Error::config)?;
+    remove_orphaned_temp_files(dir);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp.{}.{nanos}", std::process::id()));
+    let tmp = dir.join(format!("{TEMP_PREFIX}{}.{nanos}", std::process::id()));
     let result = (|| {
         let f = OpenOptions::new()
             .read(true)
@@ -824,6 +858,25 @@ mod tests {
         }
         assert_eq!(t.stats().entries, 1);
         assert!(t.get(b"keep").unwrap().is_some());
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn orphaned_temp_files_of_dead_creators_are_removed() {
+        let d = temp_dir("orphans");
+        fs::create_dir_all(&d).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let orphan = d.join(format!("{TEMP_PREFIX}{dead}.1"));
+        let ours = d.join(format!("{TEMP_PREFIX}{}.2", std::process::id()));
+        let other = d.join("unrelated.tmp");
+        for f in [&orphan, &ours, &other] {
+            fs::write(f, b"x").unwrap();
+        }
+        DiskTier::open(&d, 1 << 20, 64).unwrap();
+        assert!(!orphan.exists());
+        assert!(ours.exists() && other.exists());
         fs::remove_dir_all(d).unwrap();
     }
 
