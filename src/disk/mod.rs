@@ -462,10 +462,10 @@ impl DiskTier {
             _ => return self.settle(pos, Probe::Corrupt),
         };
         let vlen = h.value_len as usize;
-        // SAFETY: is_live(pos, h.record_len()) put key and value inside the record's segment. The slice
-        // is compared immediately and not kept; a concurrent reclaim is detected by settle().
-        let same_key = h.key_len as usize == key.len()
-            && unsafe { std::slice::from_raw_parts(at.add(RECORD_HEADER), key.len()) == key };
+        // SAFETY: is_live(pos, h.record_len()) put the key inside the record's segment; a
+        // concurrent reclaim while comparing is detected by settle() below.
+        let same_key =
+            h.key_len as usize == key.len() && unsafe { key_matches(at.add(RECORD_HEADER), key) };
         if !same_key {
             return self.foreign(pos, &hb, &h);
         }
@@ -568,10 +568,8 @@ impl DiskTier {
             match self.held(pos, head) {
                 Held::Live(h) if h.key_len as usize == key.len() => {
                     // SAFETY: held() checked the record (key included) lies in one live segment.
-                    let k = unsafe {
-                        std::slice::from_raw_parts(self.data_ptr(pos).add(RECORD_HEADER), key.len())
-                    };
-                    (k == key).then_some((i, pos, h))
+                    let same = unsafe { key_matches(self.data_ptr(pos).add(RECORD_HEADER), key) };
+                    same.then_some((i, pos, h))
                 }
                 _ => None,
             }
@@ -665,6 +663,24 @@ impl DiskTier {
             bytes.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Compares mapped bytes with `key` through small stack copies, so no Rust reference is ever
+/// formed over bytes another process may be rewriting (the copy is validated afterwards).
+///
+/// # Safety
+/// `at .. at + key.len()` must lie inside the mapping.
+unsafe fn key_matches(at: *const u8, key: &[u8]) -> bool {
+    let mut buf = [0u8; 256];
+    for (i, chunk) in key.chunks(buf.len()).enumerate() {
+        // SAFETY: chunk i covers bytes [i * 256, i * 256 + chunk.len()) of the key, inside the
+        // caller's range; buf holds at least chunk.len() bytes.
+        unsafe { ptr::copy_nonoverlapping(at.add(i * buf.len()), buf.as_mut_ptr(), chunk.len()) };
+        if buf[..chunk.len()] != *chunk {
+            return false;
+        }
+    }
+    true
 }
 
 fn check_key(key: &[u8]) -> Result<()> {
