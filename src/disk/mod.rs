@@ -23,7 +23,7 @@ use format::{
 use index::{tag_of, Index, Slot};
 use lock::WriterLock;
 use memmap2::{MmapMut, MmapOptions};
-use ring::Ring;
+use ring::{Loc, Ring};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -229,14 +229,13 @@ impl DiskTier {
         let hash = key_hash(key);
         let tag = tag_of(hash);
         let bucket = self.index.bucket(self.index.bucket_of(hash));
-        let now = now_ms();
         for _ in 0..READ_RETRIES {
             let mut raced = false;
             for slot in bucket {
                 if slot.tag() != tag {
                     continue;
                 }
-                match self.probe(slot.pos(), key, now) {
+                match self.probe(slot.pos(), key) {
                     Probe::Hit(hit) => return Ok(Some(hit)),
                     Probe::Expired => return Ok(None),
                     Probe::Other => {}
@@ -443,23 +442,25 @@ impl DiskTier {
     }
 
     /// The lock-free read of one candidate record.
-    fn probe(&self, pos: u64, key: &[u8], now: u64) -> Probe {
+    fn probe(&self, pos: u64, key: &[u8]) -> Probe {
         let head = self.head().load(Ordering::Acquire);
-        if !self.ring.is_live(pos, RECORD_HEADER as u64, head) {
+        let loc = self.ring.locate(pos);
+        if !self.ring.live_at(&loc, RECORD_HEADER as u64, head) {
             return Probe::Other;
         }
         if pos % RECORD_ALIGN != 0 {
             return Probe::Corrupt;
         }
-        let at = self.data_ptr(pos);
+        // SAFETY: loc.physical < ring bytes, and data_off + ring bytes == the mapping's length.
+        let at = unsafe { self.base.add((self.geo.data_off + loc.physical) as usize) };
         let mut hb = [0u8; RECORD_HEADER];
         // SAFETY: is_live checked the header lies inside one segment of the mapping. The bytes
         // may be changing under us (another process reclaiming the segment); we copy them and
         // validate the copy below before using it.
         unsafe { ptr::copy_nonoverlapping(at, hb.as_mut_ptr(), RECORD_HEADER) };
         let h = match RecordHeader::decode(&hb) {
-            Some(h) if self.ring.is_live(pos, h.record_len(), head) => h,
-            _ => return self.settle(pos, Probe::Corrupt),
+            Some(h) if self.ring.live_at(&loc, h.record_len(), head) => h,
+            _ => return self.settle(&loc, Probe::Corrupt),
         };
         let vlen = h.value_len as usize;
         // SAFETY: is_live(pos, h.record_len()) put the key inside the record's segment; a
@@ -467,7 +468,7 @@ impl DiskTier {
         let same_key =
             h.key_len as usize == key.len() && unsafe { key_matches(at.add(RECORD_HEADER), key) };
         if !same_key {
-            return self.foreign(pos, &hb, &h);
+            return self.foreign(&loc, at, &hb, &h);
         }
         let mut value = Vec::with_capacity(vlen);
         // SAFETY: the value lies inside the record (bounds as above); `value` has capacity vlen
@@ -476,20 +477,25 @@ impl DiskTier {
             ptr::copy_nonoverlapping(at.add(RECORD_HEADER + key.len()), value.as_mut_ptr(), vlen);
             value.set_len(vlen);
         }
-        if let Probe::Raced = self.settle(pos, Probe::Other) {
+        if let Probe::Raced = self.settle(&loc, Probe::Other) {
             return Probe::Raced;
         }
         // The copy is now known to be what the writer wrote (or what the disk damaged).
         if h.pos != pos || record_crc(&hb, key, &value) != h.crc {
             return Probe::Corrupt;
         }
-        if h.expires_ms != 0 && now >= h.expires_ms {
-            return Probe::Expired;
-        }
+        // The clock is read only for entries that expire: it is a measurable share of a hit.
+        let remaining = match h.expires_ms {
+            0 => None,
+            deadline => match deadline.checked_sub(now_ms()) {
+                Some(left) if left > 0 => Some(Duration::from_millis(left)),
+                _ => return Probe::Expired,
+            },
+        };
         Probe::Hit(Hit {
             value,
             flags: h.flags,
-            remaining: (h.expires_ms != 0).then(|| Duration::from_millis(h.expires_ms - now)),
+            remaining,
         })
     }
 
@@ -497,22 +503,22 @@ impl DiskTier {
     /// nearly always damage (a flipped key byte or length), but it is also what a reader sees
     /// when it pairs a slot's old tag with a new position mid-update; the record's own checksum
     /// tells the two apart. Rare path, so the extra copy is fine.
-    fn foreign(&self, pos: u64, hb: &[u8; RECORD_HEADER], h: &RecordHeader) -> Probe {
+    fn foreign(
+        &self,
+        loc: &Loc,
+        at: *const u8,
+        hb: &[u8; RECORD_HEADER],
+        h: &RecordHeader,
+    ) -> Probe {
         let body_len = h.key_len as usize + h.value_len as usize;
         let mut body = vec![0u8; body_len];
         // SAFETY: the caller checked is_live(pos, h.record_len()), so the body lies in one segment.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.data_ptr(pos).add(RECORD_HEADER),
-                body.as_mut_ptr(),
-                body_len,
-            )
-        };
-        if let Probe::Raced = self.settle(pos, Probe::Other) {
+        unsafe { ptr::copy_nonoverlapping(at.add(RECORD_HEADER), body.as_mut_ptr(), body_len) };
+        if let Probe::Raced = self.settle(loc, Probe::Other) {
             return Probe::Raced;
         }
         let (k, v) = body.split_at(h.key_len as usize);
-        if h.pos == pos && record_crc(hb, k, v) == h.crc {
+        if h.pos == loc.pos && record_crc(hb, k, v) == h.crc {
             Probe::Other
         } else {
             Probe::Corrupt
@@ -522,10 +528,10 @@ impl DiskTier {
     /// Seqlock validation: if the head moved into the record's segment while we were copying,
     /// the writer may have overwritten the bytes we read, so the verdict is void. The acquire
     /// fence pairs with the writer's release fence between moving the head and writing.
-    fn settle(&self, pos: u64, verdict: Probe) -> Probe {
+    fn settle(&self, loc: &Loc, verdict: Probe) -> Probe {
         fence(Ordering::Acquire);
         let head = self.head().load(Ordering::Relaxed);
-        if self.ring.is_live(pos, RECORD_HEADER as u64, head) {
+        if self.ring.not_reclaimed(loc, head) {
             verdict
         } else {
             Probe::Raced
