@@ -343,7 +343,8 @@ impl Inner {
 
     fn stats(&self) -> CacheStats {
         let memory = self.l1.stats();
-        let disk = self.l3.as_ref().map(|l3| l3.stats().counters);
+        let disk_file = self.l3.as_ref().map(|l3| l3.stats());
+        let disk = disk_file.as_ref().map(|d| d.counters.clone());
         // Every L1 miss of a get goes on to L3, so an L3 hit turns one of them into a hit.
         let disk_hits = disk.as_ref().map_or(0, |d| d.hits);
         let total_ops = memory.hits + memory.misses + memory.sets + memory.deletes;
@@ -360,6 +361,7 @@ impl Inner {
             memory,
             redis: None,
             disk,
+            disk_file,
             uptime: now.duration_since(self.started),
         }
     }

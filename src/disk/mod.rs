@@ -40,7 +40,7 @@ pub const FILE_NAME: &str = "smartcache.l3";
 const READ_RETRIES: usize = 3;
 
 /// The disk tier's view of its counters, for the coordinator's stats and health.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DiskStats {
     /// Calls served by this process (hits, misses, sets, deletes, errors, last_error).
     pub counters: TierSnapshot,
