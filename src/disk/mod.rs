@@ -27,6 +27,7 @@ use ring::{Loc, Ring};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -150,7 +151,7 @@ impl DiskTier {
         if meta.len() < geo.file_size {
             // Mapping past EOF would SIGBUS on first touch; restoring the length makes the lost
             // tail read as zeroes, which every record check rejects.
-            file.set_len(geo.file_size)
+            reserve(&file, geo.file_size)
                 .map_err(|e| io_err(&path, "cannot restore the truncated file's length", e))?;
             corruptions = 1;
         }
@@ -719,10 +720,33 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
+/// Sizes the file and reserves its blocks. A store through a shared mapping into a hole of a
+/// sparse file needs a block at page-fault time, and a full disk then kills the process with
+/// SIGBUS; reserving up front turns "disk full" into an open error instead. Filesystems without
+/// fallocate keep a sparse file (that risk remains there).
+fn reserve(file: &File, size: u64) -> std::io::Result<()> {
+    let len = libc::off_t::try_from(size)
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "file size overflows off_t"))?;
+    loop {
+        // SAFETY: fallocate only reads its integer arguments; the descriptor stays open for the
+        // call. Mode 0 allocates blocks and extends the size, never discarding data.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP) => return file.set_len(size),
+            _ => return Err(err),
+        }
+    }
+}
+
 const TEMP_PREFIX: &str = ".smartcache.l3.tmp.";
 
 /// A process killed while creating the file leaves its temporary file behind (sized like the
-/// cache, though sparse). Removes those whose creator is gone; a live creator's, or one whose
+/// cache, its blocks reserved). Removes those whose creator is gone; a live creator's, or one whose
 /// pid was reused, is left alone.
 fn remove_orphaned_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -771,9 +795,13 @@ fn create_file(dir: &Path, path: &Path, max_size: u64, max_value_size: usize) ->
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, "cannot create", e))?;
-        // Sparse: the zeroed index and ring cost no disk until written.
-        f.set_len(geo.file_size)
-            .map_err(|e| io_err(&tmp, "cannot size", e))?;
+        reserve(&f, geo.file_size).map_err(|e| {
+            io_err(
+                &tmp,
+                &format!("cannot reserve {} bytes (disk_max_size)", geo.file_size),
+                e,
+            )
+        })?;
         let mut hdr = vec![0u8; HEADER_LEN as usize];
         geo.encode(&mut hdr);
         f.write_all_at(&hdr, 0)
