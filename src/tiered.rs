@@ -7,6 +7,7 @@
 //! stats and shown in health; it never fails the call.
 
 use crate::config::{Config, MAX_KEY_LEN};
+use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 /// Slots each expiry step visits per shard: small enough that a shard's write lock is held for
 /// microseconds, so a concurrent get never stalls behind the sweep.
 const EXPIRE_BUDGET_PER_SHARD: usize = 256;
+/// Index slots each expiry step visits in the disk tier: the step holds the cross-process writer
+/// lock, so it is kept to well under a millisecond.
+const DISK_EXPIRE_BUDGET: usize = 4096;
 
 pub struct Cache {
     inner: Arc<Inner>,
@@ -29,6 +33,8 @@ struct Inner {
     config: Config,
     l1: MemoryTier,
     memory_ttl: Option<Duration>,
+    l3: Option<DiskTier>,
+    disk_ttl: Option<Duration>,
     flights: SingleFlight<Blob>,
     started: Instant,
     rate: RateWindow,
@@ -65,11 +71,16 @@ impl Cache {
                 "redis_enabled: the Redis tier (L2) is not available in this build",
             ));
         }
-        if config.disk_enabled {
-            return Err(Error::config(
-                "disk_enabled: the disk tier (L3) is not available in this build",
-            ));
-        }
+        // A disk_path holding a file that is not ours fails the open (SZ_ERR_IO): silently
+        // running without the configured tier would hide the problem.
+        let l3 = match config.disk_enabled {
+            true => Some(DiskTier::open(
+                &config.disk_path,
+                config.disk_max_size,
+                config.max_value_size,
+            )?),
+            false => None,
+        };
         let l1 = MemoryTier::new(MemoryOptions {
             max_items: config.memory_capacity,
             max_bytes: config.memory_max_bytes,
@@ -80,6 +91,8 @@ impl Cache {
         let inner = Arc::new(Inner {
             memory_ttl: ttl_from_secs(config.memory_ttl),
             l1,
+            l3,
+            disk_ttl: ttl_from_secs(config.disk_ttl),
             flights: SingleFlight::default(),
             started,
             rate: RateWindow::new(started),
@@ -103,7 +116,10 @@ impl Cache {
     #[inline]
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.get(key))
+        match self.inner.l1.get(key) {
+            Some(b) => Ok(Some(b)),
+            None => self.inner.read_lower(key),
+        }
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
@@ -120,6 +136,18 @@ impl Cache {
                 None => Err(Error::BufferTooSmall(v.len())),
             }
         });
+        if copied.is_none() {
+            if let Some(b) = self.inner.read_lower(key)? {
+                let v = b.value();
+                return match buf.get_mut(..v.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(v);
+                        Ok(Some(v.len()))
+                    }
+                    None => Err(Error::BufferTooSmall(v.len())),
+                };
+            }
+        }
         copied.transpose()
     }
 
@@ -127,26 +155,44 @@ impl Cache {
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.inner.check_key(key)?;
         self.inner.check_value(value)?;
-        self.inner
+        let r = self
+            .inner
             .l1
-            .insert(key, value, 0, ttl.or(self.inner.memory_ttl))
+            .insert(key, value, 0, ttl.or(self.inner.memory_ttl));
+        self.inner.write_lower(key, value, 0, ttl);
+        r
     }
 
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.delete(key))
+        let in_l1 = self.inner.l1.delete(key);
+        // A disk failure is counted in the tier's stats; the key is then at worst still on disk.
+        let in_l3 = match &self.inner.l3 {
+            Some(l3) => l3.delete(key).unwrap_or(false),
+            None => false,
+        };
+        Ok(in_l1 || in_l3)
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.contains(key))
+        Ok(self.inner.l1.contains(key)
+            || self
+                .inner
+                .l3
+                .as_ref()
+                .is_some_and(|l3| l3.contains(key).unwrap_or(false)))
     }
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
         self.inner.l1.clear();
+        if let Some(l3) = &self.inner.l3 {
+            // Counted in the disk tier's errors when it fails; clear of L1 still happened.
+            let _ = l3.clear();
+        }
         Ok(())
     }
 
@@ -173,6 +219,7 @@ impl Cache {
                 .l1
                 .make_blob(key, &value, 0, ttl.or(self.inner.memory_ttl))?;
             self.inner.l1.insert_blob(blob.clone())?;
+            self.inner.write_lower(key, &value, 0, ttl);
             Ok(blob)
         })
     }
@@ -187,7 +234,7 @@ impl Cache {
     }
 
     pub fn health(&self) -> Health {
-        Health {
+        let mut h = Health {
             healthy: true,
             memory: TierHealth {
                 enabled: true,
@@ -196,7 +243,25 @@ impl Cache {
                 last_error: None,
             },
             ..Default::default()
+        };
+        if let Some(l3) = &self.inner.l3 {
+            let s = l3.stats();
+            // The file stays mapped once open, so the tier is up; its failures (a writer lock
+            // that could not be taken) show as errors and last_error.
+            h.disk = TierHealth {
+                enabled: true,
+                up: true,
+                errors: s.counters.errors,
+                last_error: s.counters.last_error,
+            };
+            h.disk_path = Some(s.path.display().to_string());
+            h.disk_fill = if s.capacity == 0 {
+                0.0
+            } else {
+                s.bytes_used as f64 / s.capacity as f64
+            };
         }
+        h
     }
 
     /// Largest value `set` accepts.
@@ -237,16 +302,54 @@ impl Inner {
     }
 
     fn expire_step(&self) -> usize {
-        self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD)
+        let disk = match &self.l3 {
+            Some(l3) => l3.expire_step(DISK_EXPIRE_BUDGET).unwrap_or(0),
+            None => 0,
+        };
+        self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD) + disk
+    }
+
+    /// A miss in L1: asks the disk tier, and copies a hit into L1 for no longer than the entry
+    /// has left (and no longer than L1's own TTL).
+    fn read_lower(&self, key: &[u8]) -> Result<Option<Blob>> {
+        let Some(l3) = &self.l3 else {
+            return Ok(None);
+        };
+        // get fails only for keys check_key already refused; anything else is a miss.
+        let Ok(Some(hit)) = l3.get(key) else {
+            return Ok(None);
+        };
+        let ttl = match (hit.remaining, self.memory_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let blob = self.l1.make_blob(key, &hit.value, hit.flags, ttl)?;
+        // A promotion L1 cannot take is not the caller's failure: the value is still served.
+        let _ = self.l1.insert_blob(blob.clone());
+        Ok(Some(blob))
+    }
+
+    /// Writes through to the disk tier. A failed write (counted in the tier's stats) must not
+    /// leave an older value there to resurface after L1 evicts the new one, so the key is
+    /// removed instead.
+    fn write_lower(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) {
+        if let Some(l3) = &self.l3 {
+            if l3.set(key, value, flags, ttl.or(self.disk_ttl)).is_err() {
+                let _ = l3.delete(key);
+            }
+        }
     }
 
     fn stats(&self) -> CacheStats {
         let memory = self.l1.stats();
+        let disk = self.l3.as_ref().map(|l3| l3.stats().counters);
+        // Every L1 miss of a get goes on to L3, so an L3 hit turns one of them into a hit.
+        let disk_hits = disk.as_ref().map_or(0, |d| d.hits);
         let total_ops = memory.hits + memory.misses + memory.sets + memory.deletes;
         let now = Instant::now();
         CacheStats {
-            hits: memory.hits,
-            misses: memory.misses,
+            hits: memory.hits + disk_hits,
+            misses: memory.misses.saturating_sub(disk_hits),
             sets: memory.sets,
             deletes: memory.deletes,
             evictions: memory.evictions,
@@ -255,7 +358,7 @@ impl Inner {
             compression_ratio: 1.0,
             memory,
             redis: None,
-            disk: None,
+            disk,
             uptime: now.duration_since(self.started),
         }
     }
@@ -316,5 +419,9 @@ impl Drop for Cache {
     fn drop(&mut self) {
         // Stop the background thread before the tiers go away.
         self.expirer.take();
+        if let Some(l3) = &self.inner.l3 {
+            // Nothing to report a failure to at close; other processes still see the data.
+            let _ = l3.flush();
+        }
     }
 }

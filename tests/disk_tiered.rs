@@ -1,0 +1,125 @@
+//! The coordinator with the disk tier enabled: L3 behind L1, promotion with the remaining
+//! lifetime, write-through, delete/clear reaching the file, and stats/health reporting it.
+
+mod common;
+
+use common::TempDir;
+use smartcache::{Cache, Config, Error};
+use std::time::Duration;
+
+fn config(dir: &TempDir) -> Config {
+    let mut c = Config::default();
+    c.set("disk_enabled", "true").unwrap();
+    c.set("disk_path", dir.path().to_str().unwrap()).unwrap();
+    c.set("disk_max_size", "4M").unwrap();
+    c.set("max_value_size", "65536").unwrap();
+    c.set("auto_expire_interval", "0").unwrap();
+    c
+}
+
+#[test]
+fn a_second_cache_finds_the_first_ones_values_on_disk_and_promotes_them() {
+    let dir = TempDir::new("tiered-promote");
+    {
+        let a = Cache::open(config(&dir)).unwrap();
+        a.set(b"forever", b"v1", None).unwrap();
+        a.set(b"short", b"v2", Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    let b = Cache::open(config(&dir)).unwrap();
+    let blob = b.get(b"forever").unwrap().expect("served from L3");
+    assert_eq!(blob.value(), b"v1");
+    let blob = b.get(b"short").unwrap().expect("served from L3");
+    let left = Cache::remaining(&blob).expect("keeps its deadline");
+    assert!(
+        left <= Duration::from_secs(5),
+        "promoted with a fresh TTL: {left:?}"
+    );
+    let s = b.stats();
+    let disk = s.disk.clone().expect("disk stats");
+    assert_eq!(disk.hits, 2);
+    // Second read is an L1 hit: L3 is not asked again.
+    assert_eq!(b.get(b"forever").unwrap().unwrap().value(), b"v1");
+    assert_eq!(b.stats().disk.unwrap().hits, 2);
+    assert_eq!(b.stats().hits, 3);
+    assert_eq!(b.stats().misses, 0, "L1 misses answered by L3 are hits");
+    assert!(b.get(b"absent").unwrap().is_none());
+    assert_eq!(b.stats().misses, 1);
+    let mut buf = [0u8; 8];
+    let c = Cache::open(config(&dir)).unwrap();
+    assert_eq!(c.get_copy(b"forever", &mut buf).unwrap(), Some(2));
+    assert_eq!(&buf[..2], b"v1");
+    assert!(c.exists(b"short").unwrap());
+}
+
+#[test]
+fn delete_and_clear_reach_the_disk() {
+    let dir = TempDir::new("tiered-delete");
+    let a = Cache::open(config(&dir)).unwrap();
+    a.set(b"k1", b"v", None).unwrap();
+    a.set(b"k2", b"v", None).unwrap();
+    assert!(a.delete(b"k1").unwrap());
+    let b = Cache::open(config(&dir)).unwrap();
+    assert!(b.get(b"k1").unwrap().is_none());
+    assert!(b.exists(b"k2").unwrap());
+    a.clear().unwrap();
+    let c = Cache::open(config(&dir)).unwrap();
+    assert!(c.get(b"k2").unwrap().is_none());
+}
+
+#[test]
+fn an_expired_disk_entry_is_never_served_and_is_reclaimed() {
+    let dir = TempDir::new("tiered-expire");
+    {
+        let a = Cache::open(config(&dir)).unwrap();
+        a.set(b"k", b"v", Some(Duration::from_millis(50))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    let b = Cache::open(config(&dir)).unwrap();
+    assert!(b.get(b"k").unwrap().is_none());
+    assert!(
+        b.expire_now() >= 1,
+        "the disk entry is reclaimed by the expiry step"
+    );
+}
+
+#[test]
+fn a_write_the_disk_refuses_does_not_fail_the_call_or_leave_the_old_value() {
+    let dir = TempDir::new("tiered-refused");
+    let mut cfg = config(&dir);
+    // 4 MiB file with max_value_size 2 MiB: segments are smaller than the largest value.
+    cfg.set("max_value_size", "2097152").unwrap();
+    let a = Cache::open(cfg.clone()).unwrap();
+    a.set(b"k", b"old", None).unwrap();
+    let big = vec![1u8; 2_000_000];
+    a.set(b"k", &big, None).unwrap();
+    assert_eq!(a.get(b"k").unwrap().unwrap().value(), &big[..]);
+    let b = Cache::open(cfg).unwrap();
+    assert!(
+        b.get(b"k").unwrap().is_none(),
+        "the stale disk value was removed"
+    );
+}
+
+#[test]
+fn stats_and_health_show_the_disk_tier() {
+    let dir = TempDir::new("tiered-health");
+    let a = Cache::open(config(&dir)).unwrap();
+    a.set(b"k", &[0u8; 1000], None).unwrap();
+    let h = a.health();
+    assert!(h.disk.enabled && h.disk.up);
+    assert_eq!(h.disk.errors, 0);
+    assert_eq!(h.disk_path.as_deref(), Some(dir.file().to_str().unwrap()));
+    assert!(h.disk_fill > 0.0 && h.disk_fill < 0.01, "{}", h.disk_fill);
+    assert_eq!(a.stats().disk.unwrap().sets, 1);
+}
+
+#[test]
+fn a_foreign_file_at_disk_path_fails_the_open_with_io() {
+    let dir = TempDir::new("tiered-foreign");
+    std::fs::write(dir.file(), b"someone else's file").unwrap();
+    let e = Cache::open(config(&dir)).err().expect("refused");
+    assert!(matches!(e, Error::Io(_)), "{e}");
+    assert_eq!(e.code(), -4);
+    assert_eq!(std::fs::read(dir.file()).unwrap(), b"someone else's file");
+}
