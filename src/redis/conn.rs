@@ -294,7 +294,10 @@ impl Conn {
                 // SAFETY: see above; nothing refers to the tree after conversion.
                 unsafe { ffi::freeReplyObject(raw) };
                 self.pending = self.pending.saturating_sub(1);
-                return Ok(reply);
+                return reply.map_err(|why| {
+                    let msg = format!("protocol error from {}: {why}", self.peer);
+                    self.fail(ConnErrorKind::Protocol, msg)
+                });
             }
             self.arm(deadline)?;
             // SAFETY: ctx is live and owned; a blocking read bounded by SO_RCVTIMEO.
@@ -367,12 +370,15 @@ impl Conn {
     }
 }
 
-/// Copies a hiredis reply tree into an owned [`Reply`].
+/// Copies a hiredis reply tree into an owned [`Reply`]; `Err` for a tree hiredis 0.13 builds
+/// from malformed input (an array header like `*-5` yields `elements = (size_t)-5` with no
+/// element vector, which must not be walked).
 ///
 /// # Safety
-/// `r` must point to a valid redisReply built by hiredis (strings of `len` bytes, arrays of
-/// `elements` valid children), alive for the duration of the call.
-unsafe fn convert(r: *const ffi::redisReply) -> Reply {
+/// `r` must point to a valid redisReply built by hiredis's default reply functions (strings of
+/// `len` bytes; arrays whose non-NULL `element` holds `elements` valid children), alive for the
+/// duration of the call.
+unsafe fn convert(r: *const ffi::redisReply) -> Result<Reply, String> {
     // SAFETY: guaranteed by the caller (see the function's contract).
     let r = unsafe { &*r };
     let bytes = || {
@@ -384,20 +390,31 @@ unsafe fn convert(r: *const ffi::redisReply) -> Reply {
             unsafe { std::slice::from_raw_parts(r.string as *const u8, r.len as usize) }.to_vec()
         }
     };
-    match r.kind {
+    Ok(match r.kind {
         ffi::REDIS_REPLY_STRING => Reply::Bulk(bytes()),
         ffi::REDIS_REPLY_STATUS => Reply::Status(bytes()),
         ffi::REDIS_REPLY_ERROR => Reply::Error(String::from_utf8_lossy(&bytes()).into_owned()),
         ffi::REDIS_REPLY_INTEGER => Reply::Integer(r.integer),
-        ffi::REDIS_REPLY_ARRAY => Reply::Array(
-            (0..r.elements)
-                // SAFETY: `element` holds `elements` valid child pointers (caller's contract).
-                .map(|i| unsafe { convert(*r.element.add(i)) })
-                .collect(),
-        ),
+        ffi::REDIS_REPLY_ARRAY if r.elements == 0 => Reply::Array(Vec::new()),
+        ffi::REDIS_REPLY_ARRAY if r.element.is_null() || r.elements > isize::MAX as usize => {
+            return Err(format!("invalid array length {}", r.elements as isize));
+        }
+        ffi::REDIS_REPLY_ARRAY => {
+            let mut items = Vec::with_capacity(r.elements.min(1 << 16));
+            for i in 0..r.elements {
+                // SAFETY: `element` is non-NULL and holds `elements` slots (caller's contract).
+                let child = unsafe { *r.element.add(i) };
+                if child.is_null() {
+                    return Err("incomplete array".into());
+                }
+                // SAFETY: a non-NULL slot points to a valid child reply of the same tree.
+                items.push(unsafe { convert(child) }?);
+            }
+            Reply::Array(items)
+        }
         // REDIS_REPLY_NIL, and nothing else exists in hiredis 0.13.
         _ => Reply::Nil,
-    }
+    })
 }
 
 /// Blocks SIGPIPE on this thread for its lifetime; on drop consumes a SIGPIPE our failed
