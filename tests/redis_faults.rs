@@ -61,7 +61,7 @@ impl Load {
     fn run(&self, tier: &RedisTier, thread: usize) {
         let mut i = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
-            let key = format!("{thread}:{}", i % 50);
+            let key = format!("{thread}:{}", (i / 2) % 50);
             let t = Instant::now();
             let ok = if i % 2 == 0 {
                 tier.set(key.as_bytes(), key.as_bytes(), 0, None).is_ok()

@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub const FAILURE_THRESHOLD: u32 = 3;
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const FAILURE_THRESHOLD: u32 = 3;
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The breaker's state as stats report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,9 +18,9 @@
 use crate::tier::flags;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const MAGIC: [u8; 3] = [0xFF, b'S', b'C'];
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 13;
+pub(crate) const MAGIC: [u8; 3] = [0xFF, b'S', b'C'];
+pub(crate) const VERSION: u8 = 1;
+pub(crate) const HEADER_LEN: usize = 13;
 const KNOWN_FLAGS: u8 = flags::COMPRESSED;
 
 /// Milliseconds since the unix epoch, now.
