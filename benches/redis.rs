@@ -42,7 +42,10 @@ impl RawHiredis {
         // is owned by RawHiredis and freed once in Drop.
         let ctx = unsafe { hiredis_sys::redisConnect(host.as_ptr(), i32::from(port)) };
         // SAFETY: ctx is either NULL (checked first) or a valid context.
-        assert!(!ctx.is_null() && unsafe { (*ctx).err } == 0, "raw connect failed");
+        assert!(
+            !ctx.is_null() && unsafe { (*ctx).err } == 0,
+            "raw connect failed"
+        );
         RawHiredis(ctx)
     }
 
@@ -51,8 +54,9 @@ impl RawHiredis {
         let lens = [3usize, key.len()];
         // SAFETY: argv/lens describe two valid buffers that outlive the call; the context is
         // live and used by this thread only.
-        let reply = unsafe { hiredis_sys::redisCommandArgv(self.0, 2, argv.as_mut_ptr(), lens.as_ptr()) }
-            as *mut hiredis_sys::redisReply;
+        let reply =
+            unsafe { hiredis_sys::redisCommandArgv(self.0, 2, argv.as_mut_ptr(), lens.as_ptr()) }
+                as *mut hiredis_sys::redisReply;
         assert!(!reply.is_null(), "raw GET failed");
         // SAFETY: a non-NULL reply from redisCommandArgv is a valid reply tree, freed once
         // below after its bytes are copied.
@@ -98,10 +102,16 @@ fn benches(c: &mut Criterion) {
     tier.set(b"hot", &value, 0, None).unwrap();
     let mut raw = RawHiredis::connect(server.port());
     assert_eq!(tier.get(b"hot").unwrap().unwrap().value, value);
-    assert_eq!(raw.get(b"bench:hot").unwrap().len(), 100 + 13, "framed value");
+    assert_eq!(
+        raw.get(b"bench:hot").unwrap().len(),
+        100 + 13,
+        "framed value"
+    );
 
     let mut g = c.benchmark_group("redis_get_hit_100B");
-    g.bench_function("tier", |b| b.iter(|| black_box(tier.get(black_box(b"hot")).unwrap())));
+    g.bench_function("tier", |b| {
+        b.iter(|| black_box(tier.get(black_box(b"hot")).unwrap()))
+    });
     g.bench_function("raw_hiredis", |b| {
         b.iter(|| black_box(raw.get(black_box(b"bench:hot"))))
     });
@@ -155,7 +165,9 @@ fn benches(c: &mut Criterion) {
         after - before - 1
     );
     let mut g = c.benchmark_group("redis_100_keys");
-    g.bench_function("get_many", |b| b.iter(|| black_box(tier.get_many(&refs).unwrap())));
+    g.bench_function("get_many", |b| {
+        b.iter(|| black_box(tier.get_many(&refs).unwrap()))
+    });
     g.bench_function("100_sequential_gets", |b| {
         b.iter(|| {
             for k in &refs {
@@ -184,7 +196,9 @@ fn benches(c: &mut Criterion) {
         max as f64 / 1e3
     );
     let mut g = c.benchmark_group("redis_down");
-    g.bench_function("get_breaker_open", |b| b.iter(|| black_box(tier.get(b"hot").is_err())));
+    g.bench_function("get_breaker_open", |b| {
+        b.iter(|| black_box(tier.get(b"hot").is_err()))
+    });
     g.finish();
 }
 

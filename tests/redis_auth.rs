@@ -82,7 +82,11 @@ fn select_isolates_databases() {
     assert_eq!(db0.get(b"k").unwrap(), None);
     assert_eq!(db5.get(b"k").unwrap().unwrap().value, b"in five");
     server.cmd_str(&["SELECT", "5"]).assert_ok();
-    assert_eq!(server.cmd_str(&["DBSIZE"]).int(), 0, "fresh connection is db 0");
+    assert_eq!(
+        server.cmd_str(&["DBSIZE"]).int(),
+        0,
+        "fresh connection is db 0"
+    );
     db0.clear().unwrap();
     assert!(db5.get(b"k").unwrap().is_some(), "clear stays in its db");
     db5.clear().unwrap();
@@ -92,10 +96,7 @@ fn select_isolates_databases() {
 #[test]
 fn unix_socket_with_db_and_password() {
     let server = RedisServer::start_with(&["--requirepass", "pw"]);
-    let url = format!(
-        "unix://{}?db=3&password=pw",
-        server.socket_path().display()
-    );
+    let url = format!("unix://{}?db=3&password=pw", server.socket_path().display());
     let tier = RedisTier::open(&config(url)).unwrap();
     assert!(tier.is_up(), "{:?}", tier.stats());
     tier.set(b"k", b"over unix", 0, None).unwrap();
@@ -112,7 +113,12 @@ fn unix_socket_with_db_and_password() {
     // A socket path that does not exist: down, not an error of open.
     let tier = RedisTier::open(&config("unix:///nonexistent/redis.sock".into())).unwrap();
     assert!(!tier.is_up());
-    assert!(tier.stats().tier.last_error.unwrap().contains("/nonexistent/redis.sock"));
+    assert!(tier
+        .stats()
+        .tier
+        .last_error
+        .unwrap()
+        .contains("/nonexistent/redis.sock"));
 }
 
 #[test]

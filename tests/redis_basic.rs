@@ -2,7 +2,7 @@
 
 mod support;
 
-use smartcache::redis::RedisTier;
+use smartcache::redis::{RedisTier, SetItem};
 use smartcache::tier::flags;
 use smartcache::Config;
 use std::time::Duration;
@@ -34,7 +34,10 @@ fn binary_keys_and_values_round_trip() {
     let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b"plain".to_vec(), b"value".to_vec()),
         (b"empty-value".to_vec(), Vec::new()),
-        (b"\x00key\x00with\r\nnul".to_vec(), b"\x00\x01\x00\xff\r\n".to_vec()),
+        (
+            b"\x00key\x00with\r\nnul".to_vec(),
+            b"\x00\x01\x00\xff\r\n".to_vec(),
+        ),
         (vec![0xff, 0xfe, 0x80], b"non-utf8 key".to_vec()),
         (b"one-mebibyte".to_vec(), big),
     ];
@@ -52,7 +55,8 @@ fn binary_keys_and_values_round_trip() {
         assert_eq!(&raw[..3], b"\xffSC");
     }
     // Flags survive.
-    tier.set(b"c", b"lz4bytes", flags::COMPRESSED, None).unwrap();
+    tier.set(b"c", b"lz4bytes", flags::COMPRESSED, None)
+        .unwrap();
     assert_eq!(tier.get(b"c").unwrap().unwrap().flags, flags::COMPRESSED);
     assert_eq!(tier.get(b"absent").unwrap(), None);
     let s = tier.stats();
@@ -66,10 +70,16 @@ fn binary_keys_and_values_round_trip() {
 fn ttl_is_set_with_px_and_remaining_comes_back() {
     let server = RedisServer::start();
     let tier = RedisTier::open(&config(&server, "ttl:")).unwrap();
-    tier.set(b"k", b"v", 0, Some(Duration::from_secs(10))).unwrap();
+    tier.set(b"k", b"v", 0, Some(Duration::from_secs(10)))
+        .unwrap();
     let pttl = server.cmd(&[b"PTTL", b"ttl:k"]).int();
     assert!(pttl > 0 && pttl <= 10_000, "PTTL {pttl}");
-    let rem = tier.get(b"k").unwrap().unwrap().remaining.expect("has expiry");
+    let rem = tier
+        .get(b"k")
+        .unwrap()
+        .unwrap()
+        .remaining
+        .expect("has expiry");
     assert!(
         rem > Duration::from_secs(9) && rem <= Duration::from_secs(10),
         "{rem:?}"
@@ -78,7 +88,8 @@ fn ttl_is_set_with_px_and_remaining_comes_back() {
     tier.set(b"k", b"v2", 0, None).unwrap();
     assert_eq!(server.cmd(&[b"PTTL", b"ttl:k"]).int(), -1);
     // A short TTL really expires.
-    tier.set(b"short", b"v", 0, Some(Duration::from_millis(50))).unwrap();
+    tier.set(b"short", b"v", 0, Some(Duration::from_millis(50)))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(120));
     assert_eq!(tier.get(b"short").unwrap(), None);
     assert_eq!(server.cmd(&[b"EXISTS", b"ttl:short"]).int(), 0);
@@ -92,9 +103,15 @@ fn clear_removes_only_our_prefix_and_delete_reports_existence() {
     for i in 0..1200 {
         tier.set(format!("k{i}").as_bytes(), b"v", 0, None).unwrap();
     }
-    server.cmd_str(&["SET", "foreign:key", "keep me"]).assert_ok();
-    server.cmd_str(&["SET", "app1x:k1", "glob lookalike"]).assert_ok();
-    server.cmd_str(&["SET", "app[1]*?", "prefix without colon"]).assert_ok();
+    server
+        .cmd_str(&["SET", "foreign:key", "keep me"])
+        .assert_ok();
+    server
+        .cmd_str(&["SET", "app1x:k1", "glob lookalike"])
+        .assert_ok();
+    server
+        .cmd_str(&["SET", "app[1]*?", "prefix without colon"])
+        .assert_ok();
     assert!(tier.delete(b"k0").unwrap());
     assert!(!tier.delete(b"k0").unwrap());
     tier.clear().unwrap();
@@ -142,7 +159,7 @@ fn get_many_is_one_mget_and_set_many_pipelines() {
     let tier = RedisTier::open(&config(&server, "b:")).unwrap();
     let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("key{i}").into_bytes()).collect();
     let vals: Vec<Vec<u8>> = (0..100).map(|i| vec![i as u8; i]).collect();
-    let items: Vec<(&[u8], &[u8], u8, Option<Duration>)> = keys
+    let items: Vec<SetItem<'_>> = keys
         .iter()
         .zip(&vals)
         .enumerate()
@@ -188,10 +205,16 @@ fn stat(server: &RedisServer, field: &str) -> u64 {
 fn foreign_values_under_the_prefix_are_misses_and_errors() {
     let server = RedisServer::start();
     let tier = RedisTier::open(&config(&server, "f:")).unwrap();
-    server.cmd_str(&["SET", "f:text", "hello world, not framed"]).assert_ok();
+    server
+        .cmd_str(&["SET", "f:text", "hello world, not framed"])
+        .assert_ok();
     server.cmd_str(&["SET", "f:short", "x"]).assert_ok();
     server
-        .cmd(&[b"SET", b"f:badver", b"\xffSC\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00data"])
+        .cmd(&[
+            b"SET",
+            b"f:badver",
+            b"\xffSC\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00data",
+        ])
         .assert_ok();
     server.cmd_str(&["RPUSH", "f:list", "a"]);
     tier.set(b"good", b"fine", 0, None).unwrap();
@@ -201,7 +224,11 @@ fn foreign_values_under_the_prefix_are_misses_and_errors() {
     let s = tier.stats();
     assert_eq!(s.tier.errors, 3);
     assert!(
-        s.tier.last_error.as_deref().unwrap().contains("frame version"),
+        s.tier
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("frame version"),
         "{s:?}"
     );
     // A wrong-type key is an error reply: an Err, counted, but Redis is fine.

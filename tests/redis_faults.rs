@@ -101,7 +101,11 @@ fn down_at_open_then_probe_brings_it_up() {
     assert!(!tier.is_up());
     let s = tier.stats();
     assert_eq!((s.breaker, s.tier.errors), (BreakerState::Open, 1));
-    assert!(s.tier.last_error.unwrap().contains(&server.port().to_string()));
+    assert!(s
+        .tier
+        .last_error
+        .unwrap()
+        .contains(&server.port().to_string()));
     // Skipped calls return at once and are not errors.
     let t = Instant::now();
     for _ in 0..100 {
@@ -113,7 +117,9 @@ fn down_at_open_then_probe_brings_it_up() {
     assert_eq!((s.skipped, s.tier.errors), (200, 1));
 
     server.restart();
-    wait_until("probe closes the breaker", Duration::from_secs(3), || tier.is_up());
+    wait_until("probe closes the breaker", Duration::from_secs(3), || {
+        tier.is_up()
+    });
     tier.set(b"k", b"v", 0, None).unwrap();
     assert_eq!(tier.get(b"k").unwrap().unwrap().value, b"v");
     assert_eq!(tier.stats().last_probe_error, None);
@@ -138,7 +144,9 @@ fn kill_and_restart_under_load() {
             tier.stats().skipped > skipped + 20
         });
         server.restart();
-        let back = wait_until("probe closes the breaker", Duration::from_secs(3), || tier.is_up());
+        let back = wait_until("probe closes the breaker", Duration::from_secs(3), || {
+            tier.is_up()
+        });
         eprintln!("breaker closed {back:?} after restart");
         let ok = load.ok.load(Ordering::Relaxed);
         wait_until("values flow again", Duration::from_secs(2), || {
@@ -153,7 +161,11 @@ fn kill_and_restart_under_load() {
         load.ok.load(Ordering::Relaxed),
         load.slowest()
     );
-    assert!(load.slowest() <= limit(), "slowest call {:?}", load.slowest());
+    assert!(
+        load.slowest() <= limit(),
+        "slowest call {:?}",
+        load.slowest()
+    );
     assert!(s.tier.errors >= 3 && s.times_opened >= 1, "{s:?}");
     tier.set(b"after", b"restart", 0, None).unwrap();
     assert_eq!(tier.get(b"after").unwrap().unwrap().value, b"restart");
@@ -174,18 +186,18 @@ fn sigstop_and_resume_under_load() {
         server.pause();
         let opened = wait_until("breaker opens", Duration::from_secs(2), || !tier.is_up());
         eprintln!("breaker opened {opened:?} after SIGSTOP");
-        assert!(tier
-            .stats()
-            .tier
-            .last_error
-            .unwrap()
-            .contains(&format!("no reply in {TIMEOUT_MS} ms from 127.0.0.1:{}", server.port())));
+        assert!(tier.stats().tier.last_error.unwrap().contains(&format!(
+            "no reply in {TIMEOUT_MS} ms from 127.0.0.1:{}",
+            server.port()
+        )));
         // Stay paused across a few probe rounds: each probe must time out, not hang.
         std::thread::sleep(Duration::from_millis(700));
         assert!(!tier.is_up());
         assert!(tier.stats().last_probe_error.is_some());
         server.resume();
-        let back = wait_until("probe closes the breaker", Duration::from_secs(3), || tier.is_up());
+        let back = wait_until("probe closes the breaker", Duration::from_secs(3), || {
+            tier.is_up()
+        });
         eprintln!("breaker closed {back:?} after SIGCONT");
         let ok = load.ok.load(Ordering::Relaxed);
         wait_until("values flow again", Duration::from_secs(2), || {
@@ -193,8 +205,16 @@ fn sigstop_and_resume_under_load() {
         });
         load.stop.store(true, Ordering::Relaxed);
     });
-    eprintln!("slowest call {:?}, stats {:?}", load.slowest(), tier.stats());
-    assert!(load.slowest() <= limit(), "slowest call {:?}", load.slowest());
+    eprintln!(
+        "slowest call {:?}, stats {:?}",
+        load.slowest(),
+        tier.stats()
+    );
+    assert!(
+        load.slowest() <= limit(),
+        "slowest call {:?}",
+        load.slowest()
+    );
     assert_eq!(
         tier.get(b"kept").unwrap().unwrap().value,
         b"across the pause"
@@ -295,7 +315,9 @@ fn trickles(mut c: std::net::TcpStream) {
 
 fn huge_array(mut c: std::net::TcpStream) {
     while read_some(&mut c) {
-        if c.write_all(b"*3\r\n$1\r\na\r\n*-5\r\n:notanumber\r\n").is_err() {
+        if c.write_all(b"*3\r\n$1\r\na\r\n*-5\r\n:notanumber\r\n")
+            .is_err()
+        {
             return;
         }
     }
@@ -303,7 +325,8 @@ fn huge_array(mut c: std::net::TcpStream) {
 
 #[test]
 fn fake_servers_give_misses_and_errors_never_hangs() {
-    let cases: [(&str, fn(std::net::TcpStream)); 6] = [
+    type Answer = fn(std::net::TcpStream);
+    let cases: [(&str, Answer); 6] = [
         ("+OK to everything", ok_to_everything),
         ("random bytes", random_bytes),
         ("never answers", never_answers),
@@ -313,7 +336,8 @@ fn fake_servers_give_misses_and_errors_never_hangs() {
     ];
     for (name, answer) in cases {
         let port = fake_server(answer);
-        let tier = RedisTier::open(&config(format!("redis://127.0.0.1:{port}/0"), "fake:")).unwrap();
+        let tier =
+            RedisTier::open(&config(format!("redis://127.0.0.1:{port}/0"), "fake:")).unwrap();
         let mut slowest = Duration::ZERO;
         for i in 0..10 {
             let t = Instant::now();
@@ -340,7 +364,11 @@ fn fake_servers_give_misses_and_errors_never_hangs() {
         // Dropping stops the probe even though PING never gets a PONG.
         let t = Instant::now();
         drop(tier);
-        assert!(t.elapsed() <= limit(), "{name}: drop took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() <= limit(),
+            "{name}: drop took {:?}",
+            t.elapsed()
+        );
     }
 }
 
@@ -363,7 +391,12 @@ fn closed_socket_writes_do_not_raise_sigpipe() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", "closed_socket_writes_do_not_raise_sigpipe", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "closed_socket_writes_do_not_raise_sigpipe",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("SC_SIGPIPE_CHILD", "1")
         .output()
         .unwrap();
@@ -374,7 +407,11 @@ fn closed_socket_writes_do_not_raise_sigpipe() {
         "child killed by signal; stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sigpipe child done"));
 }
 
@@ -405,10 +442,18 @@ fn sigpipe_child() {
     unsafe {
         let mut mask: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
-        assert_eq!(libc::sigismember(&mask, libc::SIGPIPE), 0, "SIGPIPE left blocked");
+        assert_eq!(
+            libc::sigismember(&mask, libc::SIGPIPE),
+            0,
+            "SIGPIPE left blocked"
+        );
         let mut pending: libc::sigset_t = std::mem::zeroed();
         libc::sigpending(&mut pending);
-        assert_eq!(libc::sigismember(&pending, libc::SIGPIPE), 0, "SIGPIPE left pending");
+        assert_eq!(
+            libc::sigismember(&pending, libc::SIGPIPE),
+            0,
+            "SIGPIPE left pending"
+        );
     }
     println!("sigpipe child done");
 }

@@ -155,7 +155,11 @@ pub struct ProbeThread {
 impl Drop for ProbeThread {
     fn drop(&mut self) {
         {
-            let mut stop = self.breaker.control.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stop = self
+                .breaker
+                .control
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             *stop = true;
             self.breaker.wake.notify_all();
         }
@@ -204,12 +208,19 @@ mod tests {
         assert!(b.trip());
         let t = Instant::now();
         while !b.allows() {
-            assert!(t.elapsed() < Duration::from_secs(5), "probe never closed it");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "probe never closed it"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let t = Instant::now();
         drop(probe);
-        assert!(t.elapsed() < Duration::from_secs(1), "join took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "join took {:?}",
+            t.elapsed()
+        );
     }
 }

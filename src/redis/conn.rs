@@ -143,10 +143,13 @@ impl Conn {
         };
         let raw = match ep {
             Endpoint::Tcp { host, port } => {
-                let host = CString::new(host.as_bytes()).map_err(|_| connect_err("NUL in host".into()))?;
+                let host =
+                    CString::new(host.as_bytes()).map_err(|_| connect_err("NUL in host".into()))?;
                 // SAFETY: host is a valid NUL-terminated string that outlives the call; hiredis
                 // copies it. The result is NULL (out of memory) or a context we now own.
-                unsafe { ffi::redisConnectWithTimeout(host.as_ptr(), c_int::from(*port), timeval(left)) }
+                unsafe {
+                    ffi::redisConnectWithTimeout(host.as_ptr(), c_int::from(*port), timeval(left))
+                }
             }
             Endpoint::Unix { path } => {
                 let path = CString::new(path.as_os_str().as_bytes())
@@ -173,7 +176,11 @@ impl Conn {
             };
             return Err(ConnError {
                 kind,
-                message: format!("cannot connect to {} in {} ms: {why}", conn.peer, ms(timeout)),
+                message: format!(
+                    "cannot connect to {} in {} ms: {why}",
+                    conn.peer,
+                    ms(timeout)
+                ),
             });
         }
         conn.set_socket_timeout(timeout)?;
@@ -230,7 +237,10 @@ impl Conn {
         let mut lens_inline = [0 as size_t; INLINE];
         let (mut ptrs_heap, mut lens_heap);
         let (ptrs, lens): (&mut [*const c_char], &mut [size_t]) = if args.len() <= INLINE {
-            (&mut ptrs_inline[..args.len()], &mut lens_inline[..args.len()])
+            (
+                &mut ptrs_inline[..args.len()],
+                &mut lens_inline[..args.len()],
+            )
         } else {
             ptrs_heap = vec![ptr::null::<c_char>(); args.len()];
             lens_heap = vec![0 as size_t; args.len()];
@@ -331,7 +341,10 @@ impl Conn {
         // SAFETY: ctx is live and owned; redisSetTimeout only calls setsockopt on its fd.
         if unsafe { ffi::redisSetTimeout(self.ctx.as_ptr(), timeval(t)) } != ffi::REDIS_OK {
             let why = self.context_error().unwrap_or_default();
-            return Err(self.fail(ConnErrorKind::Io, format!("setsockopt on {}: {why}", self.peer)));
+            return Err(self.fail(
+                ConnErrorKind::Io,
+                format!("setsockopt on {}: {why}", self.peer),
+            ));
         }
         self.sock_timeout = t;
         Ok(())
@@ -346,11 +359,20 @@ impl Conn {
         let (kind, msg) = if err == ffi::REDIS_ERR_EOF
             || matches!(errno, Some(libc::EPIPE) | Some(libc::ECONNRESET))
         {
-            (ConnErrorKind::Closed, format!("{} closed the connection ({op}: {why})", self.peer))
+            (
+                ConnErrorKind::Closed,
+                format!("{} closed the connection ({op}: {why})", self.peer),
+            )
         } else if err == ffi::REDIS_ERR_IO && timed_out {
-            (ConnErrorKind::Timeout, format!("no reply in {} ms from {}", ms(self.timeout), self.peer))
+            (
+                ConnErrorKind::Timeout,
+                format!("no reply in {} ms from {}", ms(self.timeout), self.peer),
+            )
         } else {
-            (ConnErrorKind::Io, format!("{op} from {} failed: {why}", self.peer))
+            (
+                ConnErrorKind::Io,
+                format!("{op} from {} failed: {why}", self.peer),
+            )
         };
         self.fail(kind, msg)
     }
@@ -365,7 +387,11 @@ impl Conn {
         // hiredis always terminates (it is zeroed at creation and written with strncpy + NUL).
         unsafe {
             let c = &*self.ctx.as_ptr();
-            (c.err != 0).then(|| CStr::from_ptr(c.errstr.as_ptr()).to_string_lossy().into_owned())
+            (c.err != 0).then(|| {
+                CStr::from_ptr(c.errstr.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            })
         }
     }
 }
@@ -469,7 +495,8 @@ impl Drop for SigpipeGuard {
                 };
                 while libc::sigtimedwait(&pipe, ptr::null_mut(), &zero) == -1
                     && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                {}
+                {
+                }
             }
             if !self.was_blocked {
                 libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, ptr::null_mut());

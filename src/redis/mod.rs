@@ -43,6 +43,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 pub use url::RedisUrl;
 
+/// One entry of [`RedisTier::set_many`]: key, value, flags, ttl (None = no expiry).
+pub type SetItem<'a> = (&'a [u8], &'a [u8], u8, Option<Duration>);
+
 /// A snapshot of the tier for stats and health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStats {
@@ -229,10 +232,8 @@ impl RedisTier {
         let mut cursor = b"0".to_vec();
         loop {
             let (next, keys) = self.inner.run(|c, d| {
-                let reply = c.command(
-                    &[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"500"],
-                    d,
-                )?;
+                let reply =
+                    c.command(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"500"], d)?;
                 match reply {
                     Reply::Array(mut parts) if parts.len() == 2 => {
                         match (parts.pop(), parts.pop()) {
@@ -298,7 +299,7 @@ impl RedisTier {
     }
 
     /// Pipelined SETs: all written, then all replies read, within one timeout.
-    pub fn set_many(&self, items: &[(&[u8], &[u8], u8, Option<Duration>)]) -> Result<()> {
+    pub fn set_many(&self, items: &[SetItem<'_>]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -464,7 +465,12 @@ impl Inner {
             }
             Err(why) => {
                 self.counters.miss();
-                let shown: String = key.iter().take(64).flat_map(|b| b.escape_ascii()).map(char::from).collect();
+                let shown: String = key
+                    .iter()
+                    .take(64)
+                    .flat_map(|b| b.escape_ascii())
+                    .map(char::from)
+                    .collect();
                 let msg = format!("key '{shown}' under our prefix holds a foreign value: {why}");
                 self.counters.error(&Error::backend(msg).to_string());
                 None
@@ -508,7 +514,10 @@ fn unexpected(cmd: &str, reply: Reply) -> CallError {
 fn describe(r: &Reply) -> String {
     match r {
         Reply::Nil => "nil".into(),
-        Reply::Status(s) => format!("status '{}'", String::from_utf8_lossy(&s[..s.len().min(32)])),
+        Reply::Status(s) => format!(
+            "status '{}'",
+            String::from_utf8_lossy(&s[..s.len().min(32)])
+        ),
         Reply::Error(e) => format!("error '{e}'"),
         Reply::Integer(n) => format!("integer {n}"),
         Reply::Bulk(b) => format!("a string of {} bytes", b.len()),

@@ -145,10 +145,9 @@ impl Pool {
         let mut conn = Conn::connect(&self.url.endpoint, self.timeout, deadline)?;
         if let Some(password) = &self.url.password {
             let reply = match &self.url.user {
-                Some(user) => conn.command(
-                    &[b"AUTH", user.as_bytes(), password.as_bytes()],
-                    deadline,
-                )?,
+                Some(user) => {
+                    conn.command(&[b"AUTH", user.as_bytes(), password.as_bytes()], deadline)?
+                }
                 None => conn.command(&[b"AUTH", password.as_bytes()], deadline)?,
             };
             expect_ok(&conn, "AUTH", reply)?;
