@@ -60,9 +60,10 @@ fn version_macros(version: &str) -> String {
 /// `--as-needed` (rustc's default on Linux) drops the now-unused libhiredis.so from NEEDED.
 fn link_hiredis_statically() {
     println!("cargo:rerun-if-env-changed=DEP_HIREDIS_ROOT");
-    let root = PathBuf::from(env::var("DEP_HIREDIS_ROOT").expect(
-        "DEP_HIREDIS_ROOT is set by the hiredis-sys dependency (links = \"hiredis\")",
-    ));
+    let root = PathBuf::from(
+        env::var("DEP_HIREDIS_ROOT")
+            .expect("DEP_HIREDIS_ROOT is set by the hiredis-sys dependency (links = \"hiredis\")"),
+    );
     let archive = root.join("lib/libhiredis.a");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     fs::copy(&archive, out.join("libsc_hiredis.a"))

@@ -323,10 +323,21 @@ fn huge_array(mut c: std::net::TcpStream) {
     }
 }
 
+/// Announces a 100-million-element array: hiredis alone would calloc 800 MB for it and walk
+/// every slot to free it.
+fn giant_array(mut c: std::net::TcpStream) {
+    while read_some(&mut c) {
+        if c.write_all(b"*100000000\r\n").is_err() {
+            return;
+        }
+    }
+}
+
 #[test]
 fn fake_servers_give_misses_and_errors_never_hangs() {
     type Answer = fn(std::net::TcpStream);
-    let cases: [(&str, Answer); 6] = [
+    let cases: [(&str, Answer); 7] = [
+        ("giant array", giant_array),
         ("+OK to everything", ok_to_everything),
         ("random bytes", random_bytes),
         ("never answers", never_answers),
@@ -358,6 +369,10 @@ fn fake_servers_give_misses_and_errors_never_hangs() {
         assert!(slowest <= limit(), "{name}: a call took {slowest:?}");
         assert!(s.tier.errors >= 1, "{name}: no error counted: {s:?}");
         assert_eq!(s.tier.hits, 0, "{name}");
+        if name == "giant array" {
+            let why = s.tier.last_error.as_deref().unwrap_or_default();
+            assert!(why.contains("100000000 elements refused"), "{why}");
+        }
         if name != "+OK to everything" {
             assert!(!tier.is_up(), "{name}: breaker should be open: {s:?}");
         }

@@ -11,6 +11,10 @@
 //!   SIGPIPE, whose default action kills the host process. We block SIGPIPE on the calling
 //!   thread around writes and consume the one we caused before restoring the thread's mask.
 //!   The process-wide disposition is never touched.
+//! - **Bounded array replies.** hiredis 0.13 callocs an array header's element vector up front
+//!   (`*100000000` = 800 MB) and frees it by walking every slot; a garbage-speaking server could
+//!   make one call allocate gigabytes and spend seconds freeing. Each context's reader gets a
+//!   reply-function table whose createArray refuses more than [`MAX_ARRAY_LEN`] elements.
 //! - Binary-safe commands (argv + lengths), pipelining (append, then flush and read), and
 //!   replies copied into an owned [`Reply`] so no hiredis memory escapes this module.
 //!
@@ -19,6 +23,8 @@
 
 use hiredis_sys as ffi;
 use libc::{c_char, c_int, c_void, size_t};
+use once_cell::sync::OnceCell;
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -29,6 +35,39 @@ use std::time::{Duration, Instant};
 /// How far the socket timeout may exceed the time left before we pay a setsockopt to shorten
 /// it: bounds how late past its deadline a call can return.
 const SLACK: Duration = Duration::from_millis(2);
+
+/// Largest array reply accepted (MGET of this many keys, a SCAN batch is 500). Larger headers
+/// are refused as protocol errors before hiredis allocates anything for them.
+pub(crate) const MAX_ARRAY_LEN: usize = 1 << 20;
+
+type CreateArray = extern "C" fn(*const ffi::redisReadTask, c_int) -> *mut c_void;
+
+/// hiredis's own createArray, captured from its default table the first time we connect.
+static DEFAULT_CREATE_ARRAY: OnceCell<CreateArray> = OnceCell::new();
+/// The default reply functions with createArray replaced by [`create_array_bounded`]; shared
+/// read-only by every context (hiredis never writes through `reader->fn`).
+static BOUNDED_FUNCTIONS: OnceCell<ffi::redisReplyObjectFunctions> = OnceCell::new();
+
+thread_local! {
+    /// The array length the hook just refused on this thread, for the error message.
+    static REFUSED_ARRAY: Cell<Option<c_int>> = const { Cell::new(None) };
+}
+
+/// createArray for hiredis's reader: refuses absurd lengths (NULL makes the reader stop with an
+/// error), otherwise delegates to hiredis's default.
+extern "C" fn create_array_bounded(
+    task: *const ffi::redisReadTask,
+    elements: c_int,
+) -> *mut c_void {
+    let ok = usize::try_from(elements).is_ok_and(|n| n <= MAX_ARRAY_LEN);
+    match DEFAULT_CREATE_ARRAY.get() {
+        Some(default) if ok => default(task, elements),
+        _ => {
+            REFUSED_ARRAY.with(|r| r.set(Some(elements)));
+            ptr::null_mut()
+        }
+    }
+}
 
 /// Where a Redis server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +207,29 @@ impl Conn {
             pending: 0,
             broken: false,
         };
+        // SAFETY: ctx is a live context from redisConnect*, whose reader hiredis created
+        // (non-NULL) with `fn` pointing at its static default function table. We copy that
+        // table once (it is immutable) and point this reader at our own 'static copy, which
+        // outlives every context; the reader only ever reads through the pointer.
+        unsafe {
+            let reader = (*conn.ctx.as_ptr()).reader;
+            if !reader.is_null() && !(*reader).fns.is_null() {
+                let table = BOUNDED_FUNCTIONS.get_or_init(|| {
+                    let d = &*(*reader).fns;
+                    if let Some(f) = d.createArray {
+                        let _ = DEFAULT_CREATE_ARRAY.set(f);
+                    }
+                    ffi::redisReplyObjectFunctions {
+                        createString: d.createString,
+                        createArray: Some(create_array_bounded),
+                        createInteger: d.createInteger,
+                        createNil: d.createNil,
+                        freeObject: d.freeObject,
+                    }
+                });
+                (*reader).fns = table as *const ffi::redisReplyObjectFunctions as *mut _;
+            }
+        }
         if let Some(why) = conn.context_error() {
             let kind = if Instant::now() >= deadline {
                 ConnErrorKind::Timeout
@@ -293,7 +355,12 @@ impl Conn {
             // NULL (no complete reply buffered yet) or a reply object we must free.
             let rc = unsafe { ffi::redisGetReplyFromReader(self.ctx.as_ptr(), &mut raw) };
             if rc != ffi::REDIS_OK {
-                let why = self.context_error().unwrap_or_default();
+                let why = match REFUSED_ARRAY.with(Cell::take) {
+                    Some(n) => {
+                        format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})")
+                    }
+                    None => self.context_error().unwrap_or_default(),
+                };
                 let msg = format!("protocol error from {}: {why}", self.peer);
                 return Err(self.fail(ConnErrorKind::Protocol, msg));
             }
