@@ -472,3 +472,43 @@ fn sigpipe_child() {
     }
     println!("sigpipe child done");
 }
+
+#[test]
+fn waiting_for_a_busy_pool_is_bounded_and_does_not_trip_the_breaker() {
+    let server = RedisServer::start();
+    let mut cfg = config(server.url(0), "busy:");
+    cfg.redis_pool_size = 1;
+    let tier = RedisTier::open(&cfg).unwrap();
+    tier.set(b"k", b"v", 0, None).unwrap();
+    server.pause();
+    let results: Vec<(Duration, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let t = Instant::now();
+                    let e = tier.get(b"k").unwrap_err();
+                    (t.elapsed(), e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    server.resume();
+    for (took, why) in &results {
+        assert!(*took <= limit(), "{took:?} {why}");
+    }
+    let busy = results.iter().filter(|(_, w)| w.contains("busy")).count();
+    let timeouts = results
+        .iter()
+        .filter(|(_, w)| w.contains("no reply"))
+        .count();
+    assert_eq!((timeouts, busy), (1, 2), "{results:?}");
+    let s = tier.stats();
+    assert_eq!(s.tier.errors, 3);
+    assert_eq!(
+        s.consecutive_failures, 1,
+        "only the real timeout counts: {s:?}"
+    );
+    assert!(tier.is_up());
+    assert_eq!(tier.get(b"k").unwrap().unwrap().value, b"v");
+}

@@ -98,7 +98,7 @@ pub enum Reply {
     Array(Vec<Reply>),
 }
 
-/// Why an exchange failed; each kind leaves the connection broken.
+/// Why an exchange failed; each kind except `PoolBusy` leaves the connection broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnErrorKind {
     /// Could not open the connection (refused, unreachable, no such socket).
@@ -111,6 +111,8 @@ pub enum ConnErrorKind {
     Protocol,
     /// Any other I/O failure.
     Io,
+    /// Every pooled connection stayed busy until the deadline (no socket was touched).
+    PoolBusy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

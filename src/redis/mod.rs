@@ -14,7 +14,8 @@
 //! value under our prefix that is not a valid frame reads as a miss and counts as an error.
 //!
 //! **Failures** (see [`breaker`]): every call ends within `redis_timeout_ms` (plus ~2 ms
-//! slack), covering pool wait, connect, login, write and read together. A transport failure
+//! slack), covering pool wait, connect, login, write and read together. Waiting for a free
+//! pooled connection past the deadline counts as an error but not toward the breaker. A transport failure
 //! returns `Err(Error::Backend)` and is counted in `errors` with its message kept as
 //! `last_error`; the caller (the coordinator) treats it as a miss or skipped write. After three
 //! in a row the breaker opens: calls then return `Err(Error::Backend("… circuit open …"))`
@@ -424,6 +425,13 @@ impl Inner {
                     if reused && !retried && e.kind == ConnErrorKind::Closed =>
                 {
                     retried = true;
+                }
+                // Contention is not Redis's fault; if Redis is what holds the connections up,
+                // their holders time out and trip the breaker themselves.
+                Err(CallError::Conn(e)) if e.kind == ConnErrorKind::PoolBusy => {
+                    let err = Error::backend(e.message);
+                    self.counters.error(&err.to_string());
+                    return Err(err);
                 }
                 Err(CallError::Reply(msg)) => {
                     self.breaker.success();

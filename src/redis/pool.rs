@@ -91,7 +91,7 @@ impl Pool {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ConnError {
-                    kind: ConnErrorKind::Timeout,
+                    kind: ConnErrorKind::PoolBusy,
                     message: format!(
                         "all {} connections to {} busy for {} ms",
                         self.size,
