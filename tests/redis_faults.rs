@@ -470,6 +470,48 @@ fn sigpipe_child() {
             "SIGPIPE left pending"
         );
     }
+    // A host thread that blocks SIGPIPE itself and has one pending keeps both: we neither
+    // unblock it nor swallow the host's signal.
+    let port = fake_server(|mut c| {
+        let mut buf = [0u8; 16];
+        let _ = c.read(&mut buf);
+    });
+    let tier = RedisTier::open(&config(format!("redis://127.0.0.1:{port}/0"), "pipe:")).unwrap();
+    // SAFETY: as above; raise() sends SIGPIPE to this thread, where it stays pending because
+    // it is blocked.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, std::ptr::null_mut());
+        libc::raise(libc::SIGPIPE);
+        for _ in 0..2 {
+            let _ = tier.set(b"k", &big, 0, None);
+        }
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        assert_eq!(
+            libc::sigismember(&mask, libc::SIGPIPE),
+            1,
+            "host's block undone"
+        );
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        assert_eq!(
+            libc::sigismember(&pending, libc::SIGPIPE),
+            1,
+            "host's SIGPIPE consumed"
+        );
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        assert_eq!(
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero),
+            libc::SIGPIPE
+        );
+    }
+    assert!(tier.stats().tier.errors >= 1, "the writes did fail");
     println!("sigpipe child done");
 }
 

@@ -535,12 +535,19 @@ impl SigpipeGuard {
             libc::sigemptyset(&mut pipe);
             libc::sigaddset(&mut pipe, libc::SIGPIPE);
             libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
-            libc::sigemptyset(&mut pending);
-            libc::sigpending(&mut pending);
+            let was_blocked = libc::sigismember(&old, libc::SIGPIPE) == 1;
+            // A SIGPIPE can only be pending here if the thread already blocked it (an
+            // unblocked one is delivered on the way out of the kernel), so the common case
+            // skips the sigpending syscall.
+            let was_pending = was_blocked && {
+                libc::sigemptyset(&mut pending);
+                libc::sigpending(&mut pending);
+                libc::sigismember(&pending, libc::SIGPIPE) == 1
+            };
             SigpipeGuard {
                 old,
-                was_blocked: libc::sigismember(&old, libc::SIGPIPE) == 1,
-                was_pending: libc::sigismember(&pending, libc::SIGPIPE) == 1,
+                was_blocked,
+                was_pending,
                 write_failed: false,
             }
         }
