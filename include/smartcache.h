@@ -29,34 +29,446 @@
 #define SZ_VERSION_NUMBER (0 * 10000 + 1 * 100 + 0)
 
 
-/*
- Longest key accepted by every tier (the disk record stores the key length in 16 bits).
+/**
+ * Success.
  */
-#define MAX_KEY_LEN 65535
+#define SZ_OK 0
 
-#define OK 0
-
-#define NOT_FOUND 1
-
-#define ERR_INVALID -1
-
-#define ERR_TOO_LARGE -2
-
-#define ERR_NOMEM -3
-
-#define ERR_IO -4
-
-#define ERR_BACKEND -5
-
-#define ERR_CONFIG -6
-
-#define ERR_BUFFER_TOO_SMALL -7
-
-#define ERR_INTERNAL -99
-
-/*
- The stored bytes are LZ4-compressed; the original length is in the compressed frame.
+/**
+ * The key has no live entry (get, get_copy, delete, exists).
  */
-#define COMPRESSED 1
+#define SZ_NOT_FOUND 1
+
+/**
+ * A bad argument: a NULL pointer, an empty key, a string that is not UTF-8.
+ */
+#define SZ_ERR_INVALID -1
+
+/**
+ * A key over 65535 bytes, or a value over max_value_size or the memory tier's budget.
+ */
+#define SZ_ERR_TOO_LARGE -2
+
+/**
+ * Memory could not be allocated.
+ */
+#define SZ_ERR_NOMEM -3
+
+/**
+ * The disk tier's file could not be used (or is not ours).
+ */
+#define SZ_ERR_IO -4
+
+/**
+ * The Redis tier failed.
+ */
+#define SZ_ERR_BACKEND -5
+
+/**
+ * An unknown option, a bad option value, or a tier not available in this build.
+ */
+#define SZ_ERR_CONFIG -6
+
+/**
+ * The caller's buffer is too small; *val_len holds the length needed.
+ */
+#define SZ_ERR_BUFFER_TOO_SMALL -7
+
+/**
+ * A bug in the library (a caught panic). Please report it with sz_last_error().
+ */
+#define SZ_ERR_INTERNAL -99
+
+/**
+ * An open cache. Opaque; safe to use from many threads at once.
+ */
+typedef struct sz_cache sz_cache;
+
+/**
+ * Options for sz_cache_open, set by name. Opaque.
+ */
+typedef struct sz_config sz_config;
+
+/**
+ * The value under construction in a sz_compute_fn callback. Opaque.
+ */
+typedef struct sz_sink sz_sink;
+
+/**
+ * A pinned, zero-copy view of a value. Opaque.
+ */
+typedef struct sz_value sz_value;
+
+/**
+ * Produces the value of a missing key for sz_cache_get_or_compute: append the bytes with
+ * sz_sink_write and return SZ_OK to store them; any other return stores nothing and fails the
+ * call (and the calls waiting on it) with SZ_ERR_BACKEND.
+ */
+typedef int (*sz_compute_fn)(void *user_data, const void *key, size_t key_len, sz_sink *sink);
+
+/**
+ * Counters of a cache. The caller sets `struct_size = sizeof(sz_stats)` before
+ * sz_cache_stats; the library fills the fields that fit in that size (so a program built
+ * against an older, shorter sz_stats keeps working) and sets struct_size to what it wrote.
+ * New fields are only ever appended.
+ */
+typedef struct {
+  size_t struct_size;
+  /**
+   * Gets answered by any tier / by none.
+   */
+  uint64_t hits;
+  uint64_t misses;
+  uint64_t sets;
+  uint64_t deletes;
+  /**
+   * Entries dropped from memory to stay within memory_capacity / memory_max_bytes.
+   */
+  uint64_t evictions;
+  /**
+   * Entries reclaimed from memory because their TTL passed.
+   */
+  uint64_t expirations;
+  /**
+   * Live entries in memory, and memory_capacity.
+   */
+  uint64_t size;
+  uint64_t capacity;
+  /**
+   * Bytes held by memory entries (allocator sizes), and memory_max_bytes (0 = unbounded).
+   */
+  uint64_t memory_bytes;
+  uint64_t memory_max_bytes;
+  /**
+   * hits / (hits + misses), 0 when there were no gets.
+   */
+  double hit_ratio;
+  /**
+   * Operations per second over the last few seconds.
+   */
+  double ops_per_second;
+  /**
+   * Bytes before compression / bytes stored (1.0 = nothing compressed).
+   */
+  double compression_ratio;
+  /**
+   * 1 when memory entries come from the dedicated jemalloc arena, 0 for the system allocator.
+   */
+  uint32_t jemalloc;
+  uint32_t _reserved;
+  uint64_t memory_hits;
+  uint64_t memory_misses;
+  uint64_t redis_hits;
+  uint64_t redis_misses;
+  uint64_t redis_errors;
+  uint64_t disk_hits;
+  uint64_t disk_misses;
+  uint64_t disk_errors;
+  uint64_t uptime_ms;
+} sz_stats;
+
+/**
+ * Health of one tier.
+ */
+typedef struct {
+  /**
+   * 1 when the tier is configured on.
+   */
+  int32_t enabled;
+  /**
+   * 1 when its last use succeeded (always 1 for memory).
+   */
+  int32_t up;
+  uint64_t errors;
+  /**
+   * NUL-terminated; "" when there was no error.
+   */
+  char last_error[256];
+} sz_tier_health;
+
+/**
+ * Health of a cache; struct_size as for sz_stats.
+ */
+typedef struct {
+  size_t struct_size;
+  /**
+   * 1 when every enabled tier is up.
+   */
+  int32_t healthy;
+  int32_t _reserved;
+  sz_tier_health memory;
+  sz_tier_health redis;
+  sz_tier_health disk;
+  /**
+   * Fraction of disk_max_size in use (0 when the disk tier is off).
+   */
+  double disk_fill;
+  /**
+   * The disk tier's file, NUL-terminated ("" when off).
+   */
+  char disk_path[1024];
+} sz_health;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right
+ * after). On success *out is the handle; close it with sz_cache_close.
+ *
+ * Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options or a tier not available in this build;
+ * SZ_ERR_IO when the disk tier's file cannot be used; SZ_ERR_INVALID when out is NULL.
+ *
+ * # Safety
+ * `cfg` is NULL or from sz_config_new; `out` is NULL or writable.
+ */
+int sz_cache_open(const sz_config *cfg, sz_cache **out);
+
+/**
+ * Closes a cache: stops its background threads and flushes the disk tier. Pinned values
+ * handed out earlier stay valid until released. NULL is a no-op. No other thread may be using
+ * the handle.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open, closed exactly once.
+ */
+void sz_cache_close(sz_cache *c);
+
+/**
+ * Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled
+ * tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL).
+ *
+ * Returns SZ_OK; SZ_ERR_INVALID (NULL argument, empty key); SZ_ERR_TOO_LARGE (key over 65535
+ * bytes, value over max_value_size or over the memory tier's byte budget); SZ_ERR_NOMEM.
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_set(sz_cache *c,
+                 const void *key,
+                 size_t key_len,
+                 const void *val,
+                 size_t val_len,
+                 uint64_t ttl_ms);
+
+/**
+ * Looks up `key`. On SZ_OK, *out is a pinned, zero-copy value: read it with sz_value_data /
+ * sz_value_len and release it with sz_value_release. It stays valid until released even if
+ * the entry is overwritten, deleted, expired or evicted meanwhile. A hit in a lower tier is
+ * copied into the tiers above it with its remaining lifetime.
+ *
+ * Returns SZ_OK, SZ_NOT_FOUND (*out untouched), SZ_ERR_INVALID, SZ_ERR_TOO_LARGE (key).
+ *
+ * # Safety
+ * Pointers are NULL or valid; `c` from sz_cache_open.
+ */
+int sz_cache_get(sz_cache *c, const void *key, size_t key_len, sz_value **out);
+
+/**
+ * Copies the value of `key` into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) and
+ * sets *val_len to its length.
+ *
+ * Returns SZ_OK; SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL, with *val_len set to the length needed
+ * and buf untouched; SZ_ERR_INVALID; SZ_ERR_TOO_LARGE (key).
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_get_copy(sz_cache *c,
+                      const void *key,
+                      size_t key_len,
+                      void *buf,
+                      size_t buf_cap,
+                      size_t *val_len);
+
+/**
+ * Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did,
+ * SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `c` from sz_cache_open.
+ */
+int sz_cache_delete(sz_cache *c, const void *key, size_t key_len);
+
+/**
+ * SZ_OK if some tier holds a live entry for `key`, else SZ_NOT_FOUND. Does not promote and does
+ * not count as an access.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `c` from sz_cache_open.
+ */
+int sz_cache_exists(sz_cache *c, const void *key, size_t key_len);
+
+/**
+ * Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
+ * values stay valid until released.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open.
+ */
+int sz_cache_clear(sz_cache *c);
+
+/**
+ * The value of `key`; on a miss, calls `compute(user_data, key, key_len, sink)` to produce it,
+ * stores it for `ttl_ms` (0 = tier defaults) and returns it. Concurrent callers for the same
+ * key wait for that one computation instead of running their own (stampede protection), and
+ * all of them receive its result. On SZ_OK *out is a pinned value as from sz_cache_get.
+ *
+ * Returns SZ_OK; SZ_ERR_BACKEND when compute returned non-zero (nothing is stored);
+ * SZ_ERR_INVALID for NULL arguments; SZ_ERR_TOO_LARGE when the produced value is too large.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `compute` is safe to call from this thread with `user_data`.
+ */
+int sz_cache_get_or_compute(sz_cache *c,
+                            const void *key,
+                            size_t key_len,
+                            uint64_t ttl_ms,
+                            sz_compute_fn compute,
+                            void *user_data,
+                            sz_value **out);
+
+/**
+ * Appends `len` bytes to the value being produced (for sz_compute_fn callbacks only).
+ * Returns SZ_OK or SZ_ERR_INVALID.
+ *
+ * # Safety
+ * `sink` is the one passed to the running callback; `data` valid for `len` bytes.
+ */
+int sz_sink_write(sz_sink *sink, const void *data, size_t len);
+
+/**
+ * Runs one bounded pass of expiry over every tier now (the background thread does this every
+ * auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open.
+ */
+int sz_cache_expire_now(sz_cache *c);
+
+/**
+ * Fills *out with the cache's counters; set out->struct_size = sizeof(sz_stats) first.
+ * Returns SZ_OK, or SZ_ERR_INVALID for NULL or a struct_size too small.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
+ */
+int sz_cache_stats(sz_cache *c, sz_stats *out);
+
+/**
+ * The stats and per-tier details as a JSON object, or NULL on error (see sz_last_error).
+ * Free it with sz_string_free.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open.
+ */
+char *sz_cache_stats_json(sz_cache *c);
+
+/**
+ * Fills *out with each tier's up/down state and last error; set out->struct_size =
+ * sizeof(sz_health) first. Returns SZ_OK or SZ_ERR_INVALID.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
+ */
+int sz_cache_health(sz_cache *c, sz_health *out);
+
+/**
+ * Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a
+ * no-op.
+ *
+ * # Safety
+ * `s` is NULL or such a string, freed exactly once.
+ */
+void sz_string_free(char *s);
+
+/**
+ * A new configuration with every option at its default. Free it with sz_config_free (after
+ * sz_cache_open, which copies it). NULL only if memory is exhausted.
+ */
+sz_config *sz_config_new(void);
+
+/**
+ * Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items),
+ * memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size,
+ * jemalloc_enabled, redis_enabled, redis_url (redis://[user:password@]host:port/db or
+ * unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
+ * disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
+ * auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/
+ * on/off; sizes take an optional K, M or G suffix.
+ *
+ * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a bad value (the message names both; the
+ * option keeps its previous value); SZ_ERR_INVALID for a NULL argument.
+ *
+ * # Safety
+ * `cfg` is NULL or from sz_config_new; `name`, `value` are NULL or NUL-terminated strings.
+ */
+int sz_config_set(sz_config *cfg, const char *name, const char *value);
+
+/**
+ * The current value of option `name` as text, in *out; free it with sz_string_free.
+ * Returns SZ_OK, SZ_ERR_CONFIG for an unknown name, SZ_ERR_INVALID for NULL arguments.
+ *
+ * # Safety
+ * `cfg` is NULL or from sz_config_new; `name` NULL or NUL-terminated; `out` NULL or writable.
+ */
+int sz_config_get(const sz_config *cfg, const char *name, char **out);
+
+/**
+ * Frees a configuration. NULL is a no-op.
+ *
+ * # Safety
+ * `cfg` is NULL or from sz_config_new and not freed before.
+ */
+void sz_config_free(sz_config *cfg);
+
+/**
+ * The message of this thread's last failing call ("" if none failed yet).
+ *
+ * Owned by the library: valid until this thread's next failing call; never free it.
+ */
+const char *sz_last_error(void);
+
+/**
+ * The library's version, "MAJOR.MINOR.PATCH"; compare with SZ_VERSION from the header.
+ * Static; never free it.
+ */
+const char *sz_version(void);
+
+/**
+ * A static description of a status code, e.g. "not found". Never free it.
+ */
+const char *sz_status_str(int code);
+
+/**
+ * The value's bytes: valid until sz_value_release(v), even if the entry is overwritten,
+ * deleted, expired, evicted or cleared meanwhile. Never write through it. NULL if v is NULL.
+ *
+ * # Safety
+ * `v` is NULL or a handle from sz_cache_get not yet released.
+ */
+const uint8_t *sz_value_data(const sz_value *v);
+
+/**
+ * The value's length in bytes (0 if v is NULL).
+ *
+ * # Safety
+ * `v` is NULL or a handle from sz_cache_get not yet released.
+ */
+size_t sz_value_len(const sz_value *v);
+
+/**
+ * Releases a pinned value; its data pointer is invalid afterwards. NULL is a no-op. Safe from
+ * any thread, and after the cache that returned it was closed.
+ *
+ * # Safety
+ * `v` is NULL or a handle from sz_cache_get, released exactly once.
+ */
+void sz_value_release(sz_value *v);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
 
 #endif  /* SMARTCACHE_H */

@@ -2,20 +2,32 @@
 
 use std::fmt;
 
-/// Status codes of the C ABI. These numbers are part of the ABI: never renumber one; a retired
-/// code stays reserved.
+/// Status codes of the C ABI (exported to the header as `SZ_*`). These numbers are part of the
+/// ABI: never renumber one; a retired code stays reserved.
 pub mod status {
-    pub const OK: i32 = 0;
-    pub const NOT_FOUND: i32 = 1;
-    pub const ERR_INVALID: i32 = -1;
-    pub const ERR_TOO_LARGE: i32 = -2;
-    pub const ERR_NOMEM: i32 = -3;
-    pub const ERR_IO: i32 = -4;
-    pub const ERR_BACKEND: i32 = -5;
-    pub const ERR_CONFIG: i32 = -6;
-    pub const ERR_BUFFER_TOO_SMALL: i32 = -7;
-    pub const ERR_INTERNAL: i32 = -99;
+    /// Success.
+    pub const SZ_OK: i32 = 0;
+    /// The key has no live entry (get, get_copy, delete, exists).
+    pub const SZ_NOT_FOUND: i32 = 1;
+    /// A bad argument: a NULL pointer, an empty key, a string that is not UTF-8.
+    pub const SZ_ERR_INVALID: i32 = -1;
+    /// A key over 65535 bytes, or a value over max_value_size or the memory tier's budget.
+    pub const SZ_ERR_TOO_LARGE: i32 = -2;
+    /// Memory could not be allocated.
+    pub const SZ_ERR_NOMEM: i32 = -3;
+    /// The disk tier's file could not be used (or is not ours).
+    pub const SZ_ERR_IO: i32 = -4;
+    /// The Redis tier failed.
+    pub const SZ_ERR_BACKEND: i32 = -5;
+    /// An unknown option, a bad option value, or a tier not available in this build.
+    pub const SZ_ERR_CONFIG: i32 = -6;
+    /// The caller's buffer is too small; *val_len holds the length needed.
+    pub const SZ_ERR_BUFFER_TOO_SMALL: i32 = -7;
+    /// A bug in the library (a caught panic). Please report it with sz_last_error().
+    pub const SZ_ERR_INTERNAL: i32 = -99;
 }
+
+use status::*;
 
 /// What went wrong, with a message written for the person reading `sz_last_error()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +67,14 @@ impl Error {
     /// The C status code this error is reported as.
     pub fn code(&self) -> i32 {
         match self {
-            Error::Invalid(_) => status::ERR_INVALID,
-            Error::TooLarge(_) => status::ERR_TOO_LARGE,
-            Error::NoMem(_) => status::ERR_NOMEM,
-            Error::Io(_) => status::ERR_IO,
-            Error::Backend(_) => status::ERR_BACKEND,
-            Error::Config(_) => status::ERR_CONFIG,
-            Error::BufferTooSmall(_) => status::ERR_BUFFER_TOO_SMALL,
-            Error::Internal(_) => status::ERR_INTERNAL,
+            Error::Invalid(_) => SZ_ERR_INVALID,
+            Error::TooLarge(_) => SZ_ERR_TOO_LARGE,
+            Error::NoMem(_) => SZ_ERR_NOMEM,
+            Error::Io(_) => SZ_ERR_IO,
+            Error::Backend(_) => SZ_ERR_BACKEND,
+            Error::Config(_) => SZ_ERR_CONFIG,
+            Error::BufferTooSmall(_) => SZ_ERR_BUFFER_TOO_SMALL,
+            Error::Internal(_) => SZ_ERR_INTERNAL,
         }
     }
 }

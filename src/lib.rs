@@ -11,11 +11,18 @@
 //! - A failing lower tier degrades to misses and skipped writes; it is reported in stats and
 //!   health, not as an error of the call.
 
+pub mod clock;
 pub mod config;
 pub mod disk;
 pub mod error;
+pub mod ffi;
+pub mod flight;
+pub mod memory;
 pub mod redis;
+pub mod stats;
 pub mod tier;
+pub mod tiered;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use tiered::{Cache, Health};

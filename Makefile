@@ -1,0 +1,110 @@
+# SmartCache build, test, demo, bench and install. `make test` is what CI runs.
+
+PREFIX      ?= /usr/local
+CARGO       ?= cargo
+CC          ?= cc
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR       := $(firstword $(subst ., ,$(VERSION)))
+BUILD       := $(CURDIR)/build
+LIBDIR      := $(BUILD)/lib
+RELEASE     := $(CURDIR)/target/release
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
+VENV        := $(BUILD)/venv
+
+C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
+
+.PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
+        install clean test-python test-go test-examples
+
+all: lib
+
+# Release build, laid out as installed: a versioned .so with its soname link, and the .a.
+lib:
+	$(CARGO) build --release --lib
+	@mkdir -p $(LIBDIR)
+	cp -f $(RELEASE)/libsmartcache.so $(LIBDIR)/libsmartcache.so.$(VERSION)
+	ln -sf libsmartcache.so.$(VERSION) $(LIBDIR)/libsmartcache.so.$(MAJOR)
+	ln -sf libsmartcache.so.$(MAJOR) $(LIBDIR)/libsmartcache.so
+	cp -f $(RELEASE)/libsmartcache.a $(LIBDIR)/libsmartcache.a
+
+deps:
+	@scripts/ensure-deps.sh
+
+# Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples
+	@echo "make test: all suites passed"
+
+test-rust:
+	scripts/with-redis.sh $(CARGO) test --release --all-targets
+
+# Each C test built twice: against the shared library and against the static one.
+$(BUILD)/c/%.so.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+
+$(BUILD)/c/%.a.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(LIBDIR)/libsmartcache.a $(STATIC_LIBS)
+
+test-c: $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).so.bin $(BUILD)/c/$(t).a.bin)
+	@set -e; for t in $^; do echo "== $$t"; scripts/with-redis.sh $$t; done
+
+# The C suites again under valgrind's memcheck: leaks, invalid reads and writes fail the run.
+test-c-memcheck: $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).so.bin)
+	@set -e; for t in $^; do echo "== memcheck $$t"; \
+	  SMARTCACHE_QUICK=1 SMARTCACHE_NO_TSC=1 scripts/with-redis.sh valgrind -q --error-exitcode=3 \
+	    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite $$t; done
+
+# The committed header (and Python declarations) must be what the build generates.
+check-generated: lib
+	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi
+	@git diff --exit-code -- include/ bindings/python/smartcache/_native.py || \
+	  { echo "generated files are stale: commit the regenerated include/smartcache.h / _native.py"; exit 1; }
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+test-python:
+	@if [ -d bindings/python ]; then \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check -e bindings/python && \
+	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
+	fi
+
+test-go:
+	@if [ -d bindings/go ]; then cd bindings/go && \
+	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+test-examples:
+	@if [ -x examples/run-all.sh ]; then examples/run-all.sh; fi
+
+# The main job on embedded defaults (memory + disk, no Redis).
+demo: lib
+	@mkdir -p $(BUILD)/demo
+	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/c/demo.c -o $(BUILD)/demo/demo \
+	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+	@rm -rf $(BUILD)/demo-cache
+	@echo "--- first run: computes, stores in memory and on disk"
+	$(BUILD)/demo/demo $(BUILD)/demo-cache
+	@echo "--- second run, a new process: served from the disk tier"
+	$(BUILD)/demo/demo $(BUILD)/demo-cache
+
+bench:
+	scripts/with-redis.sh $(CARGO) bench
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIBDIR)/libsmartcache.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libsmartcache.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsmartcache.so.$(MAJOR)
+	ln -sf libsmartcache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsmartcache.so
+	install -m 0644 $(LIBDIR)/libsmartcache.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/smartcache.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
+	  smartcache.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,64 @@
+/* A tiny check harness: CHECK prints file:line, the expression and sz_last_error() on failure;
+ * a test file ends with CHECK_SUMMARY(), which prints "N passed, N failed" and sets the exit
+ * status. */
+#ifndef SMARTCACHE_CHECK_H
+#define SMARTCACHE_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "smartcache.h"
+
+static int check_passed, check_failed;
+
+#define CHECK(expr)                                                                        \
+    do {                                                                                   \
+        if (expr) {                                                                        \
+            check_passed++;                                                                \
+        } else {                                                                           \
+            check_failed++;                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+                    #expr, sz_last_error());                                               \
+        }                                                                                  \
+    } while (0)
+
+/* Checks a call's status code and prints both codes when they differ. */
+#define CHECK_RC(call, want)                                                               \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ == (want)) {                                                               \
+            check_passed++;                                                                \
+        } else {                                                                           \
+            check_failed++;                                                                \
+            fprintf(stderr, "%s:%d: %s returned %d, want %d (last error: %s)\n", __FILE__,  \
+                    __LINE__, #call, rc_, (int)(want), sz_last_error());                   \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_SUMMARY()                                                                    \
+    do {                                                                                   \
+        printf("%d passed, %d failed\n", check_passed, check_failed);                      \
+        return check_failed ? 1 : 0;                                                       \
+    } while (0)
+
+/* A quick run (under valgrind) does less of the long loops. */
+static inline int check_quick(void) { return getenv("SMARTCACHE_QUICK") != NULL; }
+
+static inline sz_cache *open_with(const char *const *opts) {
+    sz_config *cfg = sz_config_new();
+    for (; opts && opts[0]; opts += 2) {
+        if (sz_config_set(cfg, opts[0], opts[1]) != SZ_OK) {
+            fprintf(stderr, "config %s=%s: %s\n", opts[0], opts[1], sz_last_error());
+            exit(2);
+        }
+    }
+    sz_cache *c = NULL;
+    if (sz_cache_open(cfg, &c) != SZ_OK) {
+        fprintf(stderr, "open: %s\n", sz_last_error());
+        exit(2);
+    }
+    sz_config_free(cfg);
+    return c;
+}
+
+#endif

@@ -1,0 +1,235 @@
+/* Every function of the C ABI, with good and bad input. */
+#include "check.h"
+#include <stdint.h>
+
+static int produce(void *user, const void *key, size_t key_len, sz_sink *sink) {
+    int *calls = user;
+    (*calls)++;
+    CHECK_RC(sz_sink_write(sink, "computed:", 9), SZ_OK);
+    return sz_sink_write(sink, key, key_len);
+}
+
+static int refuse(void *user, const void *key, size_t key_len, sz_sink *sink) {
+    (void)user; (void)key; (void)key_len; (void)sink;
+    return 42;
+}
+
+static void test_version(void) {
+    CHECK(strcmp(sz_version(), SZ_VERSION) == 0);
+    CHECK(SZ_VERSION_NUMBER == SZ_VERSION_MAJOR * 10000 + SZ_VERSION_MINOR * 100 + SZ_VERSION_PATCH);
+    CHECK(strcmp(sz_status_str(SZ_NOT_FOUND), "not found") == 0);
+    CHECK(strcmp(sz_status_str(12345), "unknown status") == 0);
+}
+
+static void test_config(void) {
+    sz_config *cfg = sz_config_new();
+    CHECK(cfg != NULL);
+    CHECK_RC(sz_config_set(cfg, "memory_capacity", "5000"), SZ_OK);
+    CHECK_RC(sz_config_set(cfg, "memory_ttl", "300"), SZ_OK);
+    CHECK_RC(sz_config_set(cfg, "compression_enabled", "true"), SZ_OK);
+    CHECK_RC(sz_config_set(cfg, "disk_path", "/tmp/x"), SZ_OK);
+    CHECK_RC(sz_config_set(cfg, "memory_max_bytes", "64M"), SZ_OK);
+    char *v = NULL;
+    CHECK_RC(sz_config_get(cfg, "memory_capacity", &v), SZ_OK);
+    CHECK(v && strcmp(v, "5000") == 0);
+    sz_string_free(v);
+    CHECK_RC(sz_config_get(cfg, "memory_max_bytes", &v), SZ_OK);
+    CHECK(v && strcmp(v, "67108864") == 0);
+    sz_string_free(v);
+
+    CHECK_RC(sz_config_set(cfg, "memry_ttl", "1"), SZ_ERR_CONFIG);
+    CHECK(strstr(sz_last_error(), "memry_ttl") != NULL);
+    CHECK_RC(sz_config_set(cfg, "memory_capacity", "lots"), SZ_ERR_CONFIG);
+    CHECK(strstr(sz_last_error(), "memory_capacity") && strstr(sz_last_error(), "lots"));
+    CHECK_RC(sz_config_set(cfg, "memory_capacity", "0"), SZ_ERR_CONFIG);
+    CHECK_RC(sz_config_set(cfg, "jemalloc_enabled", "perhaps"), SZ_ERR_CONFIG);
+    CHECK_RC(sz_config_set(cfg, "redis_url", "http://nope"), SZ_ERR_CONFIG);
+    CHECK_RC(sz_config_get(cfg, "nope", &v), SZ_ERR_CONFIG);
+    CHECK_RC(sz_config_set(NULL, "memory_ttl", "1"), SZ_ERR_INVALID);
+    CHECK_RC(sz_config_set(cfg, NULL, "1"), SZ_ERR_INVALID);
+    CHECK_RC(sz_config_set(cfg, "memory_ttl", NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_config_get(cfg, "memory_ttl", NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_config_get(NULL, "memory_ttl", &v), SZ_ERR_INVALID);
+    sz_config_free(cfg);
+    sz_config_free(NULL);
+}
+
+static void test_open_close(void) {
+    sz_cache *c = NULL;
+    CHECK_RC(sz_cache_open(NULL, &c), SZ_OK);
+    CHECK(c != NULL);
+    sz_cache_close(c);
+    sz_cache_close(NULL);
+    CHECK_RC(sz_cache_open(NULL, NULL), SZ_ERR_INVALID);
+}
+
+static void test_crud(void) {
+    sz_cache *c = open_with(NULL);
+    const char key[] = {'k', 0, 'y'}; /* keys are bytes, NUL included */
+    CHECK_RC(sz_cache_set(c, key, sizeof key, "value", 5, 0), SZ_OK);
+    sz_value *v = NULL;
+    CHECK_RC(sz_cache_get(c, key, sizeof key, &v), SZ_OK);
+    CHECK(v && sz_value_len(v) == 5 && memcmp(sz_value_data(v), "value", 5) == 0);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get(c, "k", 1, &v), SZ_NOT_FOUND);
+    CHECK_RC(sz_cache_exists(c, key, sizeof key), SZ_OK);
+    CHECK_RC(sz_cache_exists(c, "k", 1), SZ_NOT_FOUND);
+
+    char buf[16];
+    size_t n = 0;
+    CHECK_RC(sz_cache_get_copy(c, key, sizeof key, buf, sizeof buf, &n), SZ_OK);
+    CHECK(n == 5 && memcmp(buf, "value", 5) == 0);
+    n = 0;
+    memset(buf, 'x', sizeof buf);
+    CHECK_RC(sz_cache_get_copy(c, key, sizeof key, buf, 2, &n), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(n == 5 && buf[0] == 'x');
+    CHECK_RC(sz_cache_get_copy(c, key, sizeof key, NULL, 0, &n), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(n == 5);
+    CHECK_RC(sz_cache_get_copy(c, "zz", 2, buf, sizeof buf, &n), SZ_NOT_FOUND);
+
+    /* An empty value is a value. */
+    CHECK_RC(sz_cache_set(c, "empty", 5, NULL, 0, 0), SZ_OK);
+    CHECK_RC(sz_cache_get(c, "empty", 5, &v), SZ_OK);
+    CHECK(sz_value_len(v) == 0);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get_copy(c, "empty", 5, NULL, 0, &n), SZ_OK);
+    CHECK(n == 0);
+
+    /* Overwrite. */
+    CHECK_RC(sz_cache_set(c, key, sizeof key, "second", 6, 0), SZ_OK);
+    CHECK_RC(sz_cache_get_copy(c, key, sizeof key, buf, sizeof buf, &n), SZ_OK);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+
+    CHECK_RC(sz_cache_delete(c, key, sizeof key), SZ_OK);
+    CHECK_RC(sz_cache_delete(c, key, sizeof key), SZ_NOT_FOUND);
+    CHECK_RC(sz_cache_get(c, key, sizeof key, &v), SZ_NOT_FOUND);
+
+    CHECK_RC(sz_cache_set(c, "a", 1, "1", 1, 0), SZ_OK);
+    CHECK_RC(sz_cache_clear(c), SZ_OK);
+    CHECK_RC(sz_cache_exists(c, "a", 1), SZ_NOT_FOUND);
+    sz_cache_close(c);
+}
+
+static void test_bad_input(void) {
+    sz_cache *c = open_with((const char *const[]){"max_value_size", "1024", NULL});
+    sz_value *v = NULL;
+    size_t n;
+    char buf[8];
+    /* NULL everywhere. */
+    CHECK_RC(sz_cache_set(NULL, "k", 1, "v", 1, 0), SZ_ERR_INVALID);
+    CHECK(strstr(sz_last_error(), "cache is NULL") != NULL);
+    CHECK_RC(sz_cache_set(c, NULL, 1, "v", 1, 0), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_set(c, "k", 1, NULL, 1, 0), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get(NULL, "k", 1, &v), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get(c, NULL, 1, &v), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get(c, "k", 1, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_copy(c, "k", 1, buf, sizeof buf, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_copy(c, "k", 1, NULL, 8, &n), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_delete(NULL, "k", 1), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_delete(c, NULL, 1), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_exists(NULL, "k", 1), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_exists(c, NULL, 0), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_clear(NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_stats(c, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_stats(NULL, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_health(c, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_expire_now(NULL), SZ_ERR_INVALID);
+    CHECK(sz_cache_stats_json(NULL) == NULL);
+    CHECK(sz_value_data(NULL) == NULL && sz_value_len(NULL) == 0);
+    sz_value_release(NULL);
+    sz_string_free(NULL);
+    CHECK_RC(sz_sink_write(NULL, "x", 1), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_or_compute(c, "k", 1, 0, NULL, NULL, &v), SZ_ERR_INVALID);
+
+    /* Empty and huge keys. */
+    CHECK_RC(sz_cache_set(c, "", 0, "v", 1, 0), SZ_ERR_INVALID);
+    CHECK(strstr(sz_last_error(), "empty") != NULL);
+    CHECK_RC(sz_cache_get(c, "", 0, &v), SZ_ERR_INVALID);
+    size_t huge = 1 << 20;
+    char *big = malloc(huge);
+    memset(big, 'k', huge);
+    CHECK_RC(sz_cache_set(c, big, huge, "v", 1, 0), SZ_ERR_TOO_LARGE);
+    CHECK(strstr(sz_last_error(), "key") != NULL);
+    CHECK_RC(sz_cache_get(c, big, huge, &v), SZ_ERR_TOO_LARGE);
+    CHECK_RC(sz_cache_delete(c, big, huge), SZ_ERR_TOO_LARGE);
+    CHECK_RC(sz_cache_set(c, big, 65535, "v", 1, 0), SZ_OK); /* the limit itself is fine */
+    CHECK_RC(sz_cache_exists(c, big, 65535), SZ_OK);
+
+    /* Values over max_value_size. */
+    CHECK_RC(sz_cache_set(c, "big", 3, big, 1025, 0), SZ_ERR_TOO_LARGE);
+    CHECK(strstr(sz_last_error(), "max_value_size") != NULL);
+    CHECK_RC(sz_cache_set(c, "big", 3, big, 1024, 0), SZ_OK);
+    free(big);
+
+    /* A failing call does not disturb the next one's output. */
+    CHECK_RC(sz_cache_get(c, "big", 3, &v), SZ_OK);
+    CHECK(sz_value_len(v) == 1024);
+    sz_value_release(v);
+    sz_cache_close(c);
+
+    /* Tiers not available in this build are refused at open, never ignored. */
+    sz_config *cfg = sz_config_new();
+    sz_cache *bad = NULL;
+    CHECK_RC(sz_config_set(cfg, "redis_enabled", "true"), SZ_OK);
+    int rc = sz_cache_open(cfg, &bad);
+    CHECK(rc == SZ_OK || rc == SZ_ERR_CONFIG);
+    if (rc == SZ_OK) sz_cache_close(bad);
+    sz_config_free(cfg);
+}
+
+static void test_get_or_compute(void) {
+    sz_cache *c = open_with(NULL);
+    int calls = 0;
+    sz_value *v = NULL;
+    CHECK_RC(sz_cache_get_or_compute(c, "user:1", 6, 60000, produce, &calls, &v), SZ_OK);
+    CHECK(calls == 1 && sz_value_len(v) == 15 && memcmp(sz_value_data(v), "computed:user:1", 15) == 0);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get_or_compute(c, "user:1", 6, 60000, produce, &calls, &v), SZ_OK);
+    CHECK(calls == 1); /* served from the cache */
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get_or_compute(c, "user:2", 6, 0, refuse, NULL, &v), SZ_ERR_BACKEND);
+    CHECK(strstr(sz_last_error(), "42") != NULL);
+    CHECK_RC(sz_cache_exists(c, "user:2", 6), SZ_NOT_FOUND);
+    sz_cache_close(c);
+}
+
+static void test_stats_health_json(void) {
+    sz_cache *c = open_with((const char *const[]){"memory_capacity", "100", NULL});
+    sz_value *v;
+    CHECK_RC(sz_cache_set(c, "a", 1, "1", 1, 0), SZ_OK);
+    CHECK_RC(sz_cache_get(c, "a", 1, &v), SZ_OK);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get(c, "b", 1, &v), SZ_NOT_FOUND);
+    sz_stats s;
+    memset(&s, 0xff, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
+    CHECK(s.struct_size == sizeof s);
+    CHECK(s.hits == 1 && s.misses == 1 && s.sets == 1 && s.size == 1 && s.capacity == 100);
+    CHECK(s.hit_ratio == 0.5 && s.memory_bytes > 0 && s.jemalloc == 1);
+    CHECK(s.memory_hits == 1 && s.redis_hits == 0 && s.disk_hits == 0);
+    s.struct_size = 4; /* too small to be a struct */
+    CHECK_RC(sz_cache_stats(c, &s), SZ_ERR_INVALID);
+
+    sz_health h;
+    h.struct_size = sizeof h;
+    CHECK_RC(sz_cache_health(c, &h), SZ_OK);
+    CHECK(h.healthy == 1 && h.memory.enabled == 1 && h.memory.up == 1);
+    CHECK(h.redis.enabled == 0 && h.disk.enabled == 0 && h.memory.last_error[0] == 0);
+
+    char *json = sz_cache_stats_json(c);
+    CHECK(json && json[0] == '{' && strstr(json, "\"hits\":1") && strstr(json, "\"tiers\""));
+    sz_string_free(json);
+    sz_cache_close(c);
+}
+
+int main(void) {
+    test_version();
+    test_config();
+    test_open_close();
+    test_crud();
+    test_bad_input();
+    test_get_or_compute();
+    test_stats_health_json();
+    CHECK_SUMMARY();
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
+# valgrind, a C compiler, and a Python venv with pytest. Idempotent; quiet when all is there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v go >/dev/null || need+=(golang-go)
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v cc >/dev/null || need+=(gcc)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ensure-deps: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+venv="$root/build/venv"
+if [ ! -x "$venv/bin/pytest" ]; then
+  echo "ensure-deps: creating $venv with pytest"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check pytest
+fi

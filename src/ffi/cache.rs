@@ -1,0 +1,413 @@
+//! Cache handles and their operations.
+
+use super::stats::{stats_json, write_sized};
+use super::value::into_handle;
+use super::{
+    boundary, boundary_ptr, bytes, handle, key_arg, out_arg, sz_config, sz_health, sz_stats,
+    sz_value, SZ_NOT_FOUND, SZ_OK,
+};
+use crate::config::Config;
+use crate::error::Error;
+use crate::tiered::Cache;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::time::Duration;
+
+/// An open cache. Opaque; safe to use from many threads at once.
+pub struct sz_cache {
+    inner: Cache,
+}
+
+/// The value under construction in a sz_compute_fn callback. Opaque.
+pub struct sz_sink {
+    bytes: Vec<u8>,
+}
+
+/// Produces the value of a missing key for sz_cache_get_or_compute: append the bytes with
+/// sz_sink_write and return SZ_OK to store them; any other return stores nothing and fails the
+/// call (and the calls waiting on it) with SZ_ERR_BACKEND.
+pub type sz_compute_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        key: *const c_void,
+        key_len: usize,
+        sink: *mut sz_sink,
+    ) -> c_int,
+>;
+
+fn ttl(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right
+/// after). On success *out is the handle; close it with sz_cache_close.
+///
+/// Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options or a tier not available in this build;
+/// SZ_ERR_IO when the disk tier's file cannot be used; SZ_ERR_INVALID when out is NULL.
+///
+/// # Safety
+/// `cfg` is NULL or from sz_config_new; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_open(cfg: *const sz_config, out: *mut *mut sz_cache) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let dst = unsafe { out_arg(out, "out") }?;
+        // SAFETY: per this function's contract; NULL means defaults.
+        let config = match unsafe { cfg.as_ref() } {
+            Some(c) => c.inner.clone(),
+            None => Config::default(),
+        };
+        let cache = Cache::open(config)?;
+        *dst = Box::into_raw(Box::new(sz_cache { inner: cache }));
+        Ok(SZ_OK)
+    })
+}
+
+/// Closes a cache: stops its background threads and flushes the disk tier. Pinned values
+/// handed out earlier stay valid until released. NULL is a no-op. No other thread may be using
+/// the handle.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open, closed exactly once.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_close(c: *mut sz_cache) {
+    if !c.is_null() {
+        boundary(|| {
+            // SAFETY: per the contract c is a live Box from sz_cache_open.
+            drop(unsafe { Box::from_raw(c) });
+            Ok(SZ_OK)
+        });
+    }
+}
+
+/// Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled
+/// tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL).
+///
+/// Returns SZ_OK; SZ_ERR_INVALID (NULL argument, empty key); SZ_ERR_TOO_LARGE (key over 65535
+/// bytes, value over max_value_size or over the memory tier's byte budget); SZ_ERR_NOMEM.
+///
+/// # Safety
+/// Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_set(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+    val: *const c_void,
+    val_len: usize,
+    ttl_ms: u64,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k, v) = unsafe {
+            (
+                handle(c, "cache")?,
+                key_arg(key.cast(), key_len)?,
+                bytes(val.cast(), val_len, "value")?,
+            )
+        };
+        cache.inner.set(k, v, ttl(ttl_ms))?;
+        Ok(SZ_OK)
+    })
+}
+
+/// Looks up `key`. On SZ_OK, *out is a pinned, zero-copy value: read it with sz_value_data /
+/// sz_value_len and release it with sz_value_release. It stays valid until released even if
+/// the entry is overwritten, deleted, expired or evicted meanwhile. A hit in a lower tier is
+/// copied into the tiers above it with its remaining lifetime.
+///
+/// Returns SZ_OK, SZ_NOT_FOUND (*out untouched), SZ_ERR_INVALID, SZ_ERR_TOO_LARGE (key).
+///
+/// # Safety
+/// Pointers are NULL or valid; `c` from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_get(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+    out: *mut *mut sz_value,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k, dst) = unsafe {
+            (
+                handle(c, "cache")?,
+                key_arg(key.cast(), key_len)?,
+                out_arg(out, "out")?,
+            )
+        };
+        Ok(match cache.inner.get(k)? {
+            Some(blob) => {
+                *dst = into_handle(blob);
+                SZ_OK
+            }
+            None => SZ_NOT_FOUND,
+        })
+    })
+}
+
+/// Copies the value of `key` into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) and
+/// sets *val_len to its length.
+///
+/// Returns SZ_OK; SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL, with *val_len set to the length needed
+/// and buf untouched; SZ_ERR_INVALID; SZ_ERR_TOO_LARGE (key).
+///
+/// # Safety
+/// Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_get_copy(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+    buf: *mut c_void,
+    buf_cap: usize,
+    val_len: *mut usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k, len_out) = unsafe {
+            (
+                handle(c, "cache")?,
+                key_arg(key.cast(), key_len)?,
+                out_arg(val_len, "val_len")?,
+            )
+        };
+        let dst: &mut [u8] = if buf_cap == 0 {
+            &mut []
+        } else if buf.is_null() {
+            return Err(Error::invalid("buf is NULL"));
+        } else {
+            // SAFETY: per the contract buf has buf_cap writable bytes.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_cap) }
+        };
+        match cache.inner.get_copy(k, dst) {
+            Ok(Some(n)) => {
+                *len_out = n;
+                Ok(SZ_OK)
+            }
+            Ok(None) => Ok(SZ_NOT_FOUND),
+            Err(Error::BufferTooSmall(n)) => {
+                *len_out = n;
+                Err(Error::BufferTooSmall(n))
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did,
+/// SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
+///
+/// # Safety
+/// Pointers are NULL or valid; `c` from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_delete(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
+        Ok(if cache.inner.delete(k)? {
+            SZ_OK
+        } else {
+            SZ_NOT_FOUND
+        })
+    })
+}
+
+/// SZ_OK if some tier holds a live entry for `key`, else SZ_NOT_FOUND. Does not promote and does
+/// not count as an access.
+///
+/// # Safety
+/// Pointers are NULL or valid; `c` from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_exists(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
+        Ok(if cache.inner.exists(k)? {
+            SZ_OK
+        } else {
+            SZ_NOT_FOUND
+        })
+    })
+}
+
+/// Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
+/// values stay valid until released.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_clear(c: *mut sz_cache) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        cache.inner.clear()?;
+        Ok(SZ_OK)
+    })
+}
+
+/// The value of `key`; on a miss, calls `compute(user_data, key, key_len, sink)` to produce it,
+/// stores it for `ttl_ms` (0 = tier defaults) and returns it. Concurrent callers for the same
+/// key wait for that one computation instead of running their own (stampede protection), and
+/// all of them receive its result. On SZ_OK *out is a pinned value as from sz_cache_get.
+///
+/// Returns SZ_OK; SZ_ERR_BACKEND when compute returned non-zero (nothing is stored);
+/// SZ_ERR_INVALID for NULL arguments; SZ_ERR_TOO_LARGE when the produced value is too large.
+///
+/// # Safety
+/// Pointers are NULL or valid; `compute` is safe to call from this thread with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_get_or_compute(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+    ttl_ms: u64,
+    compute: sz_compute_fn,
+    user_data: *mut c_void,
+    out: *mut *mut sz_value,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k, dst) = unsafe {
+            (
+                handle(c, "cache")?,
+                key_arg(key.cast(), key_len)?,
+                out_arg(out, "out")?,
+            )
+        };
+        let compute = compute.ok_or_else(|| Error::invalid("compute is NULL"))?;
+        let blob = cache.inner.get_or_compute(k, ttl(ttl_ms), || {
+            let mut sink = sz_sink { bytes: Vec::new() };
+            // SAFETY: the caller promised compute is callable with user_data; key and sink
+            // outlive the call.
+            let rc = unsafe { compute(user_data, k.as_ptr().cast(), k.len(), &mut sink) };
+            if rc != SZ_OK {
+                return Err(Error::backend(format!(
+                    "the compute callback returned {rc}"
+                )));
+            }
+            Ok(sink.bytes)
+        })?;
+        *dst = into_handle(blob);
+        Ok(SZ_OK)
+    })
+}
+
+/// Appends `len` bytes to the value being produced (for sz_compute_fn callbacks only).
+/// Returns SZ_OK or SZ_ERR_INVALID.
+///
+/// # Safety
+/// `sink` is the one passed to the running callback; `data` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sz_sink_write(
+    sink: *mut sz_sink,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (sink, data) = unsafe { (out_arg(sink, "sink")?, bytes(data.cast(), len, "data")?) };
+        sink.bytes
+            .try_reserve(data.len())
+            .map_err(|_| Error::NoMem(format!("sink: {len} more bytes")))?;
+        sink.bytes.extend_from_slice(data);
+        Ok(SZ_OK)
+    })
+}
+
+/// Runs one bounded pass of expiry over every tier now (the background thread does this every
+/// auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_expire_now(c: *mut sz_cache) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        Ok(cache.inner.expire_now().min(c_int::MAX as usize) as c_int)
+    })
+}
+
+/// Fills *out with the cache's counters; set out->struct_size = sizeof(sz_stats) first.
+/// Returns SZ_OK, or SZ_ERR_INVALID for NULL or a struct_size too small.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_stats(c: *mut sz_cache, out: *mut sz_stats) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let full = sz_stats::from(&cache.inner.stats());
+        // SAFETY: out is valid for its struct_size bytes per the contract.
+        if !unsafe { write_sized(out, &full) } {
+            return Err(Error::invalid(
+                "out->struct_size is too small; set it to sizeof(sz_stats)",
+            ));
+        }
+        Ok(SZ_OK)
+    })
+}
+
+/// The stats and per-tier details as a JSON object, or NULL on error (see sz_last_error).
+/// Free it with sz_string_free.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
+    boundary_ptr(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        let json = stats_json(&cache.inner.stats(), &cache.inner.health());
+        Ok(CString::new(json).unwrap_or_default().into_raw())
+    })
+}
+
+/// Fills *out with each tier's up/down state and last error; set out->struct_size =
+/// sizeof(sz_health) first. Returns SZ_OK or SZ_ERR_INVALID.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_health(c: *mut sz_cache, out: *mut sz_health) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let full = sz_health::from(&cache.inner.health());
+        // SAFETY: out is valid for its struct_size bytes per the contract.
+        if !unsafe { write_sized(out, &full) } {
+            return Err(Error::invalid(
+                "out->struct_size is too small; set it to sizeof(sz_health)",
+            ));
+        }
+        Ok(SZ_OK)
+    })
+}
+
+/// Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a
+/// no-op.
+///
+/// # Safety
+/// `s` is NULL or such a string, freed exactly once.
+#[no_mangle]
+pub unsafe extern "C" fn sz_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: per the contract s came from CString::into_raw in this library.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}

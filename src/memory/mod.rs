@@ -1,0 +1,347 @@
+//! L1: the in-memory tier. Sharded by key hash; each shard is an index plus S3-FIFO policy
+//! behind a read-write lock, padded to its own cache lines with its counters.
+//!
+//! The hit path takes only the shard's read lock, bumps the entry's 2-bit frequency, and
+//! returns a pinned reference (one atomic increment). Expired entries are never returned: the
+//! deadline is checked on every read with the cheap clock of `clock.rs`.
+
+pub mod arena;
+pub mod blob;
+pub mod policy;
+pub mod shard;
+
+use crate::clock::{self, Ticks};
+use crate::error::{Error, Result};
+use arena::Allocator;
+pub use blob::Blob;
+use crossbeam_utils::CachePadded;
+use shard::{Lookup, Shard};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+/// Above this many items the index is grown on demand instead of allocated up front, so a huge
+/// memory_capacity does not cost its full index before it is used.
+const PREALLOCATE_MAX_ITEMS: usize = 1 << 22;
+
+/// Bounds and allocator of the memory tier.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryOptions {
+    pub max_items: usize,
+    /// 0 = bounded by items only.
+    pub max_bytes: usize,
+    pub jemalloc: bool,
+    pub count_stats: bool,
+}
+
+struct ShardSlot {
+    shard: RwLock<Shard>,
+    counters: Counters,
+}
+
+/// Per-shard counters: they share the cache line that the shard's lock already dirties, so
+/// counting costs no extra line transfer between cores.
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    sets: AtomicU64,
+    deletes: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+/// A consistent-enough copy of the tier's counters and sizes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub sets: u64,
+    pub deletes: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    pub size: u64,
+    pub capacity: u64,
+    pub max_bytes: u64,
+    /// Bytes held by entries, in allocator sizes.
+    pub bytes: u64,
+    /// Bytes of the index and queues.
+    pub index_bytes: u64,
+    pub shards: u64,
+    pub allocator: &'static str,
+}
+
+pub struct MemoryTier {
+    shards: Box<[CachePadded<ShardSlot>]>,
+    hasher: hashbrown::DefaultHashBuilder,
+    alloc: Allocator,
+    opts: MemoryOptions,
+}
+
+impl MemoryTier {
+    pub fn new(opts: MemoryOptions) -> MemoryTier {
+        let max_items = opts.max_items.max(1);
+        let n = shard_count(max_items, opts.max_bytes);
+        let preallocate = max_items <= PREALLOCATE_MAX_ITEMS;
+        let shards = (0..n)
+            .map(|i| {
+                // Spread the remainder so the shard bounds add up to exactly max_items.
+                let items = max_items / n + usize::from(i < max_items % n);
+                let bytes = opts.max_bytes / n;
+                CachePadded::new(ShardSlot {
+                    shard: RwLock::new(Shard::new(items, bytes, preallocate)),
+                    counters: Counters::default(),
+                })
+            })
+            .collect();
+        MemoryTier {
+            shards,
+            hasher: Default::default(),
+            alloc: Allocator::choose(opts.jemalloc),
+            opts: MemoryOptions { max_items, ..opts },
+        }
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.alloc
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn slot(&self, hash: u64) -> &ShardSlot {
+        // Bits 24..56 pick the shard; hashbrown uses the lowest bits for the bucket and the top 7
+        // for its tag, so these stay independent of both.
+        let i = (((hash >> 24) as u32 as u64 * self.shards.len() as u64) >> 32) as usize;
+        &self.shards[i]
+    }
+
+    #[inline]
+    fn count(&self, c: &AtomicU64) {
+        if self.opts.count_stats {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Runs `f` on the live entry of `key` under the shard's read lock (no pin taken).
+    #[inline]
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let slot = self.slot(hash);
+        let now = clock::now();
+        let expired = {
+            let shard = read(&slot.shard);
+            match shard.get(hash, key, now) {
+                Lookup::Hit(b) => {
+                    let r = f(b);
+                    drop(shard);
+                    self.count(&slot.counters.hits);
+                    return Some(r);
+                }
+                Lookup::Expired => true,
+                Lookup::Miss => false,
+            }
+        };
+        self.count(&slot.counters.misses);
+        if expired {
+            self.reclaim_expired(slot, hash, key, now);
+        }
+        None
+    }
+
+    /// A pinned reference to the live value of `key`.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<Blob> {
+        self.get_with(key, Blob::clone)
+    }
+
+    /// True when `key` has a live entry. Does not count as an access for eviction.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let now = clock::now();
+        let shard = read(&self.slot(hash).shard);
+        matches!(shard.get(hash, key, now), Lookup::Hit(_))
+    }
+
+    #[cold]
+    fn reclaim_expired(&self, slot: &ShardSlot, hash: u64, key: &[u8], now: Ticks) {
+        if write(&slot.shard).remove_if_expired(hash, key, now) {
+            self.count(&slot.counters.expirations);
+        }
+    }
+
+    /// Builds the entry for `key` (None ttl = never expires); the blob can then be stored with
+    /// `insert_blob` and also handed out pinned.
+    pub fn make_blob(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u8,
+        ttl: Option<Duration>,
+    ) -> Result<Blob> {
+        Blob::new(self.alloc, key, value, flags, clock::deadline_after(ttl)).ok_or_else(|| {
+            Error::NoMem(format!(
+                "memory tier: no memory for a {} byte value",
+                value.len()
+            ))
+        })
+    }
+
+    /// An entry whose value the caller fills (decompression, copy from a lower tier).
+    pub fn make_blob_for(
+        &self,
+        key: &[u8],
+        val_len: usize,
+        flags: u8,
+        ttl: Option<Duration>,
+    ) -> Result<Blob> {
+        Blob::with_value_len(self.alloc, key, val_len, flags, clock::deadline_after(ttl))
+            .ok_or_else(|| {
+                Error::NoMem(format!("memory tier: no memory for a {val_len} byte value"))
+            })
+    }
+
+    /// Stores `value` under `key` for `ttl` (None = never expires).
+    pub fn insert(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
+        self.insert_blob(self.make_blob(key, value, flags, ttl)?)
+    }
+
+    /// Stores a blob made by `make_blob*`.
+    pub fn insert_blob(&self, blob: Blob) -> Result<()> {
+        let hash = self.hash(blob.key());
+        let slot = self.slot(hash);
+        let displaced = {
+            let mut shard = write(&slot.shard);
+            if !shard.fits(&blob) {
+                return Err(Error::TooLarge(format!(
+                    "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
+                     (memory_max_bytes / {} shards)",
+                    blob.footprint(),
+                    self.opts.max_bytes / self.shards.len(),
+                    self.shards.len()
+                )));
+            }
+            shard.insert(hash, blob, |k| self.hash(k))
+        };
+        self.count(&slot.counters.sets);
+        if self.opts.count_stats && !displaced.evicted.is_empty() {
+            slot.counters
+                .evictions
+                .fetch_add(displaced.evicted.len() as u64, Relaxed);
+        }
+        // `displaced` drops here, outside the lock: freeing memory is not the shard's business.
+        Ok(())
+    }
+
+    /// Removes `key`; true if a live entry was there.
+    pub fn delete(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let slot = self.slot(hash);
+        let removed = write(&slot.shard).remove(hash, key);
+        let Some(blob) = removed else { return false };
+        let live = !blob.is_expired_at(clock::now());
+        if live {
+            self.count(&slot.counters.deletes);
+        }
+        live
+    }
+
+    /// Drops every entry; returns how many there were. Pinned values stay valid.
+    pub fn clear(&self) -> usize {
+        self.shards.iter().map(|s| write(&s.shard).clear()).sum()
+    }
+
+    /// Reclaims expired entries, visiting at most `budget_per_shard` slots of each shard under
+    /// its write lock at a time. Returns how many were reclaimed.
+    pub fn expire_step(&self, budget_per_shard: usize) -> usize {
+        let now = clock::now();
+        let mut total = 0;
+        for slot in self.shards.iter() {
+            let taken = write(&slot.shard).expire_step(now, budget_per_shard, |k| self.hash(k));
+            if self.opts.count_stats {
+                slot.counters
+                    .expirations
+                    .fetch_add(taken.len() as u64, Relaxed);
+            }
+            total += taken.len();
+        }
+        total
+    }
+
+    pub fn stats(&self) -> MemoryStats {
+        let mut s = MemoryStats {
+            capacity: self.opts.max_items as u64,
+            max_bytes: self.opts.max_bytes as u64,
+            shards: self.shards.len() as u64,
+            allocator: self.alloc.name(),
+            ..Default::default()
+        };
+        for slot in self.shards.iter() {
+            let c = &slot.counters;
+            s.hits += c.hits.load(Relaxed);
+            s.misses += c.misses.load(Relaxed);
+            s.sets += c.sets.load(Relaxed);
+            s.deletes += c.deletes.load(Relaxed);
+            s.evictions += c.evictions.load(Relaxed);
+            s.expirations += c.expirations.load(Relaxed);
+            let shard = read(&slot.shard);
+            s.size += shard.entries() as u64;
+            s.bytes += shard.bytes() as u64;
+            s.index_bytes += shard.index_bytes() as u64;
+        }
+        s
+    }
+
+    /// Time left of an entry handed out by this tier (None = never expires).
+    pub fn remaining(blob: &Blob) -> Option<Duration> {
+        match blob.deadline() {
+            0 => None,
+            d => Some(clock::remaining(d)),
+        }
+    }
+}
+
+/// The shard count: enough shards that a few threads rarely meet on one lock, few enough that
+/// each shard keeps a useful queue (S3-FIFO's small queue is 10% of a shard), and sized so each
+/// shard's index sits just under a power-of-two bucket count at 7/8 load (hashbrown's maximum)
+/// instead of just above it, which would double the index's memory.
+fn shard_count(max_items: usize, max_bytes: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let mut n = (cpus * 8).next_power_of_two().min(256);
+    n = n.min((max_items / 64).max(1));
+    if max_bytes > 0 {
+        // Keep per-shard byte budgets of at least 1 MiB so ordinary values fit a shard.
+        n = n.min((max_bytes >> 20).max(1));
+    }
+    let per_shard = max_items.div_ceil(n);
+    if per_shard >= 64 {
+        let buckets = (per_shard * 8 / 7).next_power_of_two() / 2;
+        let fill = (buckets * 7 / 8).max(1);
+        if fill * 2 > per_shard {
+            // Use enough shards that each holds at most `fill` entries.
+            let candidate = max_items.div_ceil(fill);
+            if candidate <= n * 2 {
+                n = candidate;
+            }
+        }
+    }
+    n.max(1)
+}
+
+#[inline]
+fn read(l: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    // A panic under the lock is a bug we already reported; the shard itself stays usable.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+#[inline]
+fn write(l: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! S3-FIFO eviction (Yang et al., SOSP 2023) for one shard: a small FIFO for new entries, a main
+//! FIFO for entries that proved popular, and a ghost of recently evicted newcomers' hashes.
+//!
+//! Why S3-FIFO: a hit only bumps a 2-bit counter in the entry (no list node moves, no exclusive
+//! lock), and a one-pass scan flows through the small queue without displacing the main queue,
+//! which is where LRU loses its working set.
+//!
+//! The queues own one reference to every blob they hold. A deleted or overwritten entry leaves
+//! a tombstone (marked `STATE_DEAD`) that is dropped when it reaches the head; an entry reclaimed
+//! by the expiry sweep is taken out of its slot at once (`None`) so its memory is freed then.
+
+use super::blob::{Blob, STATE_DEAD, STATE_FREQ_MASK, STATE_IN_MAIN};
+use std::collections::VecDeque;
+
+pub struct S3Fifo {
+    small: VecDeque<Option<Blob>>,
+    main: VecDeque<Option<Blob>>,
+    ghost: Ghost,
+    /// The small queue's share of the shard: 10% of its items, as the paper recommends.
+    small_target: usize,
+    /// Footprint of every blob held by the queues, tombstones included (memory really held).
+    bytes: usize,
+}
+
+/// What one eviction step took out of the queues.
+pub enum Evicted {
+    /// A live entry: the caller must remove it from the index.
+    Victim(Blob),
+    /// A tombstone or an emptied slot: memory released, the index is unaffected.
+    Reclaimed,
+}
+
+impl S3Fifo {
+    pub fn new(item_capacity: usize, preallocate: bool) -> S3Fifo {
+        let small_target = (item_capacity / 10).max(1);
+        let (s, m) = if preallocate {
+            (small_target + 1, item_capacity)
+        } else {
+            (0, 0)
+        };
+        S3Fifo {
+            small: VecDeque::with_capacity(s),
+            main: VecDeque::with_capacity(m),
+            ghost: Ghost::new(item_capacity - small_target.min(item_capacity - 1)),
+            small_target,
+            bytes: 0,
+        }
+    }
+
+    /// Queue slots in use, tombstones included: what the item bound counts.
+    pub fn queued(&self) -> usize {
+        self.small.len() + self.main.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Queues a new entry: into main if its key was evicted recently from small (it came back,
+    /// so it is popular), else into small.
+    pub fn admit(&mut self, blob: Blob, hash: u64) {
+        self.bytes += blob.footprint();
+        if self.ghost.take(hash) {
+            blob.set_state(STATE_IN_MAIN);
+            self.main.push_back(Some(blob));
+        } else {
+            blob.set_state(0);
+            self.small.push_back(Some(blob));
+        }
+    }
+
+    /// Queues an entry that replaces a resident one, keeping its queue and its frequency: an
+    /// overwrite is not a sign of popularity, but it should not cost the key its standing.
+    pub fn readmit(&mut self, blob: Blob, previous_state: u8) {
+        self.bytes += blob.footprint();
+        let state = previous_state & (STATE_IN_MAIN | STATE_FREQ_MASK);
+        blob.set_state(state);
+        if state & STATE_IN_MAIN != 0 {
+            self.main.push_back(Some(blob));
+        } else {
+            self.small.push_back(Some(blob));
+        }
+    }
+
+    /// Marks a blob removed from the index; its slot is dropped when it reaches the head.
+    pub fn bury(blob: &Blob) {
+        blob.set_state(blob.state() | STATE_DEAD);
+    }
+
+    /// One eviction step, or None when the queues are empty. `hash_of` gives a key's hash for
+    /// the ghost.
+    pub fn evict(&mut self, hash_of: impl Fn(&[u8]) -> u64) -> Option<Evicted> {
+        loop {
+            let from_small = self.small.len() > self.small_target || self.main.is_empty();
+            let slot = if from_small {
+                self.small.pop_front()?
+            } else {
+                self.main.pop_front()?
+            };
+            let Some(blob) = slot else {
+                return Some(Evicted::Reclaimed);
+            };
+            let state = blob.state();
+            if state & STATE_DEAD != 0 {
+                self.bytes -= blob.footprint();
+                return Some(Evicted::Reclaimed);
+            }
+            let freq = state & STATE_FREQ_MASK;
+            if from_small {
+                if freq > 0 {
+                    blob.set_state(STATE_IN_MAIN);
+                    self.main.push_back(Some(blob));
+                    continue;
+                }
+                self.ghost.remember(hash_of(blob.key()));
+            } else if freq > 0 {
+                blob.set_state(state - 1);
+                self.main.push_back(Some(blob));
+                continue;
+            }
+            self.bytes -= blob.footprint();
+            blob.set_state(state | STATE_DEAD);
+            return Some(Evicted::Victim(blob));
+        }
+    }
+
+    /// Visits up to `budget` slots from `cursor` on (small queue first, then main) and takes out
+    /// those for which `reclaim` says yes, freeing them now. Returns the next cursor (wrapping to
+    /// 0 at the end) and the blobs taken out.
+    pub fn sweep(
+        &mut self,
+        cursor: usize,
+        budget: usize,
+        mut reclaim: impl FnMut(&Blob) -> bool,
+    ) -> (usize, Vec<Blob>) {
+        let total = self.queued();
+        let mut taken = Vec::new();
+        let mut pos = if cursor >= total { 0 } else { cursor };
+        for _ in 0..budget.min(total) {
+            let small_len = self.small.len();
+            let slot = if pos < small_len {
+                &mut self.small[pos]
+            } else {
+                &mut self.main[pos - small_len]
+            };
+            if let Some(blob) = slot {
+                if blob.state() & STATE_DEAD == 0 && reclaim(blob) {
+                    let blob = slot.take().expect("slot checked above");
+                    self.bytes -= blob.footprint();
+                    blob.set_state(blob.state() | STATE_DEAD);
+                    taken.push(blob);
+                }
+            }
+            pos += 1;
+            if pos >= total {
+                pos = 0;
+            }
+        }
+        (pos, taken)
+    }
+
+    /// Empties the queues and the ghost.
+    pub fn clear(&mut self) {
+        self.small.clear();
+        self.main.clear();
+        self.ghost.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Hashes of entries recently evicted from the small queue, in a direct-mapped table of 32-bit
+/// fingerprints: 4 bytes per slot instead of a hash set's ~20, at the price of occasional
+/// collisions, which only cost an entry its place in the wrong queue.
+struct Ghost {
+    slots: Vec<u32>,
+}
+
+impl Ghost {
+    fn new(len: usize) -> Ghost {
+        Ghost {
+            slots: vec![0; len.max(1)],
+        }
+    }
+
+    #[inline]
+    fn index_and_tag(&self, hash: u64) -> (usize, u32) {
+        // Bits 0..32 pick the shard and hashbrown's bucket; use the others here.
+        let idx = (((hash >> 16) as u32 as u64 * self.slots.len() as u64) >> 32) as usize;
+        (idx, (hash >> 40) as u32 | 1)
+    }
+
+    fn remember(&mut self, hash: u64) {
+        let (i, tag) = self.index_and_tag(hash);
+        self.slots[i] = tag;
+    }
+
+    /// True (and forgets it) when `hash` was remembered and not overwritten since.
+    fn take(&mut self, hash: u64) -> bool {
+        let (i, tag) = self.index_and_tag(hash);
+        let hit = self.slots[i] == tag;
+        if hit {
+            self.slots[i] = 0;
+        }
+        hit
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::arena::Allocator;
+
+    fn blob(k: u32) -> Blob {
+        Blob::new(Allocator::System, &k.to_le_bytes(), b"v", 0, None).unwrap()
+    }
+    fn hash(key: &[u8]) -> u64 {
+        (u32::from_le_bytes(key.try_into().unwrap()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn key_of(b: &Blob) -> u32 {
+        u32::from_le_bytes(b.key().try_into().unwrap())
+    }
+    fn victim(p: &mut S3Fifo) -> u32 {
+        loop {
+            match p.evict(hash).expect("not empty") {
+                Evicted::Victim(b) => return key_of(&b),
+                Evicted::Reclaimed => continue,
+            }
+        }
+    }
+
+    #[test]
+    fn unaccessed_newcomers_leave_first_in_fifo_order() {
+        let mut p = S3Fifo::new(10, true);
+        for k in 0..10 {
+            p.admit(blob(k), hash(&k.to_le_bytes()));
+        }
+        assert_eq!(victim(&mut p), 0);
+        assert_eq!(victim(&mut p), 1);
+    }
+
+    #[test]
+    fn accessed_newcomer_moves_to_main_and_survives_a_scan() {
+        let mut p = S3Fifo::new(10, true);
+        let hot = blob(1000);
+        p.admit(hot.clone(), hash(&1000u32.to_le_bytes()));
+        hot.touch();
+        for k in 0..50 {
+            p.admit(blob(k), hash(&k.to_le_bytes()));
+            while p.queued() > 10 {
+                if let Evicted::Victim(b) = p.evict(hash).unwrap() {
+                    assert_ne!(key_of(&b), 1000, "scan evicted the hot entry");
+                }
+            }
+        }
+        assert!(hot.state() & STATE_IN_MAIN != 0);
+    }
+
+    #[test]
+    fn ghost_hit_admits_into_main() {
+        let mut p = S3Fifo::new(10, true);
+        p.admit(blob(7), hash(&7u32.to_le_bytes()));
+        assert_eq!(victim(&mut p), 7);
+        let again = blob(7);
+        p.admit(again.clone(), hash(&7u32.to_le_bytes()));
+        assert!(again.state() & STATE_IN_MAIN != 0);
+    }
+
+    #[test]
+    fn tombstones_are_reclaimed_and_bytes_return_to_zero() {
+        let mut p = S3Fifo::new(10, true);
+        let b = blob(1);
+        p.admit(b.clone(), 1);
+        S3Fifo::bury(&b);
+        assert!(p.bytes() > 0);
+        assert!(matches!(p.evict(hash), Some(Evicted::Reclaimed)));
+        assert_eq!(p.bytes(), 0);
+        assert!(p.evict(hash).is_none());
+    }
+
+    #[test]
+    fn sweep_takes_out_matching_entries_and_wraps() {
+        let mut p = S3Fifo::new(100, true);
+        for k in 0..20 {
+            p.admit(blob(k), hash(&k.to_le_bytes()));
+        }
+        let (next, taken) = p.sweep(0, 15, |b| key_of(b) % 2 == 0);
+        assert_eq!(next, 15);
+        assert_eq!(taken.len(), 8);
+        let (next, taken) = p.sweep(next, 10, |b| key_of(b) % 2 == 0);
+        assert_eq!((next, taken.len()), (5, 2));
+        assert_eq!(p.bytes(), 10 * blob(0).footprint());
+    }
+}

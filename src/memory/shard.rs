@@ -1,0 +1,255 @@
+//! One shard of L1: the index (key -> blob) and its S3-FIFO policy, within item and byte
+//! bounds. A shard takes no lock itself; `MemoryTier` wraps each in a read-write lock, and
+//! only `get` runs under the shared (read) side.
+
+use super::blob::Blob;
+use super::policy::{Evicted, S3Fifo};
+use crate::clock::Ticks;
+use hashbrown::HashTable;
+
+pub struct Shard {
+    index: HashTable<Blob>,
+    policy: S3Fifo,
+    max_items: usize,
+    /// 0 = no byte bound.
+    max_bytes: usize,
+    sweep_cursor: usize,
+}
+
+/// What a lookup found.
+pub enum Lookup<'a> {
+    Hit(&'a Blob),
+    /// Present but past its deadline: a miss, and worth removing under the write lock.
+    Expired,
+    Miss,
+}
+
+/// What an insert displaced, for the caller to count and drop outside the lock.
+#[derive(Default)]
+pub struct Displaced {
+    pub evicted: Vec<Blob>,
+    pub replaced: Option<Blob>,
+}
+
+impl Shard {
+    pub fn new(max_items: usize, max_bytes: usize, preallocate: bool) -> Shard {
+        let max_items = max_items.max(1);
+        Shard {
+            index: if preallocate {
+                HashTable::with_capacity(max_items)
+            } else {
+                HashTable::new()
+            },
+            policy: S3Fifo::new(max_items, preallocate),
+            max_items,
+            max_bytes,
+            sweep_cursor: 0,
+        }
+    }
+
+    /// Live entries (expired ones not yet removed included).
+    pub fn entries(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes held by this shard's blobs, in their allocator's sizes.
+    pub fn bytes(&self) -> usize {
+        self.policy.bytes()
+    }
+
+    /// Heap bytes of the index and queues themselves (the per-entry overhead beyond blobs).
+    pub fn index_bytes(&self) -> usize {
+        self.index.capacity() * (std::mem::size_of::<Blob>() + 1)
+    }
+
+    #[inline]
+    pub fn get(&self, hash: u64, key: &[u8], now: Ticks) -> Lookup<'_> {
+        match self.index.find(hash, |b| b.key() == key) {
+            Some(b) if b.is_expired_at(now) => Lookup::Expired,
+            Some(b) => {
+                b.touch();
+                Lookup::Hit(b)
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    /// True if the blob could ever fit this shard's byte bound.
+    pub fn fits(&self, blob: &Blob) -> bool {
+        self.max_bytes == 0 || blob.footprint() <= self.max_bytes
+    }
+
+    /// Stores `blob` under its key, replacing any entry of that key, then evicts down to the
+    /// bounds. The caller has checked `fits`.
+    pub fn insert(&mut self, hash: u64, blob: Blob, hash_of: impl Fn(&[u8]) -> u64) -> Displaced {
+        let mut out = Displaced::default();
+        let queued = blob.clone();
+        match self.index.find_mut(hash, |b| b.key() == blob.key()) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, blob);
+                let state = old.state();
+                S3Fifo::bury(&old);
+                self.policy.readmit(queued, state);
+                out.replaced = Some(old);
+            }
+            None => {
+                self.index.insert_unique(hash, blob, |b| hash_of(b.key()));
+                self.policy.admit(queued, hash);
+            }
+        }
+        while self.policy.queued() > self.max_items
+            || (self.max_bytes != 0 && self.policy.bytes() > self.max_bytes)
+        {
+            match self.policy.evict(&hash_of) {
+                Some(Evicted::Victim(v)) => {
+                    let h = hash_of(v.key());
+                    if let Ok(e) = self.index.find_entry(h, |b| b.same(&v)) {
+                        e.remove();
+                    }
+                    out.evicted.push(v);
+                }
+                Some(Evicted::Reclaimed) => {}
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Removes the entry of `key`; returns it if it was there.
+    pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Blob> {
+        let (blob, _) = self
+            .index
+            .find_entry(hash, |b| b.key() == key)
+            .ok()?
+            .remove();
+        S3Fifo::bury(&blob);
+        Some(blob)
+    }
+
+    /// Removes the entry of `key` if it is expired at `now`; true if it did.
+    pub fn remove_if_expired(&mut self, hash: u64, key: &[u8], now: Ticks) -> bool {
+        match self.index.find_entry(hash, |b| b.key() == key) {
+            Ok(e) if e.get().is_expired_at(now) => {
+                S3Fifo::bury(&e.remove().0);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reclaims expired entries among the next `budget` queue slots; returns how many. Bounded
+    /// work per call so the write lock is held briefly.
+    pub fn expire_step(
+        &mut self,
+        now: Ticks,
+        budget: usize,
+        hash_of: impl Fn(&[u8]) -> u64,
+    ) -> Vec<Blob> {
+        let (next, taken) = self
+            .policy
+            .sweep(self.sweep_cursor, budget, |b| b.is_expired_at(now));
+        self.sweep_cursor = next;
+        for blob in &taken {
+            if let Ok(e) = self.index.find_entry(hash_of(blob.key()), |b| b.same(blob)) {
+                e.remove();
+            }
+        }
+        taken
+    }
+
+    /// Drops every entry; returns how many live ones there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.index.len();
+        self.index.clear();
+        self.policy.clear();
+        self.sweep_cursor = 0;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::arena::Allocator;
+
+    fn h(k: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        static HASHER: once_cell::sync::Lazy<hashbrown::DefaultHashBuilder> =
+            once_cell::sync::Lazy::new(Default::default);
+        HASHER.hash_one(k)
+    }
+    fn put(s: &mut Shard, k: &[u8], v: &[u8], deadline: Option<Ticks>) -> Displaced {
+        let b = Blob::new(Allocator::System, k, v, 0, deadline).unwrap();
+        s.insert(h(k), b, h)
+    }
+    fn get(s: &Shard, k: &[u8]) -> Option<Vec<u8>> {
+        match s.get(h(k), k, 1) {
+            Lookup::Hit(b) => Some(b.value().to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn insert_get_replace_remove() {
+        let mut s = Shard::new(100, 0, true);
+        put(&mut s, b"a", b"1", None);
+        assert_eq!(get(&s, b"a").as_deref(), Some(&b"1"[..]));
+        let d = put(&mut s, b"a", b"2", None);
+        assert_eq!(d.replaced.unwrap().value(), b"1");
+        assert_eq!(get(&s, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(s.entries(), 1);
+        assert_eq!(s.remove(h(b"a"), b"a").unwrap().value(), b"2");
+        assert_eq!(get(&s, b"a"), None);
+        assert!(s.remove(h(b"a"), b"a").is_none());
+    }
+
+    #[test]
+    fn item_bound_holds_under_overwrites_and_deletes() {
+        let mut s = Shard::new(50, 0, false);
+        for i in 0..10_000u32 {
+            let k = (i % 80).to_le_bytes();
+            put(&mut s, &k, &i.to_le_bytes(), None);
+            if i % 3 == 0 {
+                s.remove(h(&k), &k);
+            }
+            assert!(s.entries() <= 50);
+            assert!(s.policy.queued() <= 50);
+        }
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let mut s = Shard::new(1_000_000, 64 * 1024, false);
+        for i in 0..5000u32 {
+            put(&mut s, &i.to_le_bytes(), &[0u8; 300], None);
+            assert!(s.bytes() <= 64 * 1024);
+        }
+        assert!(s.entries() > 100);
+    }
+
+    #[test]
+    fn expired_is_not_a_hit_and_sweep_frees_it() {
+        let mut s = Shard::new(100, 0, true);
+        put(&mut s, b"old", b"x", Some(5));
+        put(&mut s, b"new", b"y", Some(1000));
+        assert!(matches!(s.get(h(b"old"), b"old", 5), Lookup::Expired));
+        assert!(matches!(s.get(h(b"new"), b"new", 5), Lookup::Hit(_)));
+        let before = s.bytes();
+        let taken = s.expire_step(5, 10, h);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(s.entries(), 1);
+        assert!(s.bytes() < before);
+        assert!(!s.remove_if_expired(h(b"new"), b"new", 5));
+        assert!(s.remove_if_expired(h(b"new"), b"new", 1000));
+    }
+
+    #[test]
+    fn clear_empties() {
+        let mut s = Shard::new(100, 0, true);
+        for i in 0..10u8 {
+            put(&mut s, &[i], b"v", None);
+        }
+        assert_eq!(s.clear(), 10);
+        assert_eq!((s.entries(), s.bytes()), (0, 0));
+    }
+}

@@ -1,0 +1,211 @@
+use super::*;
+use std::sync::Arc;
+
+fn tier(max_items: usize, max_bytes: usize) -> MemoryTier {
+    MemoryTier::new(MemoryOptions {
+        max_items,
+        max_bytes,
+        jemalloc: true,
+        count_stats: true,
+    })
+}
+
+#[test]
+fn set_get_delete_exists_clear() {
+    let t = tier(100, 0);
+    t.insert(b"k", b"v", 0, None).unwrap();
+    assert_eq!(t.get(b"k").unwrap().value(), b"v");
+    assert!(t.contains(b"k"));
+    assert!(t.delete(b"k"));
+    assert!(!t.delete(b"k"));
+    assert!(t.get(b"k").is_none());
+    t.insert(b"a", b"1", 0, None).unwrap();
+    t.insert(b"b", b"2", 0, None).unwrap();
+    assert_eq!(t.clear(), 2);
+    assert!(!t.contains(b"a"));
+    let s = t.stats();
+    assert_eq!(
+        (s.hits, s.misses, s.sets, s.deletes, s.size),
+        (1, 1, 3, 1, 0)
+    );
+    assert_eq!(s.allocator, "jemalloc");
+}
+
+#[test]
+fn expired_entry_is_never_returned() {
+    let t = tier(100, 0);
+    t.insert(b"short", b"v", 0, Some(Duration::from_millis(30)))
+        .unwrap();
+    t.insert(b"long", b"v", 0, Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(t.get(b"short").is_some());
+    std::thread::sleep(Duration::from_millis(35));
+    assert!(t.get(b"short").is_none());
+    assert!(!t.contains(b"short"));
+    assert!(t.get(b"long").is_some());
+    let s = t.stats();
+    assert_eq!(
+        (s.expirations, s.size),
+        (1, 1),
+        "the expired read reclaimed the entry"
+    );
+}
+
+#[test]
+fn remaining_lifetime_is_reported() {
+    let t = tier(10, 0);
+    t.insert(b"k", b"v", 0, Some(Duration::from_secs(10)))
+        .unwrap();
+    let left = MemoryTier::remaining(&t.get(b"k").unwrap()).unwrap();
+    assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(9));
+    t.insert(b"forever", b"v", 0, None).unwrap();
+    assert_eq!(MemoryTier::remaining(&t.get(b"forever").unwrap()), None);
+}
+
+#[test]
+fn expire_step_reclaims_memory() {
+    let t = tier(10_000, 0);
+    for i in 0..1000u32 {
+        t.insert(
+            &i.to_le_bytes(),
+            &[1u8; 200],
+            0,
+            Some(Duration::from_millis(20)),
+        )
+        .unwrap();
+    }
+    let before = t.stats().bytes;
+    std::thread::sleep(Duration::from_millis(25));
+    let mut reclaimed = 0;
+    while reclaimed < 1000 {
+        let n = t.expire_step(64);
+        assert!(n > 0, "stalled at {reclaimed}");
+        reclaimed += n;
+    }
+    let s = t.stats();
+    assert_eq!((s.size, s.expirations), (0, 1000));
+    assert!(
+        s.bytes < before / 100,
+        "{} of {before} bytes still held",
+        s.bytes
+    );
+}
+
+#[test]
+fn bounded_by_items_exactly() {
+    let t = tier(1000, 0);
+    for i in 0..20_000u32 {
+        t.insert(&i.to_le_bytes(), b"v", 0, None).unwrap();
+    }
+    let s = t.stats();
+    assert!(s.size <= 1000 && s.size > 900, "{}", s.size);
+    assert_eq!(s.evictions, 20_000 - s.size);
+}
+
+#[test]
+fn bounded_by_bytes() {
+    let t = tier(1_000_000, 4 << 20);
+    for i in 0..50_000u32 {
+        t.insert(&i.to_le_bytes(), &[0u8; 1000], 0, None).unwrap();
+    }
+    let s = t.stats();
+    assert!(s.bytes <= 4 << 20, "{}", s.bytes);
+    assert!(s.bytes > 3 << 20, "{}", s.bytes);
+}
+
+#[test]
+fn entry_over_shard_budget_is_refused() {
+    let t = tier(1000, 1 << 20);
+    let e = t.insert(b"big", &vec![0u8; 2 << 20], 0, None).unwrap_err();
+    assert_eq!(e.code(), crate::error::status::SZ_ERR_TOO_LARGE);
+}
+
+#[test]
+fn pinned_value_survives_overwrite_delete_eviction_and_clear() {
+    let t = tier(64, 0);
+    t.insert(b"k", b"first", 0, None).unwrap();
+    let pinned = t.get(b"k").unwrap();
+    t.insert(b"k", b"second", 0, None).unwrap();
+    t.delete(b"k");
+    for i in 0..10_000u32 {
+        t.insert(&i.to_le_bytes(), &[9u8; 64], 0, None).unwrap();
+    }
+    t.clear();
+    assert_eq!(pinned.value(), b"first");
+}
+
+#[test]
+fn system_allocator_when_jemalloc_off() {
+    let t = MemoryTier::new(MemoryOptions {
+        max_items: 10,
+        max_bytes: 0,
+        jemalloc: false,
+        count_stats: true,
+    });
+    t.insert(b"k", b"v", 0, None).unwrap();
+    assert_eq!(t.stats().allocator, "system");
+}
+
+#[test]
+fn stats_off_counts_nothing() {
+    let t = MemoryTier::new(MemoryOptions {
+        max_items: 10,
+        max_bytes: 0,
+        jemalloc: true,
+        count_stats: false,
+    });
+    t.insert(b"k", b"v", 0, None).unwrap();
+    t.get(b"k");
+    t.get(b"x");
+    let s = t.stats();
+    assert_eq!((s.hits, s.misses, s.sets, s.size), (0, 0, 0, 1));
+}
+
+#[test]
+fn shard_counts_are_sane() {
+    for items in [1usize, 10, 63, 64, 1000, 100_000, 1_000_000, 10_000_000] {
+        let n = shard_count(items, 0);
+        assert!((1..=512).contains(&n), "{items} -> {n}");
+        assert!(n <= items.max(1));
+    }
+    // 1M items: each shard's index just under a power of two at 7/8 load.
+    let n = shard_count(1_000_000, 0);
+    let per = 1_000_000usize.div_ceil(n);
+    assert!(
+        per * 8 / 7 <= (per * 8 / 7).next_power_of_two()
+            && per as f64 / ((per * 8 / 7).next_power_of_two() as f64) > 0.8
+    );
+}
+
+#[test]
+fn four_threads_hammer_one_small_cache() {
+    let t = Arc::new(tier(256, 0));
+    let threads: Vec<_> = (0..4u32)
+        .map(|id| {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                for i in 0..50_000u32 {
+                    let k = ((i * 7 + id) % 512).to_le_bytes();
+                    match i % 10 {
+                        0 => {
+                            t.delete(&k);
+                        }
+                        1..=3 => t.insert(&k, &k, 0, None).unwrap(),
+                        9 if i % 1000 == 9 => {
+                            t.clear();
+                        }
+                        _ => {
+                            if let Some(b) = t.get(&k) {
+                                assert_eq!(b.value(), &k, "value of another key returned");
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert!(t.stats().size <= 256);
+}

@@ -1,0 +1,320 @@
+//! The coordinator: one cache over the enabled tiers.
+//!
+//! get reads L1, then the lower tiers in order, and copies a lower-tier hit into the tiers
+//! above it with the entry's *remaining* lifetime; set writes through to every enabled tier
+//! (an explicit ttl applies to all, otherwise each tier's default); delete and clear reach
+//! every tier. A lower tier that fails degrades to a miss or a skipped write, counted in its
+//! stats and shown in health; it never fails the call.
+
+use crate::config::{Config, MAX_KEY_LEN};
+use crate::error::{Error, Result};
+use crate::flight::SingleFlight;
+use crate::memory::{Blob, MemoryOptions, MemoryTier};
+use crate::stats::{CacheStats, RateWindow};
+use crate::tier::ttl_from_secs;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Slots each expiry step visits per shard: small enough that a shard's write lock is held for
+/// microseconds, so a concurrent get never stalls behind the sweep.
+const EXPIRE_BUDGET_PER_SHARD: usize = 256;
+
+pub struct Cache {
+    inner: Arc<Inner>,
+    expirer: Option<Expirer>,
+}
+
+struct Inner {
+    config: Config,
+    l1: MemoryTier,
+    memory_ttl: Option<Duration>,
+    flights: SingleFlight<Blob>,
+    started: Instant,
+    rate: RateWindow,
+}
+
+/// Up/down state and last error of one tier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TierHealth {
+    pub enabled: bool,
+    pub up: bool,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// What `sz_cache_health` and `health_check()` report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    pub healthy: bool,
+    pub memory: TierHealth,
+    pub redis: TierHealth,
+    pub disk: TierHealth,
+    pub disk_path: Option<String>,
+    /// Fraction of disk_max_size in use.
+    pub disk_fill: f64,
+}
+
+impl Cache {
+    /// Opens a cache. A tier that this build does not provide yet is refused here rather than
+    /// silently ignored.
+    pub fn open(config: Config) -> Result<Cache> {
+        config.validate()?;
+        if config.redis_enabled {
+            return Err(Error::config(
+                "redis_enabled: the Redis tier (L2) is not available in this build",
+            ));
+        }
+        if config.disk_enabled {
+            return Err(Error::config(
+                "disk_enabled: the disk tier (L3) is not available in this build",
+            ));
+        }
+        let l1 = MemoryTier::new(MemoryOptions {
+            max_items: config.memory_capacity,
+            max_bytes: config.memory_max_bytes,
+            jemalloc: config.jemalloc_enabled,
+            count_stats: config.enable_stats,
+        });
+        let started = Instant::now();
+        let inner = Arc::new(Inner {
+            memory_ttl: ttl_from_secs(config.memory_ttl),
+            l1,
+            flights: SingleFlight::default(),
+            started,
+            rate: RateWindow::new(started),
+            config,
+        });
+        let expirer = match inner.config.auto_expire_interval {
+            0 => None,
+            secs => Some(Expirer::start(
+                Arc::clone(&inner),
+                Duration::from_secs(secs),
+            )?),
+        };
+        Ok(Cache { inner, expirer })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The live value of `key`, pinned: valid for as long as the returned handle is held.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
+        self.inner.check_key(key)?;
+        Ok(self.inner.l1.get(key))
+    }
+
+    /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
+    /// Err(BufferTooSmall(len)) says how much is needed.
+    pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
+        self.inner.check_key(key)?;
+        let copied = self.inner.l1.get_with(key, |b| {
+            let v = b.value();
+            match buf.get_mut(..v.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(v);
+                    Ok(v.len())
+                }
+                None => Err(Error::BufferTooSmall(v.len())),
+            }
+        });
+        copied.transpose()
+    }
+
+    /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
+    pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        self.inner.check_key(key)?;
+        self.inner.check_value(value)?;
+        self.inner
+            .l1
+            .insert(key, value, 0, ttl.or(self.inner.memory_ttl))
+    }
+
+    /// Removes `key` from every tier; true if any tier had it.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.inner.check_key(key)?;
+        Ok(self.inner.l1.delete(key))
+    }
+
+    /// True if some tier has a live entry for `key` (no promotion, no access recorded).
+    pub fn exists(&self, key: &[u8]) -> Result<bool> {
+        self.inner.check_key(key)?;
+        Ok(self.inner.l1.contains(key))
+    }
+
+    /// Removes this cache's entries from every tier.
+    pub fn clear(&self) -> Result<()> {
+        self.inner.l1.clear();
+        Ok(())
+    }
+
+    /// The value of `key`; on a miss, runs `compute` once however many callers ask at the same
+    /// time (the others wait for its result), stores the result for `ttl` and returns it.
+    pub fn get_or_compute(
+        &self,
+        key: &[u8],
+        ttl: Option<Duration>,
+        compute: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Blob> {
+        if let Some(v) = self.get(key)? {
+            return Ok(v);
+        }
+        self.inner.flights.run(key, || {
+            // Someone may have stored it between our miss and taking the flight.
+            if let Some(v) = self.get(key)? {
+                return Ok(v);
+            }
+            let value = compute()?;
+            self.inner.check_value(&value)?;
+            let blob = self
+                .inner
+                .l1
+                .make_blob(key, &value, 0, ttl.or(self.inner.memory_ttl))?;
+            self.inner.l1.insert_blob(blob.clone())?;
+            Ok(blob)
+        })
+    }
+
+    /// Runs one bounded expiry pass over every tier now; returns entries reclaimed.
+    pub fn expire_now(&self) -> usize {
+        self.inner.expire_step()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+
+    pub fn health(&self) -> Health {
+        Health {
+            healthy: true,
+            memory: TierHealth {
+                enabled: true,
+                up: true,
+                errors: 0,
+                last_error: None,
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Largest value `set` accepts.
+    pub fn max_value_size(&self) -> usize {
+        self.inner.config.max_value_size
+    }
+
+    /// The remaining lifetime of a value returned by `get`.
+    pub fn remaining(blob: &Blob) -> Option<Duration> {
+        MemoryTier::remaining(blob)
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid("key is empty"));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::TooLarge(format!(
+                "key of {} bytes (the limit is {MAX_KEY_LEN})",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.config.max_value_size {
+            return Err(Error::TooLarge(format!(
+                "value of {} bytes (max_value_size is {})",
+                value.len(),
+                self.config.max_value_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn expire_step(&self) -> usize {
+        self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD)
+    }
+
+    fn stats(&self) -> CacheStats {
+        let memory = self.l1.stats();
+        let total_ops = memory.hits + memory.misses + memory.sets + memory.deletes;
+        let now = Instant::now();
+        CacheStats {
+            hits: memory.hits,
+            misses: memory.misses,
+            sets: memory.sets,
+            deletes: memory.deletes,
+            evictions: memory.evictions,
+            expirations: memory.expirations,
+            ops_per_second: self.rate.rate(now, total_ops),
+            compression_ratio: 1.0,
+            memory,
+            redis: None,
+            disk: None,
+            uptime: now.duration_since(self.started),
+        }
+    }
+}
+
+/// The background expiry thread: one bounded step every interval, stopped and joined on close.
+struct Expirer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Expirer {
+    fn start(inner: Arc<Inner>, every: Duration) -> Result<Expirer> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("smartcache-expire".into())
+            .spawn(move || {
+                let (lock, cv) = &*stop2;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    let (guard, timeout) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = guard;
+                    if *stopped || !timeout.timed_out() {
+                        continue;
+                    }
+                    drop(stopped);
+                    // A panic here must not kill the host; the next tick tries again.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        inner.expire_step();
+                        inner.stats();
+                    }));
+                    stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the expiry thread: {e}")))?;
+        Ok(Expirer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Expirer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // Stop the background thread before the tiers go away.
+        self.expirer.take();
+    }
+}
