@@ -10,6 +10,7 @@ use crate::config::{Config, MAX_KEY_LEN};
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
+use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::ttl_from_secs;
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,6 +30,9 @@ struct Inner {
     config: Config,
     l1: MemoryTier,
     memory_ttl: Option<Duration>,
+    /// L2, when redis_enabled. Its failures never fail a call here: the tier counts them (and
+    /// its breaker skips a dead Redis), the coordinator sees a miss or a skipped write.
+    l2: Option<RedisTier>,
     flights: SingleFlight<Blob>,
     started: Instant,
     rate: RateWindow,
@@ -60,11 +64,6 @@ impl Cache {
     /// silently ignored.
     pub fn open(config: Config) -> Result<Cache> {
         config.validate()?;
-        if config.redis_enabled {
-            return Err(Error::config(
-                "redis_enabled: the Redis tier (L2) is not available in this build",
-            ));
-        }
         if config.disk_enabled {
             return Err(Error::config(
                 "disk_enabled: the disk tier (L3) is not available in this build",
@@ -76,10 +75,16 @@ impl Cache {
             jemalloc: config.jemalloc_enabled,
             count_stats: config.enable_stats,
         });
+        // A bad redis_url is a config error; Redis being down is not (the tier starts down).
+        let l2 = match config.redis_enabled {
+            true => Some(RedisTier::open(&config)?),
+            false => None,
+        };
         let started = Instant::now();
         let inner = Arc::new(Inner {
             memory_ttl: ttl_from_secs(config.memory_ttl),
             l1,
+            l2,
             flights: SingleFlight::default(),
             started,
             rate: RateWindow::new(started),
@@ -103,23 +108,20 @@ impl Cache {
     #[inline]
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.get(key))
+        if let Some(blob) = self.inner.l1.get(key) {
+            return Ok(Some(blob));
+        }
+        Ok(self.inner.get_lower(key))
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
     /// Err(BufferTooSmall(len)) says how much is needed.
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
         self.inner.check_key(key)?;
-        let copied = self.inner.l1.get_with(key, |b| {
-            let v = b.value();
-            match buf.get_mut(..v.len()) {
-                Some(dst) => {
-                    dst.copy_from_slice(v);
-                    Ok(v.len())
-                }
-                None => Err(Error::BufferTooSmall(v.len())),
-            }
-        });
+        let copied = match self.inner.l1.get_with(key, |b| copy_into(b, buf)) {
+            Some(r) => Some(r),
+            None => self.inner.get_lower(key).map(|b| copy_into(&b, buf)),
+        };
         copied.transpose()
     }
 
@@ -129,24 +131,44 @@ impl Cache {
         self.inner.check_value(value)?;
         self.inner
             .l1
-            .insert(key, value, 0, ttl.or(self.inner.memory_ttl))
+            .insert(key, value, 0, ttl.or(self.inner.memory_ttl))?;
+        self.inner.set_lower(key, value, ttl);
+        Ok(())
     }
 
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.delete(key))
+        let in_l1 = self.inner.l1.delete(key);
+        // A failing L2 delete is counted by the tier; the entry then lives out its TTL there.
+        let in_l2 = self
+            .inner
+            .l2
+            .as_ref()
+            .is_some_and(|l2| l2.delete(key).unwrap_or(false));
+        Ok(in_l1 || in_l2)
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.contains(key))
+        if self.inner.l1.contains(key) {
+            return Ok(true);
+        }
+        Ok(self
+            .inner
+            .l2
+            .as_ref()
+            .is_some_and(|l2| matches!(l2.get(key), Ok(Some(_)))))
     }
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
         self.inner.l1.clear();
+        if let Some(l2) = &self.inner.l2 {
+            // Only keys under this cache's prefix; a failure is counted by the tier.
+            let _ = l2.clear();
+        }
         Ok(())
     }
 
@@ -173,6 +195,7 @@ impl Cache {
                 .l1
                 .make_blob(key, &value, 0, ttl.or(self.inner.memory_ttl))?;
             self.inner.l1.insert_blob(blob.clone())?;
+            self.inner.set_lower(key, &value, ttl);
             Ok(blob)
         })
     }
@@ -187,8 +210,23 @@ impl Cache {
     }
 
     pub fn health(&self) -> Health {
+        let redis = self.inner.l2.as_ref().map(|l2| {
+            let s = l2.stats();
+            TierHealth {
+                enabled: true,
+                up: s.up,
+                errors: s.tier.errors,
+                // While down, the probe's latest reason is the freshest news.
+                last_error: if s.up {
+                    s.tier.last_error
+                } else {
+                    s.last_probe_error.or(s.tier.last_error)
+                },
+            }
+        });
         Health {
-            healthy: true,
+            healthy: redis.as_ref().map_or(true, |r| r.up),
+            redis: redis.unwrap_or_default(),
             memory: TierHealth {
                 enabled: true,
                 up: true,
@@ -236,6 +274,35 @@ impl Inner {
         Ok(())
     }
 
+    /// L1 missed: ask L2 and promote a hit into L1 for what is left of its lifetime (capped by
+    /// memory_ttl), never a fresh full TTL.
+    fn get_lower(&self, key: &[u8]) -> Option<Blob> {
+        let l2 = self.l2.as_ref()?;
+        // Err = Redis failed or the breaker skipped it: counted by the tier, a miss here.
+        let hit = l2.get(key).ok().flatten()?;
+        if hit.flags != 0 {
+            // This build writes only plain values (compression is not wired in yet); a
+            // compressed value from another writer must not be handed out as if plain.
+            return None;
+        }
+        let ttl = match (hit.remaining, self.memory_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let blob = self.l1.make_blob(key, &hit.value, 0, ttl).ok()?;
+        // Not fitting L1's byte budget only means the value is served uncached.
+        let _ = self.l1.insert_blob(blob.clone());
+        Some(blob)
+    }
+
+    /// Write-through to L2; an explicit ttl applies, otherwise redis_ttl.
+    fn set_lower(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) {
+        if let Some(l2) = &self.l2 {
+            // A failed or skipped write is counted by the tier; L1 still has the value.
+            let _ = l2.set(key, value, 0, ttl.or(l2.default_ttl()));
+        }
+    }
+
     fn expire_step(&self) -> usize {
         self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD)
     }
@@ -254,10 +321,22 @@ impl Inner {
             ops_per_second: self.rate.rate(now, total_ops),
             compression_ratio: 1.0,
             memory,
-            redis: None,
+            redis: self.l2.as_ref().map(|l2| l2.stats().tier),
             disk: None,
             uptime: now.duration_since(self.started),
         }
+    }
+}
+
+/// Copies a value into the caller's buffer, or says how large it must be.
+fn copy_into(b: &Blob, buf: &mut [u8]) -> Result<usize> {
+    let v = b.value();
+    match buf.get_mut(..v.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(v);
+            Ok(v.len())
+        }
+        None => Err(Error::BufferTooSmall(v.len())),
     }
 }
 

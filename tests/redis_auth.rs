@@ -136,7 +136,7 @@ fn bad_urls_are_config_errors() {
         let e = RedisTier::open(&config(url.into()))
             .err()
             .unwrap_or_else(|| panic!("{url} accepted"));
-        assert_eq!(e.code(), smartcache::error::status::ERR_CONFIG, "{url}");
+        assert_eq!(e.code(), smartcache::error::status::SZ_ERR_CONFIG, "{url}");
         assert!(e.to_string().contains("redis_url"), "{url}: {e}");
     }
 }

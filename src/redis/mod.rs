@@ -576,7 +576,7 @@ mod tests {
             ..Config::default()
         };
         let e = RedisTier::open(&cfg).err().expect("must fail");
-        assert_eq!(e.code(), crate::error::status::ERR_CONFIG);
+        assert_eq!(e.code(), crate::error::status::SZ_ERR_CONFIG);
         assert!(e.to_string().contains("redis_url"), "{e}");
     }
 }

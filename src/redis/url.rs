@@ -303,7 +303,7 @@ mod tests {
             "unix:///s.sock?user=u",
         ] {
             let e = RedisUrl::parse(bad).unwrap_err();
-            assert_eq!(e.code(), crate::error::status::ERR_CONFIG, "{bad}");
+            assert_eq!(e.code(), crate::error::status::SZ_ERR_CONFIG, "{bad}");
             assert!(e.to_string().contains("redis_url"), "{e}");
         }
         let e = RedisUrl::parse("redis://u:topsecret@h:bad/0").unwrap_err();
