@@ -54,7 +54,9 @@ thread_local! {
 }
 
 /// createArray for hiredis's reader: refuses absurd lengths (NULL makes the reader stop with an
-/// error), otherwise delegates to hiredis's default.
+/// error), otherwise delegates to hiredis's default. Only hiredis's reader calls it, with its
+/// own task pointer, which is passed through untouched. It must not unwind into C, hence
+/// `try_with` (a thread-local being destroyed is simply not recorded).
 extern "C" fn create_array_bounded(
     task: *const ffi::redisReadTask,
     elements: c_int,
@@ -63,7 +65,7 @@ extern "C" fn create_array_bounded(
     match DEFAULT_CREATE_ARRAY.get() {
         Some(default) if ok => default(task, elements),
         _ => {
-            REFUSED_ARRAY.with(|r| r.set(Some(elements)));
+            let _ = REFUSED_ARRAY.try_with(|r| r.set(Some(elements)));
             ptr::null_mut()
         }
     }
@@ -357,7 +359,7 @@ impl Conn {
             // NULL (no complete reply buffered yet) or a reply object we must free.
             let rc = unsafe { ffi::redisGetReplyFromReader(self.ctx.as_ptr(), &mut raw) };
             if rc != ffi::REDIS_OK {
-                let why = match REFUSED_ARRAY.with(Cell::take) {
+                let why = match REFUSED_ARRAY.try_with(Cell::take).ok().flatten() {
                     Some(n) => {
                         format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})")
                     }
@@ -367,8 +369,9 @@ impl Conn {
                 return Err(self.fail(ConnErrorKind::Protocol, msg));
             }
             if !raw.is_null() {
-                // SAFETY: raw is a complete redisReply tree created by hiredis's default reply
-                // functions; convert only reads it, and it is freed exactly once right after.
+                // SAFETY: raw is a complete redisReply tree created by hiredis's reply functions
+                // (ours only wraps createArray and delegates to the default); convert only
+                // reads it, and it is freed exactly once right after.
                 let reply = unsafe { convert(raw as *const ffi::redisReply) };
                 // SAFETY: see above; nothing refers to the tree after conversion.
                 unsafe { ffi::freeReplyObject(raw) };

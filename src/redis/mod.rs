@@ -22,6 +22,9 @@
 //! immediately, counted in `skipped` (not `errors`), until the probe thread sees Redis answer
 //! PING. Redis being down at `open` is not an error: the tier starts with the breaker open.
 //!
+//! Host names are resolved by hiredis with getaddrinfo, which no timeout bounds: with a slow
+//! resolver, prefer an IP address or a unix socket in `redis_url`.
+//!
 //! **clear** deletes only keys under the prefix, with `SCAN MATCH <escaped prefix>* COUNT 500`
 //! and `UNLINK` per batch; never FLUSHDB. Each SCAN/UNLINK has its own timeout, so clearing a
 //! huge keyspace takes as long as it needs but never hangs on a dead server.
