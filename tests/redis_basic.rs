@@ -272,3 +272,32 @@ fn shared_across_threads() {
     assert_eq!((s.tier.sets, s.tier.hits, s.tier.errors), (1600, 1600, 0));
     assert!(s.open_connections <= 3, "{s:?}");
 }
+
+#[test]
+fn pool_lends_at_most_size_connections_and_drops_broken_ones() {
+    use smartcache::redis::conn::ConnErrorKind;
+    use smartcache::redis::pool::Pool;
+    use smartcache::redis::RedisUrl;
+    use std::time::Instant;
+
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(100);
+    let pool = Pool::new(RedisUrl::parse(&server.url(0)).unwrap(), timeout, 1);
+    let held = pool.get(Instant::now() + timeout).unwrap();
+    assert!(!held.reused);
+    let t = Instant::now();
+    let e = pool
+        .get(Instant::now() + timeout)
+        .err()
+        .expect("only one connection");
+    assert_eq!(e.kind, ConnErrorKind::PoolBusy, "{e}");
+    assert!(t.elapsed() >= timeout - Duration::from_millis(5) && t.elapsed() < timeout * 2);
+    drop(held);
+    let mut again = pool.get(Instant::now() + timeout).unwrap();
+    assert!(again.reused, "a healthy connection goes back to the pool");
+    again.mark_broken();
+    drop(again);
+    assert_eq!(pool.open_connections(), 0, "a broken connection is dropped");
+    let fresh = pool.get(Instant::now() + timeout).unwrap();
+    assert!(!fresh.reused, "and replaced lazily by a new dial");
+}

@@ -539,18 +539,31 @@ fn waiting_for_a_busy_pool_is_bounded_and_does_not_trip_the_breaker() {
     for (took, why) in &results {
         assert!(*took <= limit(), "{took:?} {why}");
     }
+    // Who times out and who gives up waiting depends on scheduling (a waiter dials a fresh
+    // connection if one frees up before its own deadline); the invariants do not.
     let busy = results.iter().filter(|(_, w)| w.contains("busy")).count();
     let timeouts = results
         .iter()
         .filter(|(_, w)| w.contains("no reply"))
         .count();
-    assert_eq!((timeouts, busy), (1, 2), "{results:?}");
+    assert_eq!(timeouts + busy, 3, "{results:?}");
     let s = tier.stats();
     assert_eq!(s.tier.errors, 3);
     assert_eq!(
-        s.consecutive_failures, 1,
-        "only the real timeout counts: {s:?}"
+        s.consecutive_failures as usize, timeouts,
+        "only real timeouts count toward the breaker: {s:?}"
     );
+    if timeouts == 3 {
+        // All three got a connection in turn: the breaker rightly opened. Let it recover.
+        let t = Instant::now();
+        while !tier.is_up() {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "probe never closed it"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     assert!(tier.is_up());
     assert_eq!(tier.get(b"k").unwrap().unwrap().value, b"v");
 }

@@ -177,7 +177,10 @@ impl Conn {
         if left.is_zero() {
             return Err(ConnError {
                 kind: ConnErrorKind::Timeout,
-                message: format!("no time left to connect to {peer}"),
+                message: format!(
+                    "no reply in {} ms from {peer} (the time ran out before connecting)",
+                    ms(timeout)
+                ),
             });
         }
         let connect_err = |why: String| ConnError {
