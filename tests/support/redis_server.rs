@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,7 +125,18 @@ impl RedisServer {
     }
 
     fn spawn(&mut self, bin: &Path) -> bool {
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+        // is async-signal-safe. If the test process dies without running Drop (a crash, a
+        // signal), the kernel kills the server instead of leaving it orphaned. (The signal
+        // follows the spawning *thread*; servers are dropped by the thread that made them.)
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
