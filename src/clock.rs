@@ -56,7 +56,7 @@ fn paired_read() -> (u64, Instant) {
         let now = Instant::now();
         let t2 = read_tsc();
         let width = t2.wrapping_sub(t1);
-        if best.is_none_or(|(w, _, _)| width < w) {
+        if best.map_or(true, |(w, _, _)| width < w) {
             best = Some((width, t1 + width / 2, now));
         }
         if width < 2_000 {
