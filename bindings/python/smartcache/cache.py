@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import pickle
 import threading
 import time
 import weakref
@@ -15,7 +16,7 @@ from . import _native
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
 from .errors import CacheClosedError, InvalidArgumentError, SmartCacheError, error_for
-from .serializers import Codec, SerializerSpec
+from .serializers import TAG_PICKLE, Codec, SerializerSpec
 
 Key = Union[str, bytes]
 
@@ -30,14 +31,35 @@ _TLS_BUFFER_INITIAL = 4096
 _TLS_BUFFER_MAX = 1 << 20
 
 # Bound functions, looked up once: attribute lookups on the CDLL cost ~50ns per call.
-_sz_get_copy = lib.sz_cache_get_copy
 _sz_get = lib.sz_cache_get
-_sz_set = lib.sz_cache_set
 _sz_delete = lib.sz_cache_delete
 _sz_exists = lib.sz_cache_exists
 _sz_value_data = lib.sz_value_data
 _sz_value_len = lib.sz_value_len
 _sz_value_release = lib.sz_value_release
+
+
+def _untyped(name: str) -> Any:
+    """A second function object for `name` with the generated restype but no argtypes.
+
+    ctypes spends ~0.3us per call converting and checking arguments against argtypes; the two
+    hot calls (get_copy, set) instead receive ready-made ctypes objects (c_void_p, c_size_t,
+    c_uint64, byref) built exactly per the generated prototype, so nothing is converted. The
+    argument types still come from _native.FUNCTIONS: a test checks the hot paths against it.
+    """
+    fn = lib._FuncPtr((name, lib))
+    fn.restype = _native.FUNCTIONS[name][0]
+    return fn
+
+
+_fast_get_copy = _untyped("sz_cache_get_copy")
+_fast_set = _untyped("sz_cache_set")
+_c_size_t = ctypes.c_size_t
+# Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
+_SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
+_c_uint64 = ctypes.c_uint64
+_loads = pickle.loads
+_TAG_PICKLE = TAG_PICKLE
 _string_at = ctypes.string_at
 _ValuePtr = ctypes.POINTER(_native.sz_value)
 _CachePtr = ctypes.POINTER(_native.sz_cache)
@@ -70,17 +92,21 @@ def _ttl_ms(ttl: Optional[float]) -> int:
 
 
 class _Buffer:
-    """A thread's reusable receive buffer for sz_cache_get_copy."""
+    """A thread's reusable receive buffer for sz_cache_get_copy, with the ctypes arguments
+    that describe it prebuilt (see _untyped)."""
 
-    __slots__ = ("raw", "cbuf", "view", "cap", "busy", "length")
+    __slots__ = ("raw", "cbuf", "view", "cap", "addr", "capv", "busy", "length", "lenref")
 
     def __init__(self, cap: int) -> None:
         self.raw = bytearray(cap)
         self.cbuf = (ctypes.c_char * cap).from_buffer(self.raw)
         self.view = memoryview(self.raw)
         self.cap = cap
+        self.addr = ctypes.c_void_p(ctypes.addressof(self.cbuf))
+        self.capv = ctypes.c_size_t(cap)
         self.busy = False
         self.length = ctypes.c_size_t()
+        self.lenref = ctypes.byref(self.length)
 
 
 @dataclass
@@ -148,6 +174,9 @@ class SmartCache:
         finally:
             lib.sz_config_free(cfg)
         self._h: Optional["ctypes._Pointer[_native.sz_cache]"] = handle
+        # The same handle as a c_void_p, the form the untyped hot-path calls take.
+        self._hv: Optional[ctypes.c_void_p] = ctypes.cast(handle, ctypes.c_void_p)
+        self._pickle_ok = self._codec.name == "pickle"
         # Calls in flight, so close() can wait for them: sz_cache_close must not race a call
         # on the same handle. list.append/pop are atomic, which keeps the fast path lock-free.
         self._inflight: List[None] = []
@@ -164,6 +193,7 @@ class SmartCache:
             if self._h is None:
                 return
             self._h = None
+            self._hv = None
             while self._inflight:
                 time.sleep(0.0005)
             self._finalizer()
@@ -190,45 +220,52 @@ class SmartCache:
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` when there is none (missing or
         expired). A stored ``None`` is returned as ``None``; pass a sentinel ``default`` to
-        tell the two apart."""
+        tell the two apart.
+
+        The value is copied once, by sz_cache_get_copy into this thread's reused buffer, and
+        decoded from there (pickle stops at its STOP opcode, so it reads the buffer in place).
+        That measured faster than a pinned sz_cache_get handle, which costs four C calls plus
+        string_at (see docs/BENCHMARKS-python.md)."""
         kb = key.encode() if type(key) is str else _key_bytes(key)
+        n = len(kb)
         inflight = self._inflight
         inflight.append(None)
-        h = self._h
-        if h is None:
-            raise self._closed()
         try:
-            tls = self._tls
+            hv = self._hv
+            if hv is None:
+                raise CacheClosedError("this SmartCache is closed; open a new one")
             try:
-                buf = tls.buf
+                buf = self._tls.buf
             except AttributeError:
-                buf = tls.buf = _Buffer(_TLS_BUFFER_INITIAL)
+                buf = self._tls.buf = _Buffer(_TLS_BUFFER_INITIAL)
             if buf.busy:  # re-entered from inside a decode (e.g. an unpickled __setstate__)
-                return self._get_pinned(h, kb, default)
-            length = buf.length
-            rc = _sz_get_copy(h, kb, len(kb), buf.cbuf, buf.cap, length)
+                return self._get_pinned(self._h, kb, default)
+            rc = _fast_get_copy(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n),
+                                buf.addr, buf.capv, buf.lenref)
             if rc == _OK:
                 buf.busy = True
                 try:
-                    return self._codec.decode(buf.view[:length.value])
+                    raw = buf.raw
+                    if raw[0] == _TAG_PICKLE and self._pickle_ok:
+                        return _loads(raw)
+                    return self._codec.decode(buf.view[:buf.length.value])
                 finally:
                     buf.busy = False
             if rc == _NOT_FOUND:
                 return default
             if rc == _TOO_SMALL:
-                need = length.value
+                need = buf.length.value
                 if need <= _TLS_BUFFER_MAX:
-                    tls.buf = _Buffer(max(need, buf.cap * 2))
-                    del buf
-                    return self._get_retry(h, kb, default)
-                return self._get_pinned(h, kb, default)
+                    self._tls.buf = _Buffer(max(need, buf.cap * 2))
+                    return self._get_retry(self._h, kb, default)
+                return self._get_pinned(self._h, kb, default)
             raise error_for(rc, last_error())
         finally:
             inflight.pop()
 
     def _get_retry(self, h: Any, kb: bytes, default: Any) -> Any:
         buf = self._tls.buf
-        rc = _sz_get_copy(h, kb, len(kb), buf.cbuf, buf.cap, buf.length)
+        rc = _fast_get_copy(self._hv, kb, _c_size_t(len(kb)), buf.addr, buf.capv, buf.lenref)
         if rc == _OK:
             buf.busy = True
             try:
@@ -274,11 +311,11 @@ class SmartCache:
         ms = 0 if ttl is None else _ttl_ms(ttl)
         data = self._codec.encode(value)
         self._inflight.append(None)
-        h = self._h
-        if h is None:
+        hv = self._hv
+        if hv is None:
             raise self._closed()
         try:
-            rc = _sz_set(h, kb, len(kb), data, len(data), ms)
+            rc = _fast_set(hv, kb, _SMALL_LEN[len(kb)] if len(kb) < 1024 else _c_size_t(len(kb)), data, _c_size_t(len(data)), _c_uint64(ms))
             if rc != _OK:
                 raise error_for(rc, last_error())
         finally:
