@@ -226,7 +226,10 @@ class SmartCache:
         decoded from there (pickle stops at its STOP opcode, so it reads the buffer in place).
         That measured faster than a pinned sz_cache_get handle, which costs four C calls plus
         string_at (see docs/BENCHMARKS-python.md)."""
-        kb = key.encode() if type(key) is str else _key_bytes(key)
+        try:
+            kb = key.encode() if type(key) is str else _key_bytes(key)
+        except UnicodeEncodeError:
+            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
         n = len(kb)
         inflight = self._inflight
         inflight.append(None)
@@ -307,7 +310,10 @@ class SmartCache:
     def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """Stores ``value`` under ``key`` in every enabled tier for ``ttl`` seconds (int or
         float; None = each tier's configured default TTL)."""
-        kb = key.encode() if type(key) is str else _key_bytes(key)
+        try:
+            kb = key.encode() if type(key) is str else _key_bytes(key)
+        except UnicodeEncodeError:
+            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
         ms = 0 if ttl is None else _ttl_ms(ttl)
         data = self._codec.encode(value)
         self._inflight.append(None)
