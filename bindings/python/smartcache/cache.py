@@ -95,7 +95,8 @@ class _Buffer:
     """A thread's reusable receive buffer for sz_cache_get_copy, with the ctypes arguments
     that describe it prebuilt (see _untyped)."""
 
-    __slots__ = ("raw", "cbuf", "view", "cap", "addr", "capv", "busy", "length", "lenref")
+    __slots__ = ("raw", "cbuf", "view", "cap", "addr", "capv", "busy", "length", "lenref",
+                 "__weakref__")
 
     def __init__(self, cap: int) -> None:
         self.raw = bytearray(cap)
@@ -182,6 +183,7 @@ class SmartCache:
         self._inflight: List[None] = []
         self._close_lock = threading.Lock()
         self._tls = threading.local()
+        self._buffers: "weakref.WeakSet[_Buffer]" = weakref.WeakSet()
         self._finalizer = weakref.finalize(self, lib.sz_cache_close, handle)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class SmartCache:
                 return
             self._h = None
             self._hv = None
-            while self._inflight:
+            while self._inflight or any(b.busy for b in list(self._buffers)):
                 time.sleep(0.0005)
             self._finalizer()
 
@@ -230,55 +232,58 @@ class SmartCache:
             kb = key.encode() if type(key) is str else _key_bytes(key)
         except UnicodeEncodeError:
             kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
-        n = len(kb)
-        inflight = self._inflight
-        inflight.append(None)
+        try:
+            buf = self._tls.buf
+        except AttributeError:
+            buf = self._new_buffer(_TLS_BUFFER_INITIAL)
+        if buf.busy:  # re-entered from inside a decode (e.g. an unpickled __setstate__)
+            return self.get_pinned(key, default)
+        # busy doubles as this thread's in-flight mark for close(): it is set before the
+        # handle is read, so close() (which clears the handle, then waits for busy buffers)
+        # either sees this call or this call sees the cleared handle.
+        buf.busy = True
         try:
             hv = self._hv
             if hv is None:
                 raise CacheClosedError("this SmartCache is closed; open a new one")
-            try:
-                buf = self._tls.buf
-            except AttributeError:
-                buf = self._tls.buf = _Buffer(_TLS_BUFFER_INITIAL)
-            if buf.busy:  # re-entered from inside a decode (e.g. an unpickled __setstate__)
-                return self._get_pinned(self._h, kb, default)
+            n = len(kb)
             rc = _fast_get_copy(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n),
                                 buf.addr, buf.capv, buf.lenref)
             if rc == _OK:
-                buf.busy = True
-                try:
-                    raw = buf.raw
-                    if raw[0] == _TAG_PICKLE and self._pickle_ok:
-                        return _loads(raw)
-                    return self._codec.decode(buf.view[:buf.length.value])
-                finally:
-                    buf.busy = False
+                raw = buf.raw
+                if raw[0] == _TAG_PICKLE and self._pickle_ok:
+                    return _loads(raw)
+                return self._codec.decode(buf.view[:buf.length.value])
             if rc == _NOT_FOUND:
                 return default
             if rc == _TOO_SMALL:
                 need = buf.length.value
                 if need <= _TLS_BUFFER_MAX:
-                    self._tls.buf = _Buffer(max(need, buf.cap * 2))
-                    return self._get_retry(self._h, kb, default)
-                return self._get_pinned(self._h, kb, default)
+                    buf.busy = False
+                    buf = self._new_buffer(max(need, buf.cap * 2))
+                    buf.busy = True
+                    return self._get_retry(hv, kb, default)
+                return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
             raise error_for(rc, last_error())
         finally:
-            inflight.pop()
+            buf.busy = False
 
-    def _get_retry(self, h: Any, kb: bytes, default: Any) -> Any:
+    def _new_buffer(self, cap: int) -> _Buffer:
+        buf = _Buffer(cap)
+        self._tls.buf = buf
+        self._buffers.add(buf)  # weak: a finished thread's buffer goes with its thread-local
+        return buf
+
+    def _get_retry(self, hv: Any, kb: bytes, default: Any) -> Any:
+        """get() again after growing this thread's buffer (the caller holds buf.busy)."""
         buf = self._tls.buf
-        rc = _fast_get_copy(self._hv, kb, _c_size_t(len(kb)), buf.addr, buf.capv, buf.lenref)
+        rc = _fast_get_copy(hv, kb, _c_size_t(len(kb)), buf.addr, buf.capv, buf.lenref)
         if rc == _OK:
-            buf.busy = True
-            try:
-                return self._codec.decode(buf.view[:buf.length.value])
-            finally:
-                buf.busy = False
+            return self._codec.decode(buf.view[:buf.length.value])
         if rc == _NOT_FOUND:
             return default
         if rc == _TOO_SMALL:  # overwritten by a bigger value meanwhile
-            return self._get_pinned(h, kb, default)
+            return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
         raise error_for(rc, last_error())
 
     def _get_pinned(self, h: Any, kb: bytes, default: Any) -> Any:
