@@ -57,6 +57,7 @@ _fast_set = _untyped("sz_cache_set")
 _c_size_t = ctypes.c_size_t
 # Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
 _SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
+_TTL_DEFAULT = ctypes.c_uint64(0)  # ttl_ms 0 = each tier's default TTL
 _c_uint64 = ctypes.c_uint64
 _loads = pickle.loads
 _TAG_PICKLE = TAG_PICKLE
@@ -177,7 +178,9 @@ class SmartCache:
         self._h: Optional["ctypes._Pointer[_native.sz_cache]"] = handle
         # The same handle as a c_void_p, the form the untyped hot-path calls take.
         self._hv: Optional[ctypes.c_void_p] = ctypes.cast(handle, ctypes.c_void_p)
-        self._pickle_ok = self._codec.name == "pickle"
+        # get() unpickles in place when the tag byte equals this; -1 never matches a byte, so
+        # a json/custom cache sends pickles to Codec.decode, which refuses them.
+        self._pickle_tag = _TAG_PICKLE if self._codec.name == "pickle" else -1
         # Calls in flight, so close() can wait for them: sz_cache_close must not race a call
         # on the same handle. list.append/pop are atomic, which keeps the fast path lock-free.
         self._inflight: List[None] = []
@@ -251,7 +254,7 @@ class SmartCache:
                                 buf.addr, buf.capv, buf.lenref)
             if rc == _OK:
                 raw = buf.raw
-                if raw[0] == _TAG_PICKLE and self._pickle_ok:
+                if raw[0] == self._pickle_tag:
                     return _loads(raw)
                 return self._codec.decode(buf.view[:buf.length.value])
             if rc == _NOT_FOUND:
@@ -326,7 +329,10 @@ class SmartCache:
         if hv is None:
             raise self._closed()
         try:
-            rc = _fast_set(hv, kb, _SMALL_LEN[len(kb)] if len(kb) < 1024 else _c_size_t(len(kb)), data, _c_size_t(len(data)), _c_uint64(ms))
+            nk, nv = len(kb), len(data)
+            rc = _fast_set(hv, kb, _SMALL_LEN[nk] if nk < 1024 else _c_size_t(nk),
+                           data, _SMALL_LEN[nv] if nv < 1024 else _c_size_t(nv),
+                           _TTL_DEFAULT if ms == 0 else _c_uint64(ms))
             if rc != _OK:
                 raise error_for(rc, last_error())
         finally:
