@@ -49,9 +49,20 @@ var blockPool = sync.Pool{New: func() any {
 	return b
 }}
 
+// forgottenPins counts pins released by the safety net instead of by Release: a number that
+// grows means a program forgets to call Release.
+var forgottenPins int64
+
+// ForgottenPins returns how many Values so far were released by the finalizer safety net
+// rather than by Release. Anything but 0 points at a missing Release in the program.
+func ForgottenPins() int64 { return atomic.LoadInt64(&forgottenPins) }
+
 func (b *valueBlock) releaseForgotten() {
 	for i := range b.vals[:b.next] {
-		b.vals[i].Release()
+		if atomic.LoadUintptr(&b.vals[i].h) != 0 {
+			atomic.AddInt64(&forgottenPins, 1)
+			b.vals[i].Release()
+		}
 	}
 }
 
