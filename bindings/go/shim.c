@@ -55,6 +55,10 @@ void sc_close(uintptr_t c) { sz_cache_close(CACHE(c)); }
 
 void sc_release(uintptr_t v) { sz_value_release((sz_value *)v); }
 
+void sc_release_many(const uintptr_t *vs, size_t n) {
+  for (size_t i = 0; i < n; i++) sz_value_release((sz_value *)vs[i]);
+}
+
 sc_status sc_set(uintptr_t c, const void *key, size_t key_len, const void *val, size_t val_len,
                  uint64_t ttl_ms) {
   return status_of(sz_cache_set(CACHE(c), key_ptr(key), key_len, val, val_len, ttl_ms));

@@ -63,6 +63,8 @@ typedef struct {
 sc_opened sc_open(sz_config *cfg);
 void sc_close(uintptr_t c);
 void sc_release(uintptr_t v);
+/* Releases n pinned values in one call (batched releases from Go). */
+void sc_release_many(const uintptr_t *vs, size_t n);
 
 sc_status sc_set(uintptr_t c, const void *key, size_t key_len, const void *val, size_t val_len,
                  uint64_t ttl_ms);
