@@ -81,8 +81,18 @@ test-go:
 	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
 
+# Every example under examples/ (C, Go, Python); the Redis ones use the private redis-server.
 test-examples:
-	@if [ -x examples/run-all.sh ]; then examples/run-all.sh; fi
+	@if [ -x examples/run-all.sh ]; then scripts/with-redis.sh examples/run-all.sh; fi
+
+# Go binding benchmarks: Get/GetPinned/Set beside a map under sync.RWMutex and the bare cgo
+# call, in one run (docs/BENCHMARKS-go.md). BENCHTIME=2s for steadier figures.
+BENCHTIME ?= 1s
+.PHONY: bench-go
+bench-go: lib
+	cd bindings/go && \
+	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
 # The main job on embedded defaults (memory + disk, no Redis).
 demo: lib
