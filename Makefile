@@ -39,7 +39,7 @@ test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python
 	@echo "make test: all suites passed"
 
 test-rust:
-	scripts/with-redis.sh $(CARGO) test --release --all-targets
+	scripts/with-redis.sh $(CARGO) test --release --lib --tests
 
 # Each C test built twice: against the shared library and against the static one.
 $(BUILD)/c/%.so.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
