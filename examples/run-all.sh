@@ -33,7 +33,10 @@ run() {
 for src in examples/c/*.c; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .c)
-  if ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude "$src" -o "$out/c/$name" \
+  # demo.c is built as `make demo` builds it; the other examples must be warning-free.
+  strict=(-Wpedantic -Werror)
+  [ "$name" = demo ] && strict=()
+  if ${CC:-cc} -std=c11 -O2 -Wall -Wextra "${strict[@]}" -Iinclude "$src" -o "$out/c/$name" \
       -L"$lib" -lsmartcache -Wl,-rpath,"$lib"; then
     run "c/$name" "$out/c/$name"
   else

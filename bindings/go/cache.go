@@ -83,7 +83,10 @@ func ttlMillis(op string, ttl time.Duration) (C.uint64_t, error) {
 	if ttl < 0 {
 		return 0, &Error{Op: op, Code: CodeInvalid, Message: "negative ttl"}
 	}
-	ms := (ttl + time.Millisecond - 1) / time.Millisecond
+	ms := ttl / time.Millisecond
+	if ttl%time.Millisecond != 0 {
+		ms++ // round up without overflowing near the largest Duration
+	}
 	return C.uint64_t(ms), nil
 }
 

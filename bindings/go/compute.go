@@ -33,9 +33,11 @@ type computeCall struct {
 // (wrapped, also matching ErrBackend), and callers that were waiting on it get ErrBackend. A
 // panic in fn is re-raised in the caller after the library has been unwound cleanly.
 //
-// fn runs on a goroutine locked to the calling thread inside the library's call: it must not
-// call GetOrCompute for the same key on this cache (that would wait on itself), and should not
-// block for long.
+// fn runs on the calling goroutine, inside the library's call (so on a locked OS thread): it
+// must not call GetOrCompute for the same key on this cache (that would wait on itself), and
+// it should not block for long, since other callers for the key wait on it. It may use the
+// cache otherwise, but a Close started meanwhile waits for this call, so fn must not wait for
+// a Close either.
 func (c *Cache) GetOrCompute(key []byte, ttl time.Duration, fn func() ([]byte, error)) (*Value, error) {
 	if fn == nil {
 		return nil, &Error{Op: "GetOrCompute", Code: CodeInvalid, Message: "fn is nil"}
@@ -84,12 +86,15 @@ type computeError struct {
 	status error
 }
 
+// Error says that the compute function failed, with its error.
 func (e *computeError) Error() string {
 	return fmt.Sprintf("smartcache: GetOrCompute: compute function failed: %v", e.err)
 }
 
+// Unwrap gives the compute function's own error.
 func (e *computeError) Unwrap() error { return e.err }
 
+// Is matches the library's status as well (ErrBackend).
 func (e *computeError) Is(target error) bool { return errors.Is(e.status, target) }
 
 // smartcacheGoCompute is the compute callback the library calls (through the C trampoline in

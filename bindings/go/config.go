@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -204,6 +205,11 @@ func newNativeConfig(op string, c *Config) (*C.sz_config, error) {
 }
 
 func configSet(op string, cfg *C.sz_config, name, value string) error {
+	// C strings end at the first NUL: refuse one rather than silently set a truncated value.
+	if strings.IndexByte(name, 0) >= 0 || strings.IndexByte(value, 0) >= 0 {
+		return &Error{Op: op, Code: CodeConfig, Message: fmt.Sprintf(
+			"option %q = %q: names and values cannot contain NUL bytes", name, value)}
+	}
 	cn, cv := C.CString(name), C.CString(value)
 	defer C.free(unsafe.Pointer(cn))
 	defer C.free(unsafe.Pointer(cv))

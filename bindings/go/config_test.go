@@ -104,6 +104,8 @@ func TestConfigErrors(t *testing.T) {
 		{"negative ttl", Config{DiskTTL: -2 * time.Second}, "disk_ttl"},
 		{"fractional timeout", Config{RedisTimeout: 1500 * time.Microsecond}, "redis_timeout_ms"},
 		{"tiny byte bound", Config{MemoryMaxBytes: 100}, "memory_max_bytes"},
+		{"NUL in a value", Config{DiskPath: "/tmp/a\x00b"}, "NUL"},
+		{"NUL in a name", Config{Options: map[string]string{"disk_path\x00x": "/tmp"}}, "NUL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

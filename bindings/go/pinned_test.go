@@ -53,7 +53,7 @@ func TestPinnedValueOutlivesItsEntry(t *testing.T) {
 
 func TestPinnedValueSurvivesExpiry(t *testing.T) {
 	c := open(t, Config{AutoExpireInterval: Never})
-	if err := c.Set([]byte("k"), []byte("short-lived"), 10*time.Millisecond); err != nil {
+	if err := c.Set([]byte("k"), []byte("short-lived"), 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	v, ok, err := c.GetPinned([]byte("k"))
@@ -61,7 +61,7 @@ func TestPinnedValueSurvivesExpiry(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	defer v.Release()
-	time.Sleep(30 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	if n, _ := c.ExpireNow(); n != 1 {
 		t.Fatalf("ExpireNow reclaimed %d entries; want 1", n)
 	}

@@ -16,8 +16,8 @@ import (
 type Stats struct {
 	Hits    uint64 // gets answered by some tier
 	Misses  uint64 // gets answered by no tier
-	Sets    uint64
-	Deletes uint64
+	Sets    uint64 // Set calls (and values stored by GetOrCompute)
+	Deletes uint64 // Delete calls
 	// Evictions: entries dropped from memory to stay within memory_capacity / memory_max_bytes.
 	Evictions uint64
 	// Expirations: entries reclaimed from memory because their TTL passed.
@@ -26,8 +26,8 @@ type Stats struct {
 	Capacity    uint64 // memory_capacity
 	// MemoryBytes is what memory entries occupy (allocator sizes); MemoryMaxBytes is
 	// memory_max_bytes (0 = unbounded).
-	MemoryBytes    uint64
-	MemoryMaxBytes uint64
+	MemoryBytes    uint64 // bytes held by memory entries
+	MemoryMaxBytes uint64 // memory_max_bytes (0 = unbounded)
 	// HitRatio is Hits / (Hits + Misses), 0 before the first get.
 	HitRatio float64
 	// OpsPerSecond is measured over the last few seconds, not over the cache's lifetime.
@@ -36,15 +36,15 @@ type Stats struct {
 	CompressionRatio float64
 	// Jemalloc is true when memory entries come from the dedicated jemalloc arena.
 	Jemalloc     bool
-	MemoryHits   uint64
-	MemoryMisses uint64
-	RedisHits    uint64
-	RedisMisses  uint64
-	RedisErrors  uint64
-	DiskHits     uint64
-	DiskMisses   uint64
-	DiskErrors   uint64
-	Uptime       time.Duration
+	MemoryHits   uint64        // gets answered by memory (L1)
+	MemoryMisses uint64        // gets memory could not answer
+	RedisHits    uint64        // gets answered by Redis (L2)
+	RedisMisses  uint64        // gets that reached Redis and missed
+	RedisErrors  uint64        // failed Redis operations (each degraded to a miss or skipped write)
+	DiskHits     uint64        // gets answered by the disk tier (L3)
+	DiskMisses   uint64        // gets that reached the disk tier and missed
+	DiskErrors   uint64        // failed disk operations
+	Uptime       time.Duration // since Open (millisecond resolution)
 }
 
 // Stats returns the cache's counters.
@@ -102,10 +102,10 @@ type TierHealth struct {
 
 // Health is the state of every tier (sz_health).
 type Health struct {
-	Healthy bool // every enabled tier is up
-	Memory  TierHealth
-	Redis   TierHealth
-	Disk    TierHealth
+	Healthy bool       // every enabled tier is up
+	Memory  TierHealth // L1
+	Redis   TierHealth // L2
+	Disk    TierHealth // L3
 	// DiskFill is the fraction of disk_max_size in use (0 when the disk tier is off).
 	DiskFill float64
 	// DiskPath is the disk tier's file ("" when off).
