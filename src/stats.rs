@@ -1,5 +1,6 @@
 //! Cache-wide statistics: the snapshot every binding reads, and the recent-throughput window.
 
+use crate::disk::DiskStats;
 use crate::memory::MemoryStats;
 use crate::tier::TierSnapshot;
 use std::collections::VecDeque;
@@ -24,6 +25,8 @@ pub struct CacheStats {
     pub memory: MemoryStats,
     pub redis: Option<TierSnapshot>,
     pub disk: Option<TierSnapshot>,
+    /// The disk tier's file-level figures (entries, bytes, capacity, corruptions, path).
+    pub disk_file: Option<DiskStats>,
     pub uptime: Duration,
 }
 

@@ -99,6 +99,10 @@ fn expiry_is_exact_on_read_and_remaining_counts_down() {
     assert_eq!(t.expire_step(total).unwrap(), 2);
     assert_eq!(t.stats().entries, 1);
     assert_eq!(t.expire_step(total).unwrap(), 0);
+    // Deleting an expired entry removes it but reports it absent, as get did.
+    t.set(b"gone", b"v", 0, Some(Duration::ZERO)).unwrap();
+    assert!(!t.delete(b"gone").unwrap());
+    assert_eq!(t.stats().entries, 1);
 }
 
 #[test]

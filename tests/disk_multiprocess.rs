@@ -114,7 +114,9 @@ fn processes_sharing_a_file_read_only_written_values() {
         sets > 1000 && hits > 1000,
         "workers did too little: {sets} sets, {hits} hits"
     );
-    assert!(foreign > hits / 4, "processes must see each other's writes");
+    // How much the workers overlap depends on scheduling (a loaded CI machine may run them
+    // nearly one after another), so require only that they did see each other's writes.
+    assert!(foreign > 0, "processes must see each other's writes");
     // The parent sees the workers' final state, all values intact.
     let t = DiskTier::open(dir.path(), SIZE, MAX_VALUE).unwrap();
     for k in 0..KEYS {

@@ -112,6 +112,13 @@ fn stats_and_health_show_the_disk_tier() {
     assert_eq!(h.disk_path.as_deref(), Some(dir.file().to_str().unwrap()));
     assert!(h.disk_fill > 0.0 && h.disk_fill < 0.01, "{}", h.disk_fill);
     assert_eq!(a.stats().disk.unwrap().sets, 1);
+    let file = a.stats().disk_file.expect("disk file figures");
+    assert_eq!((file.entries, file.corruptions), (1, 0));
+    assert!(
+        file.bytes_used > 1000 && file.capacity > 3 << 20,
+        "{file:?}"
+    );
+    assert_eq!(file.path, dir.file());
 }
 
 #[test]

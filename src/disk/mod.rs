@@ -40,7 +40,7 @@ pub const FILE_NAME: &str = "smartcache.l3";
 const READ_RETRIES: usize = 3;
 
 /// The disk tier's view of its counters, for the coordinator's stats and health.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DiskStats {
     /// Calls served by this process (hits, misses, sets, deletes, errors, last_error).
     pub counters: TierSnapshot,
@@ -285,7 +285,8 @@ impl DiskTier {
         r
     }
 
-    /// Removes a key; true when it was present (expired entries count as present until reclaimed).
+    /// Removes a key; true when it had a live, unexpired entry (an expired one is removed too,
+    /// but reported as absent, as get would have).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         check_key(key)?;
         let _g = self.locked()?;
@@ -293,12 +294,14 @@ impl DiskTier {
         let hash = key_hash(key);
         let bucket = self.index.bucket(self.index.bucket_of(hash));
         let found = self.find_held(bucket, tag_of(hash), key, head);
+        let mut live = false;
         if let Some((i, old_pos, old)) = found {
             bucket[i].clear();
             self.account(old_pos, old.record_len(), -1);
+            live = old.expires_ms == 0 || now_ms() < old.expires_ms;
         }
         self.counters.delete();
-        Ok(found.is_some())
+        Ok(live)
     }
 
     /// Drops every entry of this file (the index and its accounting; record bytes become

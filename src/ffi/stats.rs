@@ -219,10 +219,22 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
     );
     for (name, snap, health) in [("redis", &s.redis, &h.redis), ("disk", &s.disk, &h.disk)] {
         let t = snap.clone().unwrap_or_default();
+        let file = match (name, &s.disk_file) {
+            ("disk", Some(d)) => format!(
+                ",\"entries\":{},\"bytes_used\":{},\"capacity\":{},\"corruptions\":{},\
+                 \"path\":{}",
+                d.entries,
+                d.bytes_used,
+                d.capacity,
+                d.corruptions,
+                quote(&d.path.display().to_string())
+            ),
+            _ => String::new(),
+        };
         let _ = write!(
             j,
             ",\"{name}\":{{\"enabled\":{},\"up\":{},\"hits\":{},\"misses\":{},\"sets\":{},\
-             \"deletes\":{},\"errors\":{},\"last_error\":{}}}",
+             \"deletes\":{},\"errors\":{},\"last_error\":{}{file}}}",
             health.enabled,
             health.up,
             t.hits,
@@ -270,6 +282,42 @@ pub(crate) fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_carries_the_disk_file_figures() {
+        let s = CacheStats {
+            disk: Some(TierSnapshot {
+                hits: 4,
+                ..Default::default()
+            }),
+            disk_file: Some(crate::disk::DiskStats {
+                entries: 7,
+                bytes_used: 4096,
+                capacity: 1 << 20,
+                corruptions: 2,
+                path: "/var/cache/\"x\"/smartcache.l3".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let h = Health::default();
+        let j = stats_json(&s, &h);
+        let disk = &j[j.find("\"disk\":").expect("disk object")..];
+        for want in [
+            "\"hits\":4",
+            "\"entries\":7",
+            "\"bytes_used\":4096",
+            "\"capacity\":1048576",
+            "\"corruptions\":2",
+            "\"path\":\"/var/cache/\\\"x\\\"/smartcache.l3\"}",
+        ] {
+            assert!(disk.contains(want), "{want} missing from {disk}");
+        }
+        assert!(j.ends_with("}}}"), "{j}");
+        // Without a disk tier the object keeps its plain shape.
+        let plain = stats_json(&CacheStats::default(), &h);
+        assert!(!plain.contains("corruptions"));
+    }
 
     #[test]
     fn quote_escapes() {
