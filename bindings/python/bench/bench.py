@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from itertools import accumulate
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import smartcache
 from smartcache import SmartCache, SmartCacheConfig, TierUnavailableError
