@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union, cast
 
 from . import _native
 from ._lib import last_error, lib
@@ -70,12 +70,12 @@ def _key_bytes(key: Any) -> bytes:
     t = type(key)
     if t is str:
         try:
-            return key.encode("utf-8")
+            return cast(str, key).encode("utf-8")
         except UnicodeEncodeError as e:
             raise InvalidArgumentError(f"key is not valid UTF-8 text: {e}",
                                        _native.SZ_ERR_INVALID) from None
     if t is bytes:
-        return key
+        return cast(bytes, key)
     if isinstance(key, (str, bytes)):  # subclasses
         return _key_bytes(str(key) if isinstance(key, str) else bytes(key))
     raise TypeError(f"cache keys must be str or bytes, not {t.__name__}")

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union, cast
 
 from . import _native
 from ._lib import last_error, lib
@@ -161,7 +161,7 @@ class SmartCacheConfig:
                 if isinstance(err, ConfigError):
                     err.field = name
                 raise err
-        return cfg
+        return cast("ctypes._Pointer[_native.sz_config]", cfg)
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a plain dict (e.g. for logging or JSON)."""
@@ -178,7 +178,7 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value))
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        return str(os.fspath(value))
     return str(value)
 
 

@@ -94,9 +94,9 @@ def _canon(obj: Any) -> str:
     if t is float:
         return f"f{obj!r}"
     if t is str:
-        return "s" + json.dumps(obj)
+        return "s" + str(json.dumps(obj))
     if t is bytes:
-        return "b" + obj.hex()
+        return "b" + cast(bytes, obj).hex()
     if t is tuple:
         return "(" + ",".join(map(_canon, obj)) + ")"
     if t is list:
@@ -109,10 +109,10 @@ def _canon(obj: Any) -> str:
     name = f"{t.__module__}.{t.__qualname__}"
     key_method = getattr(obj, "__cache_key__", None)
     if callable(key_method):
-        return f"k{name}:{_canon(key_method())}"
+        return f"k{name}:" + _canon(key_method())
     if isinstance(obj, enum.Enum):
         return f"e{name}.{obj.name}"
-    if t.__repr__ is not object.__repr__:
+    if getattr(t, "__repr__") is not object.__repr__:
         text = repr(obj)
         if " at 0x" not in text:
             return f"r{name}:{json.dumps(text)}"
@@ -309,7 +309,7 @@ def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optio
         raise TypeError(f"cache must be a SmartCache or None, not {type(cache).__name__}")
 
     def decorate(func: F) -> F:
-        state = _CachedFunction(func, cast(Optional[float], ttl), key_prefix, cache)
+        state = _CachedFunction(func, ttl, key_prefix, cache)
         wrapper: Any
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, Union, cast, runtime_checkable
 
 from .errors import SerializationError
 
@@ -70,10 +70,10 @@ class Codec:
     def encode(self, value: Any) -> bytes:
         t = type(value)
         if t is bytes:
-            return _B + value
+            return _B + cast(bytes, value)
         if t is str:
             try:
-                return _S + value.encode("utf-8")
+                return _S + cast(str, value).encode("utf-8")
             except UnicodeEncodeError:
                 pass  # lone surrogates: not UTF-8, let the serializer keep them exactly
         try:

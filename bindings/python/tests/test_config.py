@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcache import (ConfigError, SmartCache, SmartCacheConfig, TierUnavailableError,
+from smartcache import (ConfigError, SmartCache, SmartCacheConfig,
                         library_defaults)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import os
 import subprocess
 import sys
@@ -16,8 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-import smartcache
-from smartcache import SmartCache, SmartCacheConfig, cached, get_default_cache, set_default_cache
+from smartcache import SmartCache, cached, get_default_cache, set_default_cache
 
 
 def test_results_are_cached_and_wraps_metadata(default_cache: SmartCache) -> None:
