@@ -11,6 +11,9 @@ RELEASE     := $(CURDIR)/target/release
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
 VENV        := $(BUILD)/venv
+# libsmartcache links jemalloc with initial-exec TLS, which glibc refuses to dlopen (ctypes)
+# unless static TLS room is reserved at process start. Drop once the library stops needing it.
+PY_TLS_ENV  := GLIBC_TUNABLES=$${GLIBC_TUNABLES:+$$GLIBC_TUNABLES:}glibc.rtld.optional_static_tls=16384
 
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
@@ -36,7 +39,7 @@ test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python
 	@echo "make test: all suites passed"
 
 test-rust:
-	scripts/with-redis.sh $(CARGO) test --release --all-targets
+	scripts/with-redis.sh $(CARGO) test --release --lib --tests
 
 # Each C test built twice: against the shared library and against the static one.
 $(BUILD)/c/%.so.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
@@ -69,7 +72,7 @@ lint:
 test-python:
 	@if [ -d bindings/python ]; then \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -e bindings/python && \
-	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
+	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so $(PY_TLS_ENV) scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
 	fi
 
 test-go:
@@ -78,8 +81,18 @@ test-go:
 	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
 
+# Every example under examples/ (C, Go, Python); the Redis ones use the private redis-server.
 test-examples:
-	@if [ -x examples/run-all.sh ]; then examples/run-all.sh; fi
+	@if [ -x examples/run-all.sh ]; then scripts/with-redis.sh examples/run-all.sh; fi
+
+# Go binding benchmarks: Get/GetPinned/Set beside a map under sync.RWMutex and the bare cgo
+# call, in one run (docs/BENCHMARKS-go.md). BENCHTIME=2s for steadier figures.
+BENCHTIME ?= 1s
+.PHONY: bench-go
+bench-go: lib
+	cd bindings/go && \
+	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
 # The main job on embedded defaults (memory + disk, no Redis).
 demo: lib

@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libsmartcache.so.{major}");
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    link_hiredis_statically();
 
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
@@ -47,4 +48,26 @@ fn version_macros(version: &str) -> String {
         "\n#define SZ_VERSION \"{version}\"\n#define SZ_VERSION_MAJOR {}\n#define SZ_VERSION_MINOR {}\n#define SZ_VERSION_PATCH {}\n#define SZ_VERSION_NUMBER ({} * 10000 + {} * 100 + {})\n",
         parts[0], parts[1], parts[2], parts[0], parts[1], parts[2]
     )
+}
+
+/// Links the hiredis that hiredis-sys built as a static archive.
+///
+/// hiredis-sys emits `rustc-link-lib=dylib=hiredis`, which points at a libhiredis.so inside
+/// cargo's OUT_DIR: a product linked against it would need that build directory at run time.
+/// hiredis-sys declares `links = "hiredis"`, so its `cargo:root` reaches us as DEP_HIREDIS_ROOT.
+/// We copy its libhiredis.a under a name of our own (so `-l` cannot pick the .so) and link that
+/// statically; every hiredis symbol then resolves from the archive, and the linker's
+/// `--as-needed` (rustc's default on Linux) drops the now-unused libhiredis.so from NEEDED.
+fn link_hiredis_statically() {
+    println!("cargo:rerun-if-env-changed=DEP_HIREDIS_ROOT");
+    let root = PathBuf::from(
+        env::var("DEP_HIREDIS_ROOT")
+            .expect("DEP_HIREDIS_ROOT is set by the hiredis-sys dependency (links = \"hiredis\")"),
+    );
+    let archive = root.join("lib/libhiredis.a");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    fs::copy(&archive, out.join("libsc_hiredis.a"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", archive.display()));
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=sc_hiredis");
 }

@@ -46,6 +46,27 @@ fn invariant_tsc() -> bool {
     has("constant_tsc") && has("nonstop_tsc")
 }
 
+/// One (TSC, Instant) pair read close together: the Instant is bracketed by two TSC reads and
+/// the pair is retried until the bracket is tight, so a preemption between the two reads (the
+/// machine may be busy) cannot skew the calibration.
+fn paired_read() -> (u64, Instant) {
+    let mut best: Option<(u64, u64, Instant)> = None;
+    for _ in 0..50 {
+        let t1 = read_tsc();
+        let now = Instant::now();
+        let t2 = read_tsc();
+        let width = t2.wrapping_sub(t1);
+        if best.map_or(true, |(w, _, _)| width < w) {
+            best = Some((width, t1 + width / 2, now));
+        }
+        if width < 2_000 {
+            break;
+        }
+    }
+    let (_, tsc, now) = best.expect("at least one sample");
+    (tsc, now)
+}
+
 fn calibrate() -> Source {
     let start = Instant::now();
     if !invariant_tsc() {
@@ -55,14 +76,15 @@ fn calibrate() -> Source {
             tsc_start: 0,
         };
     }
-    let tsc_start = read_tsc();
-    // 5 ms of spinning once per process: long enough that the ~25 ns of Instant jitter is a
-    // relative error of 1e-5, which the rounding below absorbs.
-    while start.elapsed() < Duration::from_millis(5) {
+    let (tsc_start, t0) = paired_read();
+    // 10 ms between two tight pairs: the pairing error (well under a microsecond) is then a
+    // relative error below 1e-4, which the rounding below absorbs.
+    while t0.elapsed() < Duration::from_millis(10) {
         std::hint::spin_loop();
     }
-    let ns = start.elapsed().as_nanos() as u64;
-    let ticks = read_tsc().wrapping_sub(tsc_start);
+    let (tsc_end, t1) = paired_read();
+    let ns = t1.duration_since(t0).as_nanos() as u64;
+    let ticks = tsc_end.wrapping_sub(tsc_start);
     if ns == 0 || ticks == 0 {
         return Source {
             start,
@@ -73,8 +95,9 @@ fn calibrate() -> Source {
     // Round the rate down by 0.1% so converted durations come out short (expire early).
     let rate = ((ticks as u128) << 32) / ns as u128;
     let rate = rate - rate / 1000;
+    // Ticks count from t0; `start` is its Instant twin for the fallback path.
     Source {
-        start,
+        start: t0,
         tsc_per_ns: Some(rate as u64),
         tsc_start,
     }

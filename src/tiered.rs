@@ -11,6 +11,7 @@ use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
+use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::ttl_from_secs;
 use std::sync::{Arc, Condvar, Mutex};
@@ -34,6 +35,9 @@ struct Inner {
     config: Config,
     l1: MemoryTier,
     memory_ttl: Option<Duration>,
+    /// L2, when redis_enabled. Its failures never fail a call here: the tier counts them (and
+    /// its breaker skips a dead Redis), the coordinator sees a miss or a skipped write.
+    l2: Option<RedisTier>,
     l3: Option<DiskTier>,
     disk_ttl: Option<Duration>,
     flights: SingleFlight<Blob>,
@@ -63,15 +67,9 @@ pub struct Health {
 }
 
 impl Cache {
-    /// Opens a cache. A tier that this build does not provide yet is refused here rather than
-    /// silently ignored.
+    /// Opens a cache over the enabled tiers.
     pub fn open(config: Config) -> Result<Cache> {
         config.validate()?;
-        if config.redis_enabled {
-            return Err(Error::config(
-                "redis_enabled: the Redis tier (L2) is not available in this build",
-            ));
-        }
         // A disk_path holding a file that is not ours fails the open (SZ_ERR_IO): silently
         // running without the configured tier would hide the problem.
         let l3 = match config.disk_enabled {
@@ -88,10 +86,16 @@ impl Cache {
             jemalloc: config.jemalloc_enabled,
             count_stats: config.enable_stats,
         });
+        // A bad redis_url is a config error; Redis being down is not (the tier starts down).
+        let l2 = match config.redis_enabled {
+            true => Some(RedisTier::open(&config)?),
+            false => None,
+        };
         let started = Instant::now();
         let inner = Arc::new(Inner {
             memory_ttl: ttl_from_secs(config.memory_ttl),
             l1,
+            l2,
             l3,
             disk_ttl: ttl_from_secs(config.disk_ttl),
             flights: SingleFlight::default(),
@@ -117,38 +121,20 @@ impl Cache {
     #[inline]
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
         self.inner.check_key(key)?;
-        match self.inner.l1.get(key) {
-            Some(b) => Ok(Some(b)),
-            None => self.inner.read_lower(key),
+        if let Some(blob) = self.inner.l1.get(key) {
+            return Ok(Some(blob));
         }
+        Ok(self.inner.get_lower(key))
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
     /// Err(BufferTooSmall(len)) says how much is needed.
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
         self.inner.check_key(key)?;
-        let copied = self.inner.l1.get_with(key, |b| {
-            let v = b.value();
-            match buf.get_mut(..v.len()) {
-                Some(dst) => {
-                    dst.copy_from_slice(v);
-                    Ok(v.len())
-                }
-                None => Err(Error::BufferTooSmall(v.len())),
-            }
-        });
-        if copied.is_none() {
-            if let Some(b) = self.inner.read_lower(key)? {
-                let v = b.value();
-                return match buf.get_mut(..v.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(v);
-                        Ok(Some(v.len()))
-                    }
-                    None => Err(Error::BufferTooSmall(v.len())),
-                };
-            }
-        }
+        let copied = match self.inner.l1.get_with(key, |b| copy_into(b, buf)) {
+            Some(r) => Some(r),
+            None => self.inner.get_lower(key).map(|b| copy_into(&b, buf)),
+        };
         copied.transpose()
     }
 
@@ -156,40 +142,64 @@ impl Cache {
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.inner.check_key(key)?;
         self.inner.check_value(value)?;
-        let r = self
+        let in_l1 = self
             .inner
             .l1
             .insert(key, value, 0, ttl.or(self.inner.memory_ttl));
-        self.inner.write_lower(key, value, 0, ttl);
-        r
+        self.inner.set_lower(key, value, ttl);
+        match in_l1 {
+            // Too large for memory's byte budget but kept by a lower tier: served from there.
+            Err(Error::TooLarge(_)) if self.inner.l2.is_some() || self.inner.l3.is_some() => Ok(()),
+            other => other,
+        }
     }
 
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
         let in_l1 = self.inner.l1.delete(key);
-        // A disk failure is counted in the tier's stats; the key is then at worst still on disk.
-        let in_l3 = match &self.inner.l3 {
-            Some(l3) => l3.delete(key).unwrap_or(false),
-            None => false,
-        };
-        Ok(in_l1 || in_l3)
+        // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
+        let in_l2 = self
+            .inner
+            .l2
+            .as_ref()
+            .is_some_and(|l2| l2.delete(key).unwrap_or(false));
+        let in_l3 = self
+            .inner
+            .l3
+            .as_ref()
+            .is_some_and(|l3| l3.delete(key).unwrap_or(false));
+        Ok(in_l1 || in_l2 || in_l3)
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.l1.contains(key)
-            || self
-                .inner
+        if self.inner.l1.contains(key) {
+            return Ok(true);
+        }
+        let in_l2 = || {
+            self.inner
+                .l2
+                .as_ref()
+                .is_some_and(|l2| matches!(l2.get(key), Ok(Some(_))))
+        };
+        let in_l3 = || {
+            self.inner
                 .l3
                 .as_ref()
-                .is_some_and(|l3| l3.contains(key).unwrap_or(false)))
+                .is_some_and(|l3| l3.contains(key).unwrap_or(false))
+        };
+        Ok(in_l2() || in_l3())
     }
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
         self.inner.l1.clear();
+        if let Some(l2) = &self.inner.l2 {
+            // Only keys under this cache's prefix; a failure is counted by the tier.
+            let _ = l2.clear();
+        }
         if let Some(l3) = &self.inner.l3 {
             // Counted in the disk tier's errors when it fails; clear of L1 still happened.
             let _ = l3.clear();
@@ -220,7 +230,7 @@ impl Cache {
                 .l1
                 .make_blob(key, &value, 0, ttl.or(self.inner.memory_ttl))?;
             self.inner.l1.insert_blob(blob.clone())?;
-            self.inner.write_lower(key, &value, 0, ttl);
+            self.inner.set_lower(key, &value, ttl);
             Ok(blob)
         })
     }
@@ -235,8 +245,23 @@ impl Cache {
     }
 
     pub fn health(&self) -> Health {
+        let redis = self.inner.l2.as_ref().map(|l2| {
+            let s = l2.stats();
+            TierHealth {
+                enabled: true,
+                up: s.up,
+                errors: s.tier.errors,
+                // While down, the probe's latest reason is the freshest news.
+                last_error: if s.up {
+                    s.tier.last_error
+                } else {
+                    s.last_probe_error.or(s.tier.last_error)
+                },
+            }
+        });
         let mut h = Health {
-            healthy: true,
+            healthy: redis.as_ref().map_or(true, |r| r.up),
+            redis: redis.unwrap_or_default(),
             memory: TierHealth {
                 enabled: true,
                 up: true,
@@ -256,6 +281,7 @@ impl Cache {
                 last_error: s.counters.last_error,
             };
             h.disk_path = Some(s.path.display().to_string());
+            h.healthy &= h.disk.up;
             h.disk_fill = if s.capacity == 0 {
                 0.0
             } else {
@@ -302,6 +328,49 @@ impl Inner {
         Ok(())
     }
 
+    /// L1 missed: ask L2, then L3, and copy a hit into the tiers above it for what is left of
+    /// its lifetime (capped by each tier's own TTL), never a fresh full TTL.
+    fn get_lower(&self, key: &[u8]) -> Option<Blob> {
+        // Err = the tier failed or its breaker skipped it: counted by the tier, a miss here.
+        let from_l2 = self.l2.as_ref().and_then(|l2| l2.get(key).ok().flatten());
+        let (hit, from_l3) = match from_l2 {
+            Some(hit) => (hit, false),
+            None => (self.l3.as_ref()?.get(key).ok().flatten()?, true),
+        };
+        if hit.flags != 0 {
+            // This build writes only plain values (compression is not wired in yet); a
+            // compressed value from another writer must not be handed out as if plain.
+            return None;
+        }
+        if from_l3 {
+            if let Some(l2) = &self.l2 {
+                let _ = l2.set(key, &hit.value, 0, capped(hit.remaining, l2.default_ttl()));
+            }
+        }
+        let blob = self
+            .l1
+            .make_blob(key, &hit.value, 0, capped(hit.remaining, self.memory_ttl))
+            .ok()?;
+        // A promotion L1 cannot take is not the caller's failure: the value is still served.
+        let _ = self.l1.insert_blob(blob.clone());
+        Some(blob)
+    }
+
+    /// Write-through below L1; an explicit ttl applies to every tier, otherwise each tier's own.
+    fn set_lower(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) {
+        if let Some(l2) = &self.l2 {
+            // A failed or skipped write is counted by the tier; L1 still has the value.
+            let _ = l2.set(key, value, 0, ttl.or(l2.default_ttl()));
+        }
+        if let Some(l3) = &self.l3 {
+            // A failed disk write must not leave an older value there to resurface after L1
+            // evicts the new one, so the key is removed instead.
+            if l3.set(key, value, 0, ttl.or(self.disk_ttl)).is_err() {
+                let _ = l3.delete(key);
+            }
+        }
+    }
+
     fn expire_step(&self) -> usize {
         let disk = match &self.l3 {
             Some(l3) => l3.expire_step(DISK_EXPIRE_BUDGET).unwrap_or(0),
@@ -310,48 +379,18 @@ impl Inner {
         self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD) + disk
     }
 
-    /// A miss in L1: asks the disk tier, and copies a hit into L1 for no longer than the entry
-    /// has left (and no longer than L1's own TTL).
-    fn read_lower(&self, key: &[u8]) -> Result<Option<Blob>> {
-        let Some(l3) = &self.l3 else {
-            return Ok(None);
-        };
-        // get fails only for keys check_key already refused; anything else is a miss.
-        let Ok(Some(hit)) = l3.get(key) else {
-            return Ok(None);
-        };
-        let ttl = match (hit.remaining, self.memory_ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let blob = self.l1.make_blob(key, &hit.value, hit.flags, ttl)?;
-        // A promotion L1 cannot take is not the caller's failure: the value is still served.
-        let _ = self.l1.insert_blob(blob.clone());
-        Ok(Some(blob))
-    }
-
-    /// Writes through to the disk tier. A failed write (counted in the tier's stats) must not
-    /// leave an older value there to resurface after L1 evicts the new one, so the key is
-    /// removed instead.
-    fn write_lower(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) {
-        if let Some(l3) = &self.l3 {
-            if l3.set(key, value, flags, ttl.or(self.disk_ttl)).is_err() {
-                let _ = l3.delete(key);
-            }
-        }
-    }
-
     fn stats(&self) -> CacheStats {
         let memory = self.l1.stats();
+        let redis = self.l2.as_ref().map(|l2| l2.stats().tier);
         let disk_file = self.l3.as_ref().map(|l3| l3.stats());
         let disk = disk_file.as_ref().map(|d| d.counters.clone());
-        // Every L1 miss of a get goes on to L3, so an L3 hit turns one of them into a hit.
-        let disk_hits = disk.as_ref().map_or(0, |d| d.hits);
+        // Every L1 miss of a get goes on down, so a lower-tier hit turns one of them into a hit.
+        let lower_hits = redis.as_ref().map_or(0, |r| r.hits) + disk.as_ref().map_or(0, |d| d.hits);
         let total_ops = memory.hits + memory.misses + memory.sets + memory.deletes;
         let now = Instant::now();
         CacheStats {
-            hits: memory.hits + disk_hits,
-            misses: memory.misses.saturating_sub(disk_hits),
+            hits: memory.hits + lower_hits,
+            misses: memory.misses.saturating_sub(lower_hits),
             sets: memory.sets,
             deletes: memory.deletes,
             evictions: memory.evictions,
@@ -359,11 +398,31 @@ impl Inner {
             ops_per_second: self.rate.rate(now, total_ops),
             compression_ratio: 1.0,
             memory,
-            redis: None,
+            redis,
             disk,
             disk_file,
             uptime: now.duration_since(self.started),
         }
+    }
+}
+
+/// A promoted entry's lifetime: what it has left, and no more than the receiving tier's TTL.
+fn capped(remaining: Option<Duration>, tier_ttl: Option<Duration>) -> Option<Duration> {
+    match (remaining, tier_ttl) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Copies a value into the caller's buffer, or says how large it must be.
+fn copy_into(b: &Blob, buf: &mut [u8]) -> Result<usize> {
+    let v = b.value();
+    match buf.get_mut(..v.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(v);
+            Ok(v.len())
+        }
+        None => Err(Error::BufferTooSmall(v.len())),
     }
 }
 

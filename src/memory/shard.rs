@@ -40,7 +40,7 @@ impl Shard {
             } else {
                 HashTable::new()
             },
-            policy: S3Fifo::new(max_items, preallocate),
+            policy: S3Fifo::new(max_items),
             max_items,
             max_bytes,
             sweep_cursor: 0,
@@ -97,7 +97,11 @@ impl Shard {
                 self.policy.admit(queued, hash);
             }
         }
-        while self.policy.queued() > self.max_items
+        // Live entries count against max_items; tombstones of overwritten or deleted entries do
+        // not (they would shrink the cache under a write-heavy load) but are bounded too, so
+        // their memory is returned within one more queue's worth of inserts.
+        while self.index.len() > self.max_items
+            || self.policy.queued() > 2 * self.max_items
             || (self.max_bytes != 0 && self.policy.bytes() > self.max_bytes)
         {
             match self.policy.evict(&hash_of) {
@@ -213,7 +217,7 @@ mod tests {
                 s.remove(h(&k), &k);
             }
             assert!(s.entries() <= 50);
-            assert!(s.policy.queued() <= 50);
+            assert!(s.policy.queued() <= 100);
         }
     }
 

@@ -1,1 +1,585 @@
-//! L2: the Redis tier over hiredis (see DESIGN.md "L2").
+//! L2: the Redis tier over hiredis (see DESIGN.md "L2 Redis tier").
+//!
+//! [`RedisTier`] is `Send + Sync`; every call takes a pooled connection for one exchange.
+//!
+//! **Keys** are stored as `<prefix><key>`, binary-safe. When `redis_key_prefix` is unset the
+//! prefix is derived from the cache's identity, its `disk_path`:
+//! `"sc:" + disk_path (trailing '/' removed) + ":"`, e.g. `sc:/var/cache/myapp:` (the default
+//! disk_path gives `sc:/tmp/smartcache:`). The disk_path is used even when the disk tier is off.
+//! Two workers of one app (same config) therefore share their Redis entries, as they share
+//! their disk file, while two differently configured caches do not collide. Set
+//! `redis_key_prefix` to share across hosts whose disk paths differ.
+//!
+//! **Values** are framed (see [`frame`]): magic, version, flags, absolute expiry, payload. A
+//! value under our prefix that is not a valid frame reads as a miss and counts as an error.
+//!
+//! **Failures** (see [`breaker`]): every call ends within `redis_timeout_ms` (plus ~2 ms
+//! slack), covering pool wait, connect, login, write and read together. Waiting for a free
+//! pooled connection past the deadline counts as an error but not toward the breaker. A transport failure
+//! returns `Err(Error::Backend)` and is counted in `errors` with its message kept as
+//! `last_error`; the caller (the coordinator) treats it as a miss or skipped write. After three
+//! in a row the breaker opens: calls then return `Err(Error::Backend("… circuit open …"))`
+//! immediately, counted in `skipped` (not `errors`), until the probe thread sees Redis answer
+//! PING. Redis being down at `open` is not an error: the tier starts with the breaker open.
+//!
+//! Host names are resolved by hiredis with getaddrinfo, which no timeout bounds: with a slow
+//! resolver, prefer an IP address or a unix socket in `redis_url`.
+//!
+//! **clear** deletes only keys under the prefix, with `SCAN MATCH <escaped prefix>* COUNT 500`
+//! and `UNLINK` per batch; never FLUSHDB. Each SCAN/UNLINK has its own timeout, so clearing a
+//! huge keyspace takes as long as it needs but never hangs on a dead server.
+
+pub mod breaker;
+pub mod conn;
+pub mod frame;
+pub mod pool;
+pub mod url;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::tier::{ttl_from_secs, Hit, TierCounters, TierSnapshot};
+use breaker::{Breaker, BreakerState, ProbeThread, FAILURE_THRESHOLD, PROBE_INTERVAL};
+use conn::{Conn, ConnError, ConnErrorKind, Reply};
+use frame::Decoded;
+use pool::Pool;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+pub use url::RedisUrl;
+
+/// One entry of [`RedisTier::set_many`]: key, value, flags, ttl (None = no expiry).
+pub type SetItem<'a> = (&'a [u8], &'a [u8], u8, Option<Duration>);
+
+/// A snapshot of the tier for stats and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStats {
+    /// hits, misses, sets, deletes, errors, last_error.
+    pub tier: TierSnapshot,
+    /// Calls not sent because the breaker was open.
+    pub skipped: u64,
+    /// Breaker closed: calls go to Redis.
+    pub up: bool,
+    pub breaker: BreakerState,
+    pub consecutive_failures: u32,
+    /// How many times the breaker has opened since `open`.
+    pub times_opened: u64,
+    pub open_connections: usize,
+    /// `redis_url` with the password replaced by `***`.
+    pub url: String,
+    pub key_prefix: String,
+    /// Why the breaker's latest probe failed, while it is open.
+    pub last_probe_error: Option<String>,
+}
+
+/// The L2 tier.
+pub struct RedisTier {
+    inner: Arc<Inner>,
+    // Declared after `inner` only for readability: Drop below stops the probe explicitly.
+    probe: Option<ProbeThread>,
+}
+
+struct Inner {
+    pool: Pool,
+    breaker: Arc<Breaker>,
+    counters: TierCounters,
+    skipped: AtomicU64,
+    prefix: Vec<u8>,
+    timeout: Duration,
+    url_shown: String,
+    default_ttl: Option<Duration>,
+    /// Why the latest probe failed (None once one succeeded).
+    probe_error: Mutex<Option<String>>,
+}
+
+/// How one exchange failed.
+enum CallError {
+    /// Transport failure: counts toward the breaker.
+    Conn(ConnError),
+    /// Redis answered with an error reply: it is alive; counted, breaker untouched.
+    Reply(String),
+    /// A reply of the wrong shape: the server does not speak Redis as we expect. Treated like a
+    /// transport failure, and the connection is dropped.
+    Unexpected(String),
+}
+
+impl From<ConnError> for CallError {
+    fn from(e: ConnError) -> Self {
+        CallError::Conn(e)
+    }
+}
+
+/// The derived key prefix (see the module docs).
+pub fn derived_prefix(cfg: &Config) -> String {
+    let path = cfg.disk_path.display().to_string();
+    let trimmed = path.trim_end_matches('/');
+    let id = if trimmed.is_empty() { "/" } else { trimmed };
+    format!("sc:{id}:")
+}
+
+impl RedisTier {
+    /// Bad URL -> `Err(Error::Config)` naming redis_url. Redis down at open is not an error:
+    /// the tier starts down (breaker open, error counted) and the probe brings it up later.
+    pub fn open(cfg: &Config) -> Result<RedisTier> {
+        let url = RedisUrl::parse(&cfg.redis_url)?;
+        let url_shown = url.to_string();
+        let prefix = cfg
+            .redis_key_prefix
+            .clone()
+            .unwrap_or_else(|| derived_prefix(cfg));
+        let timeout = Duration::from_millis(cfg.redis_timeout_ms.max(1));
+        let inner = Arc::new(Inner {
+            pool: Pool::new(url, timeout, cfg.redis_pool_size),
+            breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
+            counters: TierCounters::default(),
+            skipped: AtomicU64::new(0),
+            prefix: prefix.into_bytes(),
+            timeout,
+            url_shown,
+            default_ttl: ttl_from_secs(cfg.redis_ttl),
+            probe_error: Mutex::new(None),
+        });
+
+        // Warm one connection so the first call does not pay the dial; failing here only
+        // means the tier starts down.
+        match inner.pool.get(Instant::now() + timeout) {
+            Ok(conn) => drop(conn),
+            Err(e) => {
+                inner.counters.error(&Error::backend(e.message).to_string());
+                inner.breaker.trip();
+            }
+        }
+
+        let probing = Arc::clone(&inner);
+        let closing = Arc::clone(&inner);
+        let probe = inner
+            .breaker
+            .spawn_probe(
+                PROBE_INTERVAL,
+                move || match probing.pool.probe() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // Kept apart from `errors` so a long outage does not inflate the
+                        // count by one per probe; health shows why Redis is still down.
+                        *lock(&probing.probe_error) = Some(Error::backend(e.message).to_string());
+                        false
+                    }
+                },
+                // Sockets opened before the outage point at a dead or restarted server.
+                move || {
+                    closing.pool.reset();
+                    *lock(&closing.probe_error) = None;
+                },
+            )
+            .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))?;
+        Ok(RedisTier {
+            inner,
+            probe: Some(probe),
+        })
+    }
+
+    /// The TTL the coordinator uses when the caller gives none (`redis_ttl`; None = no expiry).
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.inner.default_ttl
+    }
+
+    /// The key prefix in use.
+    pub fn key_prefix(&self) -> &[u8] {
+        &self.inner.prefix
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.inner.breaker.allows()
+    }
+
+    /// `Ok(None)` on a miss, on an expired frame, and on a value that is not ours (that one
+    /// also counts an error). `Err` on a transport failure or an open breaker.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let k = self.inner.key(key);
+        let stored = self.inner.run(|c, d| match c.command(&[b"GET", &k], d)? {
+            Reply::Bulk(v) => Ok(Some(v)),
+            Reply::Nil => Ok(None),
+            other => Err(unexpected("GET", other)),
+        })?;
+        Ok(self.inner.unframe(key, stored))
+    }
+
+    /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
+    pub fn set(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
+        let k = self.inner.key(key);
+        let (framed, px) = framed(value, flags, ttl);
+        self.inner.run(|c, d| {
+            let reply = match &px {
+                Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes()], d)?,
+                None => c.command(&[b"SET", &k, &framed], d)?,
+            };
+            expect_ok("SET", reply)
+        })?;
+        self.inner.counters.set();
+        Ok(())
+    }
+
+    /// True when the key existed.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        let k = self.inner.key(key);
+        let n = self.inner.run(|c, d| match c.command(&[b"DEL", &k], d)? {
+            Reply::Integer(n) => Ok(n),
+            other => Err(unexpected("DEL", other)),
+        })?;
+        self.inner.counters.delete();
+        Ok(n > 0)
+    }
+
+    /// Deletes every key under the prefix (SCAN + UNLINK in batches); nothing else.
+    pub fn clear(&self) -> Result<()> {
+        let mut pattern = glob_escape(&self.inner.prefix);
+        pattern.push(b'*');
+        let mut cursor = b"0".to_vec();
+        loop {
+            let (next, keys) = self.inner.run(|c, d| {
+                let reply =
+                    c.command(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"500"], d)?;
+                match reply {
+                    Reply::Array(mut parts) if parts.len() == 2 => {
+                        match (parts.pop(), parts.pop()) {
+                            (Some(Reply::Array(keys)), Some(Reply::Bulk(next))) => {
+                                let keys = keys
+                                    .into_iter()
+                                    .map(|k| match k {
+                                        Reply::Bulk(k) => Ok(k),
+                                        other => Err(unexpected("SCAN", other)),
+                                    })
+                                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                                Ok((next, keys))
+                            }
+                            _ => Err(CallError::Unexpected("SCAN answered a bad array".into())),
+                        }
+                    }
+                    other => Err(unexpected("SCAN", other)),
+                }
+            })?;
+            if !keys.is_empty() {
+                let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+                args.push(b"UNLINK");
+                args.extend(keys.iter().map(Vec::as_slice));
+                self.inner.run(|c, d| match c.command(&args, d)? {
+                    Reply::Integer(_) => Ok(()),
+                    other => Err(unexpected("UNLINK", other)),
+                })?;
+            }
+            if next == b"0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// One MGET (one round trip); results in the order of `keys`.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Hit>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.inner.key(k)).collect();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+        args.push(b"MGET");
+        args.extend(full.iter().map(Vec::as_slice));
+        let values = self.inner.run(|c, d| match c.command(&args, d)? {
+            Reply::Array(v) if v.len() == keys.len() => Ok(v),
+            other => Err(unexpected("MGET", other)),
+        })?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, v) in keys.iter().zip(values) {
+            let stored = match v {
+                Reply::Bulk(b) => Some(b),
+                Reply::Nil => None,
+                other => {
+                    let msg = format!("MGET gave {} for one key", describe(&other));
+                    self.inner.counters.error(&Error::backend(msg).to_string());
+                    None
+                }
+            };
+            out.push(self.inner.unframe(key, stored));
+        }
+        Ok(out)
+    }
+
+    /// Pipelined SETs: all written, then all replies read, within one timeout.
+    pub fn set_many(&self, items: &[SetItem<'_>]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let prepared: Vec<(Vec<u8>, Vec<u8>, Option<String>)> = items
+            .iter()
+            .map(|(k, v, fl, ttl)| {
+                let (f, px) = framed(v, *fl, *ttl);
+                (self.inner.key(k), f, px)
+            })
+            .collect();
+        let failed = self.inner.run(|c, d| {
+            for (k, f, px) in &prepared {
+                match px {
+                    Some(ms) => c.append(&[b"SET", k, f, b"PX", ms.as_bytes()])?,
+                    None => c.append(&[b"SET", k, f])?,
+                }
+            }
+            let replies = c.finish(d)?;
+            // Every reply is read before judging, so the connection stays in step.
+            let mut first_error = None;
+            let mut errors = 0usize;
+            for r in replies {
+                match r {
+                    Reply::Status(s) if s == b"OK" => {}
+                    Reply::Error(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                    other => return Err(unexpected("SET", other)),
+                }
+            }
+            Ok(first_error.map(|e| (errors, e)))
+        })?;
+        match failed {
+            None => {
+                for _ in items {
+                    self.inner.counters.set();
+                }
+                Ok(())
+            }
+            Some((errors, e)) => {
+                for _ in 0..items.len() - errors {
+                    self.inner.counters.set();
+                }
+                let err = Error::backend(format!(
+                    "{errors} of {} pipelined SETs refused: {e}",
+                    items.len()
+                ));
+                self.inner.counters.error(&err.to_string());
+                Err(err)
+            }
+        }
+    }
+
+    pub fn stats(&self) -> RedisStats {
+        let i = &self.inner;
+        RedisStats {
+            tier: i.counters.snapshot(),
+            skipped: i.skipped.load(Relaxed),
+            up: i.breaker.allows(),
+            breaker: i.breaker.state(),
+            consecutive_failures: i.breaker.consecutive_failures(),
+            times_opened: i.breaker.times_opened(),
+            open_connections: i.pool.open_connections(),
+            url: i.url_shown.clone(),
+            key_prefix: String::from_utf8_lossy(&i.prefix).into_owned(),
+            last_probe_error: lock(&i.probe_error).clone(),
+        }
+    }
+}
+
+impl Drop for RedisTier {
+    fn drop(&mut self) {
+        // Stops and joins the probe thread (at most one probe timeout) before the pool closes.
+        self.probe.take();
+    }
+}
+
+impl Inner {
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// Runs one exchange under the breaker, the pool and one deadline, and does the counting.
+    fn run<T>(
+        &self,
+        mut exchange: impl FnMut(&mut Conn, Instant) -> std::result::Result<T, CallError>,
+    ) -> Result<T> {
+        if !self.breaker.allows() {
+            self.skipped.fetch_add(1, Relaxed);
+            return Err(Error::backend(format!(
+                "circuit open: {} is down, call skipped",
+                self.url_shown
+            )));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut retried = false;
+        loop {
+            let (result, reused) = match self.pool.get(deadline) {
+                Ok(mut conn) => {
+                    let reused = conn.reused;
+                    let r = exchange(&mut conn, deadline);
+                    if matches!(r, Err(CallError::Unexpected(_))) {
+                        conn.mark_broken();
+                    }
+                    (r, reused)
+                }
+                Err(e) => (Err(CallError::Conn(e)), false),
+            };
+            match result {
+                Ok(v) => {
+                    self.breaker.success();
+                    return Ok(v);
+                }
+                // An idle pooled socket can be stale (Redis restarted, idle timeout): retry
+                // once on a fresh one, within the same deadline. All our commands are
+                // idempotent, so a repeat is harmless.
+                Err(CallError::Conn(e))
+                    if reused && !retried && e.kind == ConnErrorKind::Closed =>
+                {
+                    retried = true;
+                }
+                // Contention is not Redis's fault; if Redis is what holds the connections up,
+                // their holders time out and trip the breaker themselves.
+                Err(CallError::Conn(e)) if e.kind == ConnErrorKind::PoolBusy => {
+                    let err = Error::backend(e.message);
+                    self.counters.error(&err.to_string());
+                    return Err(err);
+                }
+                Err(CallError::Reply(msg)) => {
+                    self.breaker.success();
+                    let err = Error::backend(msg);
+                    self.counters.error(&err.to_string());
+                    return Err(err);
+                }
+                Err(CallError::Conn(ConnError { message, .. }))
+                | Err(CallError::Unexpected(message)) => {
+                    let err = Error::backend(message);
+                    self.counters.error(&err.to_string());
+                    if self.breaker.failure() {
+                        self.pool.reset();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Counts and unframes what GET/MGET returned for `key`.
+    fn unframe(&self, key: &[u8], stored: Option<Vec<u8>>) -> Option<Hit> {
+        let Some(stored) = stored else {
+            self.counters.miss();
+            return None;
+        };
+        match frame::decode(stored, frame::now_ms()) {
+            Ok(Decoded::Live(value, flags, remaining)) => {
+                self.counters.hit();
+                Some(Hit {
+                    value,
+                    flags,
+                    remaining,
+                })
+            }
+            Ok(Decoded::Expired) => {
+                self.counters.miss();
+                None
+            }
+            Err(why) => {
+                self.counters.miss();
+                let shown: String = key
+                    .iter()
+                    .take(64)
+                    .flat_map(|b| b.escape_ascii())
+                    .map(char::from)
+                    .collect();
+                let msg = format!("key '{shown}' under our prefix holds a foreign value: {why}");
+                self.counters.error(&Error::backend(msg).to_string());
+                None
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only whole-value stores happen under these locks: poisoning cannot leave them torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn framed(value: &[u8], flags: u8, ttl: Option<Duration>) -> (Vec<u8>, Option<String>) {
+    match ttl {
+        None => (frame::encode(value, flags, 0), None),
+        Some(ttl) => {
+            let ms = frame::ttl_ms(ttl);
+            let at = frame::now_ms().saturating_add(ms);
+            (frame::encode(value, flags, at), Some(ms.to_string()))
+        }
+    }
+}
+
+fn expect_ok(what: &str, reply: Reply) -> std::result::Result<(), CallError> {
+    match reply {
+        Reply::Status(s) if s == b"OK" => Ok(()),
+        other => Err(unexpected(what, other)),
+    }
+}
+
+/// Error replies become `Reply`; anything else of the wrong shape is `Unexpected`.
+fn unexpected(cmd: &str, reply: Reply) -> CallError {
+    match reply {
+        Reply::Error(e) => CallError::Reply(format!("{cmd} refused: {e}")),
+        other => CallError::Unexpected(format!("{cmd} answered {}", describe(&other))),
+    }
+}
+
+/// A short description of a reply for messages (never the whole payload).
+fn describe(r: &Reply) -> String {
+    match r {
+        Reply::Nil => "nil".into(),
+        Reply::Status(s) => format!(
+            "status '{}'",
+            String::from_utf8_lossy(&s[..s.len().min(32)])
+        ),
+        Reply::Error(e) => format!("error '{e}'"),
+        Reply::Integer(n) => format!("integer {n}"),
+        Reply::Bulk(b) => format!("a string of {} bytes", b.len()),
+        Reply::Array(a) => format!("an array of {}", a.len()),
+    }
+}
+
+/// Escapes Redis glob metacharacters so the prefix matches only itself.
+fn glob_escape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 4);
+    for &b in s {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn prefix_derives_from_disk_path() {
+        let mut a = Config::default();
+        assert_eq!(derived_prefix(&a), "sc:/tmp/smartcache:");
+        a.disk_path = PathBuf::from("/var/cache/app/");
+        assert_eq!(derived_prefix(&a), "sc:/var/cache/app:");
+        let mut b = a.clone();
+        b.memory_capacity = 5; // same identity, other tuning: shared
+        assert_eq!(derived_prefix(&a), derived_prefix(&b));
+        b.disk_path = PathBuf::from("/var/cache/other");
+        assert_ne!(derived_prefix(&a), derived_prefix(&b));
+    }
+
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\".to_vec());
+        assert_eq!(glob_escape(b"sc:/tmp/x:"), b"sc:/tmp/x:".to_vec());
+    }
+
+    #[test]
+    fn bad_url_is_a_config_error_at_open() {
+        let cfg = Config {
+            redis_url: "redis://h:notaport/0".into(),
+            ..Config::default()
+        };
+        let e = RedisTier::open(&cfg).err().expect("must fail");
+        assert_eq!(e.code(), crate::error::status::SZ_ERR_CONFIG);
+        assert!(e.to_string().contains("redis_url"), "{e}");
+    }
+}

@@ -1,0 +1,213 @@
+//! L2 Redis tier benchmarks against a redis-server this bench starts on a free loopback port.
+//!
+//! Run: `cargo bench --bench redis` (needs redis-server on PATH or $REDIS_SERVER).
+//! Measures, in one run:
+//! 1. a 100-byte GET hit through RedisTier vs a raw hiredis GET via hiredis-sys (same server,
+//!    same value; the raw side also copies the value out, as any caller must);
+//! 2. get_many of 100 keys (one MGET) vs 100 sequential gets, and checks the MGET is one
+//!    command on the server;
+//! 3. with Redis down and the breaker open, the latency percentiles of a get (custom loop,
+//!    printed to stdout).
+
+#[path = "../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use redis_server::RedisServer;
+use smartcache::redis::RedisTier;
+use smartcache::Config;
+use std::ffi::CString;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn config(url: String) -> Config {
+    Config {
+        redis_enabled: true,
+        redis_url: url,
+        redis_timeout_ms: 50,
+        redis_pool_size: 4,
+        redis_key_prefix: Some("bench:".into()),
+        ..Config::default()
+    }
+}
+
+/// A raw hiredis connection: the baseline the tier is compared against.
+struct RawHiredis(*mut hiredis_sys::redisContext);
+
+impl RawHiredis {
+    fn connect(port: u16) -> RawHiredis {
+        let host = CString::new("127.0.0.1").unwrap();
+        // SAFETY: host is a valid C string for the duration of the call; the returned context
+        // is owned by RawHiredis and freed once in Drop.
+        let ctx = unsafe { hiredis_sys::redisConnect(host.as_ptr(), i32::from(port)) };
+        // SAFETY: ctx is either NULL (checked first) or a valid context.
+        assert!(
+            !ctx.is_null() && unsafe { (*ctx).err } == 0,
+            "raw connect failed"
+        );
+        RawHiredis(ctx)
+    }
+
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut argv = [b"GET".as_ptr().cast(), key.as_ptr().cast()];
+        let lens = [3usize, key.len()];
+        // SAFETY: argv/lens describe two valid buffers that outlive the call; the context is
+        // live and used by this thread only.
+        let reply =
+            unsafe { hiredis_sys::redisCommandArgv(self.0, 2, argv.as_mut_ptr(), lens.as_ptr()) }
+                as *mut hiredis_sys::redisReply;
+        assert!(!reply.is_null(), "raw GET failed");
+        // SAFETY: a non-NULL reply from redisCommandArgv is a valid reply tree, freed once
+        // below after its bytes are copied.
+        unsafe {
+            let r = &*reply;
+            let out = (r.kind == hiredis_sys::REDIS_REPLY_STRING).then(|| {
+                std::slice::from_raw_parts(r.string as *const u8, r.len as usize).to_vec()
+            });
+            hiredis_sys::freeReplyObject(reply.cast());
+            out
+        }
+    }
+}
+
+impl Drop for RawHiredis {
+    fn drop(&mut self) {
+        // SAFETY: the context came from redisConnect and is freed exactly once.
+        unsafe { hiredis_sys::redisFree(self.0) }
+    }
+}
+
+fn percentiles(mut ns: Vec<u64>) -> (u64, u64, u64, u64) {
+    ns.sort_unstable();
+    let p = |q: f64| ns[((ns.len() as f64 - 1.0) * q) as usize];
+    (p(0.5), p(0.99), p(0.999), *ns.last().unwrap())
+}
+
+/// Times `f` `n` times and returns the per-call nanoseconds.
+fn sample(n: usize, mut f: impl FnMut()) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as u64
+        })
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let mut server = RedisServer::start();
+    let tier = RedisTier::open(&config(server.url(0))).unwrap();
+    let value = vec![b'v'; 100];
+    tier.set(b"hot", &value, 0, None).unwrap();
+    let mut raw = RawHiredis::connect(server.port());
+    assert_eq!(tier.get(b"hot").unwrap().unwrap().value, value);
+    assert_eq!(
+        raw.get(b"bench:hot").unwrap().len(),
+        100 + 13,
+        "framed value"
+    );
+
+    let mut g = c.benchmark_group("redis_get_hit_100B");
+    g.bench_function("tier", |b| {
+        b.iter(|| black_box(tier.get(black_box(b"hot")).unwrap()))
+    });
+    g.bench_function("raw_hiredis", |b| {
+        b.iter(|| black_box(raw.get(black_box(b"bench:hot"))))
+    });
+    g.finish();
+
+    // Same comparison in a custom loop, interleaved so drift hits both sides equally.
+    let (mut t_ns, mut r_ns) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        t_ns.extend(sample(1000, || {
+            black_box(tier.get(b"hot").unwrap());
+        }));
+        r_ns.extend(sample(1000, || {
+            black_box(raw.get(b"bench:hot"));
+        }));
+    }
+    let (tp50, tp99, _, _) = percentiles(t_ns.clone());
+    let (rp50, rp99, _, _) = percentiles(r_ns.clone());
+    let tmean = t_ns.iter().sum::<u64>() as f64 / t_ns.len() as f64;
+    let rmean = r_ns.iter().sum::<u64>() as f64 / r_ns.len() as f64;
+    println!(
+        "get hit 100B, 20000 calls each: tier mean {:.1} µs p50 {:.1} p99 {:.1} | raw hiredis mean {:.1} µs p50 {:.1} p99 {:.1} | ratio mean {:.3} p50 {:.3}",
+        tmean / 1e3,
+        tp50 as f64 / 1e3,
+        tp99 as f64 / 1e3,
+        rmean / 1e3,
+        rp50 as f64 / 1e3,
+        rp99 as f64 / 1e3,
+        tmean / rmean,
+        tp50 as f64 / rp50 as f64
+    );
+
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("many{i}").into_bytes()).collect();
+    for k in &keys {
+        tier.set(k, &value, 0, None).unwrap();
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let commands = |s: &RedisServer| -> u64 {
+        let info = String::from_utf8(s.cmd_str(&["INFO", "stats"]).bulk().unwrap()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = commands(&server);
+    assert!(tier.get_many(&refs).unwrap().iter().all(Option::is_some));
+    let after = commands(&server);
+    println!(
+        "get_many(100 keys): {} command(s) on the server (INFO itself counts 1)",
+        after - before - 1
+    );
+    let mut g = c.benchmark_group("redis_100_keys");
+    g.bench_function("get_many", |b| {
+        b.iter(|| black_box(tier.get_many(&refs).unwrap()))
+    });
+    g.bench_function("100_sequential_gets", |b| {
+        b.iter(|| {
+            for k in &refs {
+                black_box(tier.get(k).unwrap());
+            }
+        })
+    });
+    g.finish();
+
+    // Redis down: the breaker opens after a few failures, then calls must be near free.
+    server.stop();
+    let t = Instant::now();
+    while tier.is_up() {
+        let _ = tier.get(b"hot");
+        assert!(t.elapsed() < Duration::from_secs(2), "breaker never opened");
+    }
+    let down = sample(200_000, || {
+        black_box(tier.get(b"hot").is_err());
+    });
+    let (p50, p99, p999, max) = percentiles(down);
+    println!(
+        "get with redis down, breaker open, 200000 calls: p50 {:.3} µs p99 {:.3} µs p99.9 {:.3} µs max {:.1} µs",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3,
+        p999 as f64 / 1e3,
+        max as f64 / 1e3
+    );
+    let mut g = c.benchmark_group("redis_down");
+    g.bench_function("get_breaker_open", |b| {
+        b.iter(|| black_box(tier.get(b"hot").is_err()))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = redis;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = benches
+}
+criterion_main!(redis);

@@ -1,0 +1,3 @@
+module github.com/smartcache/smartcache-go
+
+go 1.19

@@ -1,0 +1,95 @@
+package smartcache
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// open opens a cache for one test and closes it when the test ends.
+func open(t testing.TB, cfg Config) *Cache {
+	t.Helper()
+	c, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// openTier opens a cache that needs a tier this build may not have yet: it skips the test
+// only when Open says exactly that (ErrConfig, "not available in this build").
+func openTier(t *testing.T, cfg Config) *Cache {
+	t.Helper()
+	c, err := Open(cfg)
+	if err != nil {
+		if errors.Is(err, ErrConfig) && strings.Contains(err.Error(), "not available in this build") {
+			if !IsNotAvailable(err) {
+				t.Fatalf("IsNotAvailable(%v) = false", err)
+			}
+			t.Skipf("tier not in this build yet: %v", err)
+		}
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mustSet(t testing.TB, c *Cache, key, value string) {
+	t.Helper()
+	if err := c.Set([]byte(key), []byte(value), 0); err != nil {
+		t.Fatalf("Set(%q): %v", key, err)
+	}
+}
+
+// wantValue checks that key holds want, through both Get and GetPinned.
+func wantValue(t testing.TB, c *Cache, key string, want []byte) {
+	t.Helper()
+	got, ok, err := c.Get([]byte(key))
+	if err != nil || !ok || !bytes.Equal(got, want) {
+		t.Fatalf("Get(%q) = %q, %v, %v; want %q", key, got, ok, err, want)
+	}
+	v, ok, err := c.GetPinned([]byte(key))
+	if err != nil || !ok {
+		t.Fatalf("GetPinned(%q) = %v, %v", key, ok, err)
+	}
+	defer v.Release()
+	if !bytes.Equal(v.Bytes(), want) || v.Len() != len(want) {
+		t.Fatalf("GetPinned(%q) = %q (len %d); want %q", key, v.Bytes(), v.Len(), want)
+	}
+}
+
+func wantMissing(t testing.TB, c *Cache, key string) {
+	t.Helper()
+	got, ok, err := c.Get([]byte(key))
+	if err != nil || ok || got != nil {
+		t.Fatalf("Get(%q) = %q, %v, %v; want a miss", key, got, ok, err)
+	}
+	v, ok, err := c.GetPinned([]byte(key))
+	if err != nil || ok || v != nil {
+		t.Fatalf("GetPinned(%q) = %v, %v, %v; want a miss", key, v, ok, err)
+	}
+}
+
+// wantCode checks err is an *Error with the given code, matching the sentinel, and whose
+// message contains msg.
+func wantCode(t testing.TB, err error, sentinel error, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error; want %v", sentinel)
+	}
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("errors.Is(%v, %v) = false", err, sentinel)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("%v (%T) is not an *Error", err, err)
+	}
+	if e.Code != sentinel.(*Error).Code {
+		t.Fatalf("code %d, want %d", e.Code, sentinel.(*Error).Code)
+	}
+	if !strings.Contains(err.Error(), msg) {
+		t.Fatalf("error %q does not mention %q", err, msg)
+	}
+}

@@ -1,0 +1,86 @@
+/*
+ * shim.h — small C helpers between the Go package and libsmartcache.
+ *
+ * Why they exist: sz_last_error() is thread-local, and a goroutine may move to another OS
+ * thread between two cgo calls. So every helper makes the sz_ call AND, on failure, copies
+ * sz_last_error() (into malloc'd memory the Go side frees) within one C function, i.e. one
+ * cgo call on one thread. The helpers also return their results by value so the Go side
+ * passes no Go pointer for C to write through on the hot path (which would force an
+ * allocation per call).
+ *
+ * Cache and value handles cross as uintptr_t, not as pointers to the opaque sz_cache /
+ * sz_value: cgo boxes a pointer to an incomplete C type on every call (an 8-byte allocation),
+ * and these are C pointers the Go GC need not see anyway.
+ */
+#ifndef SMARTCACHE_GO_SHIM_H
+#define SMARTCACHE_GO_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "smartcache.h"
+
+/* The result of a call: rc is the sz_ status; err is NULL on success (rc >= 0), otherwise a
+ * malloc'd copy of sz_last_error() the caller frees. */
+typedef struct {
+  int rc;
+  char *err;
+} sc_status;
+
+/* A pinned get: on rc == SZ_OK, v is the handle, data/len its bytes. */
+typedef struct {
+  int rc;
+  char *err;
+  uintptr_t v; /* sz_value * */
+  const uint8_t *data;
+  size_t len;
+} sc_pinned;
+
+/* A copying get: when the value fit in the caller's buffer, v is NULL and len its length;
+ * when it did not, v is a pinned handle (data/len) the caller copies and releases. */
+typedef struct {
+  int rc;
+  char *err;
+  uintptr_t v; /* sz_value * */
+  const uint8_t *data;
+  size_t len;
+} sc_copied;
+
+sc_status sc_config_set(sz_config *cfg, const char *name, const char *value);
+/* A library-owned string (free with sz_string_free) or, when s is NULL, the error. */
+typedef struct {
+  int rc;
+  char *err;
+  char *s;
+} sc_string;
+
+sc_string sc_config_get(sz_config *cfg, const char *name);
+typedef struct {
+  int rc;
+  char *err;
+  uintptr_t c; /* sz_cache * */
+} sc_opened;
+
+sc_opened sc_open(sz_config *cfg);
+void sc_close(uintptr_t c);
+void sc_release(uintptr_t v);
+/* Releases n pinned values in one call (batched releases from Go). */
+void sc_release_many(const uintptr_t *vs, size_t n);
+
+sc_status sc_set(uintptr_t c, const void *key, size_t key_len, const void *val, size_t val_len,
+                 uint64_t ttl_ms);
+sc_pinned sc_get(uintptr_t c, const void *key, size_t key_len);
+sc_copied sc_get_into(uintptr_t c, const void *key, size_t key_len, void *buf, size_t cap);
+sc_status sc_delete(uintptr_t c, const void *key, size_t key_len);
+sc_status sc_exists(uintptr_t c, const void *key, size_t key_len);
+sc_status sc_clear(uintptr_t c);
+sc_status sc_expire_now(uintptr_t c);
+sc_status sc_stats(uintptr_t c, sz_stats *out);
+sc_status sc_health(uintptr_t c, sz_health *out);
+sc_string sc_stats_json(uintptr_t c);
+sc_pinned sc_get_or_compute(uintptr_t c, const void *key, size_t key_len, uint64_t ttl_ms,
+                            uintptr_t handle);
+
+/* Trivial function for measuring the bare cost of a cgo call. */
+uint64_t sc_identity(uint64_t x);
+
+#endif

@@ -1,0 +1,146 @@
+package smartcache
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"time"
+	"unsafe"
+)
+
+// Stats are the counters of a cache (sz_stats). Hits and Misses count gets answered by any
+// tier / by none; the per-tier fields say which tier answered.
+type Stats struct {
+	Hits    uint64 // gets answered by some tier
+	Misses  uint64 // gets answered by no tier
+	Sets    uint64 // Set calls (and values stored by GetOrCompute)
+	Deletes uint64 // Delete calls
+	// Evictions: entries dropped from memory to stay within memory_capacity / memory_max_bytes.
+	Evictions uint64
+	// Expirations: entries reclaimed from memory because their TTL passed.
+	Expirations uint64
+	Size        uint64 // live entries in memory
+	Capacity    uint64 // memory_capacity
+	// MemoryBytes is what memory entries occupy (allocator sizes); MemoryMaxBytes is
+	// memory_max_bytes (0 = unbounded).
+	MemoryBytes    uint64 // bytes held by memory entries
+	MemoryMaxBytes uint64 // memory_max_bytes (0 = unbounded)
+	// HitRatio is Hits / (Hits + Misses), 0 before the first get.
+	HitRatio float64
+	// OpsPerSecond is measured over the last few seconds, not over the cache's lifetime.
+	OpsPerSecond float64
+	// CompressionRatio is bytes before compression / bytes stored (1.0 = nothing compressed).
+	CompressionRatio float64
+	// Jemalloc is true when memory entries come from the dedicated jemalloc arena.
+	Jemalloc     bool
+	MemoryHits   uint64        // gets answered by memory (L1)
+	MemoryMisses uint64        // gets memory could not answer
+	RedisHits    uint64        // gets answered by Redis (L2)
+	RedisMisses  uint64        // gets that reached Redis and missed
+	RedisErrors  uint64        // failed Redis operations (each degraded to a miss or skipped write)
+	DiskHits     uint64        // gets answered by the disk tier (L3)
+	DiskMisses   uint64        // gets that reached the disk tier and missed
+	DiskErrors   uint64        // failed disk operations
+	Uptime       time.Duration // since Open (millisecond resolution)
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() (Stats, error) {
+	var s C.sz_stats // Go memory holding no Go pointers: C may fill it during the call
+	c.mu.RLock()
+	if c.h == 0 {
+		c.mu.RUnlock()
+		return Stats{}, closedError("Stats")
+	}
+	err := statusError("Stats", C.sc_stats(c.h, &s))
+	c.mu.RUnlock()
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		Hits: uint64(s.hits), Misses: uint64(s.misses), Sets: uint64(s.sets),
+		Deletes: uint64(s.deletes), Evictions: uint64(s.evictions),
+		Expirations: uint64(s.expirations), Size: uint64(s.size), Capacity: uint64(s.capacity),
+		MemoryBytes: uint64(s.memory_bytes), MemoryMaxBytes: uint64(s.memory_max_bytes),
+		HitRatio: float64(s.hit_ratio), OpsPerSecond: float64(s.ops_per_second),
+		CompressionRatio: float64(s.compression_ratio), Jemalloc: s.jemalloc != 0,
+		MemoryHits: uint64(s.memory_hits), MemoryMisses: uint64(s.memory_misses),
+		RedisHits: uint64(s.redis_hits), RedisMisses: uint64(s.redis_misses),
+		RedisErrors: uint64(s.redis_errors), DiskHits: uint64(s.disk_hits),
+		DiskMisses: uint64(s.disk_misses), DiskErrors: uint64(s.disk_errors),
+		Uptime: time.Duration(s.uptime_ms) * time.Millisecond,
+	}, nil
+}
+
+// StatsJSON returns the stats and per-tier details as one JSON object (sz_cache_stats_json),
+// the form to hand to a monitoring endpoint.
+func (c *Cache) StatsJSON() (string, error) {
+	c.mu.RLock()
+	if c.h == 0 {
+		c.mu.RUnlock()
+		return "", closedError("StatsJSON")
+	}
+	r := C.sc_stats_json(c.h)
+	c.mu.RUnlock()
+	if r.s == nil {
+		return "", codeError("StatsJSON", r.rc, r.err)
+	}
+	defer C.sz_string_free(r.s)
+	return C.GoString(r.s), nil
+}
+
+// TierHealth is the state of one tier (sz_tier_health).
+type TierHealth struct {
+	Enabled   bool   // the tier is configured on
+	Up        bool   // its last use succeeded (always true for memory)
+	Errors    uint64 // failures so far
+	LastError string // "" when there was none
+}
+
+// Health is the state of every tier (sz_health).
+type Health struct {
+	Healthy bool       // every enabled tier is up
+	Memory  TierHealth // L1
+	Redis   TierHealth // L2
+	Disk    TierHealth // L3
+	// DiskFill is the fraction of disk_max_size in use (0 when the disk tier is off).
+	DiskFill float64
+	// DiskPath is the disk tier's file ("" when off).
+	DiskPath string
+}
+
+// Health reports each tier's up/down state and last error. A failing Redis or disk tier does
+// not fail gets and sets (they degrade to misses and skipped writes); this is where it shows.
+func (c *Cache) Health() (Health, error) {
+	h := new(C.sz_health) // ~1.8 KB: keep it off the goroutine stack
+	c.mu.RLock()
+	if c.h == 0 {
+		c.mu.RUnlock()
+		return Health{}, closedError("Health")
+	}
+	err := statusError("Health", C.sc_health(c.h, h))
+	c.mu.RUnlock()
+	if err != nil {
+		return Health{}, err
+	}
+	return Health{
+		Healthy:  h.healthy != 0,
+		Memory:   tierHealth(&h.memory),
+		Redis:    tierHealth(&h.redis),
+		Disk:     tierHealth(&h.disk),
+		DiskFill: float64(h.disk_fill),
+		DiskPath: C.GoString(&h.disk_path[0]),
+	}, nil
+}
+
+func tierHealth(t *C.sz_tier_health) TierHealth {
+	return TierHealth{
+		Enabled:   t.enabled != 0,
+		Up:        t.up != 0,
+		Errors:    uint64(t.errors),
+		LastError: C.GoString((*C.char)(unsafe.Pointer(&t.last_error[0]))),
+	}
+}

@@ -1,0 +1,472 @@
+"""SmartCache: the guide's cache object over one ``sz_cache`` handle."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import pickle
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union, cast
+
+from . import _native
+from ._lib import last_error, lib
+from .config import SmartCacheConfig
+from .errors import CacheClosedError, InvalidArgumentError, SmartCacheError, error_for
+from .serializers import TAG_PICKLE, Codec, SerializerSpec
+
+Key = Union[str, bytes]
+
+_OK = _native.SZ_OK
+_NOT_FOUND = _native.SZ_NOT_FOUND
+_TOO_SMALL = _native.SZ_ERR_BUFFER_TOO_SMALL
+_MB = 1024.0 * 1024.0
+
+# Values up to this size are copied into a reused per-thread buffer (one C call, see get());
+# bigger ones are read through a pinned handle so no thread keeps a huge buffer alive.
+_TLS_BUFFER_INITIAL = 4096
+_TLS_BUFFER_MAX = 1 << 20
+
+# Bound functions, looked up once: attribute lookups on the CDLL cost ~50ns per call.
+_sz_get = lib.sz_cache_get
+_sz_delete = lib.sz_cache_delete
+_sz_exists = lib.sz_cache_exists
+_sz_value_data = lib.sz_value_data
+_sz_value_len = lib.sz_value_len
+_sz_value_release = lib.sz_value_release
+
+
+def _untyped(name: str) -> Any:
+    """A second function object for `name` with the generated restype but no argtypes.
+
+    ctypes spends ~0.3us per call converting and checking arguments against argtypes; the two
+    hot calls (get_copy, set) instead receive ready-made ctypes objects (c_void_p, c_size_t,
+    c_uint64, byref) built exactly per the generated prototype, so nothing is converted. The
+    argument types still come from _native.FUNCTIONS: a test checks the hot paths against it.
+    """
+    fn = lib._FuncPtr((name, lib))
+    fn.restype = _native.FUNCTIONS[name][0]
+    return fn
+
+
+_fast_get_copy = _untyped("sz_cache_get_copy")
+_fast_set = _untyped("sz_cache_set")
+_c_size_t = ctypes.c_size_t
+# Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
+_SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
+_TTL_DEFAULT = ctypes.c_uint64(0)  # ttl_ms 0 = each tier's default TTL
+_c_uint64 = ctypes.c_uint64
+_loads = pickle.loads
+_TAG_PICKLE = TAG_PICKLE
+_string_at = ctypes.string_at
+_ValuePtr = ctypes.POINTER(_native.sz_value)
+_CachePtr = ctypes.POINTER(_native.sz_cache)
+
+
+def _key_bytes(key: Any) -> bytes:
+    t = type(key)
+    if t is str:
+        try:
+            return cast(str, key).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidArgumentError(f"key is not valid UTF-8 text: {e}",
+                                       _native.SZ_ERR_INVALID) from None
+    if t is bytes:
+        return cast(bytes, key)
+    if isinstance(key, (str, bytes)):  # subclasses
+        return _key_bytes(str(key) if isinstance(key, str) else bytes(key))
+    raise TypeError(f"cache keys must be str or bytes, not {t.__name__}")
+
+
+def _ttl_ms(ttl: Optional[float]) -> int:
+    if ttl is None:
+        return 0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+    if not ttl > 0 or math.isinf(ttl):
+        raise ValueError(f"ttl must be a positive, finite number of seconds (None = the tiers' "
+                         f"default TTLs), got {ttl!r}")
+    return max(1, math.ceil(ttl * 1000))
+
+
+class _Buffer:
+    """A thread's reusable receive buffer for sz_cache_get_copy, with the ctypes arguments
+    that describe it prebuilt (see _untyped)."""
+
+    __slots__ = ("raw", "cbuf", "view", "cap", "addr", "capv", "busy", "length", "lenref",
+                 "__weakref__")
+
+    def __init__(self, cap: int) -> None:
+        self.raw = bytearray(cap)
+        self.cbuf = (ctypes.c_char * cap).from_buffer(self.raw)
+        self.view = memoryview(self.raw)
+        self.cap = cap
+        self.addr = ctypes.c_void_p(ctypes.addressof(self.cbuf))
+        self.capv = ctypes.c_size_t(cap)
+        self.busy = False
+        self.length = ctypes.c_size_t()
+        self.lenref = ctypes.byref(self.length)
+
+
+@dataclass
+class CacheStats:
+    """A snapshot of a cache's counters (``SmartCache.get_stats()``).
+
+    Field names follow the guide (``stats.hit_ratio``, ``stats.memory_usage`` in MB, ...);
+    ``tier_stats`` has one dict per tier ("memory", "redis", "disk") as the library reports
+    them in ``sz_cache_stats_json``.
+    """
+
+    hits: int
+    misses: int
+    hit_ratio: float
+    ops_per_second: float
+    #: Bytes held by memory-tier entries, in MB (2**20 bytes).
+    memory_usage: float
+    memory_bytes: int
+    memory_max_bytes: int
+    capacity: int
+    size: int
+    compression_ratio: float
+    sets: int
+    deletes: int
+    evictions: int
+    expirations: int
+    allocator: str
+    uptime_ms: int
+    tier_stats: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def jemalloc_active(self) -> bool:
+        """True when memory entries come from the dedicated jemalloc arena."""
+        return self.allocator == "jemalloc"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The snapshot as a plain dict (JSON-serialisable)."""
+        return dict(self.__dict__)
+
+
+class SmartCache:
+    """A multi-tier cache (memory L1, Redis L2, disk L3) in the native library.
+
+    Safe to share between threads. Keys are ``str`` (stored as UTF-8, so ``"a"`` and ``b"a"``
+    are the same key) or ``bytes``, 1..65535 bytes long. Values of any picklable type (or
+    per ``serializer``); ``bytes`` and ``str`` are stored raw. Close it with ``close()`` or a
+    ``with`` block; a cache that is garbage-collected is closed then too.
+    """
+
+    def __init__(self, config: Optional[SmartCacheConfig] = None, *,
+                 serializer: SerializerSpec = "pickle") -> None:
+        if config is None:
+            config = SmartCacheConfig()
+        elif not isinstance(config, SmartCacheConfig):
+            raise TypeError(f"config must be a SmartCacheConfig, not {type(config).__name__}")
+        self.config: SmartCacheConfig = config
+        self._codec = Codec(serializer)
+        config.validate()
+        cfg = config._to_native()
+        handle = _CachePtr()
+        try:
+            rc = lib.sz_cache_open(cfg, ctypes.byref(handle))
+            if rc != _OK:
+                raise error_for(rc, last_error())
+        finally:
+            lib.sz_config_free(cfg)
+        self._h: Optional["ctypes._Pointer[_native.sz_cache]"] = handle
+        # The same handle as a c_void_p, the form the untyped hot-path calls take.
+        self._hv: Optional[ctypes.c_void_p] = ctypes.cast(handle, ctypes.c_void_p)
+        # get() unpickles in place when the tag byte equals this; -1 never matches a byte, so
+        # a json/custom cache sends pickles to Codec.decode, which refuses them.
+        self._pickle_tag = _TAG_PICKLE if self._codec.name == "pickle" else -1
+        # Calls in flight, so close() can wait for them: sz_cache_close must not race a call
+        # on the same handle. list.append/pop are atomic, which keeps the fast path lock-free.
+        self._inflight: List[None] = []
+        self._close_lock = threading.Lock()
+        self._tls = threading.local()
+        self._buffers: "weakref.WeakSet[_Buffer]" = weakref.WeakSet()
+        self._finalizer = weakref.finalize(self, lib.sz_cache_close, handle)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Closes the cache (flushes the disk tier, stops background threads). Idempotent.
+        Waits for calls other threads have in progress; calls made afterwards raise
+        CacheClosedError."""
+        with self._close_lock:
+            if self._h is None:
+                return
+            self._h = None
+            self._hv = None
+            while self._inflight or any(b.busy for b in list(self._buffers)):
+                time.sleep(0.0005)
+            self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self) -> "SmartCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._h is None else "open"
+        return f"<SmartCache {state} serializer={self._codec.name} config={self.config!r}>"
+
+    def _closed(self) -> CacheClosedError:
+        self._inflight.pop()
+        return CacheClosedError("this SmartCache is closed; open a new one")
+
+    # -- operations -----------------------------------------------------------------------
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when there is none (missing or
+        expired). A stored ``None`` is returned as ``None``; pass a sentinel ``default`` to
+        tell the two apart.
+
+        The value is copied once, by sz_cache_get_copy into this thread's reused buffer, and
+        decoded from there (pickle stops at its STOP opcode, so it reads the buffer in place).
+        That measured faster than a pinned sz_cache_get handle, which costs four C calls plus
+        string_at (see docs/BENCHMARKS-python.md)."""
+        try:
+            kb = key.encode() if type(key) is str else _key_bytes(key)
+        except UnicodeEncodeError:
+            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
+        try:
+            buf = self._tls.buf
+        except AttributeError:
+            buf = self._new_buffer(_TLS_BUFFER_INITIAL)
+        if buf.busy:  # re-entered from inside a decode (e.g. an unpickled __setstate__)
+            return self.get_pinned(key, default)
+        # busy doubles as this thread's in-flight mark for close(): it is set before the
+        # handle is read, so close() (which clears the handle, then waits for busy buffers)
+        # either sees this call or this call sees the cleared handle.
+        buf.busy = True
+        try:
+            hv = self._hv
+            if hv is None:
+                raise CacheClosedError("this SmartCache is closed; open a new one")
+            n = len(kb)
+            rc = _fast_get_copy(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n),
+                                buf.addr, buf.capv, buf.lenref)
+            if rc == _OK:
+                raw = buf.raw
+                if raw[0] == self._pickle_tag:
+                    return _loads(raw)
+                return self._codec.decode(buf.view[:buf.length.value])
+            if rc == _NOT_FOUND:
+                return default
+            if rc == _TOO_SMALL:
+                need = buf.length.value
+                if need <= _TLS_BUFFER_MAX:
+                    buf.busy = False
+                    buf = self._new_buffer(max(need, buf.cap * 2))
+                    buf.busy = True
+                    return self._get_retry(hv, kb, default)
+                return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
+            raise error_for(rc, last_error())
+        finally:
+            buf.busy = False
+
+    def _new_buffer(self, cap: int) -> _Buffer:
+        buf = _Buffer(cap)
+        self._tls.buf = buf
+        self._buffers.add(buf)  # weak: a finished thread's buffer goes with its thread-local
+        return buf
+
+    def _get_retry(self, hv: Any, kb: bytes, default: Any) -> Any:
+        """get() again after growing this thread's buffer (the caller holds buf.busy)."""
+        buf = self._tls.buf
+        rc = _fast_get_copy(hv, kb, _c_size_t(len(kb)), buf.addr, buf.capv, buf.lenref)
+        if rc == _OK:
+            return self._codec.decode(buf.view[:buf.length.value])
+        if rc == _NOT_FOUND:
+            return default
+        if rc == _TOO_SMALL:  # overwritten by a bigger value meanwhile
+            return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
+        raise error_for(rc, last_error())
+
+    def _get_pinned(self, h: Any, kb: bytes, default: Any) -> Any:
+        """get() through a pinned handle: one copy (string_at), no per-thread buffer."""
+        v = _ValuePtr()
+        rc = _sz_get(h, kb, len(kb), ctypes.byref(v))
+        if rc == _NOT_FOUND:
+            return default
+        if rc != _OK:
+            raise error_for(rc, last_error())
+        try:
+            data = _string_at(_sz_value_data(v), _sz_value_len(v))
+        finally:
+            _sz_value_release(v)
+        return self._codec.decode(memoryview(data))
+
+    def get_pinned(self, key: Key, default: Any = None) -> Any:
+        """Same as get(), always through a pinned ``sz_value`` handle (for benchmarks)."""
+        kb = _key_bytes(key)
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            return self._get_pinned(h, kb, default)
+        finally:
+            self._inflight.pop()
+
+    def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
+        """Stores ``value`` under ``key`` in every enabled tier for ``ttl`` seconds (int or
+        float; None = each tier's configured default TTL)."""
+        try:
+            kb = key.encode() if type(key) is str else _key_bytes(key)
+        except UnicodeEncodeError:
+            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
+        ms = 0 if ttl is None else _ttl_ms(ttl)
+        data = self._codec.encode(value)
+        self._inflight.append(None)
+        hv = self._hv
+        if hv is None:
+            raise self._closed()
+        try:
+            nk, nv = len(kb), len(data)
+            rc = _fast_set(hv, kb, _SMALL_LEN[nk] if nk < 1024 else _c_size_t(nk),
+                           data, _SMALL_LEN[nv] if nv < 1024 else _c_size_t(nv),
+                           _TTL_DEFAULT if ms == 0 else _c_uint64(ms))
+            if rc != _OK:
+                raise error_for(rc, last_error())
+        finally:
+            self._inflight.pop()
+
+    def delete(self, key: Key) -> bool:
+        """Removes ``key`` from every tier; True if some tier had it."""
+        kb = _key_bytes(key)
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            rc = _sz_delete(h, kb, len(kb))
+            if rc == _OK:
+                return True
+            if rc == _NOT_FOUND:
+                return False
+            raise error_for(rc, last_error())
+        finally:
+            self._inflight.pop()
+
+    def exists(self, key: Key) -> bool:
+        """True if some tier holds a live entry for ``key`` (does not count as an access)."""
+        kb = _key_bytes(key)
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            rc = _sz_exists(h, kb, len(kb))
+            if rc == _OK:
+                return True
+            if rc == _NOT_FOUND:
+                return False
+            raise error_for(rc, last_error())
+        finally:
+            self._inflight.pop()
+
+    __contains__ = exists
+
+    def clear(self) -> None:
+        """Removes this cache's entries from every tier (in Redis only its own prefix)."""
+        self._call(lib.sz_cache_clear)
+
+    def expire_now(self) -> int:
+        """Runs one bounded expiry pass now; returns the number of entries reclaimed. (Expired
+        entries are never returned by get() even without it; this reclaims their memory.)"""
+        return self._call(lib.sz_cache_expire_now)
+
+    def _call(self, fn: Any, *args: Any) -> int:
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            rc = fn(h, *args)
+            if rc < 0:
+                raise error_for(rc, last_error())
+            return int(rc)
+        finally:
+            self._inflight.pop()
+
+    # -- observability --------------------------------------------------------------------
+    def get_stats(self) -> CacheStats:
+        """Counters and per-tier details, from one library snapshot (sz_cache_stats_json)."""
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            p = lib.sz_cache_stats_json(h)
+            if not p:
+                raise error_for(_native.SZ_ERR_INTERNAL, last_error() or "sz_cache_stats_json failed")
+            try:
+                doc = json.loads(ctypes.string_at(p).decode("utf-8"))
+            finally:
+                lib.sz_string_free(p)
+        finally:
+            self._inflight.pop()
+        mem_bytes = int(doc.get("memory_usage_bytes", 0))
+        return CacheStats(
+            hits=int(doc["hits"]),
+            misses=int(doc["misses"]),
+            hit_ratio=float(doc["hit_ratio"]),
+            ops_per_second=float(doc["ops_per_second"]),
+            memory_usage=mem_bytes / _MB,
+            memory_bytes=mem_bytes,
+            memory_max_bytes=int(doc.get("memory_max_bytes", 0)),
+            capacity=int(doc["capacity"]),
+            size=int(doc["size"]),
+            compression_ratio=float(doc["compression_ratio"]),
+            sets=int(doc.get("sets", 0)),
+            deletes=int(doc.get("deletes", 0)),
+            evictions=int(doc.get("evictions", 0)),
+            expirations=int(doc.get("expirations", 0)),
+            allocator=str(doc.get("allocator", "")),
+            uptime_ms=int(doc.get("uptime_ms", 0)),
+            tier_stats={name: dict(t) for name, t in doc.get("tiers", {}).items()},
+        )
+
+    def raw_stats(self) -> _native.sz_stats:
+        """The ``sz_stats`` struct exactly as the library fills it (no JSON parsing)."""
+        out = _native.sz_stats()
+        out.struct_size = ctypes.sizeof(out)
+        self._call(lib.sz_cache_stats, ctypes.byref(out))
+        return out
+
+    def health_check(self) -> Dict[str, Any]:
+        """Each tier's state: ``{"healthy": bool, "status": "healthy"|"degraded", "tiers":
+        {"memory"|"redis"|"disk": {"enabled", "up", "errors", "last_error"}}, "disk_fill",
+        "disk_path", "library_version"}``. JSON-serialisable, for a /health endpoint."""
+        out = _native.sz_health()
+        out.struct_size = ctypes.sizeof(out)
+        self._call(lib.sz_cache_health, ctypes.byref(out))
+
+        def tier(t: _native.sz_tier_health) -> Dict[str, Any]:
+            return {
+                "enabled": bool(t.enabled),
+                "up": bool(t.up),
+                "errors": int(t.errors),
+                "last_error": t.last_error.decode("utf-8", "replace") or None,
+            }
+
+        healthy = bool(out.healthy)
+        return {
+            "healthy": healthy,
+            "status": "healthy" if healthy else "degraded",
+            "tiers": {"memory": tier(out.memory), "redis": tier(out.redis),
+                      "disk": tier(out.disk)},
+            "disk_fill": float(out.disk_fill),
+            "disk_path": out.disk_path.decode("utf-8", "replace"),
+            "library_version": lib.sz_version().decode(),
+        }
+
+
+__all__ = ["SmartCache", "CacheStats", "SmartCacheError"]

@@ -1,0 +1,64 @@
+"""Shared fixtures. The library is found as in production (SMARTCACHE_LIB, set by `make
+test-python`, or the repository's build/lib)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+
+import pytest
+
+from smartcache import (ConfigError, SmartCache, SmartCacheConfig, TierUnavailableError,
+                        set_default_cache)
+from smartcache._native import SZ_ERR_CONFIG
+
+TIER_UNAVAILABLE = "not available in this build"
+
+
+def open_or_skip(config: SmartCacheConfig, **kwargs: object) -> SmartCache:
+    """Opens a cache; skips the test only when the library says a tier it needs is not in
+    this build (SZ_ERR_CONFIG, "not available in this build"). Any other failure fails."""
+    try:
+        return SmartCache(config, **kwargs)  # type: ignore[arg-type]
+    except ConfigError as e:
+        if e.code == SZ_ERR_CONFIG and TIER_UNAVAILABLE in e.message:
+            assert isinstance(e, TierUnavailableError)
+            pytest.skip(f"tier not in this build: {e.message}")
+        raise
+
+
+def redis_url_or_fail() -> str:
+    url = os.environ.get("SMARTCACHE_TEST_REDIS_URL")
+    if not url:
+        pytest.fail("SMARTCACHE_TEST_REDIS_URL is not set: run through `make test-python` "
+                    "(scripts/with-redis.sh starts a private redis-server)")
+    return url
+
+
+def redis_url_for_config() -> str:
+    """The private test Redis if there is one; else an address that is never a real server
+    (port 1), so an absent variable cannot make a test talk to someone's Redis on 6379."""
+    return os.environ.get("SMARTCACHE_TEST_REDIS_URL") or "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def cache() -> Iterator[SmartCache]:
+    c = SmartCache(SmartCacheConfig(memory_capacity=10_000))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def default_cache() -> Iterator[SmartCache]:
+    """A fresh default cache for @cached, restored afterwards."""
+    c = SmartCache(SmartCacheConfig(memory_capacity=10_000))
+    previous = set_default_cache(c)
+    yield c
+    set_default_cache(previous)
+    c.close()
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    return f"sctest-{uuid.uuid4().hex[:12]}:"

@@ -1,0 +1,102 @@
+"""The generated declarations, the loaded library and the loader's error report."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import smartcache
+from smartcache import _native, cache as cache_mod
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_generated_declarations_are_current() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_ffi.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_generator_is_deterministic_and_rejects_unknown_constructs(tmp_path: Path) -> None:
+    gen = REPO / "scripts" / "gen_ffi.py"
+    out1, out2 = tmp_path / "a.py", tmp_path / "b.py"
+    for out in (out1, out2):
+        subprocess.run([sys.executable, str(gen), "--out", str(out)], check=True)
+    assert out1.read_bytes() == out2.read_bytes()
+    bad = tmp_path / "bad.h"
+    bad.write_text((REPO / "include" / "smartcache.h").read_text()
+                   + "\nunion sz_weird { int a; float b; };\n")
+    r = subprocess.run([sys.executable, str(gen), "--header", str(bad), "--out",
+                        str(tmp_path / "c.py")], capture_output=True, text=True)
+    assert r.returncode == 1 and "sz_weird" in r.stderr
+
+
+def test_header_constants_match_library() -> None:
+    assert smartcache.library_version == _native.SZ_VERSION
+    assert _native.SZ_VERSION_NUMBER == (_native.SZ_VERSION_MAJOR * 10000
+                                         + _native.SZ_VERSION_MINOR * 100
+                                         + _native.SZ_VERSION_PATCH)
+    lib = cache_mod.lib
+    assert lib.sz_status_str(_native.SZ_NOT_FOUND) == b"not found"
+    assert lib.sz_status_str(_native.SZ_ERR_CONFIG) == b"configuration error"
+
+
+def test_every_prototype_is_bound() -> None:
+    for name, (restype, argtypes, names) in _native.FUNCTIONS.items():
+        fn = getattr(cache_mod.lib, name)
+        assert fn.restype is restype and list(fn.argtypes) == argtypes, name
+        assert len(names) == len(argtypes)
+
+
+def test_struct_sizes_round_trip(cache: smartcache.SmartCache) -> None:
+    raw = cache.raw_stats()
+    assert raw.struct_size == ctypes.sizeof(_native.sz_stats)
+    h = _native.sz_health()
+    h.struct_size = ctypes.sizeof(h)
+    assert cache_mod.lib.sz_cache_health(cache._h, ctypes.byref(h)) == _native.SZ_OK
+    assert h.struct_size == ctypes.sizeof(_native.sz_health)
+
+
+def test_hot_path_arguments_follow_the_generated_prototypes() -> None:
+    """get()/set() call sz_cache_get_copy/sz_cache_set without argtypes (speed), passing
+    ctypes objects; their types must be the ones the header declares."""
+    _, get_args, _ = _native.FUNCTIONS["sz_cache_get_copy"]
+    _, set_args, _ = _native.FUNCTIONS["sz_cache_set"]
+    assert get_args[2] is ctypes.c_size_t and get_args[4] is ctypes.c_size_t
+    assert get_args[5]._type_ is ctypes.c_size_t  # POINTER(c_size_t): byref(c_size_t)
+    assert get_args[1] is ctypes.c_void_p and get_args[3] is ctypes.c_void_p
+    assert set_args[2] is ctypes.c_size_t and set_args[4] is ctypes.c_size_t
+    assert set_args[5] is ctypes.c_uint64
+    assert cache_mod._fast_get_copy.restype is ctypes.c_int
+    assert cache_mod._fast_set.restype is ctypes.c_int
+    assert all(type(v) is ctypes.c_size_t and v.value == i
+               for i, v in enumerate(cache_mod._SMALL_LEN))
+
+
+def test_missing_library_lists_every_place_tried(tmp_path: Path) -> None:
+    # A copy of the package outside the repository, so the build output is not found either.
+    pkg = tmp_path / "smartcache"
+    shutil.copytree(Path(smartcache.__file__).parent, pkg,
+                    ignore=shutil.ignore_patterns("libsmartcache.so*", "__pycache__"))
+    env = dict(os.environ, SMARTCACHE_LIB=str(tmp_path / "nope" / "libsmartcache.so"),
+               LD_LIBRARY_PATH="", PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", "import smartcache"], capture_output=True,
+                       text=True, env=env, cwd=tmp_path)
+    assert r.returncode != 0
+    err = r.stderr
+    assert "ImportError: smartcache: cannot load libsmartcache" in err
+    for where in ("$SMARTCACHE_LIB", "package directory", "repository build output",
+                  "find_library", "system dynamic loader"):
+        assert where in err, where
+    assert str(tmp_path / "nope" / "libsmartcache.so") in err
+
+
+def test_library_env_var_wins(tmp_path: Path) -> None:
+    env = dict(os.environ, SMARTCACHE_LIB=str(Path(smartcache.lib_path).resolve()))
+    r = subprocess.run([sys.executable, "-c", "import smartcache; print(smartcache.lib_path)"],
+                       capture_output=True, text=True, env=env, check=True)
+    assert r.stdout.strip() == str(Path(smartcache.lib_path).resolve())

@@ -1,0 +1,88 @@
+"""Many threads on one cache: no crash, no torn or foreign values, clean close."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import List
+
+from smartcache import CacheClosedError, SmartCache, SmartCacheConfig
+
+
+def value_for(key: str, version: int) -> dict:
+    return {"key": key, "version": version, "pad": key * 20}
+
+
+def test_threads_hammering_get_set_delete_clear() -> None:
+    cache = SmartCache(SmartCacheConfig(memory_capacity=500))
+    keys = [f"key-{i}" for i in range(200)]
+    errors: List[BaseException] = []
+    stop = time.monotonic() + 1.0
+    ops = [0] * 8
+
+    def worker(n: int) -> None:
+        rnd = random.Random(n)
+        try:
+            while time.monotonic() < stop:
+                k = rnd.choice(keys)
+                r = rnd.random()
+                if r < 0.5:
+                    v = cache.get(k)
+                    # str "k" and bytes b"k" are one key: the bytes branch below writes it too
+                    assert v is None or isinstance(v, bytes) or (
+                        v["key"] == k and v["pad"] == k * 20), v
+                elif r < 0.85:
+                    cache.set(k, value_for(k, rnd.randrange(1000)),
+                              ttl=rnd.choice([None, 0.01, 5]))
+                elif r < 0.97:
+                    cache.delete(k)
+                    cache.exists(k)
+                elif r < 0.99:
+                    cache.set(k.encode(), b"x" * rnd.randrange(1, 20000))  # resizes buffers
+                    v = cache.get(k)
+                    assert v is None or isinstance(v, (bytes, dict))
+                else:
+                    cache.clear()
+                ops[n] += 1
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert all(n > 100 for n in ops), ops
+    stats = cache.get_stats()
+    assert stats.size <= 500
+    assert stats.hits + stats.misses > 0
+    cache.close()
+
+
+def test_close_while_other_threads_are_calling() -> None:
+    cache = SmartCache()
+    started = threading.Barrier(5)
+    outcomes: List[str] = []
+
+    def worker(n: int) -> None:
+        started.wait()
+        try:
+            while True:
+                cache.set(f"k{n}", n)
+                assert cache.get(f"k{n}") == n
+        except CacheClosedError:
+            outcomes.append("closed")
+        except BaseException as e:  # pragma: no cover
+            outcomes.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.1)
+    cache.close()
+    for t in threads:
+        t.join(5)
+    assert outcomes == ["closed"] * 4

@@ -1,0 +1,205 @@
+//! A bounded pool of logged-in connections.
+//!
+//! At most `size` connections exist at once. A caller takes an idle one, or dials a new one
+//! while under the bound, or waits for one to come back — never past its deadline. A connection
+//! that failed is dropped on return and replaced lazily by the next dial. [`Pool::reset`] drops
+//! every idle connection and outdates those in use (a generation number), so after Redis
+//! restarts nobody reuses a socket to the old process.
+
+use super::conn::{Conn, ConnError, ConnErrorKind, Reply};
+use super::url::RedisUrl;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub struct Pool {
+    url: RedisUrl,
+    timeout: Duration,
+    size: usize,
+    state: Mutex<State>,
+    returned: Condvar,
+    generation: AtomicU64,
+}
+
+struct State {
+    idle: Vec<Conn>,
+    /// Connections in existence: idle, lent out, or being dialled.
+    open: usize,
+}
+
+/// A connection lent by the pool; goes back (or is dropped if broken) when this is dropped.
+pub struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+    generation: u64,
+    /// Came from the idle list (it may have gone stale since its last use).
+    pub reused: bool,
+}
+
+impl Pool {
+    pub fn new(url: RedisUrl, timeout: Duration, size: usize) -> Pool {
+        Pool {
+            url,
+            timeout,
+            size: size.max(1),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent (every update is a
+        // single push/pop/counter step), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lends a connection, dialling one if none is idle, waiting at most until `deadline`.
+    pub fn get(&self, deadline: Instant) -> Result<Pooled<'_>, ConnError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut st = self.lock();
+        loop {
+            if let Some(conn) = st.idle.pop() {
+                return Ok(Pooled {
+                    pool: self,
+                    conn: Some(conn),
+                    generation,
+                    reused: true,
+                });
+            }
+            if st.open < self.size {
+                st.open += 1;
+                drop(st);
+                return match self.dial(deadline) {
+                    Ok(conn) => Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                        generation,
+                        reused: false,
+                    }),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConnError {
+                    kind: ConnErrorKind::PoolBusy,
+                    message: format!(
+                        "all {} connections to {} busy for {} ms",
+                        self.size,
+                        self.url.endpoint,
+                        self.timeout.as_millis()
+                    ),
+                });
+            }
+            st = self
+                .returned
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Opens a connection outside the pool, logs in and PINGs: the breaker's health check.
+    pub fn probe(&self) -> Result<(), ConnError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut conn = self.dial(deadline)?;
+        match conn.command(&[b"PING"], deadline)? {
+            Reply::Status(s) if s == b"PONG" => Ok(()),
+            other => Err(ConnError {
+                kind: ConnErrorKind::Protocol,
+                message: format!("{} answered PING with {other:?}", conn.peer()),
+            }),
+        }
+    }
+
+    /// Drops idle connections and outdates lent ones.
+    pub fn reset(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let stale = {
+            let mut st = self.lock();
+            let stale = std::mem::take(&mut st.idle);
+            st.open -= stale.len();
+            stale
+        };
+        // Closing sockets outside the lock.
+        drop(stale);
+        self.returned.notify_all();
+    }
+
+    /// Connections currently open (idle + lent).
+    pub fn open_connections(&self) -> usize {
+        self.lock().open
+    }
+
+    /// Connects, then AUTH and SELECT as the URL says.
+    fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {
+        let mut conn = Conn::connect(&self.url.endpoint, self.timeout, deadline)?;
+        if let Some(password) = &self.url.password {
+            let reply = match &self.url.user {
+                Some(user) => {
+                    conn.command(&[b"AUTH", user.as_bytes(), password.as_bytes()], deadline)?
+                }
+                None => conn.command(&[b"AUTH", password.as_bytes()], deadline)?,
+            };
+            expect_ok(&conn, "AUTH", reply)?;
+        }
+        if self.url.db != 0 {
+            let db = self.url.db.to_string();
+            let reply = conn.command(&[b"SELECT", db.as_bytes()], deadline)?;
+            expect_ok(&conn, "SELECT", reply)?;
+        }
+        Ok(conn)
+    }
+}
+
+fn expect_ok(conn: &Conn, what: &str, reply: Reply) -> Result<(), ConnError> {
+    match reply {
+        Reply::Status(s) if s == b"OK" => Ok(()),
+        Reply::Error(e) => Err(ConnError {
+            kind: ConnErrorKind::Connect,
+            message: format!("{what} on {} refused: {e}", conn.peer()),
+        }),
+        other => Err(ConnError {
+            kind: ConnErrorKind::Protocol,
+            message: format!("{what} on {} answered {other:?}", conn.peer()),
+        }),
+    }
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let current = self.pool.generation.load(Ordering::Acquire) == self.generation;
+        let mut st = self.pool.lock();
+        if current && !conn.is_broken() {
+            st.idle.push(conn);
+        } else {
+            st.open -= 1;
+            drop(st);
+            drop(conn);
+        }
+        self.pool.returned.notify_one();
+    }
+}

@@ -1,0 +1,127 @@
+//! The coordinator with L2 enabled, against a real redis-server: write-through, promotion with
+//! the remaining lifetime, delete/clear reaching Redis, and a dead Redis degrading to L1 only.
+
+mod support;
+
+use smartcache::{Cache, Config};
+use std::time::{Duration, Instant};
+use support::redis_server::RedisServer;
+
+fn config(server: &RedisServer, disk_path: &str) -> Config {
+    Config {
+        redis_enabled: true,
+        redis_url: server.url(0),
+        redis_timeout_ms: 100,
+        redis_ttl: 600,
+        memory_ttl: 300,
+        disk_path: disk_path.into(),
+        auto_expire_interval: 0,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn writes_go_through_and_lower_hits_are_promoted_with_remaining_ttl() {
+    let server = RedisServer::start();
+    let a = Cache::open(config(&server, "/srv/app")).unwrap();
+    let b = Cache::open(config(&server, "/srv/app")).unwrap(); // a second worker
+    a.set(b"page", b"<html>", Some(Duration::from_secs(20)))
+        .unwrap();
+    // Derived prefix from disk_path; explicit ttl applies to Redis too.
+    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/app:page"]).int();
+    assert!(pttl > 0 && pttl <= 20_000, "{pttl}");
+    a.set(b"default-ttl", b"x", None).unwrap();
+    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/app:default-ttl"]).int();
+    assert!(
+        pttl > 590_000 && pttl <= 600_000,
+        "redis_ttl applies: {pttl}"
+    );
+
+    // b's L1 misses, L2 hits, and the promoted entry keeps the remaining 20 s, not 300 s.
+    let v = b.get(b"page").unwrap().expect("from redis");
+    assert_eq!(v.value(), b"<html>");
+    let rem = Cache::remaining(&v).expect("has a deadline");
+    assert!(
+        rem <= Duration::from_secs(20) && rem > Duration::from_secs(15),
+        "{rem:?}"
+    );
+    assert_eq!(b.stats().redis.as_ref().unwrap().hits, 1);
+    // Now in b's L1: a second get does not ask Redis.
+    b.get(b"page").unwrap().unwrap();
+    assert_eq!(b.stats().redis.unwrap().hits, 1);
+
+    let mut buf = [0u8; 16];
+    let other = Cache::open(config(&server, "/srv/app")).unwrap();
+    assert_eq!(other.get_copy(b"page", &mut buf).unwrap(), Some(6));
+    assert_eq!(&buf[..6], b"<html>");
+    assert!(Cache::open(config(&server, "/srv/app"))
+        .unwrap()
+        .exists(b"page")
+        .unwrap());
+
+    // delete reaches Redis; clear stays inside the prefix.
+    assert!(a.delete(b"default-ttl").unwrap());
+    assert_eq!(
+        server.cmd(&[b"EXISTS", b"sc:/srv/app:default-ttl"]).int(),
+        0
+    );
+    server.cmd_str(&["SET", "unrelated", "keep"]).assert_ok();
+    let elsewhere = Cache::open(config(&server, "/srv/other")).unwrap();
+    elsewhere.set(b"page", b"theirs", None).unwrap();
+    a.clear().unwrap();
+    assert_eq!(server.cmd(&[b"EXISTS", b"sc:/srv/app:page"]).int(), 0);
+    assert_eq!(server.cmd_str(&["EXISTS", "unrelated"]).int(), 1);
+    assert_eq!(elsewhere.get(b"page").unwrap().unwrap().value(), b"theirs");
+
+    let h = a.health();
+    assert!(h.healthy && h.redis.enabled && h.redis.up, "{h:?}");
+}
+
+#[test]
+fn dead_redis_degrades_to_l1_and_shows_in_health() {
+    let mut server = RedisServer::start();
+    let cache = Cache::open(config(&server, "/srv/deg")).unwrap();
+    cache.set(b"k", b"v", None).unwrap();
+    server.stop();
+    let t = Instant::now();
+    for i in 0..20 {
+        let k = format!("k{i}");
+        cache.set(k.as_bytes(), b"v", None).unwrap();
+        assert_eq!(cache.get(k.as_bytes()).unwrap().unwrap().value(), b"v");
+        assert!(cache.get(b"absent").unwrap().is_none());
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let h = cache.health();
+    assert!(!h.healthy && h.redis.enabled && !h.redis.up, "{h:?}");
+    assert!(h.redis.errors >= 3);
+    assert!(
+        h.redis
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains(&server.port().to_string()),
+        "{h:?}"
+    );
+    server.restart();
+    let t = Instant::now();
+    while !cache.health().redis.up {
+        assert!(t.elapsed() < Duration::from_secs(3), "never came back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cache.set(b"after", b"back", None).unwrap();
+    assert_eq!(server.cmd(&[b"EXISTS", b"sc:/srv/deg:after"]).int(), 1);
+}
+
+#[test]
+fn bad_redis_url_fails_open_as_config_error() {
+    let server = RedisServer::start();
+    let mut cfg = config(&server, "/srv/x");
+    cfg.redis_url = "redis://host:notaport/0".into();
+    let e = Cache::open(cfg).err().expect("refused");
+    assert_eq!(e.code(), smartcache::error::status::SZ_ERR_CONFIG);
+    assert!(e.to_string().contains("redis_url"), "{e}");
+}

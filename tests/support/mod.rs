@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests (each test file includes this with `mod support;`).
+#![allow(dead_code)] // each test file uses a different subset
+
+pub mod redis_server;
