@@ -11,9 +11,6 @@ RELEASE     := $(CURDIR)/target/release
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
 VENV        := $(BUILD)/venv
-# libsmartcache links jemalloc with initial-exec TLS, which glibc refuses to dlopen (ctypes)
-# unless static TLS room is reserved at process start. Drop once the library stops needing it.
-PY_TLS_ENV  := GLIBC_TUNABLES=$${GLIBC_TUNABLES:+$$GLIBC_TUNABLES:}glibc.rtld.optional_static_tls=16384
 
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
@@ -72,7 +69,7 @@ lint:
 test-python:
 	@if [ -d bindings/python ]; then \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -e bindings/python && \
-	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so $(PY_TLS_ENV) scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
+	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
 	fi
 
 test-go:
