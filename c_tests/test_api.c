@@ -220,6 +220,36 @@ static void test_stats_health_json(void) {
     char *json = sz_cache_stats_json(c);
     CHECK(json && json[0] == '{' && strstr(json, "\"hits\":1") && strstr(json, "\"tiers\""));
     sz_string_free(json);
+    char *prom = sz_cache_stats_prometheus(c);
+    CHECK(prom && strstr(prom, "# TYPE smartcache_hits_total counter") &&
+          strstr(prom, "smartcache_hits_total 1\n") && strstr(prom, "smartcache_tier_up{tier=\"memory\"} 1"));
+    sz_string_free(prom);
+    CHECK(sz_cache_stats_prometheus(NULL) == NULL);
+    sz_cache_close(c);
+}
+
+static void test_compression(void) {
+    sz_cache *c = open_with((const char *const[]){"compression_min_size", "512", NULL});
+    static char doc[64 * 1024];
+    for (size_t i = 0; i < sizeof doc; i++) doc[i] = "{\"id\": 1, \"tags\": [\"a\"]} "[i % 25];
+    CHECK_RC(sz_cache_set(c, "doc", 3, doc, sizeof doc, 0), SZ_OK);
+    sz_value *v = NULL;
+    CHECK_RC(sz_cache_get(c, "doc", 3, &v), SZ_OK);
+    CHECK(v && sz_value_len(v) == sizeof doc && memcmp(sz_value_data(v), doc, sizeof doc) == 0);
+    CHECK_RC(sz_cache_delete(c, "doc", 3), SZ_OK); /* the decompressed pin outlives the entry */
+    CHECK(memcmp(sz_value_data(v), doc, sizeof doc) == 0);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_set(c, "doc", 3, doc, sizeof doc, 0), SZ_OK);
+    static char out[64 * 1024];
+    size_t n = 0;
+    CHECK_RC(sz_cache_get_copy(c, "doc", 3, out, 100, &n), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(n == sizeof doc); /* the plain length, not the stored one */
+    CHECK_RC(sz_cache_get_copy(c, "doc", 3, out, sizeof out, &n), SZ_OK);
+    CHECK(n == sizeof doc && memcmp(out, doc, n) == 0);
+    sz_stats s;
+    s.struct_size = sizeof s;
+    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
+    CHECK(s.compression_ratio > 10.0 && s.memory_bytes < sizeof doc / 4);
     sz_cache_close(c);
 }
 
@@ -231,5 +261,6 @@ int main(void) {
     test_bad_input();
     test_get_or_compute();
     test_stats_health_json();
+    test_compression();
     CHECK_SUMMARY();
 }

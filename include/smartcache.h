@@ -80,6 +80,11 @@
 #define SZ_ERR_INTERNAL -99
 
 /**
+ * One in this many memory-tier operations per thread is timed (a power of two).
+ */
+#define MEMORY_SAMPLE_EVERY 64
+
+/**
  * An open cache. Opaque; safe to use from many threads at once.
  */
 typedef struct sz_cache sz_cache;
@@ -165,6 +170,26 @@ typedef struct {
   uint64_t disk_misses;
   uint64_t disk_errors;
   uint64_t uptime_ms;
+  /**
+   * Compressed values in memory that would not decode (served as misses).
+   */
+  uint64_t memory_errors;
+  /**
+   * Latency percentiles in nanoseconds (0 until the tier saw such an operation; memory
+   * operations are sampled 1 in 64).
+   */
+  uint64_t memory_get_p50_ns;
+  uint64_t memory_get_p99_ns;
+  uint64_t memory_set_p50_ns;
+  uint64_t memory_set_p99_ns;
+  uint64_t redis_get_p50_ns;
+  uint64_t redis_get_p99_ns;
+  uint64_t redis_set_p50_ns;
+  uint64_t redis_set_p99_ns;
+  uint64_t disk_get_p50_ns;
+  uint64_t disk_get_p99_ns;
+  uint64_t disk_set_p50_ns;
+  uint64_t disk_set_p99_ns;
 } sz_stats;
 
 /**
@@ -364,6 +389,15 @@ int sz_cache_stats(sz_cache *c, sz_stats *out);
  * `c` is NULL or from sz_cache_open.
  */
 char *sz_cache_stats_json(sz_cache *c);
+
+/**
+ * The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on a
+ * /metrics endpoint, or NULL on error (see sz_last_error). Free it with sz_string_free.
+ *
+ * # Safety
+ * `c` is NULL or from sz_cache_open.
+ */
+char *sz_cache_stats_prometheus(sz_cache *c);
 
 /**
  * Fills *out with each tier's up/down state and last error; set out->struct_size =

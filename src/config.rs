@@ -138,7 +138,12 @@ impl Config {
             "disk_ttl" => self.disk_ttl = seconds(name, v)?,
             "enable_stats" => self.enable_stats = boolean(name, v)?,
             "auto_expire_interval" => self.auto_expire_interval = seconds(name, v)?,
-            "max_value_size" => self.max_value_size = positive(name, v)?,
+            "max_value_size" => {
+                self.max_value_size = match size(name, v)? {
+                    0 => return Err(bad(name, value, "expected a size above 0")),
+                    n => n,
+                }
+            }
             _ => return Err(Error::config(format!("unknown option '{name}'"))),
         }
         Ok(())
@@ -283,6 +288,9 @@ mod tests {
         c.set("memory_max_bytes", "10g").unwrap();
         assert_eq!(c.memory_max_bytes, 10 << 30);
         c.set("compression_min_size", "512").unwrap();
+        c.set("max_value_size", "1M").unwrap();
+        assert_eq!(c.max_value_size, 1 << 20);
+        assert!(c.set("max_value_size", "0").is_err());
         assert_eq!(c.compression_min_size, 512);
     }
 

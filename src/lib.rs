@@ -12,11 +12,13 @@
 //!   health, not as an error of the call.
 
 pub mod clock;
+pub mod compress;
 pub mod config;
 pub mod disk;
 pub mod error;
 pub mod ffi;
 pub mod flight;
+pub mod latency;
 pub mod memory;
 pub mod redis;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! Cache-wide statistics: the snapshot every binding reads, and the recent-throughput window.
 
 use crate::disk::DiskStats;
+use crate::latency::LatencySnapshot;
 use crate::memory::MemoryStats;
 use crate::tier::TierSnapshot;
 use std::collections::VecDeque;
@@ -22,6 +23,10 @@ pub struct CacheStats {
     pub ops_per_second: f64,
     /// Bytes before compression / bytes stored; 1.0 when nothing was compressed.
     pub compression_ratio: f64,
+    /// Compressed values in memory that would not decode (served as misses).
+    pub memory_errors: u64,
+    /// Latency percentiles, indexed [tier][op] as in `latency::TIERS` and `latency::OPS`.
+    pub latency: [[LatencySnapshot; 3]; 3],
     pub memory: MemoryStats,
     pub redis: Option<TierSnapshot>,
     pub disk: Option<TierSnapshot>,

@@ -6,14 +6,18 @@
 //! every tier. A lower tier that fails degrades to a miss or a skipped write, counted in its
 //! stats and shown in health; it never fails the call.
 
+use crate::compress;
 use crate::config::{Config, MAX_KEY_LEN};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
+use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
 use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
-use crate::tier::ttl_from_secs;
+use crate::tier::{flags, ttl_from_secs, TierCounters};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +47,12 @@ struct Inner {
     flights: SingleFlight<Blob>,
     started: Instant,
     rate: RateWindow,
+    latency: Latencies,
+    /// Value bytes given to set, and the bytes stored for them (after compression).
+    bytes_given: AtomicU64,
+    bytes_stored: AtomicU64,
+    /// The memory tier's own failures: compressed values that would not decode.
+    memory_errors: TierCounters,
 }
 
 /// Up/down state and last error of one tier.
@@ -101,6 +111,10 @@ impl Cache {
             flights: SingleFlight::default(),
             started,
             rate: RateWindow::new(started),
+            latency: Latencies::default(),
+            bytes_given: AtomicU64::new(0),
+            bytes_stored: AtomicU64::new(0),
+            memory_errors: TierCounters::default(),
             config,
         });
         let expirer = match inner.config.auto_expire_interval {
@@ -120,33 +134,50 @@ impl Cache {
     /// The live value of `key`, pinned: valid for as long as the returned handle is held.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
-        self.inner.check_key(key)?;
-        if let Some(blob) = self.inner.l1.get(key) {
-            return Ok(Some(blob));
-        }
-        Ok(self.inner.get_lower(key))
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        let stored = match inner.timed_memory(Op::Get, || inner.l1.get(key)) {
+            Some(blob) => blob,
+            None => match inner.get_lower(key) {
+                Some(blob) => blob,
+                None => return Ok(None),
+            },
+        };
+        Ok(inner.decode(stored))
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
     /// Err(BufferTooSmall(len)) says how much is needed.
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
-        self.inner.check_key(key)?;
-        let copied = match self.inner.l1.get_with(key, |b| copy_into(b, buf)) {
-            Some(r) => Some(r),
-            None => self.inner.get_lower(key).map(|b| copy_into(&b, buf)),
-        };
-        copied.transpose()
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        let copied =
+            match inner.timed_memory(Op::Get, || inner.l1.get_with(key, |b| copy_into(b, buf))) {
+                Some(r) => Some(r),
+                None => inner.get_lower(key).map(|b| copy_into(&b, buf)),
+            };
+        match copied {
+            Some(Err(Error::Internal(why))) => {
+                // A compressed value that does not decode: a miss, counted, and dropped.
+                inner.undecodable(key, &why);
+                Ok(None)
+            }
+            other => other.transpose(),
+        }
     }
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        self.inner.check_key(key)?;
-        self.inner.check_value(value)?;
-        let in_l1 = self
-            .inner
-            .l1
-            .insert(key, value, 0, ttl.or(self.inner.memory_ttl));
-        self.inner.set_lower(key, value, ttl);
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        inner.check_value(value)?;
+        let (stored, entry_flags) = inner.encode(value);
+        let in_l1 = inner.timed_memory(Op::Set, || {
+            inner
+                .l1
+                .insert(key, &stored, entry_flags, ttl.or(inner.memory_ttl))
+        });
+        inner.set_lower(key, &stored, entry_flags, ttl);
         match in_l1 {
             // Too large for memory's byte budget but kept by a lower tier: served from there.
             Err(Error::TooLarge(_)) if self.inner.l2.is_some() || self.inner.l3.is_some() => Ok(()),
@@ -156,19 +187,20 @@ impl Cache {
 
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.inner.check_key(key)?;
-        let in_l1 = self.inner.l1.delete(key);
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        let in_l1 = inner.timed_memory(Op::Delete, || inner.l1.delete(key));
         // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
-        let in_l2 = self
-            .inner
-            .l2
-            .as_ref()
-            .is_some_and(|l2| l2.delete(key).unwrap_or(false));
-        let in_l3 = self
-            .inner
-            .l3
-            .as_ref()
-            .is_some_and(|l3| l3.delete(key).unwrap_or(false));
+        let in_l2 = inner.l2.as_ref().is_some_and(|l2| {
+            inner
+                .timed(TierId::Redis, Op::Delete, || l2.delete(key))
+                .unwrap_or(false)
+        });
+        let in_l3 = inner.l3.as_ref().is_some_and(|l3| {
+            inner
+                .timed(TierId::Disk, Op::Delete, || l3.delete(key))
+                .unwrap_or(false)
+        });
         Ok(in_l1 || in_l2 || in_l3)
     }
 
@@ -223,15 +255,24 @@ impl Cache {
             if let Some(v) = self.get(key)? {
                 return Ok(v);
             }
+            let inner = &*self.inner;
             let value = compute()?;
-            self.inner.check_value(&value)?;
-            let blob = self
-                .inner
+            inner.check_value(&value)?;
+            let (stored, entry_flags) = inner.encode(&value);
+            let blob = inner
                 .l1
-                .make_blob(key, &value, 0, ttl.or(self.inner.memory_ttl))?;
-            self.inner.l1.insert_blob(blob.clone())?;
-            self.inner.set_lower(key, &value, ttl);
-            Ok(blob)
+                .make_blob(key, &stored, entry_flags, ttl.or(inner.memory_ttl))?;
+            let in_l1 = inner.l1.insert_blob(blob.clone());
+            inner.set_lower(key, &stored, entry_flags, ttl);
+            match in_l1 {
+                Err(Error::TooLarge(_)) if inner.l2.is_some() || inner.l3.is_some() => {}
+                other => other?,
+            }
+            if entry_flags == 0 {
+                return Ok(blob);
+            }
+            // The caller gets the plain bytes it computed, not the stored frame.
+            inner.l1.make_blob(key, &value, 0, None)
         })
     }
 
@@ -262,11 +303,14 @@ impl Cache {
         let mut h = Health {
             healthy: redis.as_ref().map_or(true, |r| r.up),
             redis: redis.unwrap_or_default(),
-            memory: TierHealth {
-                enabled: true,
-                up: true,
-                errors: 0,
-                last_error: None,
+            memory: {
+                let m = self.inner.memory_errors.snapshot();
+                TierHealth {
+                    enabled: true,
+                    up: true,
+                    errors: m.errors,
+                    last_error: m.last_error,
+                }
             },
             ..Default::default()
         };
@@ -332,24 +376,44 @@ impl Inner {
     /// its lifetime (capped by each tier's own TTL), never a fresh full TTL.
     fn get_lower(&self, key: &[u8]) -> Option<Blob> {
         // Err = the tier failed or its breaker skipped it: counted by the tier, a miss here.
-        let from_l2 = self.l2.as_ref().and_then(|l2| l2.get(key).ok().flatten());
+        let from_l2 = self.l2.as_ref().and_then(|l2| {
+            self.timed(TierId::Redis, Op::Get, || l2.get(key))
+                .ok()
+                .flatten()
+        });
         let (hit, from_l3) = match from_l2 {
             Some(hit) => (hit, false),
-            None => (self.l3.as_ref()?.get(key).ok().flatten()?, true),
+            None => {
+                let l3 = self.l3.as_ref()?;
+                (
+                    self.timed(TierId::Disk, Op::Get, || l3.get(key))
+                        .ok()
+                        .flatten()?,
+                    true,
+                )
+            }
         };
-        if hit.flags != 0 {
-            // This build writes only plain values (compression is not wired in yet); a
-            // compressed value from another writer must not be handed out as if plain.
+        if hit.flags & !flags::COMPRESSED != 0 {
+            // Flags this build does not know: a newer writer's format, not to be misread.
             return None;
         }
         if from_l3 {
             if let Some(l2) = &self.l2 {
-                let _ = l2.set(key, &hit.value, 0, capped(hit.remaining, l2.default_ttl()));
+                let ttl = capped(hit.remaining, l2.default_ttl());
+                let _ = self.timed(TierId::Redis, Op::Set, || {
+                    l2.set(key, &hit.value, hit.flags, ttl)
+                });
             }
         }
+        // Promoted as stored (still compressed if it was): decoded once per get, like L1 hits.
         let blob = self
             .l1
-            .make_blob(key, &hit.value, 0, capped(hit.remaining, self.memory_ttl))
+            .make_blob(
+                key,
+                &hit.value,
+                hit.flags,
+                capped(hit.remaining, self.memory_ttl),
+            )
             .ok()?;
         // A promotion L1 cannot take is not the caller's failure: the value is still served.
         let _ = self.l1.insert_blob(blob.clone());
@@ -357,17 +421,90 @@ impl Inner {
     }
 
     /// Write-through below L1; an explicit ttl applies to every tier, otherwise each tier's own.
-    fn set_lower(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) {
+    fn set_lower(&self, key: &[u8], stored: &[u8], entry_flags: u8, ttl: Option<Duration>) {
         if let Some(l2) = &self.l2 {
             // A failed or skipped write is counted by the tier; L1 still has the value.
-            let _ = l2.set(key, value, 0, ttl.or(l2.default_ttl()));
+            let ttl = ttl.or(l2.default_ttl());
+            let _ = self.timed(TierId::Redis, Op::Set, || {
+                l2.set(key, stored, entry_flags, ttl)
+            });
         }
         if let Some(l3) = &self.l3 {
             // A failed disk write must not leave an older value there to resurface after L1
             // evicts the new one, so the key is removed instead.
-            if l3.set(key, value, 0, ttl.or(self.disk_ttl)).is_err() {
+            let ttl = ttl.or(self.disk_ttl);
+            if self
+                .timed(TierId::Disk, Op::Set, || {
+                    l3.set(key, stored, entry_flags, ttl)
+                })
+                .is_err()
+            {
                 let _ = l3.delete(key);
             }
+        }
+    }
+
+    /// What to store for `value`: its LZ4 frame when compression is on and pays, else itself.
+    fn encode<'v>(&self, value: &'v [u8]) -> (Cow<'v, [u8]>, u8) {
+        let c = &self.config;
+        let (stored, entry_flags) =
+            match compress::compress(value, c.compression_enabled, c.compression_min_size) {
+                Some(frame) => (Cow::Owned(frame), flags::COMPRESSED),
+                None => (Cow::Borrowed(value), 0),
+            };
+        if c.enable_stats {
+            self.bytes_given.fetch_add(value.len() as u64, Relaxed);
+            self.bytes_stored.fetch_add(stored.len() as u64, Relaxed);
+        }
+        (stored, entry_flags)
+    }
+
+    /// The plain value of a stored entry: the entry itself, or its decompressed copy in a
+    /// handle of its own (decompressed once per get). None when the frame does not decode.
+    fn decode(&self, stored: Blob) -> Option<Blob> {
+        if stored.entry_flags() & flags::COMPRESSED == 0 {
+            return Some(stored);
+        }
+        let decoded = compress::original_len(stored.value()).and_then(|len| {
+            let mut plain = self.l1.make_detached(len, &stored)?;
+            compress::decompress_into(stored.value(), plain.value_mut())?;
+            Ok(plain)
+        });
+        match decoded {
+            Ok(plain) => Some(plain),
+            Err(e) => {
+                self.undecodable(stored.key(), &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Counts a value that would not decode and drops it from memory so it is not met again.
+    #[cold]
+    fn undecodable(&self, key: &[u8], why: &str) {
+        self.memory_errors.error(why);
+        self.l1.delete(key);
+    }
+
+    /// Runs a lower-tier call, timing it into that tier's histogram when stats are on.
+    fn timed<T>(&self, tier: TierId, op: Op, f: impl FnOnce() -> T) -> T {
+        if !self.config.enable_stats {
+            return f();
+        }
+        let start = crate::clock::now();
+        let out = f();
+        let ns = crate::clock::duration_of(crate::clock::now().saturating_sub(start));
+        self.latency.record(tier, op, ns.as_nanos() as u64);
+        out
+    }
+
+    /// `timed` for the memory tier, on a sample of calls (see `latency`).
+    #[inline]
+    fn timed_memory<T>(&self, op: Op, f: impl FnOnce() -> T) -> T {
+        if self.config.enable_stats && latency::sample_memory_op() {
+            self.timed(TierId::Memory, op, f)
+        } else {
+            f()
         }
     }
 
@@ -396,7 +533,13 @@ impl Inner {
             evictions: memory.evictions,
             expirations: memory.expirations,
             ops_per_second: self.rate.rate(now, total_ops),
-            compression_ratio: 1.0,
+            compression_ratio: match self.bytes_stored.load(Relaxed) {
+                0 => 1.0,
+                stored => self.bytes_given.load(Relaxed) as f64 / stored as f64,
+            },
+            memory_errors: self.memory_errors.snapshot().errors,
+            latency: latency::TIERS
+                .map(|(t, _)| latency::OPS.map(|(o, _)| self.latency.snapshot(t, o))),
             memory,
             redis,
             disk,
@@ -414,9 +557,16 @@ fn capped(remaining: Option<Duration>, tier_ttl: Option<Duration>) -> Option<Dur
     }
 }
 
-/// Copies a value into the caller's buffer, or says how large it must be.
+/// Copies a value into the caller's buffer (decompressing a compressed one straight into it),
+/// or says how large the buffer must be.
 fn copy_into(b: &Blob, buf: &mut [u8]) -> Result<usize> {
     let v = b.value();
+    if b.entry_flags() & flags::COMPRESSED != 0 {
+        let len = compress::original_len(v)?;
+        let dst = buf.get_mut(..len).ok_or(Error::BufferTooSmall(len))?;
+        compress::decompress_into(v, dst)?;
+        return Ok(len);
+    }
     match buf.get_mut(..v.len()) {
         Some(dst) => {
             dst.copy_from_slice(v);

@@ -125,3 +125,30 @@ fn bad_redis_url_fails_open_as_config_error() {
     assert_eq!(e.code(), smartcache::error::status::SZ_ERR_CONFIG);
     assert!(e.to_string().contains("redis_url"), "{e}");
 }
+
+#[test]
+fn compressed_values_travel_through_redis_as_frames() {
+    let server = RedisServer::start();
+    let mut cfg = config(&server, "/srv/compress");
+    cfg.compression_min_size = 256;
+    let a = Cache::open(cfg.clone()).unwrap();
+    let doc: Vec<u8> = b"{\"user\": 1, \"items\": [1, 2, 3]} "
+        .iter()
+        .cycle()
+        .take(20_000)
+        .copied()
+        .collect();
+    a.set(b"doc", &doc, Some(Duration::from_secs(30))).unwrap();
+    let raw = server.cmd(&[b"STRLEN", b"sc:/srv/compress:doc"]).int();
+    assert!(raw > 0 && raw < 2_000, "stored {raw} bytes for 20000");
+    // Another worker misses in L1, reads the frame from Redis, decodes it once.
+    let b = Cache::open(cfg).unwrap();
+    let v = b.get(b"doc").unwrap().expect("from redis");
+    assert_eq!(v.value(), &doc[..]);
+    let rem = Cache::remaining(&v).expect("the decoded copy keeps the deadline");
+    assert!(
+        rem <= Duration::from_secs(30) && rem > Duration::from_secs(25),
+        "{rem:?}"
+    );
+    assert!(b.stats().compression_ratio >= 1.0);
+}

@@ -1,6 +1,6 @@
 //! Cache handles and their operations.
 
-use super::stats::{stats_json, write_sized};
+use super::stats::{stats_json, stats_prometheus, write_sized};
 use super::value::into_handle;
 use super::{
     boundary, boundary_ptr, bytes, handle, key_arg, out_arg, sz_config, sz_health, sz_stats,
@@ -372,6 +372,21 @@ pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
         let cache = unsafe { handle(c, "cache") }?;
         let json = stats_json(&cache.inner.stats(), &cache.inner.health());
         Ok(CString::new(json).unwrap_or_default().into_raw())
+    })
+}
+
+/// The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on a
+/// /metrics endpoint, or NULL on error (see sz_last_error). Free it with sz_string_free.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_stats_prometheus(c: *mut sz_cache) -> *mut c_char {
+    boundary_ptr(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        let text = stats_prometheus(&cache.inner.stats(), &cache.inner.health());
+        Ok(CString::new(text).unwrap_or_default().into_raw())
     })
 }
 

@@ -1,5 +1,6 @@
 //! Stats and health as C structs (grown behind `struct_size`) and as JSON text.
 
+use crate::latency::{Op, TierId, OPS, TIERS};
 use crate::stats::CacheStats;
 use crate::tier::TierSnapshot;
 use crate::tiered::{Health, TierHealth};
@@ -47,6 +48,23 @@ pub struct sz_stats {
     pub disk_misses: u64,
     pub disk_errors: u64,
     pub uptime_ms: u64,
+    /* Added in 0.1 with compression and latency stats; present when struct_size covers them. */
+    /// Compressed values in memory that would not decode (served as misses).
+    pub memory_errors: u64,
+    /// Latency percentiles in nanoseconds (0 until the tier saw such an operation; memory
+    /// operations are sampled 1 in 64).
+    pub memory_get_p50_ns: u64,
+    pub memory_get_p99_ns: u64,
+    pub memory_set_p50_ns: u64,
+    pub memory_set_p99_ns: u64,
+    pub redis_get_p50_ns: u64,
+    pub redis_get_p99_ns: u64,
+    pub redis_set_p50_ns: u64,
+    pub redis_set_p99_ns: u64,
+    pub disk_get_p50_ns: u64,
+    pub disk_get_p99_ns: u64,
+    pub disk_set_p50_ns: u64,
+    pub disk_set_p99_ns: u64,
 }
 
 /// Health of one tier.
@@ -87,6 +105,7 @@ impl From<&CacheStats> for sz_stats {
         };
         let (redis_hits, redis_misses, redis_errors) = tier(&s.redis);
         let (disk_hits, disk_misses, disk_errors) = tier(&s.disk);
+        let lat = |t: TierId, o: Op| s.latency[t as usize][o as usize];
         sz_stats {
             struct_size: std::mem::size_of::<sz_stats>(),
             hits: s.hits,
@@ -113,6 +132,19 @@ impl From<&CacheStats> for sz_stats {
             disk_misses,
             disk_errors,
             uptime_ms: s.uptime.as_millis() as u64,
+            memory_errors: s.memory_errors,
+            memory_get_p50_ns: lat(TierId::Memory, Op::Get).p50_ns,
+            memory_get_p99_ns: lat(TierId::Memory, Op::Get).p99_ns,
+            memory_set_p50_ns: lat(TierId::Memory, Op::Set).p50_ns,
+            memory_set_p99_ns: lat(TierId::Memory, Op::Set).p99_ns,
+            redis_get_p50_ns: lat(TierId::Redis, Op::Get).p50_ns,
+            redis_get_p99_ns: lat(TierId::Redis, Op::Get).p99_ns,
+            redis_set_p50_ns: lat(TierId::Redis, Op::Set).p50_ns,
+            redis_set_p99_ns: lat(TierId::Redis, Op::Set).p99_ns,
+            disk_get_p50_ns: lat(TierId::Disk, Op::Get).p50_ns,
+            disk_get_p99_ns: lat(TierId::Disk, Op::Get).p99_ns,
+            disk_set_p50_ns: lat(TierId::Disk, Op::Set).p50_ns,
+            disk_set_p99_ns: lat(TierId::Disk, Op::Set).p99_ns,
         }
     }
 }
@@ -207,17 +239,23 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
     let _ = write!(
         j,
         "\"memory\":{{\"enabled\":true,\"up\":true,\"hits\":{},\"misses\":{},\"sets\":{},\
-         \"deletes\":{},\"errors\":0,\"size\":{},\"bytes\":{},\"index_bytes\":{},\"shards\":{}}}",
+         \"deletes\":{},\"errors\":{},\"size\":{},\"bytes\":{},\"index_bytes\":{},\"shards\":{},\
+         \"latency\":{}}}",
         s.memory.hits,
         s.memory.misses,
         s.memory.sets,
         s.memory.deletes,
+        s.memory_errors,
         s.memory.size,
         s.memory.bytes,
         s.memory.index_bytes,
-        s.memory.shards
+        s.memory.shards,
+        latency_json(s, TierId::Memory)
     );
-    for (name, snap, health) in [("redis", &s.redis, &h.redis), ("disk", &s.disk, &h.disk)] {
+    for (name, tier, snap, health) in [
+        ("redis", TierId::Redis, &s.redis, &h.redis),
+        ("disk", TierId::Disk, &s.disk, &h.disk),
+    ] {
         let t = snap.clone().unwrap_or_default();
         let file = match (name, &s.disk_file) {
             ("disk", Some(d)) => format!(
@@ -234,7 +272,7 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
         let _ = write!(
             j,
             ",\"{name}\":{{\"enabled\":{},\"up\":{},\"hits\":{},\"misses\":{},\"sets\":{},\
-             \"deletes\":{},\"errors\":{},\"last_error\":{}{file}}}",
+             \"deletes\":{},\"errors\":{},\"last_error\":{},\"latency\":{}{file}}}",
             health.enabled,
             health.up,
             t.hits,
@@ -242,11 +280,211 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
             t.sets,
             t.deletes,
             t.errors,
-            t.last_error.as_deref().map_or("null".into(), quote)
+            t.last_error.as_deref().map_or("null".into(), quote),
+            latency_json(s, tier)
         );
     }
     j.push_str("}}");
     j
+}
+
+/// `{"get":{"samples":..,"p50_us":..,"p99_us":..},"set":..,"delete":..}` for one tier.
+fn latency_json(s: &CacheStats, tier: TierId) -> String {
+    let mut j = String::from("{");
+    for (i, (op, name)) in OPS.iter().enumerate() {
+        let l = s.latency[tier as usize][*op as usize];
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(
+            j,
+            "{sep}\"{name}\":{{\"samples\":{},\"p50_us\":{},\"p99_us\":{}}}",
+            l.samples,
+            num(l.p50_ns as f64 / 1e3),
+            num(l.p99_ns as f64 / 1e3)
+        );
+    }
+    j.push('}');
+    j
+}
+
+/// The stats in the Prometheus text exposition format (what sz_cache_stats_prometheus returns).
+pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
+    let mut p = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(
+            p,
+            "# HELP smartcache_{name} {help}\n# TYPE smartcache_{name} {kind}"
+        );
+        for (labels, v) in samples {
+            let _ = writeln!(p, "smartcache_{name}{labels} {}", num(*v));
+        }
+    };
+    let one = |v: f64| vec![(String::new(), v)];
+    metric(
+        "hits_total",
+        "counter",
+        "Gets answered by any tier.",
+        &one(s.hits as f64),
+    );
+    metric(
+        "misses_total",
+        "counter",
+        "Gets no tier could answer.",
+        &one(s.misses as f64),
+    );
+    metric(
+        "sets_total",
+        "counter",
+        "Values stored.",
+        &one(s.sets as f64),
+    );
+    metric(
+        "deletes_total",
+        "counter",
+        "Entries deleted.",
+        &one(s.deletes as f64),
+    );
+    metric(
+        "evictions_total",
+        "counter",
+        "Entries evicted from memory.",
+        &one(s.evictions as f64),
+    );
+    metric(
+        "expirations_total",
+        "counter",
+        "Expired entries reclaimed from memory.",
+        &one(s.expirations as f64),
+    );
+    metric(
+        "hit_ratio",
+        "gauge",
+        "hits / (hits + misses).",
+        &one(s.hit_ratio()),
+    );
+    metric(
+        "ops_per_second",
+        "gauge",
+        "Operations per second over the last few seconds.",
+        &one(s.ops_per_second),
+    );
+    metric(
+        "size",
+        "gauge",
+        "Live entries in memory.",
+        &one(s.memory.size as f64),
+    );
+    metric(
+        "capacity",
+        "gauge",
+        "memory_capacity in items.",
+        &one(s.memory.capacity as f64),
+    );
+    metric(
+        "memory_bytes",
+        "gauge",
+        "Bytes held by memory entries.",
+        &one(s.memory.bytes as f64),
+    );
+    metric(
+        "compression_ratio",
+        "gauge",
+        "Bytes before compression / bytes stored.",
+        &one(s.compression_ratio),
+    );
+    let tiers: [TierRow; 3] = [
+        (
+            "memory",
+            &h.memory,
+            s.memory.hits,
+            s.memory.misses,
+            s.memory_errors,
+        ),
+        (
+            "redis",
+            &h.redis,
+            snap(&s.redis).hits,
+            snap(&s.redis).misses,
+            snap(&s.redis).errors,
+        ),
+        (
+            "disk",
+            &h.disk,
+            snap(&s.disk).hits,
+            snap(&s.disk).misses,
+            snap(&s.disk).errors,
+        ),
+    ];
+    let enabled = tiers.iter().filter(|t| t.1.enabled);
+    let per_tier = |f: &dyn Fn(&TierRow) -> f64| -> Vec<(String, f64)> {
+        enabled
+            .clone()
+            .map(|t| (format!("{{tier=\"{}\"}}", t.0), f(t)))
+            .collect()
+    };
+    metric(
+        "tier_up",
+        "gauge",
+        "1 when the tier is up.",
+        &per_tier(&|t| t.1.up as u8 as f64),
+    );
+    metric(
+        "tier_hits_total",
+        "counter",
+        "Gets answered by the tier.",
+        &per_tier(&|t| t.2 as f64),
+    );
+    metric(
+        "tier_misses_total",
+        "counter",
+        "Gets the tier could not answer.",
+        &per_tier(&|t| t.3 as f64),
+    );
+    metric(
+        "tier_errors_total",
+        "counter",
+        "Failed calls to the tier.",
+        &per_tier(&|t| t.4 as f64),
+    );
+    let mut quantiles = Vec::new();
+    for (tier, tname) in TIERS {
+        if !tiers[tier as usize].1.enabled {
+            continue;
+        }
+        for (op, oname) in OPS {
+            let l = s.latency[tier as usize][op as usize];
+            if l.samples == 0 {
+                continue;
+            }
+            for (q, ns) in [("0.5", l.p50_ns), ("0.99", l.p99_ns)] {
+                quantiles.push((
+                    format!("{{tier=\"{tname}\",op=\"{oname}\",quantile=\"{q}\"}}"),
+                    ns as f64 / 1e9,
+                ));
+            }
+        }
+    }
+    metric(
+        "latency_seconds",
+        "gauge",
+        "Operation latency percentiles (memory: sampled 1 in 64).",
+        &quantiles,
+    );
+    if h.disk.enabled {
+        metric(
+            "disk_fill_ratio",
+            "gauge",
+            "Fraction of disk_max_size in use.",
+            &one(h.disk_fill),
+        );
+    }
+    p
+}
+
+/// A tier's name, health, hits, misses and errors, for the per-tier metrics.
+type TierRow<'a> = (&'a str, &'a TierHealth, u64, u64, u64);
+
+fn snap(t: &Option<TierSnapshot>) -> TierSnapshot {
+    t.clone().unwrap_or_default()
 }
 
 /// A finite JSON number (NaN and infinities are not JSON).

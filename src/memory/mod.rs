@@ -205,6 +205,15 @@ impl MemoryTier {
             })
     }
 
+    /// A keyless block of `val_len` bytes for the caller to fill, expiring with `like`: the
+    /// decompressed copy of a stored entry, handed out pinned but never stored.
+    pub fn make_detached(&self, val_len: usize, like: &Blob) -> Result<Blob> {
+        let deadline = Some(like.deadline()).filter(|&d| d != 0);
+        Blob::with_value_len(self.alloc, &[], val_len, 0, deadline).ok_or_else(|| {
+            Error::NoMem(format!("memory tier: no memory for a {val_len} byte value"))
+        })
+    }
+
     /// Stores `value` under `key` for `ttl` (None = never expires).
     pub fn insert(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
         self.insert_blob(self.make_blob(key, value, flags, ttl)?)

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "ad8c2bdbea7857fc57e222a81309072e5e2aaa2ddab4c6fa280fc2ecbc5a0c97"
+HEADER_SHA256 = "7b0cb5b0f570b285301d7a641f550dbfd91e63bb25f23df47ce47e20c8e0862b"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -124,6 +124,21 @@ class sz_stats(ctypes.Structure):
         ('disk_misses', ctypes.c_uint64),
         ('disk_errors', ctypes.c_uint64),
         ('uptime_ms', ctypes.c_uint64),
+        # Compressed values in memory that would not decode (served as misses).
+        ('memory_errors', ctypes.c_uint64),
+        # Latency percentiles in nanoseconds (0 until the tier saw such an operation; memory * operations are sampled 1 in 64).
+        ('memory_get_p50_ns', ctypes.c_uint64),
+        ('memory_get_p99_ns', ctypes.c_uint64),
+        ('memory_set_p50_ns', ctypes.c_uint64),
+        ('memory_set_p99_ns', ctypes.c_uint64),
+        ('redis_get_p50_ns', ctypes.c_uint64),
+        ('redis_get_p99_ns', ctypes.c_uint64),
+        ('redis_set_p50_ns', ctypes.c_uint64),
+        ('redis_set_p99_ns', ctypes.c_uint64),
+        ('disk_get_p50_ns', ctypes.c_uint64),
+        ('disk_get_p99_ns', ctypes.c_uint64),
+        ('disk_set_p50_ns', ctypes.c_uint64),
+        ('disk_set_p99_ns', ctypes.c_uint64),
     ]
 
 
@@ -193,6 +208,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_stats': (ctypes.c_int, [POINTER(sz_cache), POINTER(sz_stats)], ('c', 'out')),
     # The stats and per-tier details as a JSON object, or NULL on error (see sz_last_error). Free it with sz_string_free.
     'sz_cache_stats_json': (ctypes.c_void_p, [POINTER(sz_cache)], ('c',)),
+    # The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on a /metrics endpoint, or NULL on error (see sz_last_error). Free it with sz_string_free.
+    'sz_cache_stats_prometheus': (ctypes.c_void_p, [POINTER(sz_cache)], ('c',)),
     # Fills *out with each tier's up/down state and last error; set out->struct_size = sizeof(sz_health) first. Returns SZ_OK or SZ_ERR_INVALID.
     'sz_cache_health': (ctypes.c_int, [POINTER(sz_cache), POINTER(sz_health)], ('c', 'out')),
     # Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a no-op.
