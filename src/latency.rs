@@ -2,8 +2,9 @@
 //!
 //! Every lower-tier call (microseconds of I/O) is timed. Memory-tier operations take tens of
 //! nanoseconds, where two clock reads and a shared counter would be a visible cost, so only one
-//! in `MEMORY_SAMPLE_EVERY` of them per thread is timed; percentiles of a sample are the
-//! percentiles of the whole for any stationary workload.
+//! in `MEMORY_SAMPLE_EVERY` of them is timed; percentiles of a sample are the percentiles of the
+//! whole for any stationary workload. Memory gets choose their sample from the low bits of the
+//! clock reading they take anyway for the expiry check, so deciding costs nothing.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,22 +38,29 @@ pub const MEMORY_SAMPLE_EVERY: u32 = 64;
 /// 4 sub-buckets per power of two: a reported percentile is within 25% of the true value.
 const BUCKETS: usize = 252;
 
-struct Histogram {
+/// Counts of durations in log-linear buckets.
+pub struct Histogram {
     counts: Box<[AtomicU64]>,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new()
+    }
+}
+
 impl Histogram {
-    fn new() -> Histogram {
+    pub fn new() -> Histogram {
         Histogram {
             counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    fn record(&self, ns: u64) {
+    pub fn record(&self, ns: u64) {
         self.counts[bucket(ns)].fetch_add(1, Relaxed);
     }
 
-    fn snapshot(&self) -> LatencySnapshot {
+    pub fn snapshot(&self) -> LatencySnapshot {
         let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         let at = |q: f64| -> u64 {
@@ -131,6 +139,13 @@ impl Latencies {
 
 thread_local! {
     static MEMORY_OPS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True for about one in `MEMORY_SAMPLE_EVERY` clock readings: the low bits of the cycle
+/// counter (bit 0 is forced to 1 by `clock::now`) are as good as random.
+#[inline]
+pub fn sample_by_clock(now: u64) -> bool {
+    (now >> 1) & (MEMORY_SAMPLE_EVERY as u64 - 1) == 0
 }
 
 /// True for one in `MEMORY_SAMPLE_EVERY` calls on this thread.

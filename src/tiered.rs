@@ -136,7 +136,7 @@ impl Cache {
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
-        let stored = match inner.timed_memory(Op::Get, || inner.l1.get(key)) {
+        let stored = match inner.l1.get(key) {
             Some(blob) => blob,
             None => match inner.get_lower(key) {
                 Some(blob) => blob,
@@ -151,11 +151,10 @@ impl Cache {
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
-        let copied =
-            match inner.timed_memory(Op::Get, || inner.l1.get_with(key, |b| copy_into(b, buf))) {
-                Some(r) => Some(r),
-                None => inner.get_lower(key).map(|b| copy_into(&b, buf)),
-            };
+        let copied = match inner.l1.get_with(key, |b| copy_into(b, buf)) {
+            Some(r) => Some(r),
+            None => inner.get_lower(key).map(|b| copy_into(&b, buf)),
+        };
         match copied {
             Some(Err(Error::Internal(why))) => {
                 // A compressed value that does not decode: a miss, counted, and dropped.
@@ -538,8 +537,13 @@ impl Inner {
                 stored => self.bytes_given.load(Relaxed) as f64 / stored as f64,
             },
             memory_errors: self.memory_errors.snapshot().errors,
-            latency: latency::TIERS
-                .map(|(t, _)| latency::OPS.map(|(o, _)| self.latency.snapshot(t, o))),
+            latency: latency::TIERS.map(|(t, _)| {
+                latency::OPS.map(|(o, _)| match (t, o) {
+                    // Memory gets are sampled inside the tier, from its expiry clock reading.
+                    (TierId::Memory, Op::Get) => self.l1.get_latency(),
+                    _ => self.latency.snapshot(t, o),
+                })
+            }),
             memory,
             redis,
             disk,

@@ -12,6 +12,7 @@ pub mod shard;
 
 use crate::clock::{self, Ticks};
 use crate::error::{Error, Result};
+use crate::latency::{sample_by_clock, Histogram, LatencySnapshot};
 use arena::Allocator;
 pub use blob::Blob;
 use crossbeam_utils::CachePadded;
@@ -74,6 +75,8 @@ pub struct MemoryStats {
 
 pub struct MemoryTier {
     shards: Box<[CachePadded<ShardSlot>]>,
+    /// Latency of a sample of gets (see `latency`).
+    get_latency: Histogram,
     hasher: hashbrown::DefaultHashBuilder,
     alloc: Allocator,
     opts: MemoryOptions,
@@ -97,6 +100,7 @@ impl MemoryTier {
             .collect();
         MemoryTier {
             shards,
+            get_latency: Histogram::new(),
             hasher: Default::default(),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
@@ -140,6 +144,7 @@ impl MemoryTier {
                     let r = f(b);
                     drop(shard);
                     self.count(&slot.counters.hits);
+                    self.sample_latency(now);
                     return Some(r);
                 }
                 Lookup::Expired => true,
@@ -147,6 +152,7 @@ impl MemoryTier {
             }
         };
         self.count(&slot.counters.misses);
+        self.sample_latency(now);
         if expired {
             self.reclaim_expired(slot, hash, key, now);
         }
@@ -165,6 +171,26 @@ impl MemoryTier {
         let now = clock::now();
         let shard = read(&self.slot(hash).shard);
         matches!(shard.get(hash, key, now), Lookup::Hit(_))
+    }
+
+    /// Records this get's latency if `start` picked it for the sample.
+    #[inline]
+    fn sample_latency(&self, start: Ticks) {
+        if self.opts.count_stats && sample_by_clock(start) {
+            self.record_latency(start);
+        }
+    }
+
+    #[cold]
+    fn record_latency(&self, start: Ticks) {
+        let ticks = clock::now().saturating_sub(start);
+        self.get_latency
+            .record(clock::duration_of(ticks).as_nanos() as u64);
+    }
+
+    /// Percentiles of the sampled gets.
+    pub fn get_latency(&self) -> LatencySnapshot {
+        self.get_latency.snapshot()
     }
 
     #[cold]
