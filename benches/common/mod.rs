@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 #[path = "../../tests/support/workload.rs"]
 mod workload;
+#[allow(unused_imports)] // each bench binary uses its own subset
 pub use workload::{Rng, Zipf};
 
 pub const VALUE_LEN: usize = 100;
