@@ -18,7 +18,7 @@ pub use blob::Blob;
 use crossbeam_utils::CachePadded;
 use shard::{Lookup, Shard};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ pub struct MemoryTier {
     shards: Box<[CachePadded<ShardSlot>]>,
     /// Latency of a sample of gets (see `latency`).
     get_latency: Histogram,
+    /// Live entries in all shards. memory_capacity bounds this total, not each shard: with
+    /// per-shard bounds alone, a cache of N items filled with N keys would evict the few
+    /// percent that hash to fuller shards.
+    live: CachePadded<AtomicIsize>,
     hasher: hashbrown::DefaultHashBuilder,
     alloc: Allocator,
     opts: MemoryOptions,
@@ -101,6 +105,7 @@ impl MemoryTier {
         MemoryTier {
             shards,
             get_latency: Histogram::new(),
+            live: CachePadded::new(AtomicIsize::new(0)),
             hasher: Default::default(),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
@@ -195,7 +200,9 @@ impl MemoryTier {
 
     #[cold]
     fn reclaim_expired(&self, slot: &ShardSlot, hash: u64, key: &[u8], now: Ticks) {
-        if write(&slot.shard).remove_if_expired(hash, key, now) {
+        if self.tracking_live(&mut write(&slot.shard), |s| {
+            s.remove_if_expired(hash, key, now)
+        }) {
             self.count(&slot.counters.expirations);
         }
     }
@@ -260,7 +267,25 @@ impl MemoryTier {
                     self.shards.len()
                 )));
             }
-            shard.insert(hash, blob, |k| self.hash(k))
+            let before = shard.entries() as isize;
+            // Room left in the whole cache, given to this shard: it evicts its own entries once
+            // the cache is full, so the total stays at memory_capacity.
+            let room = self.opts.max_items as isize - self.live.load(Relaxed);
+            let limit = (before + room).max(0) as usize;
+            let mut displaced = shard.insert(hash, blob, limit, |k| self.hash(k));
+            let delta = shard.entries() as isize - before;
+            if delta != 0 {
+                let total = self.live.fetch_add(delta, Relaxed) + delta;
+                // A concurrent insert in another shard took the same room; the atomic add tells
+                // exactly one of the two that it went over, and that one gives it back.
+                if delta > 0 && total > self.opts.max_items as isize {
+                    if let Some(v) = shard.evict_one(|k| self.hash(k)) {
+                        self.live.fetch_sub(1, Relaxed);
+                        displaced.evicted.push(v);
+                    }
+                }
+            }
+            displaced
         };
         self.count(&slot.counters.sets);
         if self.opts.count_stats && !displaced.evicted.is_empty() {
@@ -272,11 +297,22 @@ impl MemoryTier {
         Ok(())
     }
 
+    /// Runs a change to a locked shard and carries its change of live entries into `live`.
+    fn tracking_live<R>(&self, shard: &mut Shard, change: impl FnOnce(&mut Shard) -> R) -> R {
+        let before = shard.entries() as isize;
+        let out = change(shard);
+        let delta = shard.entries() as isize - before;
+        if delta != 0 {
+            self.live.fetch_add(delta, Relaxed);
+        }
+        out
+    }
+
     /// Removes `key`; true if a live entry was there.
     pub fn delete(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let slot = self.slot(hash);
-        let removed = write(&slot.shard).remove(hash, key);
+        let removed = self.tracking_live(&mut write(&slot.shard), |s| s.remove(hash, key));
         let Some(blob) = removed else { return false };
         let live = !blob.is_expired_at(clock::now());
         if live {
@@ -287,7 +323,10 @@ impl MemoryTier {
 
     /// Drops every entry; returns how many there were. Pinned values stay valid.
     pub fn clear(&self) -> usize {
-        self.shards.iter().map(|s| write(&s.shard).clear()).sum()
+        self.shards
+            .iter()
+            .map(|s| self.tracking_live(&mut write(&s.shard), Shard::clear))
+            .sum()
     }
 
     /// Reclaims expired entries, visiting at most `budget_per_shard` slots of each shard under
@@ -296,7 +335,9 @@ impl MemoryTier {
         let now = clock::now();
         let mut total = 0;
         for slot in self.shards.iter() {
-            let taken = write(&slot.shard).expire_step(now, budget_per_shard, |k| self.hash(k));
+            let taken = self.tracking_live(&mut write(&slot.shard), |s| {
+                s.expire_step(now, budget_per_shard, |k| self.hash(k))
+            });
             if self.opts.count_stats {
                 slot.counters
                     .expirations

@@ -80,8 +80,15 @@ impl Shard {
     }
 
     /// Stores `blob` under its key, replacing any entry of that key, then evicts down to the
-    /// bounds. The caller has checked `fits`.
-    pub fn insert(&mut self, hash: u64, blob: Blob, hash_of: impl Fn(&[u8]) -> u64) -> Displaced {
+    /// bounds: at most `limit` live entries (the caller's share of the cache-wide item bound),
+    /// and the shard's byte budget. The caller has checked `fits`.
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        blob: Blob,
+        limit: usize,
+        hash_of: impl Fn(&[u8]) -> u64,
+    ) -> Displaced {
         let mut out = Displaced::default();
         let queued = blob.clone();
         match self.index.find_mut(hash, |b| b.key() == blob.key()) {
@@ -100,16 +107,14 @@ impl Shard {
         // Live entries count against max_items; tombstones of overwritten or deleted entries do
         // not (they would shrink the cache under a write-heavy load) but are bounded too, so
         // their memory is returned within one more queue's worth of inserts.
-        while self.index.len() > self.max_items
-            || self.policy.queued() > 2 * self.max_items
+        let limit = limit.max(1);
+        while self.index.len() > limit
+            || self.policy.queued() > 2 * limit.max(self.max_items)
             || (self.max_bytes != 0 && self.policy.bytes() > self.max_bytes)
         {
             match self.policy.evict(&hash_of) {
                 Some(Evicted::Victim(v)) => {
-                    let h = hash_of(v.key());
-                    if let Ok(e) = self.index.find_entry(h, |b| b.same(&v)) {
-                        e.remove();
-                    }
+                    self.unindex(&v, &hash_of);
                     out.evicted.push(v);
                 }
                 Some(Evicted::Reclaimed) => {}
@@ -117,6 +122,26 @@ impl Shard {
             }
         }
         out
+    }
+
+    /// Evicts one live entry by the policy (dropping tombstones on the way); None when empty.
+    pub fn evict_one(&mut self, hash_of: impl Fn(&[u8]) -> u64) -> Option<Blob> {
+        loop {
+            if let Evicted::Victim(v) = self.policy.evict(&hash_of)? {
+                self.unindex(&v, &hash_of);
+                return Some(v);
+            }
+        }
+    }
+
+    /// Takes an evicted blob out of the index.
+    fn unindex(&mut self, victim: &Blob, hash_of: impl Fn(&[u8]) -> u64) {
+        if let Ok(e) = self
+            .index
+            .find_entry(hash_of(victim.key()), |b| b.same(victim))
+        {
+            e.remove();
+        }
     }
 
     /// Removes the entry of `key`; returns it if it was there.
@@ -184,7 +209,8 @@ mod tests {
     }
     fn put(s: &mut Shard, k: &[u8], v: &[u8], deadline: Option<Ticks>) -> Displaced {
         let b = Blob::new(Allocator::System, k, v, 0, deadline).unwrap();
-        s.insert(h(k), b, h)
+        let limit = s.max_items;
+        s.insert(h(k), b, limit, h)
     }
     fn get(s: &Shard, k: &[u8]) -> Option<Vec<u8>> {
         match s.get(h(k), k, 1) {

@@ -103,6 +103,26 @@ fn bounded_by_items_exactly() {
 }
 
 #[test]
+fn capacity_is_cache_wide_so_n_keys_fit_a_cache_of_n() {
+    // The guide's benchmark: memory_capacity=1000, 1000 sets, then 1000 gets that must all hit.
+    for cap in [1000usize, 5000, 100_000] {
+        let t = tier(cap, 0);
+        for i in 0..cap as u32 {
+            t.insert(&i.to_le_bytes(), b"v", 0, None).unwrap();
+        }
+        let hits = (0..cap as u32)
+            .filter(|i| t.get(&i.to_le_bytes()).is_some())
+            .count();
+        assert_eq!(hits, cap, "capacity {cap}");
+        assert_eq!(t.stats().evictions, 0);
+        // One more key evicts exactly one entry.
+        t.insert(b"one more", b"v", 0, None).unwrap();
+        let s = t.stats();
+        assert_eq!((s.size, s.evictions), (cap as u64, 1));
+    }
+}
+
+#[test]
 fn bounded_by_bytes() {
     let t = tier(1_000_000, 4 << 20);
     for i in 0..50_000u32 {
@@ -208,4 +228,29 @@ fn four_threads_hammer_one_small_cache() {
         th.join().unwrap();
     }
     assert!(t.stats().size <= 256);
+}
+
+#[test]
+fn capacity_holds_exactly_when_threads_insert_at_once() {
+    for round in 0..5u32 {
+        let t = Arc::new(tier(2000, 0));
+        let threads: Vec<_> = (0..4u32)
+            .map(|id| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    for i in 0..20_000u32 {
+                        let k = (round, id, i);
+                        t.insert(format!("{k:?}").as_bytes(), b"v", 0, None).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        let s = t.stats();
+        assert!(s.size <= 2000, "round {round}: {} entries in a cache of 2000", s.size);
+        assert!(s.size >= 1990, "round {round}: only {} entries", s.size);
+        assert_eq!(s.size + s.evictions, 80_000);
+    }
 }
