@@ -409,8 +409,8 @@ char *sz_cache_stats_prometheus(sz_cache *c);
 int sz_cache_health(sz_cache *c, sz_health *out);
 
 /**
- * Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a
- * no-op.
+ * Frees a string returned by this library (sz_cache_stats_json, sz_cache_stats_prometheus,
+ * sz_config_get). NULL is a no-op.
  *
  * # Safety
  * `s` is NULL or such a string, freed exactly once.

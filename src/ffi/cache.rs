@@ -8,7 +8,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::error::Error;
-use crate::tiered::Cache;
+use crate::stats::CacheStats;
+use crate::tiered::{Cache, Health};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::time::Duration;
 
@@ -346,16 +347,8 @@ pub unsafe extern "C" fn sz_cache_stats(c: *mut sz_cache, out: *mut sz_stats) ->
     boundary(|| {
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
-        }
-        let full = sz_stats::from(&cache.inner.stats());
-        // SAFETY: out is valid for its struct_size bytes per the contract.
-        if !unsafe { write_sized(out, &full) } {
-            return Err(Error::invalid(
-                "out->struct_size is too small; set it to sizeof(sz_stats)",
-            ));
-        }
+        // SAFETY: out is NULL or valid for its struct_size bytes per the contract.
+        unsafe { write_sized(out, &sz_stats::from(&cache.inner.stats()), "sz_stats") }?;
         Ok(SZ_OK)
     })
 }
@@ -367,12 +360,8 @@ pub unsafe extern "C" fn sz_cache_stats(c: *mut sz_cache, out: *mut sz_stats) ->
 /// `c` is NULL or from sz_cache_open.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
-    boundary_ptr(|| {
-        // SAFETY: per this function's contract.
-        let cache = unsafe { handle(c, "cache") }?;
-        let json = stats_json(&cache.inner.stats(), &cache.inner.health());
-        Ok(CString::new(json).unwrap_or_default().into_raw())
-    })
+    // SAFETY: per this function's contract.
+    unsafe { render(c, stats_json) }
 }
 
 /// The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on a
@@ -382,10 +371,19 @@ pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
 /// `c` is NULL or from sz_cache_open.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_stats_prometheus(c: *mut sz_cache) -> *mut c_char {
+    // SAFETY: per this function's contract.
+    unsafe { render(c, stats_prometheus) }
+}
+
+/// The cache's stats and health rendered as text for C, or NULL on error.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open.
+unsafe fn render(c: *mut sz_cache, as_text: fn(&CacheStats, &Health) -> String) -> *mut c_char {
     boundary_ptr(|| {
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
-        let text = stats_prometheus(&cache.inner.stats(), &cache.inner.health());
+        let text = as_text(&cache.inner.stats(), &cache.inner.health());
         Ok(CString::new(text).unwrap_or_default().into_raw())
     })
 }
@@ -400,22 +398,14 @@ pub unsafe extern "C" fn sz_cache_health(c: *mut sz_cache, out: *mut sz_health) 
     boundary(|| {
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
-        }
-        let full = sz_health::from(&cache.inner.health());
-        // SAFETY: out is valid for its struct_size bytes per the contract.
-        if !unsafe { write_sized(out, &full) } {
-            return Err(Error::invalid(
-                "out->struct_size is too small; set it to sizeof(sz_health)",
-            ));
-        }
+        // SAFETY: out is NULL or valid for its struct_size bytes per the contract.
+        unsafe { write_sized(out, &sz_health::from(&cache.inner.health()), "sz_health") }?;
         Ok(SZ_OK)
     })
 }
 
-/// Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a
-/// no-op.
+/// Frees a string returned by this library (sz_cache_stats_json, sz_cache_stats_prometheus,
+/// sz_config_get). NULL is a no-op.
 ///
 /// # Safety
 /// `s` is NULL or such a string, freed exactly once.

@@ -1,5 +1,6 @@
 //! Stats and health as C structs (grown behind `struct_size`) and as JSON text.
 
+use crate::error::{Error, Result};
 use crate::latency::{Op, TierId, OPS, TIERS};
 use crate::stats::CacheStats;
 use crate::tier::TierSnapshot;
@@ -191,24 +192,30 @@ impl From<&Health> for sz_health {
     }
 }
 
-/// Copies `full` into `*dst` up to the caller's struct_size; returns false if that size cannot
-/// even hold struct_size itself.
+/// Copies `full` into `*dst` up to the caller's struct_size (so an older, shorter struct keeps
+/// working) and sets struct_size to what was written. Fails on NULL, or on a struct_size that
+/// cannot even hold struct_size itself; `name` is the C type, for the message.
 ///
 /// # Safety
-/// `dst` points to at least `(*dst).struct_size` writable bytes.
-pub(crate) unsafe fn write_sized<T: Copy>(dst: *mut T, full: &T) -> bool {
+/// `dst` is NULL or points to at least `(*dst).struct_size` writable bytes.
+pub(crate) unsafe fn write_sized<T: Copy>(dst: *mut T, full: &T, name: &str) -> Result<()> {
+    if dst.is_null() {
+        return Err(Error::invalid("out is NULL"));
+    }
     // SAFETY: the first field of every sized struct is a usize struct_size the caller set.
     let caller_size = unsafe { *(dst as *const usize) };
     let n = caller_size.min(std::mem::size_of::<T>());
     if n < std::mem::size_of::<usize>() {
-        return false;
+        return Err(Error::invalid(format!(
+            "out->struct_size is too small; set it to sizeof({name})"
+        )));
     }
     // SAFETY: dst has caller_size >= n writable bytes; full is a T of size_of::<T>() >= n.
     unsafe {
         std::ptr::copy_nonoverlapping(full as *const T as *const u8, dst as *mut u8, n);
         *(dst as *mut usize) = n;
     }
-    true
+    Ok(())
 }
 
 /// The stats as a JSON object (what sz_cache_stats_json returns).
@@ -581,7 +588,9 @@ mod tests {
         old[0] = 16;
         old[2] = 0xdead;
         // SAFETY: old has 24 writable bytes and claims 16.
-        assert!(unsafe { write_sized(old.as_mut_ptr() as *mut sz_stats, &full) });
+        assert!(
+            unsafe { write_sized(old.as_mut_ptr() as *mut sz_stats, &full, "sz_stats") }.is_ok()
+        );
         assert_eq!(old, [16, 5, 0xdead]);
     }
 }

@@ -240,7 +240,8 @@ fn capacity_holds_exactly_when_threads_insert_at_once() {
                 std::thread::spawn(move || {
                     for i in 0..20_000u32 {
                         let k = (round, id, i);
-                        t.insert(format!("{k:?}").as_bytes(), b"v", 0, None).unwrap();
+                        t.insert(format!("{k:?}").as_bytes(), b"v", 0, None)
+                            .unwrap();
                     }
                 })
             })
@@ -249,7 +250,11 @@ fn capacity_holds_exactly_when_threads_insert_at_once() {
             th.join().unwrap();
         }
         let s = t.stats();
-        assert!(s.size <= 2000, "round {round}: {} entries in a cache of 2000", s.size);
+        assert!(
+            s.size <= 2000,
+            "round {round}: {} entries in a cache of 2000",
+            s.size
+        );
         assert!(s.size >= 1990, "round {round}: only {} entries", s.size);
         assert_eq!(s.size + s.evictions, 80_000);
     }
