@@ -232,9 +232,10 @@ fn stats_add_up_under_four_threads() {
     assert_eq!(s.deletes, PER);
     assert_eq!(s.memory.size, 3 * PER);
     assert!((s.hit_ratio() - 0.5).abs() < 1e-9);
-    // Memory operations are sampled 1 in 64 per thread for latency.
+    // About 1 in 64 memory gets is sampled for latency (picked by clock bits, so not exactly).
     let get = s.latency[TierId::Memory as usize][Op::Get as usize];
-    assert!(get.samples >= 2 * 4 * PER / 64 - 8, "{get:?}");
+    let expected = 2 * 4 * PER / 64;
+    assert!(get.samples > expected / 2 && get.samples < expected * 2, "{get:?}");
     assert!(get.p50_ns > 0 && get.p99_ns >= get.p50_ns);
 }
 
