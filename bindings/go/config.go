@@ -64,13 +64,14 @@ type Config struct {
 	RedisURL string
 	// RedisTTL is L2's default lifetime (redis_ttl; default 1800 s; Never = none).
 	RedisTTL time.Duration
-	// RedisTimeout bounds each Redis connect and command, in whole milliseconds
-	// (redis_timeout_ms; default 100 ms).
+	// RedisTimeout bounds each whole Redis call (pool wait, connect, command), in whole
+	// milliseconds (redis_timeout_ms; default 100 ms).
 	RedisTimeout time.Duration
 	// RedisPoolSize is the number of Redis connections, 1..1024 (redis_pool_size; default 4).
 	RedisPoolSize int
 	// RedisKeyPrefix namespaces this cache's keys in Redis (redis_key_prefix; default: derived
-	// by the library). Caches that should share entries must use the same prefix.
+	// by the library as "sc:" + disk_path + ":", so caches with the same DiskPath share their
+	// Redis entries). Caches share entries exactly when their prefixes (and Redis) match.
 	RedisKeyPrefix string
 
 	// DiskEnabled turns on the disk tier, L3 (disk_enabled; default false).
@@ -78,7 +79,8 @@ type Config struct {
 	// DiskPath is the directory holding the tier's one file (disk_path; default
 	// /tmp/smartcache).
 	DiskPath string
-	// DiskMaxSize bounds the file in bytes (disk_max_size; default 256 MiB).
+	// DiskMaxSize is the size of the file in bytes when it is created (disk_max_size; default
+	// 256 MiB); an existing file keeps the size it was created with.
 	DiskMaxSize int64
 	// DiskTTL is L3's default lifetime (disk_ttl; default 3600 s; Never = none).
 	DiskTTL time.Duration

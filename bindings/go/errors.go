@@ -89,8 +89,8 @@ func (e *Error) sentinel() bool { return e.Op == "" && e.Message == "" && e.caus
 var (
 	// ErrInvalid: a bad argument, e.g. an empty key (SZ_ERR_INVALID).
 	ErrInvalid error = &Error{Code: CodeInvalid}
-	// ErrTooLarge: a key over 65535 bytes or a value over max_value_size or the memory
-	// tier's byte budget (SZ_ERR_TOO_LARGE).
+	// ErrTooLarge: a key over 65535 bytes, or a value over max_value_size or over the memory
+	// tier's byte budget when no lower tier is enabled to keep it (SZ_ERR_TOO_LARGE).
 	ErrTooLarge error = &Error{Code: CodeTooLarge}
 	// ErrNoMem: memory could not be allocated (SZ_ERR_NOMEM).
 	ErrNoMem error = &Error{Code: CodeNoMem}
@@ -98,8 +98,8 @@ var (
 	ErrIO error = &Error{Code: CodeIO}
 	// ErrBackend: the Redis tier failed, or a GetOrCompute function failed (SZ_ERR_BACKEND).
 	ErrBackend error = &Error{Code: CodeBackend}
-	// ErrConfig: an unknown option, a bad option value, or a tier not available in this
-	// build (SZ_ERR_CONFIG).
+	// ErrConfig: an unknown option or a bad option value, e.g. a redis_url the library cannot
+	// parse (SZ_ERR_CONFIG).
 	ErrConfig error = &Error{Code: CodeConfig}
 	// ErrBufferTooSmall: a caller's buffer was too small (SZ_ERR_BUFFER_TOO_SMALL). The Go
 	// API sizes its own buffers, so it does not normally return this.
@@ -115,9 +115,10 @@ func closedError(op string) error {
 	return &Error{Op: op, Code: CodeInvalid, Message: "cache is closed", cause: ErrClosed}
 }
 
-// IsNotAvailable reports whether err says that a tier was configured on that this build of
-// the library does not provide yet (ErrConfig with "not available in this build"), so that a
-// program can fall back to fewer tiers.
+// IsNotAvailable reports whether err says that a tier was configured on that the library does
+// not provide (ErrConfig with "not available in this build"). Libraries from before the Redis
+// and disk tiers landed returned that; the current library has every tier, so this is false
+// for its errors. Kept for compatibility.
 func IsNotAvailable(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == CodeConfig &&

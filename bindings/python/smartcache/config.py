@@ -39,9 +39,8 @@ class SmartCacheConfig:
     """Options of a SmartCache (the guide's ``SmartCacheConfig``, plus deployment options).
 
     TTLs and intervals are whole seconds (0 = no expiry / off); sizes are bytes, as an int or a
-    string with a K, M or G suffix (``"64M"``). Only the memory tier exists in builds where the
-    Redis (L2) and disk (L3) tiers have not landed yet: enabling those raises
-    TierUnavailableError (a ConfigError) when the SmartCache is opened.
+    string with a K, M or G suffix (``"64M"``). The memory tier is always on; the Redis (L2) and
+    disk (L3) tiers are turned on with ``redis_enabled`` / ``disk_enabled``.
     """
 
     # --- the guide's fields ---
@@ -75,14 +74,14 @@ class SmartCacheConfig:
     memory_max_bytes: Size = 0
     #: Smallest value, in bytes, that compression is tried on.
     compression_min_size: Size = 1024
-    #: Redis connect/command timeout, milliseconds.
+    #: Bound on one whole Redis call (pool wait, connect, command), milliseconds.
     redis_timeout_ms: int = 100
     #: Redis connections per cache (1..1024).
     redis_pool_size: int = 4
-    #: Prefix of every Redis key; None = derived by the library, so two caches share keys
-    #: only when told to (give both the same prefix).
+    #: Prefix of every Redis key; None = derived by the library as "sc:" + disk_path + ":",
+    #: so caches with the same disk_path share Redis entries and others do not.
     redis_key_prefix: Optional[str] = None
-    #: Capacity of the disk tier's file.
+    #: Size of the disk tier's file when it is created (an existing file keeps its size).
     disk_max_size: Size = 256 << 20
     #: Largest value set() accepts, bytes.
     max_value_size: Size = 16 << 20

@@ -67,7 +67,9 @@ class ConfigError(SmartCacheError, ValueError):
 
 
 class TierUnavailableError(ConfigError):
-    """A tier that this build of the library does not provide (yet) was enabled."""
+    """A tier that the library does not provide was enabled. Kept for compatibility: libraries
+    from before the Redis and disk tiers landed raised it; the current one has every tier and
+    does not."""
 
 
 class InternalError(SmartCacheError):
@@ -98,7 +100,7 @@ _BY_CODE: Dict[int, Type[SmartCacheError]] = {
     _native.SZ_ERR_INTERNAL: InternalError,
 }
 
-#: The phrase the library uses when a tier is compiled out / not yet implemented.
+#: The phrase older libraries used for a tier not yet implemented (no tier is missing now).
 TIER_UNAVAILABLE_PHRASE = "not available in this build"
 
 
