@@ -44,19 +44,26 @@ pub fn compress(value: &[u8], enabled: bool, min_size: usize) -> Option<Vec<u8>>
     Some(out)
 }
 
-/// The original length recorded in a compressed frame.
-pub fn original_len(frame: &[u8]) -> Result<usize> {
+/// The original length recorded in a compressed frame, refused above `limit` (the largest
+/// value the cache accepts): a damaged prefix must not make us allocate gigabytes.
+pub fn original_len(frame: &[u8], limit: usize) -> Result<usize> {
     let prefix: [u8; LEN_PREFIX] = frame
         .get(..LEN_PREFIX)
         .and_then(|p| p.try_into().ok())
         .ok_or_else(|| corrupt("frame shorter than its length prefix"))?;
-    Ok(u32::from_le_bytes(prefix) as usize)
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > limit {
+        return Err(corrupt(&format!(
+            "recorded length {len} is over the limit {limit}"
+        )));
+    }
+    Ok(len)
 }
 
-/// Decompresses a frame into `dst`, which must be exactly `original_len(frame)` bytes.
+/// Decompresses a frame into `dst`, which must be exactly the frame's original length.
 /// Corrupt input is an error, never a crash or a partial value.
 pub fn decompress_into(frame: &[u8], dst: &mut [u8]) -> Result<()> {
-    let want = original_len(frame)?;
+    let want = original_len(frame, dst.len())?;
     if dst.len() != want || want > c_int::MAX as usize {
         return Err(corrupt("length prefix does not match the destination"));
     }
@@ -80,9 +87,9 @@ pub fn decompress_into(frame: &[u8], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// Decompresses a frame into a new vector.
-pub fn decompress(frame: &[u8]) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; original_len(frame)?];
+/// Decompresses a frame of at most `limit` original bytes into a new vector.
+pub fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; original_len(frame, limit)?];
     decompress_into(frame, &mut out)?;
     Ok(out)
 }
@@ -116,7 +123,7 @@ mod tests {
                 Some(frame) => {
                     assert!(n >= min, "{n} compressed below the threshold");
                     assert!(frame.len() < n, "kept a frame that saves nothing at {n}");
-                    assert_eq!(decompress(&frame).unwrap(), v, "size {n}");
+                    assert_eq!(decompress(&frame, 1 << 20).unwrap(), v, "size {n}");
                 }
                 None => assert!(n < min || n < 16, "repetitive {n} bytes not compressed"),
             }
@@ -146,11 +153,11 @@ mod tests {
     #[test]
     fn corrupt_frames_are_errors_not_crashes() {
         let frame = compress(&text(10_000), true, 1).unwrap();
-        assert!(decompress(&frame[..2]).is_err());
-        assert!(decompress(&frame[..frame.len() / 2]).is_err());
+        assert!(decompress(&frame[..2], 1 << 20).is_err());
+        assert!(decompress(&frame[..frame.len() / 2], 1 << 20).is_err());
         let mut lying = frame.clone();
         lying[..4].copy_from_slice(&20_000u32.to_le_bytes());
-        assert!(decompress(&lying).is_err());
+        assert!(decompress(&lying, 1 << 20).is_err());
         let mut x = 7u64;
         for i in 0..200 {
             let mut bad = frame.clone();
@@ -160,10 +167,16 @@ mod tests {
             let at = LEN_PREFIX + (x >> 33) as usize % (bad.len() - LEN_PREFIX);
             bad[at] ^= 1 << (i % 8);
             // Either detected, or decodes to some bytes of the right length: never a crash.
-            if let Ok(v) = decompress(&bad) {
+            if let Ok(v) = decompress(&bad, 1 << 20) {
                 assert_eq!(v.len(), 10_000);
             }
         }
+        let mut huge_claim = frame.clone();
+        huge_claim[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            decompress(&huge_claim, 16 << 20).is_err(),
+            "a lying prefix is not allocated"
+        );
         let mut small = [0u8; 3];
         assert!(decompress_into(&frame, &mut small).is_err());
     }

@@ -151,9 +151,10 @@ impl Cache {
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
-        let copied = match inner.l1.get_with(key, |b| copy_into(b, buf)) {
+        let limit = inner.config.max_value_size;
+        let copied = match inner.l1.get_with(key, |b| copy_into(b, buf, limit)) {
             Some(r) => Some(r),
-            None => inner.get_lower(key).map(|b| copy_into(&b, buf)),
+            None => inner.get_lower(key).map(|b| copy_into(&b, buf, limit)),
         };
         match copied {
             Some(Err(Error::Internal(why))) => {
@@ -186,21 +187,8 @@ impl Cache {
 
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        let inner = &*self.inner;
-        inner.check_key(key)?;
-        let in_l1 = inner.timed_memory(Op::Delete, || inner.l1.delete(key));
-        // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
-        let in_l2 = inner.l2.as_ref().is_some_and(|l2| {
-            inner
-                .timed(TierId::Redis, Op::Delete, || l2.delete(key))
-                .unwrap_or(false)
-        });
-        let in_l3 = inner.l3.as_ref().is_some_and(|l3| {
-            inner
-                .timed(TierId::Disk, Op::Delete, || l3.delete(key))
-                .unwrap_or(false)
-        });
-        Ok(in_l1 || in_l2 || in_l3)
+        self.inner.check_key(key)?;
+        Ok(self.inner.delete_everywhere(key))
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
@@ -213,7 +201,7 @@ impl Cache {
             self.inner
                 .l2
                 .as_ref()
-                .is_some_and(|l2| matches!(l2.get(key), Ok(Some(_))))
+                .is_some_and(|l2| l2.contains(key).unwrap_or(false))
         };
         let in_l3 = || {
             self.inner
@@ -415,7 +403,7 @@ impl Inner {
             )
             .ok()?;
         // A promotion L1 cannot take is not the caller's failure: the value is still served.
-        let _ = self.l1.insert_blob(blob.clone());
+        let _ = self.l1.promote(blob.clone());
         Some(blob)
     }
 
@@ -464,7 +452,8 @@ impl Inner {
         if stored.entry_flags() & flags::COMPRESSED == 0 {
             return Some(stored);
         }
-        let decoded = compress::original_len(stored.value()).and_then(|len| {
+        let limit = self.config.max_value_size;
+        let decoded = compress::original_len(stored.value(), limit).and_then(|len| {
             let mut plain = self.l1.make_detached(len, &stored)?;
             compress::decompress_into(stored.value(), plain.value_mut())?;
             Ok(plain)
@@ -482,7 +471,23 @@ impl Inner {
     #[cold]
     fn undecodable(&self, key: &[u8], why: &str) {
         self.memory_errors.error(why);
-        self.l1.delete(key);
+        // Every tier holds the same frame: left below, it would be promoted again on each get.
+        self.delete_everywhere(key);
+    }
+
+    /// Removes `key` from every tier; true if any tier had it.
+    fn delete_everywhere(&self, key: &[u8]) -> bool {
+        let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
+        // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
+        let in_l2 = self.l2.as_ref().is_some_and(|l2| {
+            self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
+                .unwrap_or(false)
+        });
+        let in_l3 = self.l3.as_ref().is_some_and(|l3| {
+            self.timed(TierId::Disk, Op::Delete, || l3.delete(key))
+                .unwrap_or(false)
+        });
+        in_l1 || in_l2 || in_l3
     }
 
     /// Runs a lower-tier call, timing it into that tier's histogram when stats are on.
@@ -563,10 +568,10 @@ fn capped(remaining: Option<Duration>, tier_ttl: Option<Duration>) -> Option<Dur
 
 /// Copies a value into the caller's buffer (decompressing a compressed one straight into it),
 /// or says how large the buffer must be.
-fn copy_into(b: &Blob, buf: &mut [u8]) -> Result<usize> {
+fn copy_into(b: &Blob, buf: &mut [u8], limit: usize) -> Result<usize> {
     let v = b.value();
     if b.entry_flags() & flags::COMPRESSED != 0 {
-        let len = compress::original_len(v)?;
+        let len = compress::original_len(v, limit)?;
         let dst = buf.get_mut(..len).ok_or(Error::BufferTooSmall(len))?;
         compress::decompress_into(v, dst)?;
         return Ok(len);

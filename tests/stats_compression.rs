@@ -169,6 +169,10 @@ fn corrupt_compressed_data_is_a_miss_and_a_counted_error() {
         bogus.extend_from_slice(&[0xff; 64]);
         d.set(b"bad", &bogus, flags::COMPRESSED, None).unwrap();
         d.set(b"short", &[1, 2], flags::COMPRESSED, None).unwrap();
+        // A prefix claiming 4 GiB: refused by its length, never allocated.
+        let mut huge = u32::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(&[0x10; 32]);
+        d.set(b"huge", &huge, flags::COMPRESSED, None).unwrap();
     }
     let c = Cache::open(config(&[
         ("disk_enabled", "true"),
@@ -180,10 +184,15 @@ fn corrupt_compressed_data_is_a_miss_and_a_counted_error() {
     assert!(c.get(b"bad").unwrap().is_none());
     let mut buf = [0u8; 16];
     assert_eq!(c.get_copy(b"short", &mut buf).unwrap(), None);
+    assert!(c.get(b"huge").unwrap().is_none());
     let s = c.stats();
-    assert_eq!(s.memory_errors, 2);
+    assert_eq!(s.memory_errors, 3);
     let h = c.health();
-    assert_eq!(h.memory.errors, 2);
+    assert_eq!(h.memory.errors, 3);
+    // The damaged frames were dropped from the disk too: not promoted and counted again.
+    assert!(c.get(b"bad").unwrap().is_none());
+    assert_eq!(c.stats().memory_errors, 3);
+    assert!(!c.exists(b"bad").unwrap());
     assert!(h
         .memory
         .last_error
@@ -235,7 +244,10 @@ fn stats_add_up_under_four_threads() {
     // About 1 in 64 memory gets is sampled for latency (picked by clock bits, so not exactly).
     let get = s.latency[TierId::Memory as usize][Op::Get as usize];
     let expected = 2 * 4 * PER / 64;
-    assert!(get.samples > expected / 2 && get.samples < expected * 2, "{get:?}");
+    assert!(
+        get.samples > expected / 2 && get.samples < expected * 2,
+        "{get:?}"
+    );
     assert!(get.p50_ns > 0 && get.p99_ns >= get.p50_ns);
 }
 

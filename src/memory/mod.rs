@@ -252,8 +252,17 @@ impl MemoryTier {
         self.insert_blob(self.make_blob(key, value, flags, ttl)?)
     }
 
-    /// Stores a blob made by `make_blob*`.
+    /// Stores a blob made by `make_blob*`, counted as a set.
     pub fn insert_blob(&self, blob: Blob) -> Result<()> {
+        self.store(blob, true)
+    }
+
+    /// Stores a copy of a lower tier's entry: not a set by the caller, so not counted as one.
+    pub fn promote(&self, blob: Blob) -> Result<()> {
+        self.store(blob, false)
+    }
+
+    fn store(&self, blob: Blob, is_set: bool) -> Result<()> {
         let hash = self.hash(blob.key());
         let slot = self.slot(hash);
         let displaced = {
@@ -287,7 +296,9 @@ impl MemoryTier {
             }
             displaced
         };
-        self.count(&slot.counters.sets);
+        if is_set {
+            self.count(&slot.counters.sets);
+        }
         if self.opts.count_stats && !displaced.evicted.is_empty() {
             slot.counters
                 .evictions

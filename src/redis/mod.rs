@@ -194,13 +194,26 @@ impl RedisTier {
     /// `Ok(None)` on a miss, on an expired frame, and on a value that is not ours (that one
     /// also counts an error). `Err` on a transport failure or an open breaker.
     pub fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let stored = self.fetch(key)?;
+        Ok(self.inner.unframe(key, stored))
+    }
+
+    /// The raw stored bytes of `key` (GET), framed.
+    fn fetch(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let k = self.inner.key(key);
-        let stored = self.inner.run(|c, d| match c.command(&[b"GET", &k], d)? {
+        self.inner.run(|c, d| match c.command(&[b"GET", &k], d)? {
             Reply::Bulk(v) => Ok(Some(v)),
             Reply::Nil => Ok(None),
             other => Err(unexpected("GET", other)),
-        })?;
-        Ok(self.inner.unframe(key, stored))
+        })
+    }
+
+    /// True when `get` would return a value, without counting a hit or miss (for `exists`,
+    /// which must not move the hit ratio).
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self
+            .fetch(key)?
+            .is_some_and(|v| matches!(frame::decode(v, frame::now_ms()), Ok(Decoded::Live(..)))))
     }
 
     /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
