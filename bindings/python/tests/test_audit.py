@@ -65,3 +65,51 @@ def test_huge_ttl_is_not_silently_wrapped(ttl: int) -> None:
             return
         time.sleep(1.3)
         assert c.get("k") == "v"
+
+
+@pytest.fixture
+def redis_with_password(tmp_path):  # type: ignore[no-untyped-def]
+    """A private redis-server that requires a password (started and stopped by pid here)."""
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (scripts/ensure-deps.sh installs it)")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--requirepass", "pw", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_health_reports_redis_down_when_every_command_is_refused(redis_with_password: int) -> None:
+    """DESIGN, Semantics: a tier that fails "degrades to a miss or a skipped write, counted in
+    its error stats and shown by health"; header: sz_tier_health.up is "1 when its last use
+    succeeded", healthy "1 when every enabled tier is up". The bug: with a URL lacking the
+    server's password every SET is refused (NOAUTH) and counted as an error, yet health_check()
+    says redis up and the cache healthy, so a /health endpoint hides a Redis tier that stores
+    nothing (the same happens for any command-level refusal)."""
+    url = f"redis://127.0.0.1:{redis_with_password}/0"  # no password: every command is refused
+    with SmartCache(SmartCacheConfig(redis_enabled=True, redis_url=url,
+                                     redis_key_prefix="audit:")) as c:
+        for i in range(5):
+            c.set(f"k{i}", "v")
+        h = c.health_check()
+        redis = h["tiers"]["redis"]
+        assert redis["errors"] > 0 and redis["last_error"]  # the failures were seen...
+        assert redis["up"] is False                         # ...and health must show them
+        assert h["healthy"] is False
