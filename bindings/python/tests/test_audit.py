@@ -113,3 +113,41 @@ def test_health_reports_redis_down_when_every_command_is_refused(redis_with_pass
         assert redis["errors"] > 0 and redis["last_error"]  # the failures were seen...
         assert redis["up"] is False                         # ...and health must show them
         assert h["healthy"] is False
+
+
+def _resp(port: int, *args: bytes) -> bytes:
+    """One raw RESP command to the private test Redis (no client library needed)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), 2) as s:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        return s.recv(4096)
+
+
+def test_promotion_from_redis_does_not_outlive_the_redis_entry() -> None:
+    """DESIGN, Semantics: "A hit in a lower tier is copied into the tiers above it with the
+    entry's *remaining* lifetime (never a fresh full TTL: that would serve stale data past its
+    expiry)." L2 is the tier shared by several hosts. The bug: the remaining lifetime of an L2
+    hit is computed from the absolute expiry the *writer* put in the frame, read with the
+    *reader's* clock; when the writer's clock runs ahead (here 10 minutes), an entry whose Redis
+    lifetime is 1 s is promoted into L1 for 10 minutes and served long after Redis dropped it.
+    The frame below is exactly what a writer 10 minutes ahead stores for set(k, b"v", ttl=1)
+    (layout: src/redis/frame.rs); Redis's PTTL is the lifetime all hosts agree on."""
+    import os
+    import struct
+
+    from .conftest import redis_url_or_fail
+
+    url = redis_url_or_fail()
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    prefix = f"audit-skew-{os.getpid()}:"
+    ahead_ms = 600_000
+    expiry = int(time.time() * 1000) + ahead_ms + 1000
+    frame = b"\xffSC\x01\x00" + struct.pack("<Q", expiry) + b"Bv"
+    assert _resp(port, b"SET", f"{prefix}k".encode(), frame, b"PX", b"1000").startswith(b"+OK")
+    with SmartCache(SmartCacheConfig(redis_enabled=True, redis_url=url,
+                                     redis_key_prefix=prefix)) as c:
+        assert c.get("k") == b"v"  # an L2 hit, promoted into L1
+        time.sleep(1.5)
+        assert _resp(port, b"EXISTS", f"{prefix}k".encode()).startswith(b":0")  # Redis dropped it
+        assert c.get("k") is None
