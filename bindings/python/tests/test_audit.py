@@ -52,6 +52,25 @@ def test_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
         assert f"{stats.hit_ratio:.2%}" == "50.00%"
 
 
+def test_async_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
+    """As above, for a coroutine function (DESIGN: @cached covers sync and async functions):
+    its single-flight path also re-reads the cache and counts a second miss."""
+    import asyncio
+
+    with SmartCache(SmartCacheConfig()) as c:
+        @cached(ttl=600, key_prefix="user_data_async", cache=c)
+        async def get_user_data(user_id: int) -> dict:
+            return {"user_id": user_id}
+
+        async def main() -> None:
+            await get_user_data(1)
+            await get_user_data(1)
+
+        asyncio.run(main())
+        stats = c.get_stats()
+        assert (stats.hits, stats.misses) == (1, 1)
+
+
 @pytest.mark.parametrize("ttl", [18446744073709552, 2 ** 70], ids=["wraps-to-384ms", "wraps-to-0"])
 def test_huge_ttl_is_not_silently_wrapped(ttl: int) -> None:
     """DESIGN/guide: ``set(key, value, ttl=)`` stores for *ttl* seconds. The bug: the ttl in ms
