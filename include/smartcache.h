@@ -262,7 +262,8 @@ void sz_cache_close(sz_cache *c);
 
 /**
  * Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled
- * tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL).
+ * tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL; a TTL over 100
+ * years is stored as 100 years).
  *
  * Returns SZ_OK; SZ_ERR_INVALID (NULL argument, empty key); SZ_ERR_TOO_LARGE (key over 65535
  * bytes, value over max_value_size or over the memory tier's byte budget); SZ_ERR_NOMEM.

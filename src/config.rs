@@ -106,9 +106,8 @@ impl Config {
             "jemalloc_enabled" => self.jemalloc_enabled = boolean(name, v)?,
             "redis_enabled" => self.redis_enabled = boolean(name, v)?,
             "redis_url" => {
-                if !(v.starts_with("redis://") || v.starts_with("unix://")) {
-                    return Err(bad(name, value, "expected redis://... or unix:///path"));
-                }
+                // Parsed now, so a bad URL is refused where it is set, not later at open.
+                crate::redis::url::RedisUrl::parse(v)?;
                 self.redis_url = v.to_string()
             }
             "redis_ttl" => self.redis_ttl = seconds(name, v)?,
@@ -269,6 +268,7 @@ mod tests {
             ("jemalloc_enabled", "maybe"),
             ("disk_max_size", "12X"),
             ("redis_url", "http://x"),
+            ("redis_url", "redis://127.0.0.1:99999/0"),
             ("redis_pool_size", "100000"),
             ("disk_path", ""),
         ] {

@@ -81,7 +81,7 @@ impl TierCounters {
 
 /// A TTL in seconds from the config as an optional duration (0 = no expiry).
 pub fn ttl_from_secs(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
+    (secs > 0).then(|| Duration::from_secs(secs).min(crate::tiered::MAX_TTL))
 }
 
 #[cfg(test)]

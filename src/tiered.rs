@@ -168,6 +168,7 @@ impl Cache {
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        let ttl = ttl.map(clamp_ttl);
         let inner = &*self.inner;
         inner.check_key(key)?;
         inner.check_value(value)?;
@@ -234,13 +235,17 @@ impl Cache {
         ttl: Option<Duration>,
         compute: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Blob> {
+        let ttl = ttl.map(clamp_ttl);
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
         self.inner.flights.run(key, || {
-            // Someone may have stored it between our miss and taking the flight.
-            if let Some(v) = self.get(key)? {
-                return Ok(v);
+            // Someone may have stored it between our miss and taking the flight. Our get above
+            // already counted the miss, so this look does not count again.
+            if let Some(stored) = self.inner.l1.peek(key) {
+                if let Some(v) = self.inner.decode(stored) {
+                    return Ok(v);
+                }
             }
             let inner = &*self.inner;
             let value = compute()?;
@@ -380,6 +385,10 @@ impl Inner {
                 )
             }
         };
+        if hit.remaining == Some(Duration::ZERO) {
+            // Expired between the tier's check and now: nothing left to serve or promote.
+            return None;
+        }
         if hit.flags & !flags::COMPRESSED != 0 {
             // Flags this build does not know: a newer writer's format, not to be misread.
             return None;
@@ -556,6 +565,15 @@ impl Inner {
             uptime: now.duration_since(self.started),
         }
     }
+}
+
+/// TTLs longer than this are stored as this: every tier must be able to hold the deadline
+/// (Redis refuses a PX whose deadline overflows its clock), and a century is "forever" for a
+/// cache.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
 }
 
 /// A promoted entry's lifetime: what it has left, and no more than the receiving tier's TTL.

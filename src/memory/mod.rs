@@ -139,6 +139,17 @@ impl MemoryTier {
     /// Runs `f` on the live entry of `key` under the shard's read lock (no pin taken).
     #[inline]
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
+        self.lookup(key, self.opts.count_stats, f)
+    }
+
+    /// A pinned reference to the live value of `key`, not counted as a hit or miss: for a
+    /// caller that already counted this get (the re-check of a single-flight).
+    pub fn peek(&self, key: &[u8]) -> Option<Blob> {
+        self.lookup(key, false, Blob::clone)
+    }
+
+    #[inline]
+    fn lookup<R>(&self, key: &[u8], count: bool, f: impl FnOnce(&Blob) -> R) -> Option<R> {
         let hash = self.hash(key);
         let slot = self.slot(hash);
         let now = clock::now();
@@ -148,16 +159,20 @@ impl MemoryTier {
                 Lookup::Hit(b) => {
                     let r = f(b);
                     drop(shard);
-                    self.count(&slot.counters.hits);
-                    self.sample_latency(now);
+                    if count {
+                        slot.counters.hits.fetch_add(1, Relaxed);
+                        self.sample_latency(now);
+                    }
                     return Some(r);
                 }
                 Lookup::Expired => true,
                 Lookup::Miss => false,
             }
         };
-        self.count(&slot.counters.misses);
-        self.sample_latency(now);
+        if count {
+            slot.counters.misses.fetch_add(1, Relaxed);
+            self.sample_latency(now);
+        }
         if expired {
             self.reclaim_expired(slot, hash, key, now);
         }
@@ -181,7 +196,7 @@ impl MemoryTier {
     /// Records this get's latency if `start` picked it for the sample.
     #[inline]
     fn sample_latency(&self, start: Ticks) {
-        if self.opts.count_stats && sample_by_clock(start) {
+        if sample_by_clock(start) {
             self.record_latency(start);
         }
     }

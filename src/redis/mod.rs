@@ -42,7 +42,7 @@ use breaker::{Breaker, BreakerState, ProbeThread, FAILURE_THRESHOLD, PROBE_INTER
 use conn::{Conn, ConnError, ConnErrorKind, Reply};
 use frame::Decoded;
 use pool::Pool;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 pub use url::RedisUrl;
@@ -81,6 +81,9 @@ pub struct RedisTier {
 struct Inner {
     pool: Pool,
     breaker: Arc<Breaker>,
+    /// The last call got an error reply (NOAUTH, NOPERM, OOM...). Such replies do not trip the
+    /// breaker (the server answers, fast), but a Redis refusing every command is not "up".
+    refusing: AtomicBool,
     counters: TierCounters,
     skipped: AtomicU64,
     prefix: Vec<u8>,
@@ -130,6 +133,7 @@ impl RedisTier {
         let inner = Arc::new(Inner {
             pool: Pool::new(url, timeout, cfg.redis_pool_size),
             breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
+            refusing: AtomicBool::new(false),
             counters: TierCounters::default(),
             skipped: AtomicU64::new(0),
             prefix: prefix.into_bytes(),
@@ -193,9 +197,37 @@ impl RedisTier {
 
     /// `Ok(None)` on a miss, on an expired frame, and on a value that is not ours (that one
     /// also counts an error). `Err` on a transport failure or an open breaker.
+    ///
+    /// The remaining lifetime is the lesser of the frame's (the writer's clock) and Redis's own
+    /// PTTL, asked in the same round trip: a writer whose clock runs ahead must not make a
+    /// promoted copy outlive the Redis entry.
     pub fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
-        let stored = self.fetch(key)?;
-        Ok(self.inner.unframe(key, stored))
+        let k = self.inner.key(key);
+        let (stored, pttl) = self.inner.run(|c, d| {
+            c.append(&[b"GET", &k])?;
+            c.append(&[b"PTTL", &k])?;
+            let mut replies = c.finish(d)?.into_iter();
+            let stored = match replies.next() {
+                Some(Reply::Bulk(v)) => Some(v),
+                Some(Reply::Nil) => None,
+                Some(other) => return Err(unexpected("GET", other)),
+                None => return Err(CallError::Unexpected("GET got no reply".into())),
+            };
+            match replies.next() {
+                Some(Reply::Integer(ms)) => Ok((stored, ms)),
+                Some(other) => Err(unexpected("PTTL", other)),
+                None => Err(CallError::Unexpected("PTTL got no reply".into())),
+            }
+        })?;
+        let mut hit = self.inner.unframe(key, stored);
+        if let Some(h) = &mut hit {
+            // PTTL: -1 = no expiry, -2 = gone since the GET (then 0 left).
+            if pttl >= -2 && pttl != -1 {
+                let left = Duration::from_millis(pttl.max(0) as u64);
+                h.remaining = Some(h.remaining.map_or(left, |r| r.min(left)));
+            }
+        }
+        Ok(hit)
     }
 
     /// The raw stored bytes of `key` (GET), framed.
@@ -376,7 +408,7 @@ impl RedisTier {
         RedisStats {
             tier: i.counters.snapshot(),
             skipped: i.skipped.load(Relaxed),
-            up: i.breaker.allows(),
+            up: i.breaker.allows() && !i.refusing.load(Relaxed),
             breaker: i.breaker.state(),
             consecutive_failures: i.breaker.consecutive_failures(),
             times_opened: i.breaker.times_opened(),
@@ -432,6 +464,7 @@ impl Inner {
             match result {
                 Ok(v) => {
                     self.breaker.success();
+                    self.refusing.store(false, Relaxed);
                     return Ok(v);
                 }
                 // An idle pooled socket can be stale (Redis restarted, idle timeout): retry
@@ -451,6 +484,7 @@ impl Inner {
                 }
                 Err(CallError::Reply(msg)) => {
                     self.breaker.success();
+                    self.refusing.store(true, Relaxed);
                     let err = Error::backend(msg);
                     self.counters.error(&err.to_string());
                     return Err(err);
