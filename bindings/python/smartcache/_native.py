@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "7b0cb5b0f570b285301d7a641f550dbfd91e63bb25f23df47ce47e20c8e0862b"
+HEADER_SHA256 = "18c2f5a32b8df21977cc6f1112cfd34157a845fa192c5058d62bb95a61717c38"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -186,7 +186,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_open': (ctypes.c_int, [POINTER(sz_config), POINTER(POINTER(sz_cache))], ('cfg', 'out')),
     # Closes a cache: stops its background threads and flushes the disk tier. Pinned values handed out earlier stay valid until released. NULL is a no-op. No other thread may be using the handle.
     'sz_cache_close': (None, [POINTER(sz_cache)], ('c',)),
-    # Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL).
+    # Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL; a TTL over 100 years is stored as 100 years).
     'sz_cache_set': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ('c', 'key', 'key_len', 'val', 'val_len', 'ttl_ms')),
     # Looks up `key`. On SZ_OK, *out is a pinned, zero-copy value: read it with sz_value_data / sz_value_len and release it with sz_value_release. It stays valid until released even if the entry is overwritten, deleted, expired or evicted meanwhile. A hit in a lower tier is copied into the tiers above it with its remaining lifetime.
     'sz_cache_get': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'key', 'key_len', 'out')),
@@ -212,7 +212,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_stats_prometheus': (ctypes.c_void_p, [POINTER(sz_cache)], ('c',)),
     # Fills *out with each tier's up/down state and last error; set out->struct_size = sizeof(sz_health) first. Returns SZ_OK or SZ_ERR_INVALID.
     'sz_cache_health': (ctypes.c_int, [POINTER(sz_cache), POINTER(sz_health)], ('c', 'out')),
-    # Frees a string returned by this library (sz_cache_stats_json, sz_config_get). NULL is a no-op.
+    # Frees a string returned by this library (sz_cache_stats_json, sz_cache_stats_prometheus, sz_config_get). NULL is a no-op.
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),

@@ -81,6 +81,9 @@ def _key_bytes(key: Any) -> bytes:
     raise TypeError(f"cache keys must be str or bytes, not {t.__name__}")
 
 
+_MAX_TTL_MS = 2**63 - 1
+
+
 def _ttl_ms(ttl: Optional[float]) -> int:
     if ttl is None:
         return 0
@@ -89,7 +92,9 @@ def _ttl_ms(ttl: Optional[float]) -> int:
     if not ttl > 0 or math.isinf(ttl):
         raise ValueError(f"ttl must be a positive, finite number of seconds (None = the tiers' "
                          f"default TTLs), got {ttl!r}")
-    return max(1, math.ceil(ttl * 1000))
+    # The library stores TTLs over 100 years as 100 years; cap here so the uint64 argument
+    # cannot wrap around to a short TTL.
+    return min(max(1, math.ceil(ttl * 1000)), _MAX_TTL_MS)
 
 
 class _Buffer:
@@ -253,10 +258,15 @@ class SmartCache:
             rc = _fast_get_copy(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n),
                                 buf.addr, buf.capv, buf.lenref)
             if rc == _OK:
-                raw = buf.raw
-                if raw[0] == self._pickle_tag:
-                    return _loads(raw)
-                return self._codec.decode(buf.view[:buf.length.value])
+                n = buf.length.value
+                # Decode exactly the n bytes this get returned: the buffer beyond them (and
+                # its first byte, when n == 0) still holds an earlier value.
+                if n and buf.raw[0] == self._pickle_tag:
+                    try:
+                        return _loads(buf.view[:n])
+                    except Exception:
+                        pass  # the codec below reports it as a SerializationError
+                return self._codec.decode(buf.view[:n])
             if rc == _NOT_FOUND:
                 return default
             if rc == _TOO_SMALL:

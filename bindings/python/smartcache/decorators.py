@@ -210,8 +210,10 @@ class _CachedFunction:
                 raise flight.error
             return flight.result
         try:
-            # The previous leader may have stored it between our miss and our flight.
-            value = cache.get(key, _MISSING)
+            # The previous leader may have stored it between our miss and our flight. exists()
+            # first: our get above already counted this call's miss, and a second get would
+            # count another.
+            value = cache.get(key, _MISSING) if cache.exists(key) else _MISSING
             if value is _MISSING:
                 value = self.func(*args, **kwargs)
                 self.store(cache, key, value)
@@ -244,7 +246,8 @@ class _CachedFunction:
             # shield: a waiter being cancelled must not cancel the leader's shared future.
             return await asyncio.shield(fut)
         try:
-            value = cache.get(key, _MISSING)
+            # As in call(): exists() does not count a second miss.
+            value = cache.get(key, _MISSING) if cache.exists(key) else _MISSING
             if value is _MISSING:
                 value = await self.func(*args, **kwargs)
                 self.store(cache, key, value)
