@@ -65,7 +65,7 @@
 #define SZ_ERR_BACKEND -5
 
 /**
- * An unknown option, a bad option value, or a tier not available in this build.
+ * An unknown option or a bad option value.
  */
 #define SZ_ERR_CONFIG -6
 
@@ -124,7 +124,14 @@ typedef struct {
    */
   uint64_t hits;
   uint64_t misses;
+  /**
+   * Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier
+   * are not counted).
+   */
   uint64_t sets;
+  /**
+   * Live entries removed from memory by sz_cache_delete.
+   */
   uint64_t deletes;
   /**
    * Entries dropped from memory to stay within memory_capacity / memory_max_bytes.
@@ -225,7 +232,8 @@ typedef struct {
   sz_tier_health redis;
   sz_tier_health disk;
   /**
-   * Fraction of disk_max_size in use (0 when the disk tier is off).
+   * Fraction of the disk file's data space holding live records (0 when the tier is off).
+   * The data space is the file less its header and index, sized when the file was created.
    */
   double disk_fill;
   /**
@@ -242,7 +250,7 @@ extern "C" {
  * Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right
  * after). On success *out is the handle; close it with sz_cache_close.
  *
- * Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options or a tier not available in this build;
+ * Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options;
  * SZ_ERR_IO when the disk tier's file cannot be used; SZ_ERR_INVALID when out is NULL.
  *
  * # Safety
@@ -340,6 +348,10 @@ int sz_cache_clear(sz_cache *c);
  * stores it for `ttl_ms` (0 = tier defaults) and returns it. Concurrent callers for the same
  * key wait for that one computation instead of running their own (stampede protection), and
  * all of them receive its result. On SZ_OK *out is a pinned value as from sz_cache_get.
+ *
+ * The callback may use the cache, but must not ask for the same key through
+ * sz_cache_get_or_compute on the same thread: that call fails with SZ_ERR_INVALID instead of
+ * waiting for itself.
  *
  * Returns SZ_OK; SZ_ERR_BACKEND when compute returned non-zero (nothing is stored);
  * SZ_ERR_INVALID for NULL arguments; SZ_ERR_TOO_LARGE when the produced value is too large.

@@ -19,7 +19,7 @@ pub mod status {
     pub const SZ_ERR_IO: i32 = -4;
     /// The Redis tier failed.
     pub const SZ_ERR_BACKEND: i32 = -5;
-    /// An unknown option, a bad option value, or a tier not available in this build.
+    /// An unknown option or a bad option value.
     pub const SZ_ERR_CONFIG: i32 = -6;
     /// The caller's buffer is too small; *val_len holds the length needed.
     pub const SZ_ERR_BUFFER_TOO_SMALL: i32 = -7;
@@ -42,7 +42,7 @@ pub enum Error {
     Io(String),
     /// A remote backend (Redis) failed, timed out or replied garbage.
     Backend(String),
-    /// An unknown option, a bad option value, or a tier not available in this build.
+    /// An unknown option or a bad option value.
     Config(String),
     /// The caller's buffer is too small; carries the length needed.
     BufferTooSmall(usize),

@@ -13,6 +13,9 @@ pub struct SingleFlight<T: Clone> {
 struct Flight<T> {
     result: Mutex<Option<Result<T>>>,
     done: Condvar,
+    /// The thread running the computation: if it asks for the same key again from inside its
+    /// own computation, waiting would wait for itself forever.
+    leader: std::thread::ThreadId,
 }
 
 impl<T: Clone> Default for SingleFlight<T> {
@@ -36,6 +39,7 @@ impl<T: Clone> SingleFlight<T> {
                     let f = Arc::new(Flight {
                         result: Mutex::new(None),
                         done: Condvar::new(),
+                        leader: std::thread::current().id(),
                     });
                     map.insert(key.to_vec(), Arc::clone(&f));
                     (f, true)
@@ -43,6 +47,11 @@ impl<T: Clone> SingleFlight<T> {
             }
         };
         if !leader {
+            if flight.leader == std::thread::current().id() {
+                return Err(Error::invalid(
+                    "the value's computation asked for its own key again (it would wait for itself)",
+                ));
+            }
             let mut slot = flight.result.lock().unwrap_or_else(|e| e.into_inner());
             while slot.is_none() {
                 slot = flight.done.wait(slot).unwrap_or_else(|e| e.into_inner());
@@ -95,6 +104,19 @@ mod tests {
             assert_eq!(t.join().unwrap().unwrap(), 7);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_computation_asking_for_its_own_key_fails_instead_of_hanging() {
+        let sf = SingleFlight::<u32>::default();
+        let outer = sf.run(b"k", || match sf.run(b"k", || Ok(1)) {
+            Err(Error::Invalid(m)) => {
+                assert!(m.contains("its own key"));
+                Ok(2)
+            }
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(outer.unwrap(), 2);
     }
 
     #[test]

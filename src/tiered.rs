@@ -72,7 +72,7 @@ pub struct Health {
     pub redis: TierHealth,
     pub disk: TierHealth,
     pub disk_path: Option<String>,
-    /// Fraction of disk_max_size in use.
+    /// Fraction of the disk file's data space holding live records.
     pub disk_fill: f64,
 }
 

@@ -42,7 +42,7 @@ fn ttl(ms: u64) -> Option<Duration> {
 /// Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right
 /// after). On success *out is the handle; close it with sz_cache_close.
 ///
-/// Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options or a tier not available in this build;
+/// Returns SZ_OK; SZ_ERR_CONFIG for inconsistent options;
 /// SZ_ERR_IO when the disk tier's file cannot be used; SZ_ERR_INVALID when out is NULL.
 ///
 /// # Safety
@@ -259,6 +259,10 @@ pub unsafe extern "C" fn sz_cache_clear(c: *mut sz_cache) -> c_int {
 /// stores it for `ttl_ms` (0 = tier defaults) and returns it. Concurrent callers for the same
 /// key wait for that one computation instead of running their own (stampede protection), and
 /// all of them receive its result. On SZ_OK *out is a pinned value as from sz_cache_get.
+///
+/// The callback may use the cache, but must not ask for the same key through
+/// sz_cache_get_or_compute on the same thread: that call fails with SZ_ERR_INVALID instead of
+/// waiting for itself.
 ///
 /// Returns SZ_OK; SZ_ERR_BACKEND when compute returned non-zero (nothing is stored);
 /// SZ_ERR_INVALID for NULL arguments; SZ_ERR_TOO_LARGE when the produced value is too large.

@@ -19,7 +19,10 @@ pub struct sz_stats {
     /// Gets answered by any tier / by none.
     pub hits: u64,
     pub misses: u64,
+    /// Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier
+    /// are not counted).
     pub sets: u64,
+    /// Live entries removed from memory by sz_cache_delete.
     pub deletes: u64,
     /// Entries dropped from memory to stay within memory_capacity / memory_max_bytes.
     pub evictions: u64,
@@ -92,7 +95,8 @@ pub struct sz_health {
     pub memory: sz_tier_health,
     pub redis: sz_tier_health,
     pub disk: sz_tier_health,
-    /// Fraction of disk_max_size in use (0 when the disk tier is off).
+    /// Fraction of the disk file's data space holding live records (0 when the tier is off).
+    /// The data space is the file less its header and index, sized when the file was created.
     pub disk_fill: f64,
     /// The disk tier's file, NUL-terminated ("" when off).
     pub disk_path: [c_char; 1024],
@@ -341,13 +345,13 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
     metric(
         "sets_total",
         "counter",
-        "Values stored.",
+        "Values stored by set and get_or_compute.",
         &one(s.sets as f64),
     );
     metric(
         "deletes_total",
         "counter",
-        "Entries deleted.",
+        "Live entries removed from memory by delete.",
         &one(s.deletes as f64),
     );
     metric(
@@ -480,7 +484,7 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
         metric(
             "disk_fill_ratio",
             "gauge",
-            "Fraction of disk_max_size in use.",
+            "Fraction of the disk file's data space holding live records.",
             &one(h.disk_fill),
         );
     }

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "18c2f5a32b8df21977cc6f1112cfd34157a845fa192c5058d62bb95a61717c38"
+HEADER_SHA256 = "9955b2db11ed3d11d35ea84c7d92b63d13536d9855502cb753a6c5a611fbd091"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -34,7 +34,7 @@ SZ_ERR_NOMEM = -3
 SZ_ERR_IO = -4
 # The Redis tier failed.
 SZ_ERR_BACKEND = -5
-# An unknown option, a bad option value, or a tier not available in this build.
+# An unknown option or a bad option value.
 SZ_ERR_CONFIG = -6
 # The caller's buffer is too small; *val_len holds the length needed.
 SZ_ERR_BUFFER_TOO_SMALL = -7
@@ -94,7 +94,9 @@ class sz_stats(ctypes.Structure):
         # Gets answered by any tier / by none.
         ('hits', ctypes.c_uint64),
         ('misses', ctypes.c_uint64),
+        # Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier * are not counted).
         ('sets', ctypes.c_uint64),
+        # Live entries removed from memory by sz_cache_delete.
         ('deletes', ctypes.c_uint64),
         # Entries dropped from memory to stay within memory_capacity / memory_max_bytes.
         ('evictions', ctypes.c_uint64),
@@ -167,7 +169,7 @@ class sz_health(ctypes.Structure):
         ('memory', sz_tier_health),
         ('redis', sz_tier_health),
         ('disk', sz_tier_health),
-        # Fraction of disk_max_size in use (0 when the disk tier is off).
+        # Fraction of the disk file's data space holding live records (0 when the tier is off). * The data space is the file less its header and index, sized when the file was created.
         ('disk_fill', ctypes.c_double),
         # The disk tier's file, NUL-terminated ("" when off).
         ('disk_path', (ctypes.c_char * 1024)),
