@@ -34,8 +34,8 @@ type computeCall struct {
 // panic in fn is re-raised in the caller after the library has been unwound cleanly.
 //
 // fn runs on the calling goroutine, inside the library's call (so on a locked OS thread): it
-// must not call GetOrCompute for the same key on this cache (that would wait on itself), and
-// it should not block for long, since other callers for the key wait on it. It may use the
+// must not call GetOrCompute for the same key on this cache (such a call fails with ErrInvalid
+// rather than wait on itself), and it should not block for long, since other callers for the key wait on it. It may use the
 // cache otherwise, but a Close started meanwhile waits for this call, so fn must not wait for
 // a Close either.
 func (c *Cache) GetOrCompute(key []byte, ttl time.Duration, fn func() ([]byte, error)) (*Value, error) {
