@@ -231,35 +231,16 @@ impl MemoryTier {
         flags: u8,
         ttl: Option<Duration>,
     ) -> Result<Blob> {
-        Blob::new(self.alloc, key, value, flags, clock::deadline_after(ttl)).ok_or_else(|| {
-            Error::NoMem(format!(
-                "memory tier: no memory for a {} byte value",
-                value.len()
-            ))
-        })
-    }
-
-    /// An entry whose value the caller fills (decompression, copy from a lower tier).
-    pub fn make_blob_for(
-        &self,
-        key: &[u8],
-        val_len: usize,
-        flags: u8,
-        ttl: Option<Duration>,
-    ) -> Result<Blob> {
-        Blob::with_value_len(self.alloc, key, val_len, flags, clock::deadline_after(ttl))
-            .ok_or_else(|| {
-                Error::NoMem(format!("memory tier: no memory for a {val_len} byte value"))
-            })
+        Blob::new(self.alloc, key, value, flags, clock::deadline_after(ttl))
+            .ok_or_else(|| no_memory(value.len()))
     }
 
     /// A keyless block of `val_len` bytes for the caller to fill, expiring with `like`: the
     /// decompressed copy of a stored entry, handed out pinned but never stored.
     pub fn make_detached(&self, val_len: usize, like: &Blob) -> Result<Blob> {
         let deadline = Some(like.deadline()).filter(|&d| d != 0);
-        Blob::with_value_len(self.alloc, &[], val_len, 0, deadline).ok_or_else(|| {
-            Error::NoMem(format!("memory tier: no memory for a {val_len} byte value"))
-        })
+        Blob::with_value_len(self.alloc, &[], val_len, 0, deadline)
+            .ok_or_else(|| no_memory(val_len))
     }
 
     /// Stores `value` under `key` for `ttl` (None = never expires).
@@ -432,6 +413,11 @@ fn shard_count(max_items: usize, max_bytes: usize) -> usize {
         }
     }
     n.max(1)
+}
+
+#[cold]
+fn no_memory(val_len: usize) -> Error {
+    Error::NoMem(format!("memory tier: no memory for a {val_len} byte value"))
 }
 
 #[inline]
