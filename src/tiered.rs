@@ -168,22 +168,9 @@ impl Cache {
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let ttl = ttl.map(clamp_ttl);
         let inner = &*self.inner;
         inner.check_key(key)?;
-        inner.check_value(value)?;
-        let (stored, entry_flags) = inner.encode(value);
-        let in_l1 = inner.timed_memory(Op::Set, || {
-            inner
-                .l1
-                .insert(key, &stored, entry_flags, ttl.or(inner.memory_ttl))
-        });
-        inner.set_lower(key, &stored, entry_flags, ttl);
-        match in_l1 {
-            // Too large for memory's byte budget but kept by a lower tier: served from there.
-            Err(Error::TooLarge(_)) if self.inner.l2.is_some() || self.inner.l3.is_some() => Ok(()),
-            other => other,
-        }
+        inner.store(key, value, ttl).map(drop)
     }
 
     /// Removes `key` from every tier; true if any tier had it.
@@ -235,7 +222,6 @@ impl Cache {
         ttl: Option<Duration>,
         compute: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Blob> {
-        let ttl = ttl.map(clamp_ttl);
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
@@ -249,19 +235,9 @@ impl Cache {
             }
             let inner = &*self.inner;
             let value = compute()?;
-            inner.check_value(&value)?;
-            let (stored, entry_flags) = inner.encode(&value);
-            let blob = inner
-                .l1
-                .make_blob(key, &stored, entry_flags, ttl.or(inner.memory_ttl))?;
-            let in_l1 = inner.l1.insert_blob(blob.clone());
-            inner.set_lower(key, &stored, entry_flags, ttl);
-            match in_l1 {
-                Err(Error::TooLarge(_)) if inner.l2.is_some() || inner.l3.is_some() => {}
-                other => other?,
-            }
-            if entry_flags == 0 {
-                return Ok(blob);
+            let stored = inner.store(key, &value, ttl)?;
+            if stored.entry_flags() == 0 {
+                return Ok(stored);
             }
             // The caller gets the plain bytes it computed, not the stored frame.
             inner.l1.make_blob(key, &value, 0, None)
@@ -414,6 +390,25 @@ impl Inner {
         // A promotion L1 cannot take is not the caller's failure: the value is still served.
         let _ = self.l1.promote(blob.clone());
         Some(blob)
+    }
+
+    /// Stores `value` in every tier (compressed when that pays) for `ttl` (None = each tier's
+    /// default; clamped to MAX_TTL); returns the entry as stored in memory.
+    fn store(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<Blob> {
+        self.check_value(value)?;
+        let ttl = ttl.map(clamp_ttl);
+        let (stored, entry_flags) = self.encode(value);
+        let blob = self
+            .l1
+            .make_blob(key, &stored, entry_flags, ttl.or(self.memory_ttl))?;
+        let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
+        self.set_lower(key, &stored, entry_flags, ttl);
+        match in_l1 {
+            // Too large for memory's byte budget but kept by a lower tier: served from there.
+            Err(Error::TooLarge(_)) if self.l2.is_some() || self.l3.is_some() => Ok(blob),
+            Err(e) => Err(e),
+            Ok(()) => Ok(blob),
+        }
     }
 
     /// Write-through below L1; an explicit ttl applies to every tier, otherwise each tier's own.
