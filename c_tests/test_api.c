@@ -228,6 +228,46 @@ static void test_stats_health_json(void) {
     sz_cache_close(c);
 }
 
+static void test_batches(void) {
+    sz_cache *c = open_with(NULL);
+    const void *keys[] = {"a", "b\0b", "c"};
+    const size_t key_lens[] = {1, 3, 1};
+    const void *vals[] = {"1", "22", ""};
+    const size_t val_lens[] = {1, 2, 0};
+    CHECK_RC(sz_cache_set_many(c, keys, key_lens, vals, val_lens, 3, 0), SZ_OK);
+    const void *wanted[] = {"c", "missing", "b\0b", "a"};
+    const size_t wanted_lens[] = {1, 7, 3, 1};
+    sz_value *out[4] = {NULL, NULL, NULL, NULL};
+    CHECK_RC(sz_cache_get_many(c, wanted, wanted_lens, 4, out), SZ_OK);
+    CHECK(out[0] && sz_value_len(out[0]) == 0);
+    CHECK(out[1] == NULL);
+    CHECK(out[2] && sz_value_len(out[2]) == 2 && memcmp(sz_value_data(out[2]), "22", 2) == 0);
+    CHECK(out[3] && sz_value_len(out[3]) == 1 && memcmp(sz_value_data(out[3]), "1", 1) == 0);
+    for (int i = 0; i < 4; i++) sz_value_release(out[i]);
+
+    /* n == 0 takes NULL arrays. */
+    CHECK_RC(sz_cache_get_many(c, NULL, NULL, 0, NULL), SZ_OK);
+    CHECK_RC(sz_cache_set_many(c, NULL, NULL, NULL, NULL, 0, 0), SZ_OK);
+    /* Bad input names the index; outputs untouched, nothing stored. */
+    sz_value *sentinel = (sz_value *)&out;
+    sz_value *out2[2] = {sentinel, sentinel};
+    const void *bad_keys[] = {"x", ""};
+    const size_t bad_lens[] = {1, 0};
+    CHECK_RC(sz_cache_get_many(c, bad_keys, bad_lens, 2, out2), SZ_ERR_INVALID);
+    CHECK(strstr(sz_last_error(), "keys[1]") != NULL && out2[0] == sentinel);
+    const void *null_keys[] = {"x", NULL};
+    CHECK_RC(sz_cache_get_many(c, null_keys, bad_lens, 2, out2), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_many(c, NULL, bad_lens, 2, out2), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_many(c, wanted, wanted_lens, 4, NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_many(NULL, wanted, wanted_lens, 4, out), SZ_ERR_INVALID);
+    const void *two_vals[] = {"v", "w"};
+    const size_t two_lens[] = {1, 1};
+    CHECK_RC(sz_cache_set_many(c, bad_keys, bad_lens, two_vals, two_lens, 2, 0), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_exists(c, "x", 1), SZ_NOT_FOUND);
+    CHECK_RC(sz_cache_set_many(c, keys, key_lens, NULL, val_lens, 3, 0), SZ_ERR_INVALID);
+    sz_cache_close(c);
+}
+
 static void test_compression(void) {
     sz_cache *c = open_with((const char *const[]){"compression_min_size", "512", NULL});
     static char doc[64 * 1024];
@@ -262,5 +302,6 @@ int main(void) {
     test_get_or_compute();
     test_stats_health_json();
     test_compression();
+    test_batches();
     CHECK_SUMMARY();
 }

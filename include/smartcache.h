@@ -317,6 +317,46 @@ int sz_cache_get_copy(sz_cache *c,
                       size_t *val_len);
 
 /**
+ * Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys
+ * still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a
+ * pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+ *
+ * Returns SZ_OK (also when some or all keys are missing); SZ_ERR_INVALID for a NULL argument
+ * or an empty key (the message names its index; out is untouched); SZ_ERR_TOO_LARGE for a key
+ * over 65535 bytes. With n == 0 the arrays may be NULL.
+ *
+ * # Safety
+ * `c` from sz_cache_open; when n > 0, `keys`, `key_lens` and `out` point to n elements each
+ * and every keys[i] is valid for key_lens[i] bytes.
+ */
+int sz_cache_get_many(sz_cache *c,
+                      const void *const *keys,
+                      const size_t *key_lens,
+                      size_t n,
+                      sz_value **out);
+
+/**
+ * Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in
+ * every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
+ * checked before anything is stored.
+ *
+ * Returns SZ_OK; SZ_ERR_INVALID for a NULL argument or an empty key (naming its index);
+ * SZ_ERR_TOO_LARGE for a key or value over its limit (nothing stored). With n == 0 the arrays
+ * may be NULL.
+ *
+ * # Safety
+ * `c` from sz_cache_open; when n > 0, the four arrays hold n elements each and every pointer
+ * is valid for its length.
+ */
+int sz_cache_set_many(sz_cache *c,
+                      const void *const *keys,
+                      const size_t *key_lens,
+                      const void *const *vals,
+                      const size_t *val_lens,
+                      size_t n,
+                      uint64_t ttl_ms);
+
+/**
  * Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did,
  * SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
  *

@@ -64,6 +64,21 @@ impl Error {
         Error::Backend(msg.into())
     }
 
+    /// The same error with `what` (e.g. "keys[3]") before its message.
+    pub fn about(self, what: &str) -> Error {
+        let with = |m: String| format!("{what}: {m}");
+        match self {
+            Error::Invalid(m) => Error::Invalid(with(m)),
+            Error::TooLarge(m) => Error::TooLarge(with(m)),
+            Error::NoMem(m) => Error::NoMem(with(m)),
+            Error::Io(m) => Error::Io(with(m)),
+            Error::Backend(m) => Error::Backend(with(m)),
+            Error::Config(m) => Error::Config(with(m)),
+            Error::Internal(m) => Error::Internal(with(m)),
+            e @ Error::BufferTooSmall(_) => e,
+        }
+    }
+
     /// The C status code this error is reported as.
     pub fn code(&self) -> i32 {
         match self {

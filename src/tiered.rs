@@ -15,7 +15,7 @@ use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
 use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
-use crate::tier::{flags, ttl_from_secs, TierCounters};
+use crate::tier::{flags, ttl_from_secs, Hit, TierCounters};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
@@ -164,6 +164,84 @@ impl Cache {
             }
             other => other.transpose(),
         }
+    }
+
+    /// `get` for many keys at once: L1 for each, then the keys still missing from Redis in one
+    /// MGET round trip, then from disk. Misses are None, in the keys' order.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Blob>>> {
+        let inner = &*self.inner;
+        for (i, key) in keys.iter().enumerate() {
+            inner
+                .check_key(key)
+                .map_err(|e| e.about(&format!("keys[{i}]")))?;
+        }
+        let mut found: Vec<Option<Blob>> = keys.iter().map(|k| inner.l1.get(k)).collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i]).collect();
+            let from_l2 = inner.l2.as_ref().and_then(|l2| {
+                inner
+                    .timed(TierId::Redis, Op::Get, || l2.get_many(&wanted))
+                    .ok()
+            });
+            for (j, &i) in missing.iter().enumerate() {
+                found[i] = match from_l2
+                    .as_ref()
+                    .and_then(|hits| hits.get(j).cloned().flatten())
+                {
+                    Some(hit) => inner.promote(keys[i], hit, false),
+                    None => inner.get_l3(keys[i]),
+                };
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|b| b.and_then(|b| inner.decode(b)))
+            .collect())
+    }
+
+    /// `set` for many entries at once, all for `ttl`: Redis gets them pipelined in one round
+    /// trip. Every key and value is checked before anything is stored.
+    pub fn set_many(&self, items: &[(&[u8], &[u8])], ttl: Option<Duration>) -> Result<()> {
+        let inner = &*self.inner;
+        for (i, (key, value)) in items.iter().enumerate() {
+            inner
+                .check_key(key)
+                .map_err(|e| e.about(&format!("keys[{i}]")))?;
+            inner
+                .check_value(value)
+                .map_err(|e| e.about(&format!("vals[{i}]")))?;
+        }
+        let ttl = ttl.map(clamp_ttl);
+        let encoded: Vec<(Cow<[u8]>, u8)> = items.iter().map(|(_, v)| inner.encode(v)).collect();
+        let mut first_error = None;
+        for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
+            let blob = inner
+                .l1
+                .make_blob(key, stored, *entry_flags, ttl.or(inner.memory_ttl))?;
+            match inner.timed_memory(Op::Set, || inner.l1.insert_blob(blob)) {
+                Err(Error::TooLarge(_)) if inner.l2.is_some() || inner.l3.is_some() => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+                Ok(()) => {}
+            }
+        }
+        if let Some(l2) = &inner.l2 {
+            let ttl = ttl.or(l2.default_ttl());
+            let batch: Vec<_> = items
+                .iter()
+                .zip(&encoded)
+                .map(|((k, _), (v, f))| (*k, &v[..], *f, ttl))
+                .collect();
+            // A failed or skipped batch is counted by the tier; L1 still has the values.
+            let _ = inner.timed(TierId::Redis, Op::Set, || l2.set_many(&batch));
+        }
+        if let Some(l3) = &inner.l3 {
+            let ttl = ttl.or(inner.disk_ttl);
+            for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
+                inner.set_l3(l3, key, stored, *entry_flags, ttl);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
@@ -349,18 +427,25 @@ impl Inner {
                 .ok()
                 .flatten()
         });
-        let (hit, from_l3) = match from_l2 {
-            Some(hit) => (hit, false),
-            None => {
-                let l3 = self.l3.as_ref()?;
-                (
-                    self.timed(TierId::Disk, Op::Get, || l3.get(key))
-                        .ok()
-                        .flatten()?,
-                    true,
-                )
-            }
-        };
+        match from_l2 {
+            Some(hit) => self.promote(key, hit, false),
+            None => self.get_l3(key),
+        }
+    }
+
+    /// L1 and L2 missed: ask L3.
+    fn get_l3(&self, key: &[u8]) -> Option<Blob> {
+        let l3 = self.l3.as_ref()?;
+        let hit = self
+            .timed(TierId::Disk, Op::Get, || l3.get(key))
+            .ok()
+            .flatten()?;
+        self.promote(key, hit, true)
+    }
+
+    /// Copies a lower tier's hit into the tiers above it (L2 too when it came from L3) and
+    /// returns it as stored (still compressed if it was: decoded once per get, like L1 hits).
+    fn promote(&self, key: &[u8], hit: Hit, from_l3: bool) -> Option<Blob> {
         if hit.remaining == Some(Duration::ZERO) {
             // Expired between the tier's check and now: nothing left to serve or promote.
             return None;
@@ -377,16 +462,8 @@ impl Inner {
                 });
             }
         }
-        // Promoted as stored (still compressed if it was): decoded once per get, like L1 hits.
-        let blob = self
-            .l1
-            .make_blob(
-                key,
-                &hit.value,
-                hit.flags,
-                capped(hit.remaining, self.memory_ttl),
-            )
-            .ok()?;
+        let ttl = capped(hit.remaining, self.memory_ttl);
+        let blob = self.l1.make_blob(key, &hit.value, hit.flags, ttl).ok()?;
         // A promotion L1 cannot take is not the caller's failure: the value is still served.
         let _ = self.l1.promote(blob.clone());
         Some(blob)
@@ -421,17 +498,18 @@ impl Inner {
             });
         }
         if let Some(l3) = &self.l3 {
-            // A failed disk write must not leave an older value there to resurface after L1
-            // evicts the new one, so the key is removed instead.
-            let ttl = ttl.or(self.disk_ttl);
-            if self
-                .timed(TierId::Disk, Op::Set, || {
-                    l3.set(key, stored, entry_flags, ttl)
-                })
-                .is_err()
-            {
-                let _ = l3.delete(key);
-            }
+            self.set_l3(l3, key, stored, entry_flags, ttl.or(self.disk_ttl));
+        }
+    }
+
+    /// Writes through to the disk tier. A failed disk write must not leave an older value there
+    /// to resurface after L1 evicts the new one, so the key is removed instead.
+    fn set_l3(&self, l3: &DiskTier, key: &[u8], stored: &[u8], flags: u8, ttl: Option<Duration>) {
+        if self
+            .timed(TierId::Disk, Op::Set, || l3.set(key, stored, flags, ttl))
+            .is_err()
+        {
+            let _ = l3.delete(key);
         }
     }
 

@@ -132,3 +132,30 @@ fn a_foreign_file_at_disk_path_fails_the_open_with_io() {
     assert_eq!(e.code(), -4);
     assert_eq!(std::fs::read(dir.file()).unwrap(), b"someone else's file");
 }
+
+#[test]
+fn get_many_falls_back_to_disk_per_key() {
+    let dir = TempDir::new("tiered-many");
+    {
+        let a = Cache::open(config(&dir)).unwrap();
+        a.set_many(&[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")], None)
+            .unwrap();
+    }
+    let b = Cache::open(config(&dir)).unwrap();
+    b.set(b"b", b"fresh", None).unwrap();
+    let got = b.get_many(&[b"a", b"b", b"c", b"zz"]).unwrap();
+    let got: Vec<Option<Vec<u8>>> = got
+        .into_iter()
+        .map(|v| v.map(|b| b.value().to_vec()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"1".to_vec()),
+            Some(b"fresh".to_vec()),
+            Some(b"3".to_vec()),
+            None
+        ]
+    );
+    assert_eq!(b.stats().disk.unwrap().hits, 2);
+}

@@ -152,3 +152,65 @@ fn compressed_values_travel_through_redis_as_frames() {
     );
     assert!(b.stats().compression_ratio >= 1.0);
 }
+
+#[test]
+fn batches_take_one_round_trip_and_fall_back_per_tier() {
+    let server = RedisServer::start();
+    let a = Cache::open(config(&server, "/srv/batch")).unwrap();
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("user:{i}").into_bytes()).collect();
+    let vals: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("value {i}").into_bytes())
+        .collect();
+    let items: Vec<(&[u8], &[u8])> = keys
+        .iter()
+        .zip(&vals)
+        .map(|(k, v)| (&k[..], &v[..]))
+        .collect();
+    server.cmd(&[b"CONFIG", b"RESETSTAT"]).assert_ok();
+    a.set_many(&items, Some(Duration::from_secs(60))).unwrap();
+    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/batch:user:7"]).int();
+    assert!(pttl > 55_000 && pttl <= 60_000, "{pttl}");
+
+    // A second worker: L1 empty, so the batch goes to Redis: one MGET for 99 keys (one is
+    // already in its L1) plus one key nobody wrote.
+    let b = Cache::open(config(&server, "/srv/batch")).unwrap();
+    b.set(b"user:0", b"local", None).unwrap();
+    let mut wanted: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    wanted.push(b"nobody");
+    let calls_before = mget_calls(&server);
+    let found = b.get_many(&wanted).unwrap();
+    assert_eq!(
+        mget_calls(&server) - calls_before,
+        1,
+        "one round trip for the batch"
+    );
+    assert_eq!(found[0].as_ref().unwrap().value(), b"local");
+    for i in 1..100 {
+        assert_eq!(found[i].as_ref().unwrap().value(), &vals[i][..], "key {i}");
+    }
+    assert!(found[100].is_none());
+    // Promoted: asking again costs Redis nothing.
+    let calls = mget_calls(&server);
+    assert!(b
+        .get_many(&wanted[..100])
+        .unwrap()
+        .iter()
+        .all(Option::is_some));
+    assert_eq!(mget_calls(&server), calls);
+
+    // Bad input names its index and stores nothing.
+    let bad: Vec<(&[u8], &[u8])> = vec![(b"ok", b"v"), (b"", b"v")];
+    let e = a.set_many(&bad, None).unwrap_err();
+    assert!(e.to_string().contains("keys[1]"), "{e}");
+    assert!(!a.exists(b"ok").unwrap());
+}
+
+fn mget_calls(server: &RedisServer) -> i64 {
+    let info = server.cmd(&[b"INFO", b"commandstats"]).bulk().unwrap();
+    let info = String::from_utf8(info).unwrap();
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_mget:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|r| r.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}

@@ -196,6 +196,123 @@ pub unsafe extern "C" fn sz_cache_get_copy(
     })
 }
 
+/// Borrows `n` byte strings given as parallel arrays of pointers and lengths.
+///
+/// # Safety
+/// When n > 0, `ptrs` and `lens` point to n elements each, and every non-null ptrs[i] is valid
+/// for lens[i] bytes.
+unsafe fn byte_arrays<'a>(
+    ptrs: *const *const c_void,
+    lens: *const usize,
+    n: usize,
+    what: &str,
+    is_key: bool,
+) -> Result<Vec<&'a [u8]>, Error> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if ptrs.is_null() || lens.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} or its lengths array is NULL"
+        )));
+    }
+    // SAFETY: per the contract both arrays hold n elements.
+    let (ptrs, lens) = unsafe {
+        (
+            std::slice::from_raw_parts(ptrs, n),
+            std::slice::from_raw_parts(lens, n),
+        )
+    };
+    ptrs.iter()
+        .zip(lens)
+        .enumerate()
+        .map(|(i, (&p, &len))| {
+            // SAFETY: per the contract each pointer is valid for its length.
+            let r = unsafe {
+                if is_key {
+                    key_arg(p.cast(), len)
+                } else {
+                    bytes(p.cast(), len, "value")
+                }
+            };
+            r.map_err(|e| e.about(&format!("{what}[{i}]")))
+        })
+        .collect()
+}
+
+/// Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys
+/// still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a
+/// pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+///
+/// Returns SZ_OK (also when some or all keys are missing); SZ_ERR_INVALID for a NULL argument
+/// or an empty key (the message names its index; out is untouched); SZ_ERR_TOO_LARGE for a key
+/// over 65535 bytes. With n == 0 the arrays may be NULL.
+///
+/// # Safety
+/// `c` from sz_cache_open; when n > 0, `keys`, `key_lens` and `out` point to n elements each
+/// and every keys[i] is valid for key_lens[i] bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_get_many(
+    c: *mut sz_cache,
+    keys: *const *const c_void,
+    key_lens: *const usize,
+    n: usize,
+    out: *mut *mut sz_value,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        // SAFETY: per this function's contract.
+        let keys = unsafe { byte_arrays(keys, key_lens, n, "keys", true) }?;
+        if n > 0 && out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let found = cache.inner.get_many(&keys)?;
+        for (i, blob) in found.into_iter().enumerate() {
+            // SAFETY: out holds n elements per the contract.
+            unsafe { *out.add(i) = blob.map_or(std::ptr::null_mut(), into_handle) };
+        }
+        Ok(SZ_OK)
+    })
+}
+
+/// Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in
+/// every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
+/// checked before anything is stored.
+///
+/// Returns SZ_OK; SZ_ERR_INVALID for a NULL argument or an empty key (naming its index);
+/// SZ_ERR_TOO_LARGE for a key or value over its limit (nothing stored). With n == 0 the arrays
+/// may be NULL.
+///
+/// # Safety
+/// `c` from sz_cache_open; when n > 0, the four arrays hold n elements each and every pointer
+/// is valid for its length.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_set_many(
+    c: *mut sz_cache,
+    keys: *const *const c_void,
+    key_lens: *const usize,
+    vals: *const *const c_void,
+    val_lens: *const usize,
+    n: usize,
+    ttl_ms: u64,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let cache = unsafe { handle(c, "cache") }?;
+        // SAFETY: per this function's contract.
+        let (keys, vals) = unsafe {
+            (
+                byte_arrays(keys, key_lens, n, "keys", true)?,
+                byte_arrays(vals, val_lens, n, "vals", false)?,
+            )
+        };
+        let items: Vec<(&[u8], &[u8])> = keys.into_iter().zip(vals).collect();
+        cache.inner.set_many(&items, ttl(ttl_ms))?;
+        Ok(SZ_OK)
+    })
+}
+
 /// Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did,
 /// SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
 ///

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "9955b2db11ed3d11d35ea84c7d92b63d13536d9855502cb753a6c5a611fbd091"
+HEADER_SHA256 = "ec603c36a24b5eee04f3d919b1ce96b20005827c858838b8ca05123fcd98c625"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -194,6 +194,10 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'key', 'key_len', 'out')),
     # Copies the value of `key` into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) and sets *val_len to its length.
     'sz_cache_get_copy': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'val_len')),
+    # Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+    'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),
+    # Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked before anything is stored.
+    'sz_cache_set_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.c_uint64], ('c', 'keys', 'key_lens', 'vals', 'val_lens', 'n', 'ttl_ms')),
     # Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did, SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
     'sz_cache_delete': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t], ('c', 'key', 'key_len')),
     # SZ_OK if some tier holds a live entry for `key`, else SZ_NOT_FOUND. Does not promote and does not count as an access.
