@@ -32,7 +32,7 @@ const DISK_EXPIRE_BUDGET: usize = 16_384;
 
 pub struct Cache {
     inner: Arc<Inner>,
-    expirer: Option<Expirer>,
+    background: Option<Background>,
 }
 
 struct Inner {
@@ -117,14 +117,12 @@ impl Cache {
             memory_errors: TierCounters::default(),
             config,
         });
-        let expirer = match inner.config.auto_expire_interval {
-            0 => None,
-            secs => Some(Expirer::start(
-                Arc::clone(&inner),
-                Duration::from_secs(secs),
-            )?),
+        let expire_every = ttl_from_secs(inner.config.auto_expire_interval);
+        let background = match (expire_every, inner.config.enable_stats) {
+            (None, false) => None,
+            _ => Some(Background::start(Arc::clone(&inner), expire_every)?),
         };
-        Ok(Cache { inner, expirer })
+        Ok(Cache { inner, background })
     }
 
     pub fn config(&self) -> &Config {
@@ -594,6 +592,11 @@ impl Inner {
         }
     }
 
+    /// Records the operation count for ops_per_second.
+    fn sample_rate(&self) {
+        self.rate.rate(Instant::now(), self.l1.op_count());
+    }
+
     fn expire_step(&self) -> usize {
         let disk = match &self.l3 {
             Some(l3) => l3.expire_step(DISK_EXPIRE_BUDGET).unwrap_or(0),
@@ -611,6 +614,7 @@ impl Inner {
         let lower_hits = redis.as_ref().map_or(0, |r| r.hits) + disk.as_ref().map_or(0, |d| d.hits);
         let total_ops = memory.hits + memory.misses + memory.sets + memory.deletes;
         let now = Instant::now();
+        // Reading records a sample too, so a rate is there before the first background tick.
         CacheStats {
             hits: memory.hits + lower_hits,
             misses: memory.misses.saturating_sub(lower_hits),
@@ -676,47 +680,63 @@ fn copy_into(b: &Blob, buf: &mut [u8], limit: usize) -> Result<usize> {
     }
 }
 
-/// The background expiry thread: one bounded step every interval, stopped and joined on close.
-struct Expirer {
+/// The background thread: samples the operation count every second (so ops_per_second covers
+/// the last few seconds whenever it is read) and runs one bounded expiry step every
+/// auto_expire_interval. Stopped and joined on close.
+struct Background {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Expirer {
-    fn start(inner: Arc<Inner>, every: Duration) -> Result<Expirer> {
+/// How often the operation count is sampled for ops_per_second.
+const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+impl Background {
+    fn start(inner: Arc<Inner>, expire_every: Option<Duration>) -> Result<Background> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
+        let tick = match (inner.config.enable_stats, expire_every) {
+            (true, Some(e)) => e.min(RATE_SAMPLE_EVERY),
+            (true, None) => RATE_SAMPLE_EVERY,
+            (false, e) => e.unwrap_or(RATE_SAMPLE_EVERY),
+        };
         let thread = std::thread::Builder::new()
-            .name("smartcache-expire".into())
+            .name("smartcache-bg".into())
             .spawn(move || {
                 let (lock, cv) = &*stop2;
+                let mut last_expiry = Instant::now();
                 let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                 while !*stopped {
-                    let (guard, timeout) = cv
-                        .wait_timeout(stopped, every)
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, tick)
                         .unwrap_or_else(|e| e.into_inner());
                     stopped = guard;
-                    if *stopped || !timeout.timed_out() {
-                        continue;
+                    if *stopped {
+                        break;
                     }
                     drop(stopped);
                     // A panic here must not kill the host; the next tick tries again.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        inner.expire_step();
-                        inner.stats();
+                        if inner.config.enable_stats {
+                            inner.sample_rate();
+                        }
+                        if expire_every.is_some_and(|e| last_expiry.elapsed() >= e) {
+                            last_expiry = Instant::now();
+                            inner.expire_step();
+                        }
                     }));
                     stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                 }
             })
-            .map_err(|e| Error::Internal(format!("cannot start the expiry thread: {e}")))?;
-        Ok(Expirer {
+            .map_err(|e| Error::Internal(format!("cannot start the background thread: {e}")))?;
+        Ok(Background {
             stop,
             thread: Some(thread),
         })
     }
 }
 
-impl Drop for Expirer {
+impl Drop for Background {
     fn drop(&mut self) {
         let (lock, cv) = &*self.stop;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -730,7 +750,7 @@ impl Drop for Expirer {
 impl Drop for Cache {
     fn drop(&mut self) {
         // Stop the background thread before the tiers go away.
-        self.expirer.take();
+        self.background.take();
         if let Some(l3) = &self.inner.l3 {
             // Nothing to report a failure to at close; other processes still see the data.
             let _ = l3.flush();

@@ -355,6 +355,20 @@ impl MemoryTier {
         total
     }
 
+    /// Gets, sets and deletes counted so far (no shard lock taken: for sampling the rate).
+    pub fn op_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                let c = &s.counters;
+                c.hits.load(Relaxed)
+                    + c.misses.load(Relaxed)
+                    + c.sets.load(Relaxed)
+                    + c.deletes.load(Relaxed)
+            })
+            .sum()
+    }
+
     pub fn stats(&self) -> MemoryStats {
         let mut s = MemoryStats {
             capacity: self.opts.max_items as u64,
