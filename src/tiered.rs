@@ -17,7 +17,7 @@ use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{flags, ttl_from_secs, Hit, TierCounters};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +53,9 @@ struct Inner {
     bytes_stored: AtomicU64,
     /// The memory tier's own failures: compressed values that would not decode.
     memory_errors: TierCounters,
+    /// The last write to the disk tier failed (file full of unreclaimable data, lock or I/O
+    /// error): health shows the tier down until a write succeeds again.
+    disk_failing: AtomicBool,
 }
 
 /// Up/down state and last error of one tier.
@@ -115,6 +118,7 @@ impl Cache {
             bytes_given: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
             memory_errors: TierCounters::default(),
+            disk_failing: AtomicBool::new(false),
             config,
         });
         let expire_every = ttl_from_secs(inner.config.auto_expire_interval);
@@ -360,11 +364,11 @@ impl Cache {
         };
         if let Some(l3) = &self.inner.l3 {
             let s = l3.stats();
-            // The file stays mapped once open, so the tier is up; its failures (a writer lock
-            // that could not be taken) show as errors and last_error.
+            // The file stays mapped once open, so reads keep working; the tier is down while its
+            // writes fail, and every failure shows in errors and last_error.
             h.disk = TierHealth {
                 enabled: true,
-                up: true,
+                up: !self.inner.disk_failing.load(Relaxed),
                 errors: s.counters.errors,
                 last_error: s.counters.last_error,
             };
@@ -503,11 +507,14 @@ impl Inner {
     /// Writes through to the disk tier. A failed disk write must not leave an older value there
     /// to resurface after L1 evicts the new one, so the key is removed instead.
     fn set_l3(&self, l3: &DiskTier, key: &[u8], stored: &[u8], flags: u8, ttl: Option<Duration>) {
-        if self
-            .timed(TierId::Disk, Op::Set, || l3.set(key, stored, flags, ttl))
-            .is_err()
-        {
+        let written = self.timed(TierId::Disk, Op::Set, || l3.set(key, stored, flags, ttl));
+        if written.is_err() {
             let _ = l3.delete(key);
+        }
+        // A value too large for a segment says nothing about the tier; an I/O failure does.
+        let failing = matches!(written, Err(Error::Io(_) | Error::Internal(_)));
+        if self.disk_failing.load(Relaxed) != failing {
+            self.disk_failing.store(failing, Relaxed);
         }
     }
 
