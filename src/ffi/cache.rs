@@ -35,6 +35,15 @@ pub type sz_compute_fn = Option<
     ) -> c_int,
 >;
 
+/// SZ_OK for found, SZ_NOT_FOUND for not.
+fn found(yes: bool) -> c_int {
+    if yes {
+        SZ_OK
+    } else {
+        SZ_NOT_FOUND
+    }
+}
+
 fn ttl(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
@@ -327,11 +336,7 @@ pub unsafe extern "C" fn sz_cache_delete(
     boundary(|| {
         // SAFETY: per this function's contract.
         let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
-        Ok(if cache.inner.delete(k)? {
-            SZ_OK
-        } else {
-            SZ_NOT_FOUND
-        })
+        Ok(found(cache.inner.delete(k)?))
     })
 }
 
@@ -349,11 +354,7 @@ pub unsafe extern "C" fn sz_cache_exists(
     boundary(|| {
         // SAFETY: per this function's contract.
         let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
-        Ok(if cache.inner.exists(k)? {
-            SZ_OK
-        } else {
-            SZ_NOT_FOUND
-        })
+        Ok(found(cache.inner.exists(k)?))
     })
 }
 

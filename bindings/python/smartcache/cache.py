@@ -352,30 +352,21 @@ class SmartCache:
 
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
-        kb = _key_bytes(key)
-        self._inflight.append(None)
-        h = self._h
-        if h is None:
-            raise self._closed()
-        try:
-            rc = _sz_delete(h, kb, len(kb))
-            if rc == _OK:
-                return True
-            if rc == _NOT_FOUND:
-                return False
-            raise error_for(rc, last_error())
-        finally:
-            self._inflight.pop()
+        return self._found(_sz_delete, key)
 
     def exists(self, key: Key) -> bool:
         """True if some tier holds a live entry for ``key`` (does not count as an access)."""
+        return self._found(_sz_exists, key)
+
+    def _found(self, call: Any, key: Key) -> bool:
+        """Runs a keyed call answering SZ_OK (found) or SZ_NOT_FOUND."""
         kb = _key_bytes(key)
         self._inflight.append(None)
         h = self._h
         if h is None:
             raise self._closed()
         try:
-            rc = _sz_exists(h, kb, len(kb))
+            rc = call(h, kb, len(kb))
             if rc == _OK:
                 return True
             if rc == _NOT_FOUND:
