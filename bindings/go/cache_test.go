@@ -291,6 +291,27 @@ func TestStats(t *testing.T) {
 	}
 }
 
+func TestStatsLatency(t *testing.T) {
+	c := open(t, Config{MemoryCapacity: 5000})
+	mustSet(t, c, "k", "v")
+	// Memory gets are sampled about 1 in 64: enough of them gives percentiles.
+	for i := 0; i < 20000; i++ {
+		if _, _, err := c.Get([]byte("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MemoryGet.P50 <= 0 || s.MemoryGet.P99 < s.MemoryGet.P50 {
+		t.Fatalf("memory get latency %+v", s.MemoryGet)
+	}
+	if s.DiskGet != (Latency{}) || s.RedisGet != (Latency{}) || s.MemoryErrors != 0 {
+		t.Fatalf("tiers that are off report latency or errors: %+v", s)
+	}
+}
+
 func TestStatsEvictionsAndCapacity(t *testing.T) {
 	c := open(t, Config{MemoryCapacity: 64})
 	for i := 0; i < 1000; i++ {

@@ -16,8 +16,8 @@ import (
 type Stats struct {
 	Hits    uint64 // gets answered by some tier
 	Misses  uint64 // gets answered by no tier
-	Sets    uint64 // Set calls (and values stored by GetOrCompute)
-	Deletes uint64 // Delete calls
+	Sets    uint64 // values stored by Set and GetOrCompute (promotions are not counted)
+	Deletes uint64 // live memory entries removed by Delete
 	// Evictions: entries dropped from memory to stay within memory_capacity / memory_max_bytes.
 	Evictions uint64
 	// Expirations: entries reclaimed from memory because their TTL passed.
@@ -45,6 +45,20 @@ type Stats struct {
 	DiskMisses   uint64        // gets that reached the disk tier and missed
 	DiskErrors   uint64        // failed disk operations
 	Uptime       time.Duration // since Open (millisecond resolution)
+	// MemoryErrors counts compressed values that would not decode (served as misses).
+	MemoryErrors uint64
+	// Latency percentiles of gets and sets per tier (zero until the tier saw such an
+	// operation; memory operations are sampled about 1 in 64).
+	MemoryGet, MemorySet, RedisGet, RedisSet, DiskGet, DiskSet Latency
+}
+
+// Latency holds the median and 99th percentile of one kind of operation in one tier.
+type Latency struct {
+	P50, P99 time.Duration
+}
+
+func latency(p50, p99 C.uint64_t) Latency {
+	return Latency{P50: time.Duration(p50), P99: time.Duration(p99)}
 }
 
 // Stats returns the cache's counters.
@@ -71,7 +85,14 @@ func (c *Cache) Stats() (Stats, error) {
 		RedisHits: uint64(s.redis_hits), RedisMisses: uint64(s.redis_misses),
 		RedisErrors: uint64(s.redis_errors), DiskHits: uint64(s.disk_hits),
 		DiskMisses: uint64(s.disk_misses), DiskErrors: uint64(s.disk_errors),
-		Uptime: time.Duration(s.uptime_ms) * time.Millisecond,
+		Uptime:       time.Duration(s.uptime_ms) * time.Millisecond,
+		MemoryErrors: uint64(s.memory_errors),
+		MemoryGet:    latency(s.memory_get_p50_ns, s.memory_get_p99_ns),
+		MemorySet:    latency(s.memory_set_p50_ns, s.memory_set_p99_ns),
+		RedisGet:     latency(s.redis_get_p50_ns, s.redis_get_p99_ns),
+		RedisSet:     latency(s.redis_set_p50_ns, s.redis_set_p99_ns),
+		DiskGet:      latency(s.disk_get_p50_ns, s.disk_get_p99_ns),
+		DiskSet:      latency(s.disk_set_p50_ns, s.disk_set_p99_ns),
 	}, nil
 }
 
