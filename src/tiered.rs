@@ -535,10 +535,16 @@ impl Inner {
 
     /// The plain value of a stored entry: the entry itself, or its decompressed copy in a
     /// handle of its own (decompressed once per get). None when the frame does not decode.
+    #[inline]
     fn decode(&self, stored: Blob) -> Option<Blob> {
         if stored.entry_flags() & flags::COMPRESSED == 0 {
             return Some(stored);
         }
+        self.decompress(stored)
+    }
+
+    #[cold]
+    fn decompress(&self, stored: Blob) -> Option<Blob> {
         let limit = self.config.max_value_size;
         let decoded = compress::original_len(stored.value(), limit).and_then(|len| {
             let mut plain = self.l1.make_detached(len, &stored)?;

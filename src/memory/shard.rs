@@ -64,7 +64,7 @@ impl Shard {
 
     #[inline]
     pub fn get(&self, hash: u64, key: &[u8], now: Ticks) -> Lookup<'_> {
-        match self.index.find(hash, |b| b.key() == key) {
+        match self.index.find(hash, |b| b.key_is(key)) {
             Some(b) if b.is_expired_at(now) => Lookup::Expired,
             Some(b) => {
                 b.touch();
@@ -91,7 +91,7 @@ impl Shard {
     ) -> Displaced {
         let mut out = Displaced::default();
         let queued = blob.clone();
-        match self.index.find_mut(hash, |b| b.key() == blob.key()) {
+        match self.index.find_mut(hash, |b| b.key_is(blob.key())) {
             Some(slot) => {
                 let old = std::mem::replace(slot, blob);
                 let state = old.state();
@@ -148,7 +148,7 @@ impl Shard {
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Blob> {
         let (blob, _) = self
             .index
-            .find_entry(hash, |b| b.key() == key)
+            .find_entry(hash, |b| b.key_is(key))
             .ok()?
             .remove();
         S3Fifo::bury(&blob);
@@ -157,7 +157,7 @@ impl Shard {
 
     /// Removes the entry of `key` if it is expired at `now`; true if it did.
     pub fn remove_if_expired(&mut self, hash: u64, key: &[u8], now: Ticks) -> bool {
-        match self.index.find_entry(hash, |b| b.key() == key) {
+        match self.index.find_entry(hash, |b| b.key_is(key)) {
             Ok(e) if e.get().is_expired_at(now) => {
                 S3Fifo::bury(&e.remove().0);
                 true
