@@ -3,8 +3,8 @@
 //! Every lower-tier call (microseconds of I/O) is timed. Memory-tier operations take tens of
 //! nanoseconds, where two clock reads and a shared counter would be a visible cost, so only one
 //! in `MEMORY_SAMPLE_EVERY` of them is timed; percentiles of a sample are the percentiles of the
-//! whole for any stationary workload. Memory gets choose their sample from the low bits of the
-//! clock reading they take anyway for the expiry check, so deciding costs nothing.
+//! whole for any stationary workload. Memory gets choose their sample by the shard counter they
+//! increment anyway, so deciding costs nothing.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -139,13 +139,6 @@ impl Latencies {
 
 thread_local! {
     static MEMORY_OPS: Cell<u32> = const { Cell::new(0) };
-}
-
-/// True for about one in `MEMORY_SAMPLE_EVERY` clock readings: the low bits of the cycle
-/// counter (bit 0 is forced to 1 by `clock::now`) are as good as random.
-#[inline]
-pub fn sample_by_clock(now: u64) -> bool {
-    (now >> 1) & (MEMORY_SAMPLE_EVERY as u64 - 1) == 0
 }
 
 /// True for one in `MEMORY_SAMPLE_EVERY` calls on this thread.

@@ -12,7 +12,7 @@ pub mod shard;
 
 use crate::clock::{self, Ticks};
 use crate::error::{Error, Result};
-use crate::latency::{sample_by_clock, Histogram, LatencySnapshot};
+use crate::latency::{Histogram, LatencySnapshot, MEMORY_SAMPLE_EVERY};
 use arena::Allocator;
 pub use blob::Blob;
 use crossbeam_utils::CachePadded;
@@ -160,8 +160,8 @@ impl MemoryTier {
                     let r = f(b);
                     drop(shard);
                     if count {
-                        slot.counters.hits.fetch_add(1, Relaxed);
-                        self.sample_latency(now);
+                        let seen = slot.counters.hits.fetch_add(1, Relaxed);
+                        self.sample_latency(seen, now);
                     }
                     return Some(r);
                 }
@@ -170,8 +170,8 @@ impl MemoryTier {
             }
         };
         if count {
-            slot.counters.misses.fetch_add(1, Relaxed);
-            self.sample_latency(now);
+            let seen = slot.counters.misses.fetch_add(1, Relaxed);
+            self.sample_latency(seen, now);
         }
         if expired {
             self.reclaim_expired(slot, hash, key, now);
@@ -193,10 +193,11 @@ impl MemoryTier {
         matches!(shard.get(hash, key, now), Lookup::Hit(_))
     }
 
-    /// Records this get's latency if `start` picked it for the sample.
+    /// Records this get's latency for one in `MEMORY_SAMPLE_EVERY` gets of a shard, picked by
+    /// the shard's hit (or miss) count this get just incremented: exact, and free.
     #[inline]
-    fn sample_latency(&self, start: Ticks) {
-        if sample_by_clock(start) {
+    fn sample_latency(&self, seen: u64, start: Ticks) {
+        if seen % MEMORY_SAMPLE_EVERY as u64 == 0 {
             self.record_latency(start);
         }
     }
