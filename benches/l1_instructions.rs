@@ -1,0 +1,66 @@
+//! A fixed hit workload for instruction counting: run under callgrind with
+//! `--toggle-collect=l1_instructions::gets_*` to compare the hot paths of SmartCache (through its
+//! C ABI) and quick_cache exactly, since times on this machine vary by tens of percent:
+//!
+//! ```sh
+//! cargo bench --bench l1_instructions --no-run
+//! for c in smartcache quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!   --toggle-collect='l1_instructions::gets_*' target/release/deps/l1_instructions-* $c; done
+//! ```
+
+mod common;
+
+use common::*;
+use std::hint::black_box;
+use std::sync::Arc;
+
+const RESIDENT: u64 = 100_000;
+const GETS: usize = 200_000;
+
+#[inline(never)]
+fn gets_smartcache(c: &Smart, keys: &[[u8; 16]]) -> u64 {
+    keys.iter().map(|k| c.get(k).unwrap_or(0) as u64).sum()
+}
+
+#[inline(never)]
+fn gets_quick_cache(c: &Quick, keys: &[[u8; 16]]) -> u64 {
+    keys.iter()
+        .map(|k| quick_get(c, k).unwrap_or(0) as u64)
+        .sum()
+}
+
+#[inline(never)]
+fn gets_moka(c: &Moka, keys: &[[u8; 16]]) -> u64 {
+    keys.iter()
+        .map(|k| moka_get(c, k).unwrap_or(0) as u64)
+        .sum()
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let value = [7u8; VALUE_LEN];
+    let mut rng = Rng(1);
+    let keys: Vec<[u8; 16]> = (0..GETS).map(|_| key(rng.next_u64() % RESIDENT)).collect();
+    let sum = match which.as_str() {
+        "smartcache" => {
+            let c = Smart::open(RESIDENT as usize * 2, true);
+            (0..RESIDENT).for_each(|i| c.set(&key(i), &value));
+            gets_smartcache(&c, &keys)
+        }
+        "quick_cache" => {
+            let c = quick(RESIDENT as usize * 2);
+            (0..RESIDENT).for_each(|i| c.insert(key(i).into(), Arc::from(&value[..])));
+            gets_quick_cache(&c, &keys)
+        }
+        "moka" => {
+            let c = moka(RESIDENT as usize * 2);
+            (0..RESIDENT).for_each(|i| c.insert(key(i).into(), Arc::from(&value[..])));
+            c.run_pending_tasks();
+            gets_moka(&c, &keys)
+        }
+        // `cargo bench` runs every bench binary with --bench: nothing to count then.
+        _ => return,
+    };
+    assert_eq!(black_box(sum), 7 * GETS as u64, "every get must hit");
+    println!("{which}: {GETS} gets");
+}
