@@ -1,5 +1,5 @@
 //! L1: the in-memory tier. Sharded by key hash; each shard is an index plus S3-FIFO policy
-//! behind a read-write lock, padded to its own cache lines with its counters.
+//! behind a read-write lock, padded to its own cache lines, its counters on lines of their own.
 //!
 //! The hit path takes only the shard's read lock, bumps the entry's 2-bit frequency, and
 //! returns a pinned reference (one atomic increment). Expired entries are never returned: the
@@ -38,11 +38,12 @@ pub struct MemoryOptions {
 
 struct ShardSlot {
     shard: RwLock<Shard>,
-    counters: Counters,
+    counters: CachePadded<Counters>,
 }
 
-/// Per-shard counters: they share the cache line that the shard's lock already dirties, so
-/// counting costs no extra line transfer between cores.
+/// Per-shard counters, on cache lines of their own: beside the shard's index they made every
+/// count invalidate the line other threads' gets read the index from (measured at 2 threads:
+/// 200 ns per get with them there, 153 ns apart, 120 ns with stats off).
 #[derive(Default)]
 struct Counters {
     hits: AtomicU64,
@@ -98,7 +99,7 @@ impl MemoryTier {
                 let bytes = opts.max_bytes / n;
                 CachePadded::new(ShardSlot {
                     shard: RwLock::new(Shard::new(items, bytes, preallocate)),
-                    counters: Counters::default(),
+                    counters: Default::default(),
                 })
             })
             .collect();
