@@ -35,6 +35,23 @@ pub type sz_compute_fn = Option<
     ) -> c_int,
 >;
 
+/// Runs a keyed question (delete, exists) and answers SZ_OK for yes, SZ_NOT_FOUND for no.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open; `key` NULL or valid for `key_len` bytes.
+unsafe fn found_by(
+    c: *mut sz_cache,
+    key: *const c_void,
+    key_len: usize,
+    ask: fn(&Cache, &[u8]) -> Result<bool, Error>,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
+        Ok(found(ask(&cache.inner, k)?))
+    })
+}
+
 /// SZ_OK for found, SZ_NOT_FOUND for not.
 fn found(yes: bool) -> c_int {
     if yes {
@@ -333,11 +350,8 @@ pub unsafe extern "C" fn sz_cache_delete(
     key: *const c_void,
     key_len: usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: per this function's contract.
-        let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
-        Ok(found(cache.inner.delete(k)?))
-    })
+    // SAFETY: per this function's contract.
+    unsafe { found_by(c, key, key_len, Cache::delete) }
 }
 
 /// SZ_OK if some tier holds a live entry for `key`, else SZ_NOT_FOUND. Does not promote and does
@@ -351,11 +365,8 @@ pub unsafe extern "C" fn sz_cache_exists(
     key: *const c_void,
     key_len: usize,
 ) -> c_int {
-    boundary(|| {
-        // SAFETY: per this function's contract.
-        let (cache, k) = unsafe { (handle(c, "cache")?, key_arg(key.cast(), key_len)?) };
-        Ok(found(cache.inner.exists(k)?))
-    })
+    // SAFETY: per this function's contract.
+    unsafe { found_by(c, key, key_len, Cache::exists) }
 }
 
 /// Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
