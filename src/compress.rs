@@ -87,13 +87,6 @@ pub fn decompress_into(frame: &[u8], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// Decompresses a frame of at most `limit` original bytes into a new vector.
-pub fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; original_len(frame, limit)?];
-    decompress_into(frame, &mut out)?;
-    Ok(out)
-}
-
 fn corrupt(why: &str) -> Error {
     Error::Internal(format!("corrupt compressed value: {why}"))
 }
@@ -101,6 +94,13 @@ fn corrupt(why: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decompresses a frame of at most `limit` original bytes into a new vector.
+    pub fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; original_len(frame, limit)?];
+        decompress_into(frame, &mut out)?;
+        Ok(out)
+    }
 
     fn text(n: usize) -> Vec<u8> {
         b"{\"user\": 12, \"name\": \"Ada\", \"tags\": [\"a\", \"b\"]}, "

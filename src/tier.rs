@@ -81,7 +81,17 @@ impl TierCounters {
 
 /// A TTL in seconds from the config as an optional duration (0 = no expiry).
 pub fn ttl_from_secs(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs).min(crate::tiered::MAX_TTL))
+    (secs > 0).then(|| clamp_ttl(Duration::from_secs(secs)))
+}
+
+/// TTLs longer than this are stored as this: every tier must be able to hold the deadline
+/// (Redis refuses a PX whose deadline overflows its clock), and a century is "forever" for a
+/// cache.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A TTL as every tier can store it (see MAX_TTL).
+pub fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
 use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
-use crate::tier::{flags, ttl_from_secs, Hit, TierCounters};
+use crate::tier::{clamp_ttl, flags, ttl_from_secs, Hit, TierCounters};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
@@ -655,15 +655,6 @@ impl Inner {
             uptime: now.duration_since(self.started),
         }
     }
-}
-
-/// TTLs longer than this are stored as this: every tier must be able to hold the deadline
-/// (Redis refuses a PX whose deadline overflows its clock), and a century is "forever" for a
-/// cache.
-pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-fn clamp_ttl(ttl: Duration) -> Duration {
-    ttl.min(MAX_TTL)
 }
 
 /// A promoted entry's lifetime: what it has left, and no more than the receiving tier's TTL.
