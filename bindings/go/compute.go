@@ -9,6 +9,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/cgo"
 	"time"
 	"unsafe"
@@ -49,7 +50,7 @@ func (c *Cache) GetOrCompute(key []byte, ttl time.Duration, fn func() ([]byte, e
 	call := &computeCall{fn: fn}
 	h := cgo.NewHandle(call)
 	defer h.Delete()
-	kp, kl := bytesArg(key)
+	kp, kl := bytesAddr(key)
 
 	c.mu.RLock()
 	if c.h == 0 {
@@ -58,6 +59,7 @@ func (c *Cache) GetOrCompute(key []byte, ttl time.Duration, fn func() ([]byte, e
 	}
 	r := C.sc_get_or_compute(c.h, kp, kl, ms, C.uintptr_t(h))
 	c.mu.RUnlock()
+	runtime.KeepAlive(key)
 
 	if call.panicked {
 		if r.rc == C.SZ_OK {

@@ -135,3 +135,95 @@ func TestReleasedPinsAreNotCountedForgotten(t *testing.T) {
 		t.Fatalf("%d released pins were counted as forgotten", got)
 	}
 }
+
+// Byte slices cross into C as integer addresses (bytesAddr), which is sound only because
+// they are forced into the heap, where nothing moves them during the call. A key in a local
+// array must therefore still cost one allocation per call: if it stopped escaping, it could sit
+// on a goroutine stack that is copied while C reads it.
+func TestSlicesPassedToCLiveInTheHeap(t *testing.T) {
+	c := open(t, Config{MemoryCapacity: 64})
+	// Direct calls on misses (nothing else in them allocates): a call through a func value
+	// would make the key escape by itself and prove nothing.
+	check := func(name string, allocs float64) {
+		if allocs < 1 {
+			t.Errorf("%s: a key in a local array stayed on the stack (%.1f allocs per call)", name, allocs)
+		}
+	}
+	check("Exists", testing.AllocsPerRun(200, func() {
+		var k [16]byte
+		copy(k[:], "absent-key-00001")
+		c.Exists(k[:])
+	}))
+	check("Delete", testing.AllocsPerRun(200, func() {
+		var k [16]byte
+		copy(k[:], "absent-key-00001")
+		c.Delete(k[:])
+	}))
+	check("GetPinned", testing.AllocsPerRun(200, func() {
+		var k [16]byte
+		copy(k[:], "absent-key-00001")
+		c.GetPinned(k[:])
+	}))
+}
+
+// Keys and values built in local arrays, read and written while the collector runs and the
+// goroutines' stacks grow and shrink, come back intact.
+func TestLocalKeysUnderGCAndStackGrowth(t *testing.T) {
+	c := open(t, Config{MemoryCapacity: 4096})
+	stop := make(chan struct{})
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	var growStack func(n int) int
+	growStack = func(n int) int {
+		var pad [256]byte
+		pad[n%256] = byte(n)
+		if n == 0 {
+			return int(pad[0])
+		}
+		return growStack(n-1) + int(pad[n%256])
+	}
+	done := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for i := 0; i < 2000; i++ {
+				var k, v [24]byte
+				copy(k[:], fmt.Sprintf("g%d-key-%06d", g, i%100))
+				copy(v[:], fmt.Sprintf("g%d-val-%06d", g, i%100))
+				growStack(i % 64) // moves this goroutine's stack now and then
+				if err := c.Set(k[:], v[:], 0); err != nil {
+					done <- err
+					return
+				}
+				got, ok, err := c.Get(k[:])
+				if err != nil || !ok || !bytes.Equal(got, v[:]) {
+					done <- fmt.Errorf("Get(%q) = %q, %v, %v", k[:], got, ok, err)
+					return
+				}
+				p, ok, err := c.GetPinned(k[:])
+				if err != nil || !ok || !bytes.Equal(p.Bytes(), v[:]) {
+					done <- fmt.Errorf("GetPinned(%q) = %v, %v", k[:], ok, err)
+					return
+				}
+				p.Release()
+			}
+			done <- nil
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	<-gcDone
+}

@@ -8,7 +8,7 @@
  * pointer and reports "key is empty" (SZ_ERR_INVALID) rather than "key is NULL". */
 static const uint8_t sc_empty_key = 0;
 
-static const void *key_ptr(const void *key) { return key ? key : &sc_empty_key; }
+static const void *key_ptr(sc_goptr key) { return key ? (const void *)key : &sc_empty_key; }
 
 /* A malloc'd copy of this thread's last error. Must run on the thread of the failing call,
  * i.e. inside the same helper. */
@@ -59,12 +59,12 @@ void sc_release_many(const uintptr_t *vs, size_t n) {
   for (size_t i = 0; i < n; i++) sz_value_release((sz_value *)vs[i]);
 }
 
-sc_status sc_set(uintptr_t c, const void *key, size_t key_len, const void *val, size_t val_len,
+sc_status sc_set(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr val, size_t val_len,
                  uint64_t ttl_ms) {
-  return status_of(sz_cache_set(CACHE(c), key_ptr(key), key_len, val, val_len, ttl_ms));
+  return status_of(sz_cache_set(CACHE(c), key_ptr(key), key_len, (const void *)val, val_len, ttl_ms));
 }
 
-sc_pinned sc_get(uintptr_t c, const void *key, size_t key_len) {
+sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len) {
   sc_pinned r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;
   r.rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
@@ -78,7 +78,7 @@ sc_pinned sc_get(uintptr_t c, const void *key, size_t key_len) {
   return r;
 }
 
-sc_copied sc_get_into(uintptr_t c, const void *key, size_t key_len, void *buf, size_t cap) {
+sc_copied sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap) {
   sc_copied r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;
   r.rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
@@ -89,7 +89,7 @@ sc_copied sc_get_into(uintptr_t c, const void *key, size_t key_len, void *buf, s
   r.len = sz_value_len(v);
   if (r.len <= cap) {
     /* The common case: one cgo call, the pin taken and dropped here. */
-    if (r.len > 0) memcpy(buf, sz_value_data(v), r.len);
+    if (r.len > 0) memcpy((void *)buf, sz_value_data(v), r.len);
     sz_value_release(v);
   } else {
     /* Too big for the caller's buffer: hand the pin over; the caller copies, then releases. */
@@ -99,11 +99,11 @@ sc_copied sc_get_into(uintptr_t c, const void *key, size_t key_len, void *buf, s
   return r;
 }
 
-sc_status sc_delete(uintptr_t c, const void *key, size_t key_len) {
+sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len) {
   return status_of(sz_cache_delete(CACHE(c), key_ptr(key), key_len));
 }
 
-sc_status sc_exists(uintptr_t c, const void *key, size_t key_len) {
+sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len) {
   return status_of(sz_cache_exists(CACHE(c), key_ptr(key), key_len));
 }
 
@@ -137,7 +137,7 @@ static int sc_compute_trampoline(void *user_data, const void *key, size_t key_le
   return smartcacheGoCompute((uintptr_t)user_data, (void *)key, key_len, sink);
 }
 
-sc_pinned sc_get_or_compute(uintptr_t c, const void *key, size_t key_len, uint64_t ttl_ms,
+sc_pinned sc_get_or_compute(uintptr_t c, sc_goptr key, size_t key_len, uint64_t ttl_ms,
                             uintptr_t handle) {
   sc_pinned r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;

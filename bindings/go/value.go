@@ -34,7 +34,7 @@ type Value struct {
 // block rather than once per Value. A Value points into its block, which keeps the whole
 // block reachable; when no Value of a block is reachable any more, the block's finalizer
 // releases those that were never released.
-const valuesPerBlock = 32
+const valuesPerBlock = 128
 
 type valueBlock struct {
 	next int // next free slot; touched only by the goroutine that took the block from the pool
