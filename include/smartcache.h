@@ -105,6 +105,26 @@ typedef struct sz_sink sz_sink;
 typedef struct sz_value sz_value;
 
 /**
+ * A receive buffer bound to one cache, for sz_cache_get_buffered. The caller owns it and its
+ * memory, fills in the first three fields once and reuses it for many gets (one per thread).
+ */
+typedef struct {
+  /**
+   * The cache to read from, from sz_cache_open.
+   */
+  sz_cache *cache;
+  /**
+   * Where values are copied: `cap` writable bytes (NULL only when cap is 0).
+   */
+  uint8_t *data;
+  size_t cap;
+  /**
+   * Out: the value's length after SZ_OK; the length needed after SZ_ERR_BUFFER_TOO_SMALL.
+   */
+  size_t len;
+} sz_get_buffer;
+
+/**
  * Produces the value of a missing key for sz_cache_get_or_compute: append the bytes with
  * sz_sink_write and return SZ_OK to store them; any other return stores nothing and fails the
  * call (and the calls waiting on it) with SZ_ERR_BACKEND.
@@ -315,6 +335,22 @@ int sz_cache_get_copy(sz_cache *c,
                       void *buf,
                       size_t buf_cap,
                       size_t *val_len);
+
+/**
+ * sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same
+ * lookup, copy and results, in three arguments instead of six. It exists for bindings whose
+ * foreign calls cost per argument: Python's ctypes spends ~45 ns converting each one, more
+ * than a memory-tier lookup takes.
+ *
+ * Returns SZ_OK (value in b->data, length in b->len); SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL,
+ * with b->len set to the length needed and b->data untouched; SZ_ERR_INVALID (NULL `b`,
+ * b->cache or key); SZ_ERR_TOO_LARGE (key).
+ *
+ * # Safety
+ * `b` is NULL or points to a sz_get_buffer whose cache is NULL or from sz_cache_open and whose
+ * data is NULL or valid for cap bytes; `key` is NULL or valid for `key_len` bytes.
+ */
+int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
 
 /**
  * Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys

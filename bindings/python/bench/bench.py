@@ -163,30 +163,33 @@ class RedisContender(Contender):
 
 NOTES = """## Notes
 
-- **Where a memory-tier get goes.** `SmartCache.get` = encode the key, one foreign call
-  (`sz_cache_get_copy` into a reused per-thread buffer: the one copy), `pickle.loads` read in
-  place from that buffer (pickle stops at its STOP opcode, so no slice or second copy), plus the
-  bookkeeping that keeps it safe: the per-thread buffer's busy flag (re-entrant gets from an
-  unpickled `__setstate__`, and the in-flight mark `close()` waits for). `pickle.loads` is the
-  baseline itself; the ctypes foreign call alone measures about 0.45-0.5 µs on this machine
-  even with no argtypes conversion (prebuilt `c_void_p`/`c_size_t`/`byref` arguments), and
-  that call is most of the gap to the baseline. Meeting 1.5x reliably needs a cheaper call
-  than ctypes offers: a small CPython extension module for get/set (the same C ABI, no libffi)
-  would remove most of it.
+- **Where a memory-tier get goes.** `SmartCache.get` = encode the key, take a receive buffer
+  off the cache's free list, one foreign call (`sz_cache_get_buffered`: the one copy, into that
+  buffer), `pickle.loads` read in place from the buffer (pickle stops at its STOP opcode, so no
+  slice or second copy), and the buffer back on the list. `pickle.loads` is the baseline
+  itself, so the gap to the baseline is the foreign call plus ~0.1 µs of bookkeeping.
+- **What a ctypes call costs, and why `sz_cache_get_buffered` exists.** ctypes spends ~45 ns
+  converting each argument even with no argtypes and ready-made ctypes objects (measured: a
+  libc call with 1 argument 144 ns, 3 arguments 198 ns, 6 arguments 338 ns). The six-argument
+  `sz_cache_get_copy` therefore cost ~0.44 µs per get from Python (1.55-1.60x the baseline);
+  `sz_cache_get_buffered` takes the cache, buffer and length out-parameter in one reusable
+  struct (three arguments) and costs ~0.28 µs. A foreign call also slows the `pickle.loads`
+  after it by ~0.1-0.25 µs (caches and branch predictors disturbed by libffi and the GIL
+  hand-off; measured with a no-op C call), which no binding change removes.
 - **Copy vs pinned handle (measured, per the brief).** The pinned path (`sz_cache_get`,
   `sz_value_data`, `sz_value_len`, `ctypes.string_at`, `sz_value_release`) costs five foreign
   calls and is the slower row above; `get()` uses the copy path for values up to 1 MiB and the
-  pinned path above that (so no thread keeps a huge buffer) and when re-entered.
-- **Tried and dropped:** calling get_copy through `ctypes.PyDLL` (GIL kept during the call)
-  made the bare foreign call ~0.3 µs cheaper in isolation but `get()` only ~2% faster, not
-  worth holding the GIL in library code; the GIL is released on every call.
+  pinned path above that (so no buffer stays huge).
+- **Tried and dropped:** calling through `ctypes.PyDLL` (GIL kept during the call) saves only
+  ~30 ns per call, not worth holding the GIL in library code; the GIL is released on every
+  call.
 - **Disk-tier get vs diskcache.** The disk tier itself answers in a fraction of a microsecond
-  (see docs/BENCHMARKS-disk.md); the Python get around it is the same ctypes call and
-  `pickle.loads` as a memory hit, and `pickle.loads` of the guide's value alone costs about as
-  much as the whole memory-tier get's overhead. diskcache pays the same unpickle, so the ratio
-  is bounded by (diskcache's SQLite lookup + unpickle) / (unpickle + one foreign call): about
-  4x for this 247-byte value, short of the 5x target however fast the tier is. For larger
-  values, where copying dominates, the gap widens.
+  (see docs/BENCHMARKS-disk.md); the Python get around it is the same foreign call and
+  `pickle.loads` as a memory hit, and diskcache pays the same `pickle.loads`. So the ratio is
+  bounded by diskcache's get over a memory-tier hit (a disk tier that cost nothing): about
+  4.2x for this 247-byte value on this machine, short of the 5x target however fast the tier
+  is. The tier's own share is the difference between the two SmartCache rows (~0.4 µs: read,
+  check, copy out of the mapped file, promotion into memory).
 - **cachetools.TTLCache** stores the Python objects themselves: no serialisation, no copy,
   nothing shared between processes and no thread safety without an external lock, so it is
   cheaper than the baseline; it is here as the in-process upper bound.

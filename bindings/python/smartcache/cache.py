@@ -25,10 +25,11 @@ _NOT_FOUND = _native.SZ_NOT_FOUND
 _TOO_SMALL = _native.SZ_ERR_BUFFER_TOO_SMALL
 _MB = 1024.0 * 1024.0
 
-# Values up to this size are copied into a reused per-thread buffer (one C call, see get());
-# bigger ones are read through a pinned handle so no thread keeps a huge buffer alive.
-_TLS_BUFFER_INITIAL = 4096
-_TLS_BUFFER_MAX = 1 << 20
+# get() copies values into reused receive buffers (one C call); a buffer starts at
+# _BUFFER_INITIAL bytes and grows to fit, up to _BUFFER_MAX. Bigger values are read through a
+# pinned handle instead, so no buffer stays huge.
+_BUFFER_INITIAL = 4096
+_BUFFER_MAX = 1 << 20
 
 # Bound functions, looked up once: attribute lookups on the CDLL cost ~50ns per call.
 _sz_get = lib.sz_cache_get
@@ -43,16 +44,17 @@ def _untyped(name: str) -> Any:
     """A second function object for `name` with the generated restype but no argtypes.
 
     ctypes spends ~0.3us per call converting and checking arguments against argtypes; the two
-    hot calls (get_copy, set) instead receive ready-made ctypes objects (c_void_p, c_size_t,
-    c_uint64, byref) built exactly per the generated prototype, so nothing is converted. The
-    argument types still come from _native.FUNCTIONS: a test checks the hot paths against it.
+    hot calls (get_buffered, set) instead receive ready-made ctypes objects (c_void_p,
+    c_size_t, c_uint64, byref) built exactly per the generated prototype, so nothing is
+    converted. The argument types still come from _native.FUNCTIONS: a test checks the hot
+    paths against it.
     """
     fn = lib._FuncPtr((name, lib))
     fn.restype = _native.FUNCTIONS[name][0]
     return fn
 
 
-_fast_get_copy = _untyped("sz_cache_get_copy")
+_fast_get_buffered = _untyped("sz_cache_get_buffered")
 _fast_set = _untyped("sz_cache_set")
 _c_size_t = ctypes.c_size_t
 # Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
@@ -98,22 +100,26 @@ def _ttl_ms(ttl: Optional[float]) -> int:
 
 
 class _Buffer:
-    """A thread's reusable receive buffer for sz_cache_get_copy, with the ctypes arguments
-    that describe it prebuilt (see _untyped)."""
+    """A receive buffer for sz_cache_get_buffered: a bytearray, and the sz_get_buffer struct
+    that describes it and the cache to the library, prebuilt with its byref argument (see
+    _untyped). get() takes one off the cache's free list and puts it back after decoding, so
+    nothing else writes into it meanwhile: no other thread, and no get nested inside a decode
+    (an unpickled __setstate__ may call get)."""
 
-    __slots__ = ("raw", "cbuf", "view", "cap", "addr", "capv", "busy", "length", "lenref",
-                 "__weakref__")
+    __slots__ = ("raw", "cbuf", "view", "st", "ref")
 
     def __init__(self, cap: int) -> None:
+        self.st = _native.sz_get_buffer()
+        self.ref = ctypes.byref(self.st)
+        self.resize(cap)
+
+    def resize(self, cap: int) -> None:
+        """A fresh bytearray of `cap` bytes (an exported bytearray cannot be resized)."""
         self.raw = bytearray(cap)
         self.cbuf = (ctypes.c_char * cap).from_buffer(self.raw)
         self.view = memoryview(self.raw)
-        self.cap = cap
-        self.addr = ctypes.c_void_p(ctypes.addressof(self.cbuf))
-        self.capv = ctypes.c_size_t(cap)
-        self.busy = False
-        self.length = ctypes.c_size_t()
-        self.lenref = ctypes.byref(self.length)
+        self.st.data = ctypes.addressof(self.cbuf)
+        self.st.cap = cap
 
 
 @dataclass
@@ -190,8 +196,10 @@ class SmartCache:
         # on the same handle. list.append/pop are atomic, which keeps the fast path lock-free.
         self._inflight: List[None] = []
         self._close_lock = threading.Lock()
-        self._tls = threading.local()
-        self._buffers: "weakref.WeakSet[_Buffer]" = weakref.WeakSet()
+        # get()'s receive buffers: those not in use, and every one made (for close()). A get
+        # in progress holds its buffer, which doubles as its in-flight mark.
+        self._free_buffers: List[_Buffer] = []
+        self._all_buffers: List[_Buffer] = []
         self._finalizer = weakref.finalize(self, lib.sz_cache_close, handle)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -204,9 +212,27 @@ class SmartCache:
                 return
             self._h = None
             self._hv = None
-            while self._inflight or any(b.busy for b in list(self._buffers)):
+            self._retire_buffers()
+            while self._inflight:
                 time.sleep(0.0005)
             self._finalizer()
+
+    def _retire_buffers(self) -> None:
+        """Clears the cache pointer in every receive buffer, each as soon as no get holds it
+        (waiting for gets in progress), so a get that takes one later is refused by the
+        library (NULL cache, reported as CacheClosedError) instead of using a closed cache.
+        Buffers made from now on start cleared: _new_buffer registers a buffer before it
+        reads the handle, which close() cleared before calling this."""
+        retired: List[_Buffer] = []
+        while any(b.st.cache for b in self._all_buffers):
+            try:
+                buf = self._free_buffers.pop()
+            except IndexError:
+                time.sleep(0.0005)  # the rest are in gets still running
+                continue
+            buf.st.cache = None
+            retired.append(buf)
+        self._free_buffers.extend(retired)
 
     @property
     def closed(self) -> bool:
@@ -232,7 +258,7 @@ class SmartCache:
         expired). A stored ``None`` is returned as ``None``; pass a sentinel ``default`` to
         tell the two apart.
 
-        The value is copied once, by sz_cache_get_copy into this thread's reused buffer, and
+        The value is copied once, by sz_cache_get_buffered into a reused receive buffer, and
         decoded from there (pickle stops at its STOP opcode, so it reads the buffer in place).
         That measured faster than a pinned sz_cache_get handle, which costs four C calls plus
         string_at (see docs/BENCHMARKS-python.md)."""
@@ -240,25 +266,21 @@ class SmartCache:
             kb = key.encode() if type(key) is str else _key_bytes(key)
         except UnicodeEncodeError:
             kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
+        free = self._free_buffers
         try:
-            buf = self._tls.buf
-        except AttributeError:
-            buf = self._new_buffer(_TLS_BUFFER_INITIAL)
-        if buf.busy:  # re-entered from inside a decode (e.g. an unpickled __setstate__)
-            return self.get_pinned(key, default)
-        # busy doubles as this thread's in-flight mark for close(): it is set before the
-        # handle is read, so close() (which clears the handle, then waits for busy buffers)
-        # either sees this call or this call sees the cleared handle.
-        buf.busy = True
+            buf = free.pop()
+        except IndexError:
+            buf = self._new_buffer()
         try:
-            hv = self._hv
-            if hv is None:
+            # Checked although the library refuses a retired buffer anyway: without it, a
+            # thread calling get() in a loop would keep reusing its still-live buffer and
+            # close() would wait for it forever.
+            if self._h is None:
                 raise CacheClosedError("this SmartCache is closed; open a new one")
             n = len(kb)
-            rc = _fast_get_copy(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n),
-                                buf.addr, buf.capv, buf.lenref)
+            rc = _fast_get_buffered(buf.ref, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n))
             if rc == _OK:
-                n = buf.length.value
+                n = buf.st.len
                 raw = buf.raw
                 # Fast path: unpickle in place (a slice costs ~120 ns more). Only when the n
                 # bytes this get returned hold a whole pickle, tag first and STOP opcode last:
@@ -271,38 +293,37 @@ class SmartCache:
                 return self._codec.decode(buf.view[:n])
             if rc == _NOT_FOUND:
                 return default
-            if rc == _TOO_SMALL:
-                need = buf.length.value
-                if need <= _TLS_BUFFER_MAX:
-                    buf.busy = False
-                    buf = self._new_buffer(max(need, buf.cap * 2))
-                    buf.busy = True
-                    return self._get_retry(hv, kb, default)
-                return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
-            raise error_for(rc, last_error())
+            return self._get_uncommon(rc, buf, kb, default)
         finally:
-            buf.busy = False
+            free.append(buf)
 
-    def _new_buffer(self, cap: int) -> _Buffer:
-        buf = _Buffer(cap)
-        self._tls.buf = buf
-        self._buffers.add(buf)  # weak: a finished thread's buffer goes with its thread-local
+    def _new_buffer(self) -> _Buffer:
+        buf = _Buffer(_BUFFER_INITIAL)
+        self._all_buffers.append(buf)  # before reading the handle: see _retire_buffers
+        buf.st.cache = self._h
         return buf
 
-    def _get_retry(self, hv: Any, kb: bytes, default: Any) -> Any:
-        """get() again after growing this thread's buffer (the caller holds buf.busy)."""
-        buf = self._tls.buf
-        rc = _fast_get_copy(hv, kb, _c_size_t(len(kb)), buf.addr, buf.capv, buf.lenref)
-        if rc == _OK:
-            return self._codec.decode(buf.view[:buf.length.value])
-        if rc == _NOT_FOUND:
-            return default
-        if rc == _TOO_SMALL:  # overwritten by a bigger value meanwhile
-            return self._get_pinned(ctypes.cast(hv, _CachePtr), kb, default)
+    def _get_uncommon(self, rc: int, buf: _Buffer, kb: bytes, default: Any) -> Any:
+        """The rest of get() after neither a hit nor a miss: the cache is closed, the value
+        does not fit in buf, or an error."""
+        h = buf.st.cache
+        if not h:
+            raise CacheClosedError("this SmartCache is closed; open a new one")
+        if rc == _TOO_SMALL:
+            need = buf.st.len
+            if need <= _BUFFER_MAX:
+                buf.resize(max(need, 2 * len(buf.raw)))
+                rc = _fast_get_buffered(buf.ref, kb, _c_size_t(len(kb)))
+                if rc == _OK:
+                    return self._codec.decode(buf.view[:buf.st.len])
+                if rc == _NOT_FOUND:
+                    return default
+            if rc == _TOO_SMALL:  # too big to keep a buffer for, or overwritten meanwhile
+                return self._get_pinned(h, kb, default)
         raise error_for(rc, last_error())
 
     def _get_pinned(self, h: Any, kb: bytes, default: Any) -> Any:
-        """get() through a pinned handle: one copy (string_at), no per-thread buffer."""
+        """get() through a pinned handle: one copy (string_at), no receive buffer."""
         v = _ValuePtr()
         rc = _sz_get(h, kb, len(kb), ctypes.byref(v))
         if rc == _NOT_FOUND:

@@ -62,16 +62,15 @@ def test_struct_sizes_round_trip(cache: smartcache.SmartCache) -> None:
 
 
 def test_hot_path_arguments_follow_the_generated_prototypes() -> None:
-    """get()/set() call sz_cache_get_copy/sz_cache_set without argtypes (speed), passing
+    """get()/set() call sz_cache_get_buffered/sz_cache_set without argtypes (speed), passing
     ctypes objects; their types must be the ones the header declares."""
-    _, get_args, _ = _native.FUNCTIONS["sz_cache_get_copy"]
+    _, get_args, _ = _native.FUNCTIONS["sz_cache_get_buffered"]
     _, set_args, _ = _native.FUNCTIONS["sz_cache_set"]
-    assert get_args[2] is ctypes.c_size_t and get_args[4] is ctypes.c_size_t
-    assert get_args[5]._type_ is ctypes.c_size_t  # POINTER(c_size_t): byref(c_size_t)
-    assert get_args[1] is ctypes.c_void_p and get_args[3] is ctypes.c_void_p
+    assert get_args[0]._type_ is _native.sz_get_buffer  # byref(sz_get_buffer)
+    assert get_args[1] is ctypes.c_void_p and get_args[2] is ctypes.c_size_t
     assert set_args[2] is ctypes.c_size_t and set_args[4] is ctypes.c_size_t
     assert set_args[5] is ctypes.c_uint64
-    assert cache_mod._fast_get_copy.restype is ctypes.c_int
+    assert cache_mod._fast_get_buffered.restype is ctypes.c_int
     assert cache_mod._fast_set.restype is ctypes.c_int
     assert all(type(v) is ctypes.c_size_t and v.value == i
                for i, v in enumerate(cache_mod._SMALL_LEN))

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import List
 
+import pytest
+
 from smartcache import CacheClosedError, SmartCache, SmartCacheConfig
 
 
@@ -86,3 +88,36 @@ def test_close_while_other_threads_are_calling() -> None:
     for t in threads:
         t.join(5)
     assert outcomes == ["closed"] * 4
+
+
+def test_close_while_other_threads_only_read() -> None:
+    """Readers racing close() see values or CacheClosedError, never a freed cache: close
+    waits for gets holding a receive buffer, and buffers taken afterwards are refused."""
+    cache = SmartCache()
+    for n in range(4):
+        cache.set(f"k{n}", {"n": n, "pad": "x" * n * 1000})
+    started = threading.Barrier(5)
+    outcomes: List[str] = []
+
+    def reader(n: int) -> None:
+        started.wait()
+        try:
+            while True:
+                for m in range(4):
+                    assert cache.get(f"k{m}") == {"n": m, "pad": "x" * m * 1000}
+        except CacheClosedError:
+            outcomes.append("closed")
+        except BaseException as e:  # pragma: no cover
+            outcomes.append(repr(e))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.1)
+    cache.close()
+    for t in threads:
+        t.join(5)
+    assert outcomes == ["closed"] * 4
+    with pytest.raises(CacheClosedError):
+        cache.get("k0")
