@@ -1,6 +1,7 @@
 /* Every function of the C ABI, with good and bad input. */
 #include "check.h"
 #include <stdint.h>
+#include <unistd.h>
 
 static int produce(void *user, const void *key, size_t key_len, sz_sink *sink) {
     int *calls = user;
@@ -301,7 +302,7 @@ static void test_get_buffered(void) {
     CHECK_RC(sz_cache_set(c, "empty", 5, NULL, 0, 0), SZ_OK);
 
     uint8_t buf[16];
-    sz_get_buffer gb = {c, buf, sizeof buf, 0};
+    sz_get_buffer gb = {.cache = c, .data = buf, .cap = sizeof buf};
     CHECK_RC(sz_cache_get_buffered(&gb, key, sizeof key), SZ_OK);
     CHECK(gb.len == 5 && memcmp(buf, "value", 5) == 0);
     CHECK_RC(sz_cache_get_buffered(&gb, "zz", 2), SZ_NOT_FOUND);
@@ -309,28 +310,87 @@ static void test_get_buffered(void) {
     CHECK(gb.len == 0);
 
     /* Too small: the length needed, the buffer untouched; then the same struct, grown. */
-    sz_get_buffer small = {c, buf, 2, 0};
+    sz_get_buffer small = {.cache = c, .data = buf, .cap = 2};
     memset(buf, 'x', sizeof buf);
     CHECK_RC(sz_cache_get_buffered(&small, key, sizeof key), SZ_ERR_BUFFER_TOO_SMALL);
     CHECK(small.len == 5 && buf[0] == 'x');
     small.cap = sizeof buf;
     CHECK_RC(sz_cache_get_buffered(&small, key, sizeof key), SZ_OK);
     CHECK(small.len == 5 && memcmp(buf, "value", 5) == 0);
-    sz_get_buffer none = {c, NULL, 0, 0};
+    sz_get_buffer none = {.cache = c};
     CHECK_RC(sz_cache_get_buffered(&none, key, sizeof key), SZ_ERR_BUFFER_TOO_SMALL);
     CHECK(none.len == 5);
+
+    /* The tail stays zeroed: a shorter value clears what a longer one left behind. */
+    uint8_t tail[32] = {0};
+    sz_get_buffer tb = {.cache = c, .data = tail, .cap = sizeof tail};
+    CHECK_RC(sz_cache_set(c, "long", 4, "0123456789", 10, 0), SZ_OK);
+    CHECK_RC(sz_cache_set(c, "short", 5, "ab", 2, 0), SZ_OK);
+    CHECK_RC(sz_cache_get_buffered(&tb, "long", 4), SZ_OK);
+    CHECK_RC(sz_cache_get_buffered(&tb, "short", 5), SZ_OK);
+    uint8_t zeros[sizeof tail] = {0};
+    CHECK(tb.len == 2 && memcmp(tail, "ab", 2) == 0 && memcmp(tail + 2, zeros, 30) == 0);
+    CHECK_RC(sz_cache_get_buffered(&tb, "long", 4), SZ_OK);
+    CHECK_RC(sz_cache_get_buffered(&tb, "empty", 5), SZ_OK);
+    CHECK(tb.len == 0 && memcmp(tail, zeros, sizeof tail) == 0);
 
     /* Bad input: every NULL is named, nothing crashes. */
     CHECK_RC(sz_cache_get_buffered(NULL, key, sizeof key), SZ_ERR_INVALID);
     CHECK(strstr(sz_last_error(), "get buffer") != NULL);
-    sz_get_buffer closed = {NULL, buf, sizeof buf, 0};
+    sz_get_buffer closed = {.data = buf, .cap = sizeof buf};
     CHECK_RC(sz_cache_get_buffered(&closed, key, sizeof key), SZ_ERR_INVALID);
     CHECK(strstr(sz_last_error(), "cache is NULL") != NULL);
-    sz_get_buffer nodata = {c, NULL, 8, 0};
+    sz_get_buffer nodata = {.cache = c, .cap = 8};
     CHECK_RC(sz_cache_get_buffered(&nodata, key, sizeof key), SZ_ERR_INVALID);
     CHECK_RC(sz_cache_get_buffered(&gb, NULL, 3), SZ_ERR_INVALID);
     CHECK_RC(sz_cache_get_buffered(&gb, "", 0), SZ_ERR_INVALID);
     sz_cache_close(c);
+}
+
+/* Counts the hook calls of sz_get_buffer and checks they pair up. */
+static int releases, reacquires;
+static int lock_token;
+
+static void *count_release(void) {
+    releases++;
+    return &lock_token;
+}
+
+static void count_reacquire(void *token) {
+    CHECK(token == &lock_token);
+    reacquires++;
+}
+
+/* release / reacquire run only when a get leaves the memory tier, once each. */
+static void test_get_buffered_hooks(void) {
+    uint8_t buf[64];
+    sz_cache *mem = open_with(NULL);
+    sz_get_buffer gb = {.cache = mem, .data = buf, .cap = sizeof buf, .release = count_release,
+                       .reacquire = count_reacquire};
+    CHECK_RC(sz_cache_set(mem, "k", 1, "v", 1, 0), SZ_OK);
+    CHECK_RC(sz_cache_get_buffered(&gb, "k", 1), SZ_OK);
+    CHECK_RC(sz_cache_get_buffered(&gb, "absent", 6), SZ_NOT_FOUND);
+    CHECK(releases == 0 && reacquires == 0); /* no tier below memory: nothing may block */
+    sz_get_buffer half = {.cache = mem, .data = buf, .cap = sizeof buf, .release = count_release};
+    CHECK_RC(sz_cache_get_buffered(&half, "k", 1), SZ_ERR_INVALID);
+    sz_cache_close(mem);
+
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sc-c-hooks-%d", (int)getpid());
+    const char *const disk[] = {"disk_enabled", "true", "disk_path", path, NULL};
+    sz_cache *writer = open_with(disk);
+    CHECK_RC(sz_cache_set(writer, "on-disk", 7, "from L3", 7, 0), SZ_OK);
+    sz_cache *reader = open_with(disk); /* its memory tier is empty */
+    gb.cache = reader;
+    CHECK_RC(sz_cache_get_buffered(&gb, "on-disk", 7), SZ_OK);
+    CHECK(gb.len == 7 && memcmp(buf, "from L3", 7) == 0);
+    CHECK(releases == 1 && reacquires == 1);
+    CHECK_RC(sz_cache_get_buffered(&gb, "on-disk", 7), SZ_OK); /* promoted: a memory hit */
+    CHECK_RC(sz_cache_get_buffered(&gb, "nowhere", 7), SZ_NOT_FOUND);
+    CHECK(releases == 2 && reacquires == 2);
+    sz_cache_close(reader);
+    sz_cache_close(writer);
+    unlink(path);
 }
 
 int main(void) {
@@ -339,6 +399,7 @@ int main(void) {
     test_open_close();
     test_crud();
     test_get_buffered();
+    test_get_buffered_hooks();
     test_bad_input();
     test_get_or_compute();
     test_stats_health_json();

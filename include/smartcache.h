@@ -105,8 +105,31 @@ typedef struct sz_sink sz_sink;
 typedef struct sz_value sz_value;
 
 /**
+ * Lets go of a lock the caller holds around a call (Python's GIL: PyEval_SaveThread) and
+ * returns a token for the matching sz_reacquire_fn.
+ */
+typedef void *(*sz_release_fn)(void);
+
+/**
+ * Takes the caller's lock back (Python's GIL: PyEval_RestoreThread) with the token its
+ * sz_release_fn returned.
+ */
+typedef void (*sz_reacquire_fn)(void *token);
+
+/**
  * A receive buffer bound to one cache, for sz_cache_get_buffered. The caller owns it and its
- * memory, fills in the first three fields once and reuses it for many gets (one per thread).
+ * memory, fills in the fields once and reuses it for many gets (one thread at a time).
+ *
+ * After SZ_OK the bytes from the value's end up to the previous value's end (`len` on entry,
+ * at most `cap`) are zeroed. So a buffer that starts zeroed holds zeros after its value, always:
+ * a value shorter than `cap` is NUL-terminated, and a decoder that reads past a value's end
+ * finds zeros, never the bytes of an earlier value.
+ *
+ * `release` and `reacquire` are optional (both NULL, or both set): when set, the get calls
+ * `release` once before it does anything that may block (a memory-tier miss asking Redis or
+ * the disk tier), and `reacquire` with its token before it returns; a memory hit calls
+ * neither. They are for callers that hold a global lock across the call, like Python's GIL,
+ * and want it released only around network and disk work.
  */
 typedef struct {
   /**
@@ -122,6 +145,14 @@ typedef struct {
    * Out: the value's length after SZ_OK; the length needed after SZ_ERR_BUFFER_TOO_SMALL.
    */
   size_t len;
+  /**
+   * Optional: lets go of the caller's lock before blocking work (see above).
+   */
+  sz_release_fn release;
+  /**
+   * Optional: takes the caller's lock back (see above).
+   */
+  sz_reacquire_fn reacquire;
 } sz_get_buffer;
 
 /**
@@ -339,16 +370,18 @@ int sz_cache_get_copy(sz_cache *c,
 /**
  * sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same
  * lookup, copy and results, in three arguments instead of six. It exists for bindings whose
- * foreign calls cost per argument: Python's ctypes spends ~45 ns converting each one, more
- * than a memory-tier lookup takes.
+ * foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more
+ * than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep
+ * a global lock across memory hits.
  *
  * Returns SZ_OK (value in b->data, length in b->len); SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL,
  * with b->len set to the length needed and b->data untouched; SZ_ERR_INVALID (NULL `b`,
- * b->cache or key); SZ_ERR_TOO_LARGE (key).
+ * b->cache or key, or only one of release / reacquire); SZ_ERR_TOO_LARGE (key).
  *
  * # Safety
- * `b` is NULL or points to a sz_get_buffer whose cache is NULL or from sz_cache_open and whose
- * data is NULL or valid for cap bytes; `key` is NULL or valid for `key_len` bytes.
+ * `b` is NULL or points to a sz_get_buffer whose cache is NULL or from sz_cache_open, whose
+ * data is NULL or valid for cap bytes, and whose release / reacquire, when set, may be called
+ * from this thread; `key` is NULL or valid for `key_len` bytes.
  */
 int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
 

@@ -302,6 +302,28 @@ def comment(doc: str, indent: str = "") -> list[str]:
     return [f"{indent}# {line}".rstrip() for line in doc.splitlines()] if doc else []
 
 
+def render_struct(o: list[str], s: Struct) -> None:
+    o.append("")
+    o.append("")
+    o.append(f"class {s.name}(ctypes.Structure):")
+    doc = s.doc.replace('"""', "'''") or s.name
+    if "\n" in doc:
+        body = "\n".join(("    " + line).rstrip() for line in doc.splitlines()[1:])
+        o.append(f'    """{doc.splitlines()[0]}\n{body}\n    """')
+    else:
+        o.append(f'    """{doc}"""')
+    if s.opaque:
+        o.append("")
+        o.append("    # Opaque: only ever handled through POINTER(" + s.name + ").")
+        return
+    o.append("")
+    o.append("    _fields_ = [")
+    for f in s.fields:
+        o.extend(comment(f.doc, "        "))
+        o.append(f"        ({f.name!r}, {f.ctype}),")
+    o.append("    ]")
+
+
 def render(p: Parser, header_bytes: bytes, header_rel: str) -> str:
     digest = hashlib.sha256(header_bytes).hexdigest()
     o: list[str] = []
@@ -335,26 +357,10 @@ def render(p: Parser, header_bytes: bytes, header_rel: str) -> str:
     o.append("}")
     o.append("")
     o.append("# --- types ---")
-    for s in p.structs:
-        o.append("")
-        o.append("")
-        o.append(f"class {s.name}(ctypes.Structure):")
-        doc = s.doc.replace('"""', "'''") or s.name
-        if "\n" in doc:
-            body = "\n".join(("    " + line).rstrip() for line in doc.splitlines()[1:])
-            o.append(f'    """{doc.splitlines()[0]}\n{body}\n    """')
-        else:
-            o.append(f'    """{doc}"""')
-        if s.opaque:
-            o.append("")
-            o.append("    # Opaque: only ever handled through POINTER(" + s.name + ").")
-            continue
-        o.append("")
-        o.append("    _fields_ = [")
-        for f in s.fields:
-            o.extend(comment(f.doc, "        "))
-            o.append(f"        ({f.name!r}, {f.ctype}),")
-        o.append("    ]")
+    # Opaque handles first, then callback types (their parameters are handle pointers), then
+    # the structs (their fields may be callbacks).
+    for s in [s for s in p.structs if s.opaque]:
+        render_struct(o, s)
     o.append("")
     o.append("")
     for cb in p.callbacks:
@@ -363,6 +369,10 @@ def render(p: Parser, header_bytes: bytes, header_rel: str) -> str:
         o.append(f"{cb.name} = ctypes.CFUNCTYPE({args})")
         o.append(f"{cb.name.upper()}_PARAMS = {tuple(n for n, _ in cb.params)!r}")
         o.append("")
+    for s in [s for s in p.structs if not s.opaque]:
+        render_struct(o, s)
+    o.append("")
+    o.append("")
     o.append("# --- functions: name -> (restype, argtypes, parameter names) ---")
     o.append("FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {")
     for f in p.functions:

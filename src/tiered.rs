@@ -151,16 +151,41 @@ impl Cache {
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
     /// Err(BufferTooSmall(len)) says how much is needed.
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
+        self.get_copy_yielding(key, buf, || ())
+    }
+
+    /// `get_copy` that calls `before_blocking` before the first step that may block (asking
+    /// Redis or the disk tier, or deleting an undecodable value from them) and keeps what it
+    /// returns until the end of the call. A memory hit never calls it. The C ABI passes a
+    /// caller's "let go of my global lock" here (Python's GIL), so that lock is held across a
+    /// memory hit and released only around network and disk work.
+    pub fn get_copy_yielding<G>(
+        &self,
+        key: &[u8],
+        buf: &mut [u8],
+        before_blocking: impl FnOnce() -> G,
+    ) -> Result<Option<usize>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
         let limit = inner.config.max_value_size;
+        let mut yielded = None;
+        let mut before_blocking = Some(before_blocking);
+        let mut block = || {
+            if let Some(f) = before_blocking.take().filter(|_| inner.has_lower_tiers()) {
+                yielded = Some(f());
+            }
+        };
         let copied = match inner.l1.get_with(key, |b| copy_into(b, buf, limit)) {
             Some(r) => Some(r),
-            None => inner.get_lower(key).map(|b| copy_into(&b, buf, limit)),
+            None => {
+                block();
+                inner.get_lower(key).map(|b| copy_into(&b, buf, limit))
+            }
         };
         match copied {
             Some(Err(Error::Internal(why))) => {
                 // A compressed value that does not decode: a miss, counted, and dropped.
+                block();
                 inner.undecodable(key, &why);
                 Ok(None)
             }
@@ -418,6 +443,10 @@ impl Inner {
             )));
         }
         Ok(())
+    }
+
+    fn has_lower_tiers(&self) -> bool {
+        self.l2.is_some() || self.l3.is_some()
     }
 
     /// L1 missed: ask L2, then L3, and copy a hit into the tiers above it for what is left of

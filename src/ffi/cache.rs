@@ -200,12 +200,31 @@ pub unsafe extern "C" fn sz_cache_get_copy(
                 receive_buffer(buf.cast(), buf_cap)?,
             )
         };
-        copy_value(cache, k, dst, len_out)
+        copied_status(cache.inner.get_copy(k, dst), len_out)
     })
 }
 
+/// Lets go of a lock the caller holds around a call (Python's GIL: PyEval_SaveThread) and
+/// returns a token for the matching sz_reacquire_fn.
+pub type sz_release_fn = Option<unsafe extern "C" fn() -> *mut c_void>;
+
+/// Takes the caller's lock back (Python's GIL: PyEval_RestoreThread) with the token its
+/// sz_release_fn returned.
+pub type sz_reacquire_fn = Option<unsafe extern "C" fn(token: *mut c_void)>;
+
 /// A receive buffer bound to one cache, for sz_cache_get_buffered. The caller owns it and its
-/// memory, fills in the first three fields once and reuses it for many gets (one per thread).
+/// memory, fills in the fields once and reuses it for many gets (one thread at a time).
+///
+/// After SZ_OK the bytes from the value's end up to the previous value's end (`len` on entry,
+/// at most `cap`) are zeroed. So a buffer that starts zeroed holds zeros after its value, always:
+/// a value shorter than `cap` is NUL-terminated, and a decoder that reads past a value's end
+/// finds zeros, never the bytes of an earlier value.
+///
+/// `release` and `reacquire` are optional (both NULL, or both set): when set, the get calls
+/// `release` once before it does anything that may block (a memory-tier miss asking Redis or
+/// the disk tier), and `reacquire` with its token before it returns; a memory hit calls
+/// neither. They are for callers that hold a global lock across the call, like Python's GIL,
+/// and want it released only around network and disk work.
 #[repr(C)]
 pub struct sz_get_buffer {
     /// The cache to read from, from sz_cache_open.
@@ -215,20 +234,26 @@ pub struct sz_get_buffer {
     pub cap: usize,
     /// Out: the value's length after SZ_OK; the length needed after SZ_ERR_BUFFER_TOO_SMALL.
     pub len: usize,
+    /// Optional: lets go of the caller's lock before blocking work (see above).
+    pub release: sz_release_fn,
+    /// Optional: takes the caller's lock back (see above).
+    pub reacquire: sz_reacquire_fn,
 }
 
 /// sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same
 /// lookup, copy and results, in three arguments instead of six. It exists for bindings whose
-/// foreign calls cost per argument: Python's ctypes spends ~45 ns converting each one, more
-/// than a memory-tier lookup takes.
+/// foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more
+/// than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep
+/// a global lock across memory hits.
 ///
 /// Returns SZ_OK (value in b->data, length in b->len); SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL,
 /// with b->len set to the length needed and b->data untouched; SZ_ERR_INVALID (NULL `b`,
-/// b->cache or key); SZ_ERR_TOO_LARGE (key).
+/// b->cache or key, or only one of release / reacquire); SZ_ERR_TOO_LARGE (key).
 ///
 /// # Safety
-/// `b` is NULL or points to a sz_get_buffer whose cache is NULL or from sz_cache_open and whose
-/// data is NULL or valid for cap bytes; `key` is NULL or valid for `key_len` bytes.
+/// `b` is NULL or points to a sz_get_buffer whose cache is NULL or from sz_cache_open, whose
+/// data is NULL or valid for cap bytes, and whose release / reacquire, when set, may be called
+/// from this thread; `key` is NULL or valid for `key_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_get_buffered(
     b: *mut sz_get_buffer,
@@ -246,8 +271,41 @@ pub unsafe extern "C" fn sz_cache_get_buffered(
                 receive_buffer(b.data, b.cap)?,
             )
         };
-        copy_value(cache, k, dst, &mut b.len)
+        let before_blocking = match (b.release, b.reacquire) {
+            (Some(release), Some(reacquire)) => Some(move || {
+                // SAFETY: the caller allows both hooks on this thread; the guard hands the
+                // token back exactly once, also when a panic unwinds through the get.
+                LockReleased(reacquire, unsafe { release() })
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::invalid(
+                    "set both of release and reacquire, or neither",
+                ))
+            }
+        };
+        let previous = b.len.min(dst.len());
+        let copied = match before_blocking {
+            Some(f) => cache.inner.get_copy_yielding(k, dst, f),
+            None => cache.inner.get_copy(k, dst),
+        };
+        if let Ok(Some(n)) = copied {
+            if previous > n {
+                dst[n..previous].fill(0); // the buffer's tail stays zeroed, see sz_get_buffer
+            }
+        }
+        copied_status(copied, &mut b.len)
     })
+}
+
+/// The token of a released caller lock: dropping it takes the lock back.
+struct LockReleased(unsafe extern "C" fn(*mut c_void), *mut c_void);
+
+impl Drop for LockReleased {
+    fn drop(&mut self) {
+        // SAFETY: the token comes from the matching release hook and is handed back once.
+        unsafe { (self.0)(self.1) }
+    }
 }
 
 /// Borrows a caller's receive buffer of `cap` bytes; NULL is allowed only for cap == 0.
@@ -265,15 +323,13 @@ unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], E
     }
 }
 
-/// The copying get behind sz_cache_get_copy and sz_cache_get_buffered: the value's length goes
-/// to `len_out` on a hit, and so does the length needed when `dst` is too small.
-fn copy_value(
-    cache: &sz_cache,
-    key: &[u8],
-    dst: &mut [u8],
+/// The status of a copying get (sz_cache_get_copy, sz_cache_get_buffered): the value's length
+/// goes to `len_out` on a hit, and so does the length needed when the buffer was too small.
+fn copied_status(
+    copied: Result<Option<usize>, Error>,
     len_out: &mut usize,
 ) -> Result<c_int, Error> {
-    match cache.inner.get_copy(key, dst) {
+    match copied {
         Ok(Some(n)) => {
             *len_out = n;
             Ok(SZ_OK)

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "4cb8acf36ed5d5e094c8084ec8736b28935e625f2cceb5e73f0593b57bbae6de"
+HEADER_SHA256 = "8e7ea38dc60aeff65fb86f5ca0933696ca8c2edc55bd0127bbc205f73f7557f4"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -82,9 +82,38 @@ class sz_value(ctypes.Structure):
     # Opaque: only ever handled through POINTER(sz_value).
 
 
+# Lets go of a lock the caller holds around a call (Python's GIL: PyEval_SaveThread) and
+# returns a token for the matching sz_reacquire_fn.
+sz_release_fn = ctypes.CFUNCTYPE(ctypes.c_void_p)
+SZ_RELEASE_FN_PARAMS = ()
+
+# Takes the caller's lock back (Python's GIL: PyEval_RestoreThread) with the token its
+# sz_release_fn returned.
+sz_reacquire_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+SZ_REACQUIRE_FN_PARAMS = ('token',)
+
+# Produces the value of a missing key for sz_cache_get_or_compute: append the bytes with
+# sz_sink_write and return SZ_OK to store them; any other return stores nothing and fails the
+# call (and the calls waiting on it) with SZ_ERR_BACKEND.
+sz_compute_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, POINTER(sz_sink))
+SZ_COMPUTE_FN_PARAMS = ('user_data', 'key', 'key_len', 'sink')
+
+
+
 class sz_get_buffer(ctypes.Structure):
     """A receive buffer bound to one cache, for sz_cache_get_buffered. The caller owns it and its
-    memory, fills in the first three fields once and reuses it for many gets (one per thread).
+    memory, fills in the fields once and reuses it for many gets (one thread at a time).
+
+    After SZ_OK the bytes from the value's end up to the previous value's end (`len` on entry,
+    at most `cap`) are zeroed. So a buffer that starts zeroed holds zeros after its value, always:
+    a value shorter than `cap` is NUL-terminated, and a decoder that reads past a value's end
+    finds zeros, never the bytes of an earlier value.
+
+    `release` and `reacquire` are optional (both NULL, or both set): when set, the get calls
+    `release` once before it does anything that may block (a memory-tier miss asking Redis or
+    the disk tier), and `reacquire` with its token before it returns; a memory hit calls
+    neither. They are for callers that hold a global lock across the call, like Python's GIL,
+    and want it released only around network and disk work.
     """
 
     _fields_ = [
@@ -95,6 +124,10 @@ class sz_get_buffer(ctypes.Structure):
         ('cap', ctypes.c_size_t),
         # Out: the value's length after SZ_OK; the length needed after SZ_ERR_BUFFER_TOO_SMALL.
         ('len', ctypes.c_size_t),
+        # Optional: lets go of the caller's lock before blocking work (see above).
+        ('release', sz_release_fn),
+        # Optional: takes the caller's lock back (see above).
+        ('reacquire', sz_reacquire_fn),
     ]
 
 
@@ -192,12 +225,6 @@ class sz_health(ctypes.Structure):
     ]
 
 
-# Produces the value of a missing key for sz_cache_get_or_compute: append the bytes with
-# sz_sink_write and return SZ_OK to store them; any other return stores nothing and fails the
-# call (and the calls waiting on it) with SZ_ERR_BACKEND.
-sz_compute_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, POINTER(sz_sink))
-SZ_COMPUTE_FN_PARAMS = ('user_data', 'key', 'key_len', 'sink')
-
 # --- functions: name -> (restype, argtypes, parameter names) ---
 FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     # Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right after). On success *out is the handle; close it with sz_cache_close.
@@ -210,7 +237,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'key', 'key_len', 'out')),
     # Copies the value of `key` into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) and sets *val_len to its length.
     'sz_cache_get_copy': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'val_len')),
-    # sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same lookup, copy and results, in three arguments instead of six. It exists for bindings whose foreign calls cost per argument: Python's ctypes spends ~45 ns converting each one, more than a memory-tier lookup takes.
+    # sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same lookup, copy and results, in three arguments instead of six. It exists for bindings whose foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep a global lock across memory hits.
     'sz_cache_get_buffered': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
     # Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
     'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),

@@ -169,6 +169,22 @@ def test_foreign_values_are_reported_not_misread(cache: SmartCache) -> None:
         cache.get("c")
 
 
+def test_truncated_foreign_pickle_never_reads_an_earlier_value(cache: SmartCache) -> None:
+    """get() unpickles its receive buffer in place, past the value's end: the bytes there
+    must never be an earlier value's. A foreign writer's truncated copy of a pickle that was
+    just read through the same buffer is an error, not the earlier object."""
+    from smartcache.cache import _c_size_t, _c_uint64, _fast_set
+    whole = {"text": "s" * 300, "numbers": list(range(200))}
+    cache.set("whole", whole)
+    assert cache.get("whole") == whole  # the buffer now holds its pickle
+    data = pickle.dumps(whole, protocol=5)
+    for cut in (2, 20, len(data) // 2, len(data) - 1):  # inside opcodes and their arguments
+        _fast_set(cache._hv, b"cut", _c_size_t(3), data[:cut], _c_size_t(cut), _c_uint64(0))
+        with pytest.raises(SerializationError):
+            cache.get("cut")
+        assert cache.get("whole") == whole
+
+
 def test_delete_exists_clear(cache: SmartCache) -> None:
     for i in range(10):
         cache.set(f"k{i}", i)

@@ -121,3 +121,45 @@ def test_close_while_other_threads_only_read() -> None:
     assert outcomes == ["closed"] * 4
     with pytest.raises(CacheClosedError):
         cache.get("k0")
+
+
+def test_other_threads_run_while_a_get_waits_for_redis() -> None:
+    """A get runs memory hits under the GIL but lets go of it before asking Redis: against a
+    server that accepts connections and never answers, other threads keep running for the
+    whole redis_timeout_ms wait."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes connections; nobody ever reads or replies
+    port = silent.getsockname()[1]
+    cache = SmartCache(SmartCacheConfig(redis_enabled=True, redis_timeout_ms=300,
+                                        redis_url=f"redis://127.0.0.1:{port}/0"))
+    spins = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal spins
+        while not stop.is_set():
+            spins += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        # Spins in 50 ms: a GIL held through the 300 ms wait would allow about one switch
+        # interval's worth (5 ms) before and after it.
+        before = spins
+        time.sleep(0.05)
+        per_50ms = spins - before
+        before, t0 = spins, time.perf_counter()
+        assert cache.get("never-stored") is None
+        waited = time.perf_counter() - t0
+        during = spins - before
+    finally:
+        stop.set()
+        spinner.join()
+        cache.close()
+        silent.close()
+    assert waited >= 0.25, waited  # it really waited for Redis
+    assert during >= 2 * per_50ms, (during, per_50ms)
