@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union, cast
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union, cast
 
 from . import _native
 from ._lib import last_error, lib
@@ -78,6 +78,7 @@ _loads = pickle.loads
 _TAG_PICKLE = TAG_PICKLE
 _string_at = ctypes.string_at
 _ValuePtr = ctypes.POINTER(_native.sz_value)
+_VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
 _CachePtr = ctypes.POINTER(_native.sz_cache)
 
 
@@ -386,6 +387,52 @@ class SmartCache:
         finally:
             self._inflight.pop()
 
+    def get_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
+        """The values of many keys in one library call: memory first, then the keys still
+        missing from Redis in one round trip (MGET), then the disk tier. Returns a dict of
+        the keys found (as given) to their values; missing keys are left out, like Django's
+        ``cache.get_many``."""
+        keys = list(keys)
+        kbs = [_key_bytes(k) for k in keys]
+        if not kbs:
+            return {}
+        n = len(kbs)
+        key_ptrs = (ctypes.c_char_p * n)(*kbs)
+        key_lens = (ctypes.c_size_t * n)(*map(len, kbs))
+        out = (_ValuePtr * n)()
+        self._call(lib.sz_cache_get_many, ctypes.cast(key_ptrs, _VoidPtrArray), key_lens,
+                   n, out)
+        # Copy every value out and unpin it before decoding, so a decode error cannot leak a
+        # pin: one copy per value (string_at), decoded from there.
+        found: List[Tuple[Key, bytes]] = []
+        try:
+            for key, v in zip(keys, out):
+                if v:
+                    found.append((key, _string_at(_sz_value_data(v), _sz_value_len(v))))
+        finally:
+            for v in out:
+                if v:
+                    _sz_value_release(v)
+        return {key: self._codec.decode(memoryview(data)) for key, data in found}
+
+    def set_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        """Stores every item of ``mapping`` in every enabled tier, all for ``ttl`` seconds
+        (None = each tier's default), in one library call: Redis receives them pipelined in
+        one round trip. Every key and value is encoded and checked before anything is
+        stored, so a bad one stores nothing."""
+        items = list(mapping.items())
+        kbs = [_key_bytes(k) for k, _ in items]
+        ms = 0 if ttl is None else _ttl_ms(ttl)
+        data = [self._codec.encode(v) for _, v in items]
+        if not items:
+            return
+        n = len(items)
+        self._call(lib.sz_cache_set_many,
+                   ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
+                   (ctypes.c_size_t * n)(*map(len, kbs)),
+                   ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
+                   (ctypes.c_size_t * n)(*map(len, data)), n, ms)
+
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
         return self._found(_sz_delete, key)
@@ -438,20 +485,7 @@ class SmartCache:
     # -- observability --------------------------------------------------------------------
     def get_stats(self) -> CacheStats:
         """Counters and per-tier details, from one library snapshot (sz_cache_stats_json)."""
-        self._inflight.append(None)
-        h = self._h
-        if h is None:
-            raise self._closed()
-        try:
-            p = lib.sz_cache_stats_json(h)
-            if not p:
-                raise error_for(_native.SZ_ERR_INTERNAL, last_error() or "sz_cache_stats_json failed")
-            try:
-                doc = json.loads(ctypes.string_at(p).decode("utf-8"))
-            finally:
-                lib.sz_string_free(p)
-        finally:
-            self._inflight.pop()
+        doc = json.loads(self._library_string(lib.sz_cache_stats_json, "sz_cache_stats_json"))
         mem_bytes = int(doc.get("memory_usage_bytes", 0))
         return CacheStats(
             hits=int(doc["hits"]),
@@ -472,6 +506,28 @@ class SmartCache:
             uptime_ms=int(doc.get("uptime_ms", 0)),
             tier_stats={name: dict(t) for name, t in doc.get("tiers", {}).items()},
         )
+
+    def stats_prometheus(self) -> str:
+        """The stats in the Prometheus text exposition format (0.0.4), ready to serve as a
+        /metrics endpoint's body (content type ``text/plain; version=0.0.4``)."""
+        return self._library_string(lib.sz_cache_stats_prometheus, "sz_cache_stats_prometheus")
+
+    def _library_string(self, fn: Any, name: str) -> str:
+        """The text of a string the library returns for this cache (and frees)."""
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        try:
+            p = fn(h)
+            if not p:
+                raise error_for(_native.SZ_ERR_INTERNAL, last_error() or f"{name} failed")
+            try:
+                return ctypes.string_at(p).decode("utf-8")
+            finally:
+                lib.sz_string_free(p)
+        finally:
+            self._inflight.pop()
 
     def raw_stats(self) -> _native.sz_stats:
         """The ``sz_stats`` struct exactly as the library fills it (no JSON parsing)."""
