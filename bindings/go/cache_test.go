@@ -394,6 +394,9 @@ func TestUseAfterClose(t *testing.T) {
 	_, errs["Stats"] = c.Stats()
 	_, errs["Health"] = c.Health()
 	_, errs["StatsJSON"] = c.StatsJSON()
+	_, errs["StatsPrometheus"] = c.StatsPrometheus()
+	_, errs["GetMany"] = c.GetMany([][]byte{k})
+	errs["SetMany"] = c.SetMany([][]byte{k}, [][]byte{k}, 0)
 	_, errs["GetOrCompute"] = c.GetOrCompute(k, 0, func() ([]byte, error) {
 		t.Error("compute ran on a closed cache")
 		return nil, nil

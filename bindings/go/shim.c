@@ -121,13 +121,87 @@ sc_status sc_health(uintptr_t c, sz_health *out) {
   return status_of(sz_cache_health(CACHE(c), out));
 }
 
-sc_string sc_stats_json(uintptr_t c) {
-  sc_string r = {SZ_OK, NULL, sz_cache_stats_json(CACHE(c))};
-  if (!r.s) {
+/* A library-owned string (sz_cache_stats_json, sz_cache_stats_prometheus) as an sc_string,
+ * with the error copied here, on the thread of the call that returned NULL. */
+static sc_string library_string(char *s) {
+  sc_string r = {SZ_OK, NULL, s};
+  if (!s) {
     r.rc = SZ_ERR_INTERNAL; /* the library gives no code with a NULL string */
     r.err = last_error_copy();
   }
   return r;
+}
+
+sc_string sc_stats_json(uintptr_t c) { return library_string(sz_cache_stats_json(CACHE(c))); }
+
+sc_string sc_stats_prometheus(uintptr_t c) {
+  return library_string(sz_cache_stats_prometheus(CACHE(c)));
+}
+
+/* Points ptrs[i] at the i-th of n items packed back to back from base, lens[i] bytes each.
+ * An empty item gets &sc_empty_key, as in key_ptr: the library reports a NULL key as "key is
+ * NULL" rather than "key is empty" (an empty value may be either). The address is advanced as
+ * an integer, since base is 0 when every item is empty. */
+static void unpack(sc_goptr base, const size_t *lens, size_t n, const void **ptrs) {
+  uintptr_t p = base;
+  for (size_t i = 0; i < n; i++) {
+    ptrs[i] = lens[i] ? (const void *)p : (const void *)&sc_empty_key;
+    p += lens[i];
+  }
+}
+
+/* malloc(n * each), or NULL when that overflows or fails. */
+static void *alloc_arrays(size_t n, size_t each) {
+  if (n > SIZE_MAX / each) return NULL;
+  return malloc(n * each);
+}
+
+static sc_status no_memory(void) {
+  sc_status s = {SZ_ERR_NOMEM, strdup("cannot allocate the pointer arrays of a batch call")};
+  return s;
+}
+
+sc_status sc_get_many(uintptr_t c, sc_goptr keys, sc_goptr key_lens, size_t n, sc_goptr out) {
+  if (n == 0) return status_of(sz_cache_get_many(CACHE(c), NULL, NULL, 0, NULL));
+  const size_t *lens = (const size_t *)key_lens;
+  /* One block: the n key pointers, then the n value handles the library fills. */
+  char *mem = alloc_arrays(n, sizeof(const void *) + sizeof(sz_value *));
+  if (!mem) return no_memory();
+  const void **kp = (const void **)mem;
+  sz_value **vals = (sz_value **)(mem + n * sizeof(const void *));
+  unpack(keys, lens, n, kp);
+  sc_status s = status_of(sz_cache_get_many(CACHE(c), kp, lens, n, vals));
+  if (s.rc == SZ_OK) {
+    sc_found *f = (sc_found *)out;
+    for (size_t i = 0; i < n; i++) {
+      f[i].v = (uintptr_t)vals[i];
+      f[i].data = vals[i] ? sz_value_data(vals[i]) : NULL;
+      f[i].len = vals[i] ? sz_value_len(vals[i]) : 0;
+    }
+  }
+  free(mem);
+  return s;
+}
+
+void sc_release_found(sc_goptr found, size_t n) {
+  const sc_found *f = (const sc_found *)found;
+  for (size_t i = 0; i < n; i++)
+    if (f[i].v) sz_value_release((sz_value *)f[i].v);
+}
+
+sc_status sc_set_many(uintptr_t c, sc_goptr keys, sc_goptr key_lens, sc_goptr vals,
+                      sc_goptr val_lens, size_t n, uint64_t ttl_ms) {
+  if (n == 0) return status_of(sz_cache_set_many(CACHE(c), NULL, NULL, NULL, NULL, 0, ttl_ms));
+  const size_t *klens = (const size_t *)key_lens, *vlens = (const size_t *)val_lens;
+  /* One block: the n key pointers, then the n value pointers. */
+  const void **kp = alloc_arrays(n, 2 * sizeof(const void *));
+  if (!kp) return no_memory();
+  const void **vp = kp + n;
+  unpack(keys, klens, n, kp);
+  unpack(vals, vlens, n, vp);
+  sc_status s = status_of(sz_cache_set_many(CACHE(c), kp, klens, vp, vlens, n, ttl_ms));
+  free(kp);
+  return s;
 }
 
 /* The sz_compute_fn handed to the library: forwards to the exported Go function with the

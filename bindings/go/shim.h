@@ -85,6 +85,31 @@ sc_status sc_expire_now(uintptr_t c);
 sc_status sc_stats(uintptr_t c, sz_stats *out);
 sc_status sc_health(uintptr_t c, sz_health *out);
 sc_string sc_stats_json(uintptr_t c);
+sc_string sc_stats_prometheus(uintptr_t c);
+
+/* One key's result of sc_get_many: v is the pinned sz_value * (0 for a missing key), data and
+ * len its bytes (data is not to be read when len is 0). The Go side allocates the array and
+ * hands it over as an sc_goptr; it holds no Go pointers, only a handle and C memory. */
+typedef struct {
+  uintptr_t v; /* sz_value * */
+  const uint8_t *data;
+  size_t len;
+} sc_found;
+
+/* The *_many calls take arrays of pointers, which Go cannot hand to C (a Go slice of pointers
+ * is Go memory holding Go pointers). So the Go side packs the n items back to back in one byte
+ * slice (keys, vals: sc_goptr, 0 when every item is empty) with their lengths in a size_t
+ * array (key_lens, val_lens), and these helpers build the pointer arrays in malloc'd memory,
+ * freed before they return. */
+
+/* sz_cache_get_many; on SZ_OK, fills out[0..n) (an sc_found array) with a pinned handle per
+ * found key. Release them with sc_release_found. */
+sc_status sc_get_many(uintptr_t c, sc_goptr keys, sc_goptr key_lens, size_t n, sc_goptr out);
+/* Releases every handle of an sc_found array of n elements (0 entries are skipped). */
+void sc_release_found(sc_goptr found, size_t n);
+/* sz_cache_set_many. */
+sc_status sc_set_many(uintptr_t c, sc_goptr keys, sc_goptr key_lens, sc_goptr vals,
+                      sc_goptr val_lens, size_t n, uint64_t ttl_ms);
 sc_pinned sc_get_or_compute(uintptr_t c, sc_goptr key, size_t key_len, uint64_t ttl_ms,
                             uintptr_t handle);
 

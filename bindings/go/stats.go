@@ -99,15 +99,30 @@ func (c *Cache) Stats() (Stats, error) {
 // StatsJSON returns the stats and per-tier details as one JSON object (sz_cache_stats_json),
 // the form to hand to a monitoring endpoint.
 func (c *Cache) StatsJSON() (string, error) {
+	return c.libraryString("StatsJSON", func(h C.uintptr_t) C.sc_string { return C.sc_stats_json(h) })
+}
+
+// StatsPrometheus returns the same snapshot as StatsJSON in the Prometheus text exposition
+// format, version 0.0.4 (sz_cache_stats_prometheus): metrics prefixed smartcache_, ready to
+// serve as is on a /metrics endpoint (Content-Type "text/plain; version=0.0.4").
+func (c *Cache) StatsPrometheus() (string, error) {
+	return c.libraryString("StatsPrometheus", func(h C.uintptr_t) C.sc_string {
+		return C.sc_stats_prometheus(h)
+	})
+}
+
+// libraryString calls get, a shim helper returning a library-owned string, on the cache's
+// handle, and returns a Go copy of the string, which it frees (sz_string_free).
+func (c *Cache) libraryString(op string, get func(C.uintptr_t) C.sc_string) (string, error) {
 	c.mu.RLock()
 	if c.h == 0 {
 		c.mu.RUnlock()
-		return "", closedError("StatsJSON")
+		return "", closedError(op)
 	}
-	r := C.sc_stats_json(c.h)
+	r := get(c.h)
 	c.mu.RUnlock()
 	if r.s == nil {
-		return "", codeError("StatsJSON", r.rc, r.err)
+		return "", codeError(op, r.rc, r.err)
 	}
 	defer C.sz_string_free(r.s)
 	return C.GoString(r.s), nil
