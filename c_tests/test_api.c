@@ -334,6 +334,31 @@ static void test_get_buffered(void) {
     CHECK_RC(sz_cache_get_buffered(&tb, "empty", 5), SZ_OK);
     CHECK(tb.len == 0 && memcmp(tail, zeros, sizeof tail) == 0);
 
+    /* pin_larger: a value too big for the buffer is handed over pinned, from one lookup. */
+    sz_stats before = {.struct_size = sizeof before}, after = {.struct_size = sizeof after};
+    CHECK_RC(sz_cache_stats(c, &before), SZ_OK);
+    sz_get_buffer pin = {.cache = c, .data = buf, .cap = 2, .pin_larger = 1};
+    memset(buf, 'x', sizeof buf);
+    CHECK_RC(sz_cache_get_buffered(&pin, key, sizeof key), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(pin.len == 5 && pin.value != NULL && buf[0] == 'x');
+    CHECK(pin.value && sz_value_len(pin.value) == 5 &&
+          memcmp(sz_value_data(pin.value), "value", 5) == 0);
+    sz_value_release(pin.value);
+    CHECK_RC(sz_cache_stats(c, &after), SZ_OK);
+    CHECK(after.hits == before.hits + 1);
+    CHECK_RC(sz_cache_get_buffered(&pin, "long", 4), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(pin.len == 10 && pin.value && sz_value_len(pin.value) == 10);
+    sz_value_release(pin.value);
+    pin.cap = sizeof buf; /* fits: copied, nothing pinned */
+    CHECK_RC(sz_cache_get_buffered(&pin, key, sizeof key), SZ_OK);
+    CHECK(pin.value == NULL && pin.len == 5);
+    CHECK_RC(sz_cache_get_buffered(&pin, "zz", 2), SZ_NOT_FOUND);
+    CHECK(pin.value == NULL);
+    small.len = 0; /* without pin_larger nothing is pinned */
+    small.cap = 2;
+    CHECK_RC(sz_cache_get_buffered(&small, key, sizeof key), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(small.value == NULL);
+
     /* Bad input: every NULL is named, nothing crashes. */
     CHECK_RC(sz_cache_get_buffered(NULL, key, sizeof key), SZ_ERR_INVALID);
     CHECK(strstr(sz_last_error(), "get buffer") != NULL);

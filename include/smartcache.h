@@ -130,6 +130,12 @@ typedef void (*sz_reacquire_fn)(void *token);
  * the disk tier), and `reacquire` with its token before it returns; a memory hit calls
  * neither. They are for callers that hold a global lock across the call, like Python's GIL,
  * and want it released only around network and disk work.
+ *
+ * With `pin_larger` nonzero, a value longer than `cap` is not refused: the get answers
+ * SZ_ERR_BUFFER_TOO_SMALL as usual (b->len = its length, data untouched) and also hands the
+ * value over, pinned, in `value` (read it with sz_value_data, release it with
+ * sz_value_release). One lookup then serves any size: no second get, so no second hit counted
+ * and no second read from Redis or disk. `value` is NULL after every other outcome.
  */
 typedef struct {
   /**
@@ -153,6 +159,14 @@ typedef struct {
    * Optional: takes the caller's lock back (see above).
    */
   sz_reacquire_fn reacquire;
+  /**
+   * In: nonzero to receive a value longer than `cap` pinned in `value` (see above).
+   */
+  int pin_larger;
+  /**
+   * Out: a value too long for `cap`, pinned, when `pin_larger` is set; otherwise NULL.
+   */
+  sz_value *value;
 } sz_get_buffer;
 
 /**
@@ -375,7 +389,8 @@ int sz_cache_get_copy(sz_cache *c,
  * a global lock across memory hits.
  *
  * Returns SZ_OK (value in b->data, length in b->len); SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL,
- * with b->len set to the length needed and b->data untouched; SZ_ERR_INVALID (NULL `b`,
+ * with b->len set to the length needed and b->data untouched (and, with b->pin_larger, the
+ * value pinned in b->value: release it); SZ_ERR_INVALID (NULL `b`,
  * b->cache or key, or only one of release / reacquire); SZ_ERR_TOO_LARGE (key).
  *
  * # Safety

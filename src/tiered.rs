@@ -151,20 +151,28 @@ impl Cache {
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
     /// Err(BufferTooSmall(len)) says how much is needed.
     pub fn get_copy(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>> {
-        self.get_copy_yielding(key, buf, || ())
+        match self.get_copy_yielding(key, buf, false, || ())? {
+            Some(Copied::Into(n)) => Ok(Some(n)),
+            Some(Copied::Pinned(v)) => Err(Error::BufferTooSmall(v.value().len())),
+            None => Ok(None),
+        }
     }
 
-    /// `get_copy` that calls `before_blocking` before the first step that may block (asking
-    /// Redis or the disk tier, or deleting an undecodable value from them) and keeps what it
-    /// returns until the end of the call. A memory hit never calls it. The C ABI passes a
-    /// caller's "let go of my global lock" here (Python's GIL), so that lock is held across a
-    /// memory hit and released only around network and disk work.
+    /// `get_copy` for a caller that keeps a buffer across gets (the C ABI's sz_get_buffer):
+    /// - with `pin_larger`, a value too big for `buf` comes back pinned instead of as
+    ///   BufferTooSmall, so one lookup (one hit, one read of a lower tier) serves any size;
+    /// - `before_blocking` is called before the first step that may block (asking Redis or
+    ///   the disk tier, deleting an undecodable value from them, decompressing a value too big
+    ///   for `buf`) and what it returns is kept until the end of the call. A memory hit that
+    ///   fits never calls it. The C ABI passes a caller's "let go of my global lock" here
+    ///   (Python's GIL), so that lock is held across memory hits only.
     pub fn get_copy_yielding<G>(
         &self,
         key: &[u8],
         buf: &mut [u8],
+        pin_larger: bool,
         before_blocking: impl FnOnce() -> G,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<Copied>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
         let limit = inner.config.max_value_size;
@@ -175,14 +183,26 @@ impl Cache {
                 yielded = Some(f());
             }
         };
-        let copied = match inner.l1.get_with(key, |b| copy_into(b, buf, limit)) {
+        let copied = match inner
+            .l1
+            .get_with(key, |b| copy_or_pin(b, buf, limit, pin_larger))
+        {
             Some(r) => Some(r),
             None => {
                 block();
-                inner.get_lower(key).map(|b| copy_into(&b, buf, limit))
+                inner
+                    .get_lower(key)
+                    .map(|b| copy_or_pin(&b, buf, limit, pin_larger))
             }
         };
         match copied {
+            Some(Ok(Copied::Pinned(stored))) => {
+                if stored.entry_flags() & flags::COMPRESSED != 0 {
+                    block();
+                }
+                // None: it did not decode, and decode counted and dropped it: a miss.
+                Ok(inner.decode(stored).map(Copied::Pinned))
+            }
             Some(Err(Error::Internal(why))) => {
                 // A compressed value that does not decode: a miss, counted, and dropped.
                 block();
@@ -696,6 +716,21 @@ fn capped(remaining: Option<Duration>, tier_ttl: Option<Duration>) -> Option<Dur
 
 /// Copies a value into the caller's buffer (decompressing a compressed one straight into it),
 /// or says how large the buffer must be.
+/// What a copying get made of a value: its length, copied into the caller's buffer; or the
+/// value itself, pinned, because it did not fit and the caller asked for that.
+pub enum Copied {
+    Into(usize),
+    Pinned(Blob),
+}
+
+/// `copy_into`, or with `pin_larger` the stored value pinned when it does not fit.
+fn copy_or_pin(b: &Blob, buf: &mut [u8], limit: usize, pin_larger: bool) -> Result<Copied> {
+    match copy_into(b, buf, limit) {
+        Err(Error::BufferTooSmall(_)) if pin_larger => Ok(Copied::Pinned(b.clone())),
+        copied => copied.map(Copied::Into),
+    }
+}
+
 fn copy_into(b: &Blob, buf: &mut [u8], limit: usize) -> Result<usize> {
     let v = b.value();
     if b.entry_flags() & flags::COMPRESSED != 0 {

@@ -121,6 +121,12 @@ func (c *Cache) GetMany(keys [][]byte) ([][]byte, error) {
 // max_value_size is ErrTooLarge; the message names the index (keys[i], vals[i]). No keys
 // store nothing.
 func (c *Cache) SetMany(keys, values [][]byte, ttl time.Duration) error {
+	// A closed cache answers ErrClosed whatever the arguments, like every other call.
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.h == 0 {
+		return closedError("SetMany")
+	}
 	if len(keys) != len(values) {
 		return &Error{Op: "SetMany", Code: CodeInvalid,
 			Message: fmt.Sprintf("%d keys but %d values", len(keys), len(values))}
@@ -131,11 +137,6 @@ func (c *Cache) SetMany(keys, values [][]byte, ttl time.Duration) error {
 	}
 	n := len(keys)
 	if n == 0 {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		if c.h == 0 {
-			return closedError("SetMany")
-		}
 		return nil
 	}
 	kdata, klens := pack(keys)
@@ -144,11 +145,6 @@ func (c *Cache) SetMany(keys, values [][]byte, ttl time.Duration) error {
 	vp, _ := bytesAddr(vdata)
 	klp := goAddr(unsafe.Pointer(&klens[0]))
 	vlp := goAddr(unsafe.Pointer(&vlens[0]))
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.h == 0 {
-		return closedError("SetMany")
-	}
 	s := C.sc_set_many(c.h, kp, klp, vp, vlp, C.size_t(n), ms)
 	runtime.KeepAlive(kdata)
 	runtime.KeepAlive(klens)

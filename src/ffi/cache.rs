@@ -9,7 +9,7 @@ use super::{
 use crate::config::Config;
 use crate::error::Error;
 use crate::stats::CacheStats;
-use crate::tiered::{Cache, Health};
+use crate::tiered::{Cache, Copied, Health};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::time::Duration;
 
@@ -225,6 +225,12 @@ pub type sz_reacquire_fn = Option<unsafe extern "C" fn(token: *mut c_void)>;
 /// the disk tier), and `reacquire` with its token before it returns; a memory hit calls
 /// neither. They are for callers that hold a global lock across the call, like Python's GIL,
 /// and want it released only around network and disk work.
+///
+/// With `pin_larger` nonzero, a value longer than `cap` is not refused: the get answers
+/// SZ_ERR_BUFFER_TOO_SMALL as usual (b->len = its length, data untouched) and also hands the
+/// value over, pinned, in `value` (read it with sz_value_data, release it with
+/// sz_value_release). One lookup then serves any size: no second get, so no second hit counted
+/// and no second read from Redis or disk. `value` is NULL after every other outcome.
 #[repr(C)]
 pub struct sz_get_buffer {
     /// The cache to read from, from sz_cache_open.
@@ -238,6 +244,10 @@ pub struct sz_get_buffer {
     pub release: sz_release_fn,
     /// Optional: takes the caller's lock back (see above).
     pub reacquire: sz_reacquire_fn,
+    /// In: nonzero to receive a value longer than `cap` pinned in `value` (see above).
+    pub pin_larger: c_int,
+    /// Out: a value too long for `cap`, pinned, when `pin_larger` is set; otherwise NULL.
+    pub value: *mut sz_value,
 }
 
 /// sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same
@@ -247,7 +257,8 @@ pub struct sz_get_buffer {
 /// a global lock across memory hits.
 ///
 /// Returns SZ_OK (value in b->data, length in b->len); SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL,
-/// with b->len set to the length needed and b->data untouched; SZ_ERR_INVALID (NULL `b`,
+/// with b->len set to the length needed and b->data untouched (and, with b->pin_larger, the
+/// value pinned in b->value: release it); SZ_ERR_INVALID (NULL `b`,
 /// b->cache or key, or only one of release / reacquire); SZ_ERR_TOO_LARGE (key).
 ///
 /// # Safety
@@ -263,6 +274,7 @@ pub unsafe extern "C" fn sz_cache_get_buffered(
     boundary(|| {
         // SAFETY: per this function's contract.
         let b = unsafe { out_arg(b, "get buffer")? };
+        b.value = std::ptr::null_mut();
         // SAFETY: per this function's contract, b's fields describe a live cache and buffer.
         let (cache, k, dst) = unsafe {
             (
@@ -285,15 +297,26 @@ pub unsafe extern "C" fn sz_cache_get_buffered(
             }
         };
         let previous = b.len.min(dst.len());
+        let pin_larger = b.pin_larger != 0;
         let copied = match before_blocking {
-            Some(f) => cache.inner.get_copy_yielding(k, dst, f),
-            None => cache.inner.get_copy(k, dst),
+            Some(f) => cache.inner.get_copy_yielding(k, dst, pin_larger, f),
+            None => cache.inner.get_copy_yielding(k, dst, pin_larger, || ()),
         };
-        if let Ok(Some(n)) = copied {
-            if previous > n {
-                dst[n..previous].fill(0); // the buffer's tail stays zeroed, see sz_get_buffer
+        let copied = match copied {
+            Ok(Some(Copied::Into(n))) => {
+                if previous > n {
+                    dst[n..previous].fill(0); // the buffer's tail stays zeroed, see sz_get_buffer
+                }
+                Ok(Some(n))
             }
-        }
+            Ok(Some(Copied::Pinned(v))) => {
+                let n = v.value().len();
+                b.value = into_handle(v);
+                Err(Error::BufferTooSmall(n))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
         copied_status(copied, &mut b.len)
     })
 }

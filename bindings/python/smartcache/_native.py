@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "8e7ea38dc60aeff65fb86f5ca0933696ca8c2edc55bd0127bbc205f73f7557f4"
+HEADER_SHA256 = "4093303b383d8543c15a08da50226d83a1892d9e79911c56239fef100fe76256"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -114,6 +114,12 @@ class sz_get_buffer(ctypes.Structure):
     the disk tier), and `reacquire` with its token before it returns; a memory hit calls
     neither. They are for callers that hold a global lock across the call, like Python's GIL,
     and want it released only around network and disk work.
+
+    With `pin_larger` nonzero, a value longer than `cap` is not refused: the get answers
+    SZ_ERR_BUFFER_TOO_SMALL as usual (b->len = its length, data untouched) and also hands the
+    value over, pinned, in `value` (read it with sz_value_data, release it with
+    sz_value_release). One lookup then serves any size: no second get, so no second hit counted
+    and no second read from Redis or disk. `value` is NULL after every other outcome.
     """
 
     _fields_ = [
@@ -128,6 +134,10 @@ class sz_get_buffer(ctypes.Structure):
         ('release', sz_release_fn),
         # Optional: takes the caller's lock back (see above).
         ('reacquire', sz_reacquire_fn),
+        # In: nonzero to receive a value longer than `cap` pinned in `value` (see above).
+        ('pin_larger', ctypes.c_int),
+        # Out: a value too long for `cap`, pinned, when `pin_larger` is set; otherwise NULL.
+        ('value', POINTER(sz_value)),
     ]
 
 

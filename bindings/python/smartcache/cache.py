@@ -6,6 +6,7 @@ import ctypes
 import json
 import math
 import pickle
+import sys
 import threading
 import time
 import weakref
@@ -22,7 +23,6 @@ Key = Union[str, bytes]
 
 _OK = _native.SZ_OK
 _NOT_FOUND = _native.SZ_NOT_FOUND
-_TOO_SMALL = _native.SZ_ERR_BUFFER_TOO_SMALL
 _MB = 1024.0 * 1024.0
 
 # get() copies values into reused receive buffers (one C call); a buffer starts at
@@ -123,7 +123,8 @@ class _Buffer:
     __slots__ = ("raw", "cbuf", "view", "st", "ref")
 
     def __init__(self, cap: int) -> None:
-        self.st = _native.sz_get_buffer(release=_RELEASE_GIL, reacquire=_REACQUIRE_GIL)
+        self.st = _native.sz_get_buffer(release=_RELEASE_GIL, reacquire=_REACQUIRE_GIL,
+                                        pin_larger=1)
         self.ref = ctypes.byref(self.st)
         self.resize(cap)
 
@@ -239,6 +240,8 @@ class SmartCache:
         library (NULL cache, reported as CacheClosedError) instead of using a closed cache.
         Buffers made from now on start cleared: _new_buffer registers a buffer before it
         reads the handle, which close() cleared before calling this."""
+        for buf in self._buffers_held_up_this_stack():
+            buf.st.cache = None
         retired: List[_Buffer] = []
         while any(b.st.cache for b in self._all_buffers):
             try:
@@ -249,6 +252,21 @@ class SmartCache:
             buf.st.cache = None
             retired.append(buf)
         self._free_buffers.extend(retired)
+
+    def _buffers_held_up_this_stack(self) -> List[_Buffer]:
+        """Receive buffers held by gets of this cache further up this thread's stack: close()
+        called from inside their decode (an unpickled __setstate__, a custom loads). Python
+        code runs there only after the get's library call, and the get makes no other, so
+        their buffers can be retired at once; waiting for them would wait forever."""
+        held: List[_Buffer] = []
+        frame: Any = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code in _GET_CODES and frame.f_locals.get("self") is self:
+                buf = frame.f_locals.get("buf")
+                if isinstance(buf, _Buffer):
+                    held.append(buf)
+            frame = frame.f_back
+        return held
 
     @property
     def closed(self) -> bool:
@@ -309,7 +327,7 @@ class SmartCache:
                 return self._codec.decode(buf.view[:buf.st.len])
             if rc == _NOT_FOUND:
                 return default
-            return self._get_uncommon(rc, buf, kb, default)
+            return self._get_uncommon(rc, buf)
         finally:
             free.append(buf)
 
@@ -319,38 +337,22 @@ class SmartCache:
         buf.st.cache = self._h
         return buf
 
-    def _get_uncommon(self, rc: int, buf: _Buffer, kb: bytes, default: Any) -> Any:
-        """The rest of get() after neither a hit nor a miss: the cache is closed, the value
-        does not fit in buf, or an error."""
-        h = buf.st.cache
-        if not h:
+    def _get_uncommon(self, rc: int, buf: _Buffer) -> Any:
+        """The rest of get() after neither a hit that fit in buf nor a miss: a value too big
+        for buf (handed over pinned: sz_get_buffer.pin_larger), the cache closed, or an
+        error."""
+        v = buf.st.value
+        if v:
+            try:
+                data = _string_at(_sz_value_data(v), _sz_value_len(v))
+            finally:
+                _sz_value_release(v)
+            if len(data) <= _BUFFER_MAX:
+                buf.resize(max(len(data), 2 * len(buf.raw)))  # so the next one fits
+            return self._codec.decode(memoryview(data))
+        if not buf.st.cache:
             raise CacheClosedError("this SmartCache is closed; open a new one")
-        if rc == _TOO_SMALL:
-            need = buf.st.len
-            if need <= _BUFFER_MAX:
-                buf.resize(max(need, 2 * len(buf.raw)))
-                rc = _fast_get_buffered(buf.ref, kb, _c_size_t(len(kb)))
-                if rc == _OK:
-                    return self._codec.decode(buf.view[:buf.st.len])
-                if rc == _NOT_FOUND:
-                    return default
-            if rc == _TOO_SMALL:  # too big to keep a buffer for, or overwritten meanwhile
-                return self._get_pinned(h, kb, default)
         raise error_for(rc, last_error())
-
-    def _get_pinned(self, h: Any, kb: bytes, default: Any) -> Any:
-        """get() through a pinned handle: one copy (string_at), no receive buffer."""
-        v = _ValuePtr()
-        rc = _sz_get(h, kb, len(kb), ctypes.byref(v))
-        if rc == _NOT_FOUND:
-            return default
-        if rc != _OK:
-            raise error_for(rc, last_error())
-        try:
-            data = _string_at(_sz_value_data(v), _sz_value_len(v))
-        finally:
-            _sz_value_release(v)
-        return self._codec.decode(memoryview(data))
 
     def get_pinned(self, key: Key, default: Any = None) -> Any:
         """Same as get(), always through a pinned ``sz_value`` handle (for benchmarks)."""
@@ -360,9 +362,21 @@ class SmartCache:
         if h is None:
             raise self._closed()
         try:
-            return self._get_pinned(h, kb, default)
+            v = _ValuePtr()
+            rc = _sz_get(h, kb, len(kb), ctypes.byref(v))
+            if rc == _NOT_FOUND:
+                return default
+            if rc != _OK:
+                raise error_for(rc, last_error())
+            try:
+                data = _string_at(_sz_value_data(v), _sz_value_len(v))
+            finally:
+                _sz_value_release(v)
         finally:
             self._inflight.pop()
+        # Decoded after the call is over, so a decode that closes the cache does not wait
+        # for itself.
+        return self._codec.decode(memoryview(data))
 
     def set(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """Stores ``value`` under ``key`` in every enabled tier for ``ttl`` seconds (int or
@@ -563,5 +577,8 @@ class SmartCache:
             "library_version": lib.sz_version().decode(),
         }
 
+
+# The frames whose local `buf` is a receive buffer in use (see _buffers_held_up_this_stack).
+_GET_CODES = (SmartCache.get.__code__, SmartCache._get_uncommon.__code__)
 
 __all__ = ["SmartCache", "CacheStats", "SmartCacheError"]
