@@ -196,8 +196,9 @@ NOTES = """## Notes
   opcode or fails (a truncated pickle from a foreign writer is a SerializationError, tested).
 - **Copy vs pinned handle (measured, per the brief).** The pinned path (`sz_cache_get`,
   `sz_value_data`, `sz_value_len`, `ctypes.string_at`, `sz_value_release`) costs five foreign
-  calls and is the slower row above; `get()` uses the copy path for values up to 1 MiB and the
-  pinned path above that (so no buffer stays huge).
+  calls and is the slower row above. `get()` copies into its buffer; a value that does not fit
+  comes back from the same lookup pinned (`sz_get_buffer.pin_larger`), is copied out once, and
+  the buffer grows for the next one, up to 1 MiB (so no buffer stays huge).
 - **Disk-tier get vs diskcache.** The disk tier itself answers in a fraction of a microsecond
   (see docs/BENCHMARKS-disk.md); the Python get around it is the same foreign call and
   `pickle.loads` as a memory hit, and diskcache pays the same `pickle.loads`. So the ratio is
