@@ -118,16 +118,16 @@ func ttlMillis(op string, ttl time.Duration) (C.uint64_t, error) {
 // rounded up to whole milliseconds). An empty value is valid; an empty key is ErrInvalid; a key
 // over 65535 bytes or a value over max_value_size is ErrTooLarge.
 func (c *Cache) Set(key, value []byte, ttl time.Duration) error {
-	ms, err := ttlMillis("Set", ttl)
-	if err != nil {
-		return err
-	}
 	kp, kl := bytesAddr(key)
 	vp, vl := bytesAddr(value)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.h == 0 {
-		return closedError("Set")
+		return closedError("Set") // before any argument check: a closed cache says so first
+	}
+	ms, err := ttlMillis("Set", ttl)
+	if err != nil {
+		return err
 	}
 	s := C.sc_set(c.h, kp, kl, vp, vl, ms)
 	runtime.KeepAlive(key)

@@ -401,11 +401,17 @@ func TestUseAfterClose(t *testing.T) {
 		t.Error("compute ran on a closed cache")
 		return nil, nil
 	})
-	for op, err := range errs {
-		if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s after Close: %v; want ErrClosed (and ErrInvalid)", op, err)
-		} else if !strings.Contains(err.Error(), op) {
-			t.Errorf("%s after Close: %q does not name the operation", op, err)
+	// A closed cache says so before it looks at the arguments.
+	badArgs := map[string]error{"Set": c.Set(k, k, -time.Second),
+		"SetMany": c.SetMany([][]byte{k}, nil, -time.Second)}
+	_, badArgs["GetOrCompute"] = c.GetOrCompute(k, -time.Second, nil)
+	for _, m := range []map[string]error{errs, badArgs} {
+		for op, err := range m {
+			if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s after Close: %v; want ErrClosed (and ErrInvalid)", op, err)
+			} else if !strings.Contains(err.Error(), op) {
+				t.Errorf("%s after Close: %q does not name the operation", op, err)
+			}
 		}
 	}
 }

@@ -40,23 +40,23 @@ type computeCall struct {
 // cache otherwise, but a Close started meanwhile waits for this call, so fn must not wait for
 // a Close either.
 func (c *Cache) GetOrCompute(key []byte, ttl time.Duration, fn func() ([]byte, error)) (*Value, error) {
-	if fn == nil {
-		return nil, &Error{Op: "GetOrCompute", Code: CodeInvalid, Message: "fn is nil"}
+	kp, kl := bytesAddr(key)
+	c.mu.RLock()
+	if c.h == 0 {
+		c.mu.RUnlock()
+		return nil, closedError("GetOrCompute") // before any argument check, like every call
 	}
 	ms, err := ttlMillis("GetOrCompute", ttl)
+	if fn == nil {
+		err = &Error{Op: "GetOrCompute", Code: CodeInvalid, Message: "fn is nil"}
+	}
 	if err != nil {
+		c.mu.RUnlock()
 		return nil, err
 	}
 	call := &computeCall{fn: fn}
 	h := cgo.NewHandle(call)
 	defer h.Delete()
-	kp, kl := bytesAddr(key)
-
-	c.mu.RLock()
-	if c.h == 0 {
-		c.mu.RUnlock()
-		return nil, closedError("GetOrCompute")
-	}
 	r := C.sc_get_or_compute(c.h, kp, kl, ms, C.uintptr_t(h))
 	c.mu.RUnlock()
 	runtime.KeepAlive(key)
