@@ -64,22 +64,27 @@ sc_status sc_set(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr val, size_t
   return status_of(sz_cache_set(CACHE(c), key_ptr(key), key_len, (const void *)val, val_len, ttl_ms));
 }
 
-sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len) {
-  sc_pinned r = {0, NULL, 0, NULL, 0};
-  sz_value *v = NULL;
-  r.rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
-  if (r.rc == SZ_OK) {
+/* The result of a call that pins v on SZ_OK. */
+static sc_pinned pinned_of(int rc, sz_value *v) {
+  sc_pinned r = {rc, NULL, 0, NULL, 0};
+  if (rc == SZ_OK) {
     r.v = (uintptr_t)v;
     r.data = sz_value_data(v);
     r.len = sz_value_len(v);
-  } else if (r.rc < 0) {
+  } else if (rc < 0) {
     r.err = last_error_copy();
   }
   return r;
 }
 
-sc_copied sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap) {
-  sc_copied r = {0, NULL, 0, NULL, 0};
+sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len) {
+  sz_value *v = NULL;
+  int rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
+  return pinned_of(rc, v);
+}
+
+sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap) {
+  sc_pinned r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;
   r.rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
   if (r.rc != SZ_OK) {
@@ -213,18 +218,10 @@ static int sc_compute_trampoline(void *user_data, const void *key, size_t key_le
 
 sc_pinned sc_get_or_compute(uintptr_t c, sc_goptr key, size_t key_len, uint64_t ttl_ms,
                             uintptr_t handle) {
-  sc_pinned r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;
-  r.rc = sz_cache_get_or_compute(CACHE(c), key_ptr(key), key_len, ttl_ms, sc_compute_trampoline,
-                                 (void *)handle, &v);
-  if (r.rc == SZ_OK) {
-    r.v = (uintptr_t)v;
-    r.data = sz_value_data(v);
-    r.len = sz_value_len(v);
-  } else if (r.rc < 0) {
-    r.err = last_error_copy();
-  }
-  return r;
+  int rc = sz_cache_get_or_compute(CACHE(c), key_ptr(key), key_len, ttl_ms, sc_compute_trampoline,
+                                   (void *)handle, &v);
+  return pinned_of(rc, v);
 }
 
 uint64_t sc_identity(uint64_t x) { return x; }

@@ -34,7 +34,8 @@ typedef struct {
   char *err;
 } sc_status;
 
-/* A pinned get: on rc == SZ_OK, v is the handle, data/len its bytes. */
+/* A get's result: on rc == SZ_OK, v is a pinned handle and data/len its bytes; or, from
+ * sc_get_into when the value fit in the caller's buffer, v is 0 and len its length. */
 typedef struct {
   int rc;
   char *err;
@@ -42,16 +43,6 @@ typedef struct {
   const uint8_t *data;
   size_t len;
 } sc_pinned;
-
-/* A copying get: when the value fit in the caller's buffer, v is NULL and len its length;
- * when it did not, v is a pinned handle (data/len) the caller copies and releases. */
-typedef struct {
-  int rc;
-  char *err;
-  uintptr_t v; /* sz_value * */
-  const uint8_t *data;
-  size_t len;
-} sc_copied;
 
 sc_status sc_config_set(sz_config *cfg, const char *name, const char *value);
 /* A library-owned string (free with sz_string_free) or, when s is NULL, the error. */
@@ -77,7 +68,7 @@ void sc_release_many(const uintptr_t *vs, size_t n);
 sc_status sc_set(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr val, size_t val_len,
                  uint64_t ttl_ms);
 sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len);
-sc_copied sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap);
+sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap);
 sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len);
 sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len);
 sc_status sc_clear(uintptr_t c);

@@ -622,11 +622,26 @@ pub unsafe extern "C" fn sz_cache_expire_now(c: *mut sz_cache) -> c_int {
 /// `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_stats(c: *mut sz_cache, out: *mut sz_stats) -> c_int {
+    // SAFETY: per this function's contract.
+    unsafe { fill_sized(c, out, "sz_stats", |cache| sz_stats::from(&cache.stats())) }
+}
+
+/// Fills a caller's versioned struct (sz_stats, sz_health) with what `make` reads from the
+/// cache.
+///
+/// # Safety
+/// `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
+unsafe fn fill_sized<T: Copy>(
+    c: *mut sz_cache,
+    out: *mut T,
+    name: &str,
+    make: impl FnOnce(&Cache) -> T,
+) -> c_int {
     boundary(|| {
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
         // SAFETY: out is NULL or valid for its struct_size bytes per the contract.
-        unsafe { write_sized(out, &sz_stats::from(&cache.inner.stats()), "sz_stats") }?;
+        unsafe { write_sized(out, &make(&cache.inner), name) }?;
         Ok(SZ_OK)
     })
 }
@@ -673,13 +688,12 @@ unsafe fn render(c: *mut sz_cache, as_text: fn(&CacheStats, &Health) -> String) 
 /// `c` is NULL or from sz_cache_open; `out` NULL or valid for out->struct_size bytes.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_health(c: *mut sz_cache, out: *mut sz_health) -> c_int {
-    boundary(|| {
-        // SAFETY: per this function's contract.
-        let cache = unsafe { handle(c, "cache") }?;
-        // SAFETY: out is NULL or valid for its struct_size bytes per the contract.
-        unsafe { write_sized(out, &sz_health::from(&cache.inner.health()), "sz_health") }?;
-        Ok(SZ_OK)
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        fill_sized(c, out, "sz_health", |cache| {
+            sz_health::from(&cache.health())
+        })
+    }
 }
 
 /// Frees a string returned by this library (sz_cache_stats_json, sz_cache_stats_prometheus,

@@ -329,79 +329,83 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
             let _ = writeln!(p, "smartcache_{name}{labels} {}", num(*v));
         }
     };
-    let one = |v: f64| vec![(String::new(), v)];
-    metric(
-        "hits_total",
-        "counter",
-        "Gets answered by any tier.",
-        &one(s.hits as f64),
-    );
-    metric(
-        "misses_total",
-        "counter",
-        "Gets no tier could answer.",
-        &one(s.misses as f64),
-    );
-    metric(
-        "sets_total",
-        "counter",
-        "Values stored by set and get_or_compute.",
-        &one(s.sets as f64),
-    );
-    metric(
-        "deletes_total",
-        "counter",
-        "Live entries removed from memory by delete.",
-        &one(s.deletes as f64),
-    );
-    metric(
-        "evictions_total",
-        "counter",
-        "Entries evicted from memory.",
-        &one(s.evictions as f64),
-    );
-    metric(
-        "expirations_total",
-        "counter",
-        "Expired entries reclaimed from memory.",
-        &one(s.expirations as f64),
-    );
-    metric(
-        "hit_ratio",
-        "gauge",
-        "hits / (hits + misses).",
-        &one(s.hit_ratio()),
-    );
-    metric(
-        "ops_per_second",
-        "gauge",
-        "Operations per second over the last few seconds.",
-        &one(s.ops_per_second),
-    );
-    metric(
-        "size",
-        "gauge",
-        "Live entries in memory.",
-        &one(s.memory.size as f64),
-    );
-    metric(
-        "capacity",
-        "gauge",
-        "memory_capacity in items.",
-        &one(s.memory.capacity as f64),
-    );
-    metric(
-        "memory_bytes",
-        "gauge",
-        "Bytes held by memory entries.",
-        &one(s.memory.bytes as f64),
-    );
-    metric(
-        "compression_ratio",
-        "gauge",
-        "Bytes before compression / bytes stored.",
-        &one(s.compression_ratio),
-    );
+    let whole_cache: [(&str, &str, &str, f64); 12] = [
+        (
+            "hits_total",
+            "counter",
+            "Gets answered by any tier.",
+            s.hits as f64,
+        ),
+        (
+            "misses_total",
+            "counter",
+            "Gets no tier could answer.",
+            s.misses as f64,
+        ),
+        (
+            "sets_total",
+            "counter",
+            "Values stored by set and get_or_compute.",
+            s.sets as f64,
+        ),
+        (
+            "deletes_total",
+            "counter",
+            "Live entries removed from memory by delete.",
+            s.deletes as f64,
+        ),
+        (
+            "evictions_total",
+            "counter",
+            "Entries evicted from memory.",
+            s.evictions as f64,
+        ),
+        (
+            "expirations_total",
+            "counter",
+            "Expired entries reclaimed from memory.",
+            s.expirations as f64,
+        ),
+        (
+            "hit_ratio",
+            "gauge",
+            "hits / (hits + misses).",
+            s.hit_ratio(),
+        ),
+        (
+            "ops_per_second",
+            "gauge",
+            "Operations per second over the last few seconds.",
+            s.ops_per_second,
+        ),
+        (
+            "size",
+            "gauge",
+            "Live entries in memory.",
+            s.memory.size as f64,
+        ),
+        (
+            "capacity",
+            "gauge",
+            "memory_capacity in items.",
+            s.memory.capacity as f64,
+        ),
+        (
+            "memory_bytes",
+            "gauge",
+            "Bytes held by memory entries.",
+            s.memory.bytes as f64,
+        ),
+        (
+            "compression_ratio",
+            "gauge",
+            "Bytes before compression / bytes stored.",
+            s.compression_ratio,
+        ),
+    ];
+    for (name, kind, help, v) in whole_cache {
+        metric(name, kind, help, &[(String::new(), v)]);
+    }
     let tiers: [TierRow; 3] = [
         (
             "memory",
@@ -485,7 +489,7 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
             "disk_fill_ratio",
             "gauge",
             "Fraction of the disk file's data space holding live records.",
-            &one(h.disk_fill),
+            &[(String::new(), h.disk_fill)],
         );
     }
     p

@@ -82,6 +82,14 @@ _VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
 _CachePtr = ctypes.POINTER(_native.sz_cache)
 
 
+def _copy_out(v: Any) -> bytes:
+    """The bytes of a pinned sz_value (the one copy), and the pin released."""
+    try:
+        return _string_at(_sz_value_data(v), _sz_value_len(v))
+    finally:
+        _sz_value_release(v)
+
+
 def _key_bytes(key: Any) -> bytes:
     t = type(key)
     if t is str:
@@ -343,10 +351,7 @@ class SmartCache:
         error."""
         v = buf.st.value
         if v:
-            try:
-                data = _string_at(_sz_value_data(v), _sz_value_len(v))
-            finally:
-                _sz_value_release(v)
+            data = _copy_out(v)
             if len(data) <= _BUFFER_MAX:
                 buf.resize(max(len(data), 2 * len(buf.raw)))  # so the next one fits
             return self._codec.decode(memoryview(data))
@@ -368,10 +373,7 @@ class SmartCache:
                 return default
             if rc != _OK:
                 raise error_for(rc, last_error())
-            try:
-                data = _string_at(_sz_value_data(v), _sz_value_len(v))
-            finally:
-                _sz_value_release(v)
+            data = _copy_out(v)
         finally:
             self._inflight.pop()
         # Decoded after the call is over, so a decode that closes the cache does not wait
