@@ -301,3 +301,46 @@ fn pool_lends_at_most_size_connections_and_drops_broken_ones() {
     let fresh = pool.get(Instant::now() + timeout).unwrap();
     assert!(!fresh.reused, "and replaced lazily by a new dial");
 }
+
+#[test]
+fn a_host_name_is_looked_up_and_its_addresses_tried_in_turn() {
+    use smartcache::redis::conn::Reply;
+    use smartcache::redis::pool::Pool;
+    use smartcache::redis::RedisUrl;
+    use std::time::Instant;
+
+    // "localhost" may resolve to ::1 first, where this server (bound to 127.0.0.1) refuses:
+    // the pool then goes on to the next address.
+    let server = RedisServer::start();
+    let url = format!("redis://localhost:{}/0", server.port());
+    let timeout = Duration::from_millis(500);
+    let pool = Pool::new(RedisUrl::parse(&url).unwrap(), timeout, 1);
+    let mut conn = pool.get(Instant::now() + timeout).unwrap();
+    let named = format!("localhost:{} (127.0.0.1:{})", server.port(), server.port());
+    assert_eq!(conn.peer(), named);
+    let pong = conn.command(&[b"PING"], Instant::now() + timeout).unwrap();
+    assert_eq!(pong, Reply::Status(b"PONG".to_vec()));
+}
+
+#[test]
+fn a_refused_connection_names_the_host_and_the_address_tried() {
+    use smartcache::redis::conn::ConnErrorKind;
+    use smartcache::redis::pool::Pool;
+    use smartcache::redis::RedisUrl;
+    use std::time::Instant;
+
+    let port = support::redis_server::free_port();
+    let url = format!("redis://localhost:{port}/0");
+    let timeout = Duration::from_millis(200);
+    let pool = Pool::new(RedisUrl::parse(&url).unwrap(), timeout, 1);
+    let e = pool
+        .get(Instant::now() + timeout)
+        .err()
+        .expect("nobody listens");
+    assert_eq!(e.kind, ConnErrorKind::Connect, "{e}");
+    assert!(
+        e.message
+            .contains(&format!("cannot connect to localhost:{port} (")),
+        "{e}"
+    );
+}

@@ -171,8 +171,14 @@ fn ms(d: Duration) -> u128 {
 
 impl Conn {
     /// Connects, sets the command timeout (and TCP keepalive), all before `deadline`.
-    pub fn connect(ep: &Endpoint, timeout: Duration, deadline: Instant) -> Result<Conn, ConnError> {
-        let peer = ep.to_string();
+    /// `peer` names the server in messages. A TCP host should be an IP address: hiredis would
+    /// look a name up with getaddrinfo, which no timeout bounds (see [`super::resolve`]).
+    pub fn connect(
+        ep: &Endpoint,
+        peer: String,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Conn, ConnError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ConnError {
@@ -183,14 +189,14 @@ impl Conn {
                 ),
             });
         }
-        let connect_err = |why: String| ConnError {
+        let connect_err = |peer: &str, why: &str| ConnError {
             kind: ConnErrorKind::Connect,
-            message: format!("cannot connect to {ep}: {why}"),
+            message: format!("cannot connect to {peer}: {why}"),
         };
         let raw = match ep {
             Endpoint::Tcp { host, port } => {
                 let host =
-                    CString::new(host.as_bytes()).map_err(|_| connect_err("NUL in host".into()))?;
+                    CString::new(host.as_bytes()).map_err(|_| connect_err(&peer, "NUL in host"))?;
                 // SAFETY: host is a valid NUL-terminated string that outlives the call; hiredis
                 // copies it. The result is NULL (out of memory) or a context we now own.
                 unsafe {
@@ -199,12 +205,12 @@ impl Conn {
             }
             Endpoint::Unix { path } => {
                 let path = CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| connect_err("NUL in socket path".into()))?;
+                    .map_err(|_| connect_err(&peer, "NUL in socket path"))?;
                 // SAFETY: as above, for the path string.
                 unsafe { ffi::redisConnectUnixWithTimeout(path.as_ptr(), timeval(left)) }
             }
         };
-        let ctx = NonNull::new(raw).ok_or_else(|| connect_err("out of memory".into()))?;
+        let ctx = NonNull::new(raw).ok_or_else(|| connect_err(&peer, "out of memory"))?;
         // From here on, Drop frees the context on every early return.
         let mut conn = Conn {
             ctx,
@@ -257,7 +263,7 @@ impl Conn {
             // SAFETY: ctx is a live, connected context owned by conn.
             if unsafe { ffi::redisEnableKeepAlive(conn.ctx.as_ptr()) } != ffi::REDIS_OK {
                 let why = conn.context_error().unwrap_or_default();
-                return Err(connect_err(format!("keepalive: {why}")));
+                return Err(connect_err(&conn.peer, &format!("keepalive: {why}")));
             }
         }
         Ok(conn)

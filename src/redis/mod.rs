@@ -22,8 +22,8 @@
 //! immediately, counted in `skipped` (not `errors`), until the probe thread sees Redis answer
 //! PING. Redis being down at `open` is not an error: the tier starts with the breaker open.
 //!
-//! Host names are resolved by hiredis with getaddrinfo, which no timeout bounds: with a slow
-//! resolver, prefer an IP address or a unix socket in `redis_url`.
+//! Host names are looked up off the calling thread (see [`resolve`]): a DNS server that does
+//! not answer delays a call no more than Redis not answering does.
 //!
 //! **clear** deletes only keys under the prefix, with `SCAN MATCH <escaped prefix>* COUNT 500`
 //! and `UNLINK` per batch; never FLUSHDB. Each SCAN/UNLINK has its own timeout, so clearing a
@@ -33,6 +33,7 @@ pub mod breaker;
 pub mod conn;
 pub mod frame;
 pub mod pool;
+pub mod resolve;
 pub mod url;
 
 use crate::config::Config;

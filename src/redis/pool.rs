@@ -4,9 +4,11 @@
 //! while under the bound, or waits for one to come back — never past its deadline. A connection
 //! that failed is dropped on return and replaced lazily by the next dial. [`Pool::reset`] drops
 //! every idle connection and outdates those in use (a generation number), so after Redis
-//! restarts nobody reuses a socket to the old process.
+//! restarts nobody reuses a socket to the old process. Host names are looked up by a
+//! [`Resolver`], never by hiredis, so DNS too is bounded by the caller's deadline.
 
-use super::conn::{Conn, ConnError, ConnErrorKind, Reply};
+use super::conn::{Conn, ConnError, ConnErrorKind, Endpoint, Reply};
+use super::resolve::Resolver;
 use super::url::RedisUrl;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 pub struct Pool {
     url: RedisUrl,
+    /// For a TCP endpoint.
+    resolver: Option<Resolver>,
     timeout: Duration,
     size: usize,
     state: Mutex<State>,
@@ -39,8 +43,13 @@ pub struct Pooled<'a> {
 
 impl Pool {
     pub fn new(url: RedisUrl, timeout: Duration, size: usize) -> Pool {
+        let resolver = match &url.endpoint {
+            Endpoint::Tcp { host, port } => Some(Resolver::new(host, *port)),
+            Endpoint::Unix { .. } => None,
+        };
         Pool {
             url,
+            resolver,
             timeout,
             size: size.max(1),
             state: Mutex::new(State {
@@ -142,7 +151,7 @@ impl Pool {
 
     /// Connects, then AUTH and SELECT as the URL says.
     fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {
-        let mut conn = Conn::connect(&self.url.endpoint, self.timeout, deadline)?;
+        let mut conn = self.connect(deadline)?;
         if let Some(password) = &self.url.password {
             let reply = match &self.url.user {
                 Some(user) => {
@@ -158,6 +167,35 @@ impl Pool {
             expect_ok(&conn, "SELECT", reply)?;
         }
         Ok(conn)
+    }
+
+    /// Opens a socket: to the unix path, or to the host's addresses in turn until one answers.
+    fn connect(&self, deadline: Instant) -> Result<Conn, ConnError> {
+        let name = self.url.endpoint.to_string();
+        let Some(resolver) = &self.resolver else {
+            return Conn::connect(&self.url.endpoint, name, self.timeout, deadline);
+        };
+        let mut failure = None;
+        for addr in resolver.resolve(deadline)? {
+            let ep = Endpoint::Tcp {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            };
+            let numeric = ep.to_string();
+            let peer = if numeric == name {
+                name.clone()
+            } else {
+                format!("{name} ({numeric})")
+            };
+            match Conn::connect(&ep, peer, self.timeout, deadline) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if e.kind == ConnErrorKind::Timeout => return Err(e),
+                Err(e) => failure = Some(e),
+            }
+        }
+        // No address answered: the name may point elsewhere by now.
+        resolver.forget();
+        Err(failure.expect("a resolver answers with at least one address"))
     }
 }
 
