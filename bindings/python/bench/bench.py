@@ -25,6 +25,7 @@ Run (reproduces docs/BENCHMARKS-python.md):
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import os
 import pickle
@@ -86,6 +87,27 @@ class Baseline(Contender):
 
     def clear(self) -> None:
         self.d.clear()
+
+
+class CtypesFloor(Baseline):
+    """The least a get through ctypes can cost: the baseline plus encoding the key and one
+    foreign call of three arguments that does nothing (libc memchr over 0 bytes), made the way
+    SmartCache.get makes its one call (a PyDLL function, ready-made ctypes arguments). No
+    binding over ctypes can read a cache for less."""
+
+    name = "floor: baseline + key encode + one no-op 3-argument ctypes call"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._call = ctypes.PyDLL(None).memchr
+        self._buf = ctypes.create_string_buffer(64)
+        self._ref = ctypes.byref(self._buf)
+        self._zero = ctypes.c_size_t(0)
+
+    def get(self, key: str) -> Any:
+        self._call(self._ref, key.encode(), self._zero)
+        b = self.d.get(key)
+        return None if b is None else pickle.loads(b)
 
 
 class Smart(Contender):
@@ -202,10 +224,10 @@ NOTES = """## Notes
 - **Disk-tier get vs diskcache.** The disk tier itself answers in a fraction of a microsecond
   (see docs/BENCHMARKS-disk.md); the Python get around it is the same foreign call and
   `pickle.loads` as a memory hit, and diskcache pays the same `pickle.loads`. So the ratio is
-  bounded by diskcache's get over a memory-tier hit (a disk tier that cost nothing): about
-  4.2x for this 247-byte value on this machine, short of the 5x target however fast the tier
-  is. The tier's own share is the difference between the two SmartCache rows (~0.4 µs: read,
-  check, copy out of the mapped file, promotion into memory).
+  bounded by diskcache's get over the floor row (a no-op ctypes call, no cache read at all),
+  which stays under 5x on this machine however fast the tier is: the target cannot be met
+  over ctypes. The tier's own share is the disk-tier get minus a memory hit (read, check,
+  copy out of the mapped file, promotion into memory, the GIL let go and taken back).
 - **cachetools.TTLCache** stores the Python objects themselves: no serialisation, no copy,
   nothing shared between processes and no thread safety without an external lock, so it is
   cheaper than the baseline; it is here as the in-process upper bound.
@@ -255,12 +277,15 @@ def lower_tier_gets(tmp: str, redis_url: Optional[str], rounds: int) -> Dict[str
         for k in keys:
             writer.set(k, TEST_DATA, ttl=60)
         times = []
+        g, pc = reader.get, time.perf_counter
         for _ in range(rounds):
-            g, pc = reader.get, time.perf_counter
-            t0 = pc()
-            for k in keys:
-                g(k)
-            times.append((pc() - t0) / N_GUIDE * 1e6)
+            best = math.inf
+            for _ in range(GET_PASSES):  # as in guide_round, which times the alternatives
+                t0 = pc()
+                for k in keys:
+                    g(k)
+                best = min(best, pc() - t0)
+            times.append(best / N_GUIDE * 1e6)
         assert reader.get(keys[0]) == TEST_DATA
         writer.clear()
         writer.close()
@@ -298,7 +323,7 @@ def zipf_round(c: Contender, ops: List[Tuple[bool, str]]) -> Tuple[float, float]
 
 
 def open_contenders(tmp: str) -> Tuple[List[Contender], List[Tuple[str, str]]]:
-    out: List[Contender] = [Baseline()]
+    out: List[Contender] = [Baseline(), CtypesFloor()]
     na: List[Tuple[str, str]] = []
     cap = dict(memory_capacity=CAPACITY)
     out.append(Smart("SmartCache memory", SmartCacheConfig(**cap)))  # type: ignore[arg-type]
@@ -424,6 +449,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                          f"{r:.1f}x faster | {goal}: {'met' if ok(r) else 'NOT met'} |")
         else:
             lines.append(f"| {tier} | n/a | {alt} | n/a | | {goal} |")
+    floor = direct.get(CtypesFloor.name)
+    alt = direct.get(DiskCacheContender.name)
+    if floor and alt:
+        lines.append("")
+        lines.append(f"The floor row above ({floor:.2f} µs) is the least any get over ctypes "
+                     f"costs, before the cache is even read: no ctypes binding can be more than "
+                     f"{alt / floor:.1f}x faster than diskcache ({alt:.2f} µs) on this value. "
+                     f"The 5x target needs {alt / 5:.2f} µs.")
     lines.append("")
     lines.append(f"## Zipf(1.1) read-mostly mix: {ZIPF_OPS:,} operations over {ZIPF_KEYS:,} keys, "
                  f"95% get (miss -> set) / 5% set, capacity {CAPACITY:,} where bounded")
