@@ -230,7 +230,8 @@ mod tests {
     #[test]
     fn evictions_keep_the_first_inline_and_count_every_one() {
         let mut e = Evictions::default();
-        assert!(e.is_empty() && e.len() == 0);
+        assert!(e.is_empty());
+        assert_eq!(e.len(), 0);
         let blob = |k: &[u8]| {
             Blob::new(crate::memory::arena::Allocator::System, k, b"v", 0, None).unwrap()
         };
