@@ -275,6 +275,16 @@ impl Drop for Blob {
         if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
+        self.free();
+    }
+}
+
+impl Blob {
+    /// Returns the block to its allocator. Out of line so the drop of a pin on the hit path
+    /// (releasing a value the cache still holds) stays a decrement inlined at the call site.
+    #[inline(never)]
+    #[cold]
+    fn free(&mut self) {
         std::sync::atomic::fence(Ordering::Acquire);
         let h = self.header();
         let size = Self::block_size(h.key_len as usize, h.val_len as usize);
