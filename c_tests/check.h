@@ -44,7 +44,9 @@ static int check_passed, check_failed;
 /* A quick run (under valgrind) does less of the long loops. */
 static inline int check_quick(void) { return getenv("SMARTCACHE_QUICK") != NULL; }
 
-static inline sz_cache *open_with(const char *const *opts) {
+/* Opens a cache with name/value option pairs (NULL-terminated); a bad option exits. Returns
+ * NULL (having printed why, and stored the status in *rc_out when given) if open fails. */
+static inline sz_cache *try_open(const char *const *opts, int *rc_out) {
     sz_config *cfg = sz_config_new();
     for (; opts && opts[0]; opts += 2) {
         if (sz_config_set(cfg, opts[0], opts[1]) != SZ_OK) {
@@ -53,11 +55,17 @@ static inline sz_cache *open_with(const char *const *opts) {
         }
     }
     sz_cache *c = NULL;
-    if (sz_cache_open(cfg, &c) != SZ_OK) {
-        fprintf(stderr, "open: %s\n", sz_last_error());
-        exit(2);
-    }
+    int rc = sz_cache_open(cfg, &c);
+    if (rc != SZ_OK) fprintf(stderr, "open: %d %s\n", rc, sz_last_error());
     sz_config_free(cfg);
+    if (rc_out) *rc_out = rc;
+    return rc == SZ_OK ? c : NULL;
+}
+
+/* try_open for tests that cannot go on without the cache. */
+static inline sz_cache *open_with(const char *const *opts) {
+    sz_cache *c = try_open(opts, NULL);
+    if (c == NULL) exit(2);
     return c;
 }
 

@@ -170,13 +170,24 @@ impl Pool {
     }
 
     /// Opens a socket: to the unix path, or to the host's addresses in turn until one answers.
+    /// Each address gets an equal share of the time left, so one that never answers (a dead
+    /// node of a round robin, an unrouted IPv6 address) cannot use up every call's budget
+    /// before the next address is tried; the address that last answered goes first.
     fn connect(&self, deadline: Instant) -> Result<Conn, ConnError> {
         let name = self.url.endpoint.to_string();
         let Some(resolver) = &self.resolver else {
             return Conn::connect(&self.url.endpoint, name, self.timeout, deadline);
         };
+        let addrs = resolver.resolve(deadline)?;
         let mut failure = None;
-        for addr in resolver.resolve(deadline)? {
+        for (i, &addr) in addrs.iter().enumerate() {
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() && failure.is_some() {
+                break;
+            }
+            // Never 0: addrs.len() > i.
+            let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
             let ep = Endpoint::Tcp {
                 host: addr.ip().to_string(),
                 port: addr.port(),
@@ -187,9 +198,11 @@ impl Pool {
             } else {
                 format!("{name} ({numeric})")
             };
-            match Conn::connect(&ep, peer, self.timeout, deadline) {
-                Ok(conn) => return Ok(conn),
-                Err(e) if e.kind == ConnErrorKind::Timeout => return Err(e),
+            match Conn::connect(&ep, peer, self.timeout, now + share) {
+                Ok(conn) => {
+                    resolver.prefer(addr);
+                    return Ok(conn);
+                }
                 Err(e) => failure = Some(e),
             }
         }

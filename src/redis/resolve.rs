@@ -45,6 +45,8 @@ struct State {
     in_flight: bool,
     /// Bumped by every finished lookup, so a waiter knows a new answer arrived.
     lookups_done: u64,
+    /// The address that last accepted a connection: listed first while it is in the answer.
+    preferred: Option<SocketAddr>,
 }
 
 struct Answer {
@@ -88,7 +90,7 @@ impl Resolver {
             refresh_after,
         }) = &st.answer
         {
-            let addrs = addrs.clone();
+            let addrs = preferred_first(addrs, st.preferred);
             if Instant::now() >= *refresh_after {
                 // A failure to start the refresh leaves the old answer in use; the next call
                 // tries again.
@@ -103,7 +105,7 @@ impl Resolver {
             if st.lookups_done != seen {
                 let answer = st.answer.as_ref().map(|a| a.addrs.clone());
                 return match answer {
-                    Some(Ok(addrs)) => Ok(addrs),
+                    Some(Ok(addrs)) => Ok(preferred_first(&addrs, st.preferred)),
                     Some(Err(why)) => Err(self.error(ConnErrorKind::Connect, why)),
                     None => unreachable!("a finished lookup always leaves an answer"),
                 };
@@ -129,6 +131,13 @@ impl Resolver {
     pub fn forget(&self) {
         if let Some(answer) = self.lock().answer.as_mut() {
             answer.refresh_after = Instant::now();
+        }
+    }
+
+    /// `addr` accepted a connection: try it first from now on.
+    pub fn prefer(&self, addr: SocketAddr) {
+        if self.literal.is_none() {
+            self.lock().preferred = Some(addr);
         }
     }
 
@@ -188,6 +197,14 @@ impl Resolver {
         // a consistent state.
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `addrs` in their order, except that `preferred` (when among them) comes first.
+fn preferred_first(addrs: &[SocketAddr], preferred: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let mut out = Vec::with_capacity(addrs.len());
+    out.extend(preferred.filter(|p| addrs.contains(p)));
+    out.extend(addrs.iter().filter(|&&a| Some(a) != preferred));
+    out
 }
 
 fn system_lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -349,6 +366,25 @@ mod tests {
         .unwrap();
         wait_until("the failed refresh", || !r.lock().in_flight);
         assert_eq!(r.resolve(Instant::now()).unwrap(), vec![moved]);
+    }
+
+    #[test]
+    fn the_address_that_last_answered_is_tried_first_while_it_is_listed() {
+        let (lookup, _calls, tx) = gated();
+        let r = Resolver::with_lookup("cache.example", 6379, FRESH_FOR, lookup);
+        let a: SocketAddr = "10.0.0.1:6379".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:6379".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:6379".parse().unwrap();
+        tx.send(Ok(vec![a, b, c])).unwrap();
+        assert_eq!(r.resolve(soon()).unwrap(), vec![a, b, c]);
+        r.prefer(c);
+        assert_eq!(r.resolve(soon()).unwrap(), vec![c, a, b]);
+        // A new answer without it: the lookup's own order again.
+        r.forget();
+        r.resolve(soon()).unwrap();
+        tx.send(Ok(vec![b, a])).unwrap();
+        wait_until("the refresh", || !r.lock().in_flight);
+        assert_eq!(r.resolve(soon()).unwrap(), vec![b, a]);
     }
 
     #[test]
