@@ -25,7 +25,7 @@ pub const ALIGN: usize = 8;
 /// thread's cache holds back at most ~1.25 MB (jemalloc keeps at most 200 blocks of each of the
 /// 21 size classes up to 1 KiB), however the thread allocates and frees. An explicit tcache is
 /// never trimmed by jemalloc's idle-time GC, hence the bound.
-pub const TCACHE_MAX: usize = 1024;
+const TCACHE_MAX: usize = 1024;
 
 /// Which allocator a block came from; recorded in the block so it is freed by the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
