@@ -10,7 +10,7 @@
 //! allocation and free took the arena's mutex: ~640 of the ~1,230 instructions of a set that
 //! replaces an entry (callgrind), and a lock that two threads setting at once contend for. A
 //! thread's own tcache (not the thread's default one) only ever holds this arena's blocks, so
-//! entry memory never leaks into the host's other allocations. Blocks above [`TCACHE_MAX`] go
+//! entry memory never leaks into the host's other allocations. Blocks above `TCACHE_MAX` go
 //! straight to the arena, which bounds what a thread's cache can hold back.
 
 use once_cell::sync::Lazy;
