@@ -440,6 +440,17 @@ static void test_unresolvable_host(void) {
     sz_cache_close(c);
 }
 
+/* Polls health until the Redis tier is up (1) or max_ms pass (0); *h is the last reading. */
+static int wait_redis_up(sz_cache *c, long max_ms, sz_health *h) {
+    double t0 = now_ms();
+    while (now_ms() - t0 < max_ms) {
+        *h = health_of(c);
+        if (h->redis.up == 1) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
 /* (c) A DNS server that does not answer "delays a call no more than Redis not answering would";
  * once it answers, the tier comes up (breaker probe) without reopening. */
 static void test_slow_dns(void) {
@@ -470,15 +481,7 @@ static void test_slow_dns(void) {
     /* DNS answers now: the tier comes back by itself. */
     set_gate(&slow_open, 1);
     double t0 = now_ms();
-    int up = 0;
-    while (now_ms() - t0 < 6000) {
-        h = health_of(c);
-        if (h.redis.up == 1) {
-            up = 1;
-            break;
-        }
-        sleep_ms(50);
-    }
+    int up = wait_redis_up(c, 6000, &h);
     CHECK(up);
     printf("  redis up %d after %.0f ms once DNS answered\n", up, now_ms() - t0);
     uint8_t val[200];
@@ -580,16 +583,8 @@ static void test_blackholed_first_address(void) {
     CHECK_RC(rc, SZ_OK);
     if (c) {
         double t0 = now_ms();
-        int up = 0;
         sz_health h;
-        while (now_ms() - t0 < 3000) {
-            h = health_of(c);
-            if (h.redis.up == 1) {
-                up = 1;
-                break;
-            }
-            sleep_ms(50);
-        }
+        int up = wait_redis_up(c, 3000, &h);
         CHECK(up);
         printf("  up %d after %.0f ms; lookups %d; last_error \"%s\"\n", up, now_ms() - t0,
                atomic_load(&n_blackhole), h.redis.last_error);
@@ -640,15 +635,7 @@ static void test_answer_refreshed_when_no_address_accepts(void) {
     sleep_ms(300);
     atomic_store(&flip_good, 1);
     double t0 = now_ms();
-    int up = 0;
-    while (now_ms() - t0 < 6000) {
-        h = health_of(c);
-        if (h.redis.up == 1) {
-            up = 1;
-            break;
-        }
-        sleep_ms(50);
-    }
+    int up = wait_redis_up(c, 6000, &h);
     CHECK(up);
     printf("  redis up %d %.0f ms after the move; lookups %d\n", up, now_ms() - t0,
            atomic_load(&n_flip));
@@ -834,15 +821,7 @@ static void test_failed_refresh_keeps_answer(int stall) {
         return;
     }
     double t0 = now_ms();
-    int up = 0;
-    while (now_ms() - t0 < 6000) {
-        h = health_of(c);
-        if (h.redis.up == 1) {
-            up = 1;
-            break;
-        }
-        sleep_ms(50);
-    }
+    int up = wait_redis_up(c, 6000, &h);
     CHECK(up);
     printf("  lookups %d before outage, %d during (all failing); up %d after %.0f ms; "
            "last_error \"%s\"\n",

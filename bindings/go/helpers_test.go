@@ -3,9 +3,35 @@ package smartcache
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
+
+// collectConstantly runs the garbage collector over and over (pausing between runs) until the
+// returned stop is called, which waits for the last run to end: slices handed to C while it
+// runs must still be where C reads them.
+func collectConstantly(pause time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				runtime.GC()
+				time.Sleep(pause)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
 
 // open opens a cache for one test and closes it when the test ends.
 func open(t testing.TB, cfg Config) *Cache {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,20 +269,7 @@ func TestManyAfterClose(t *testing.T) {
 // collector runs; run under -race by make test-go.
 func TestManyConcurrent(t *testing.T) {
 	c := open(t, Config{MemoryCapacity: 100})
-	stop := make(chan struct{})
-	gcDone := make(chan struct{})
-	go func() {
-		defer close(gcDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}()
+	stopCollecting := collectConstantly(time.Millisecond)
 	const workers, rounds, batch = 8, 300, 16
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -319,8 +305,7 @@ func TestManyConcurrent(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	close(stop)
-	<-gcDone
+	stopCollecting()
 }
 
 // promValue returns the value of the sample line "name value" (name with its labels, if any)

@@ -170,19 +170,7 @@ func TestSlicesPassedToCLiveInTheHeap(t *testing.T) {
 // goroutines' stacks grow and shrink, come back intact.
 func TestLocalKeysUnderGCAndStackGrowth(t *testing.T) {
 	c := open(t, Config{MemoryCapacity: 4096})
-	stop := make(chan struct{})
-	gcDone := make(chan struct{})
-	go func() {
-		defer close(gcDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
+	stopCollecting := collectConstantly(0)
 	var growStack func(n int) int
 	growStack = func(n int) int {
 		var pad [256]byte
@@ -224,6 +212,5 @@ func TestLocalKeysUnderGCAndStackGrowth(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	close(stop)
-	<-gcDone
+	stopCollecting()
 }
