@@ -10,15 +10,27 @@ use std::time::{Duration, Instant};
 mod workload;
 use workload::Rng;
 
+/// When an entry set with a TTL expires, as far as the test can know: the cache takes its
+/// deadline somewhere inside the insert call, so it lies between the TTL counted from just before
+/// the call and the TTL counted from just after it. A busy machine can stretch that window by
+/// milliseconds (the thread is preempted mid-insert), so each check uses the bound that makes it
+/// safe: "must still be live" the early one, "must have expired" the late one.
+#[derive(Clone, Copy)]
+struct Deadline {
+    earliest: Instant,
+    latest: Instant,
+}
+
 struct Model {
-    map: HashMap<Vec<u8>, (Vec<u8>, Option<Instant>)>,
+    map: HashMap<Vec<u8>, (Vec<u8>, Option<Deadline>)>,
 }
 
 impl Model {
-    fn live(&self, k: &[u8], now: Instant) -> Option<&Vec<u8>> {
+    /// The value if the cache must still hold it at `now` (barring eviction).
+    fn surely_live(&self, k: &[u8], now: Instant) -> Option<&Vec<u8>> {
         match self.map.get(k) {
             Some((v, None)) => Some(v),
-            Some((v, Some(dl))) if now < *dl => Some(v),
+            Some((v, Some(dl))) if now < dl.earliest => Some(v),
             _ => None,
         }
     }
@@ -53,18 +65,20 @@ fn run(seed: u64, ops: usize, capacity: usize, keys: u64) {
                 };
                 // Counted before the insert: the insert itself may evict the new entry.
                 let evictions_before = cache.stats().evictions;
+                let before_insert = Instant::now();
                 cache.insert(&key, &value, 0, ttl).unwrap();
-                // The model's deadline is taken after the insert so "expired in the model"
-                // implies "expired in the cache" (whose clock errs early).
-                model
-                    .map
-                    .insert(key.clone(), (value, ttl.map(|d| Instant::now() + d)));
+                let after_insert = Instant::now();
+                let deadline = ttl.map(|d| Deadline {
+                    earliest: before_insert + d,
+                    latest: after_insert + d,
+                });
+                model.map.insert(key.clone(), (value, deadline));
                 evictions_at_set.insert(key.clone(), evictions_before);
             }
             30..=39 => {
                 let before = Instant::now();
                 let had = cache.delete(&key);
-                let model_had = model.live(&key, before).is_some();
+                let model_had = model.surely_live(&key, before).is_some();
                 if had {
                     assert!(
                         model.map.contains_key(&key),
@@ -76,7 +90,7 @@ fn run(seed: u64, ops: usize, capacity: usize, keys: u64) {
                     // The margin covers the cache's clock erring early, as for get.
                     let later = Instant::now() + Duration::from_millis(1);
                     assert!(
-                        model.live(&key, later).is_none(),
+                        model.surely_live(&key, later).is_none(),
                         "seed {seed} step {step}: delete missed a live key"
                     );
                 }
@@ -96,20 +110,23 @@ fn run(seed: u64, ops: usize, capacity: usize, keys: u64) {
                             panic!("seed {seed} step {step}: value for a key not in the model")
                         });
                         assert_eq!(&v, want, "seed {seed} step {step}: wrong value");
-                        // Read before `after`, so it must not have been expired at `after`
-                        // minus nothing: the model deadline is later than the cache's.
+                        // The cache's clock never errs late, so a value read after the
+                        // latest possible deadline is an expired value handed out.
                         if let Some((_, Some(dl))) = model.map.get(&key) {
                             assert!(
-                                before_read < *dl,
+                                before_read < dl.latest,
                                 "seed {seed} step {step}: value returned {:?} past its deadline",
-                                before_read - *dl
+                                before_read - dl.latest
                             );
                         }
                     }
                     None => {
                         // Live a little after the read means live at the read. The margin
                         // covers the cache's clock erring early (it never errs late).
-                        if model.live(&key, after + Duration::from_millis(1)).is_some() {
+                        if model
+                            .surely_live(&key, after + Duration::from_millis(1))
+                            .is_some()
+                        {
                             assert!(
                                 evicted_since(&cache, evictions_at_set.get(&key)),
                                 "seed {seed} step {step}: a live key missed with no eviction"
