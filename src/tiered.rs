@@ -12,7 +12,7 @@ use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
 use crate::latency::{self, Latencies, Op, TierId};
-use crate::memory::{Blob, MemoryOptions, MemoryTier};
+use crate::memory::{Blob, MemoryOptions, MemoryTier, WriteMark};
 use crate::redis::RedisTier;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{clamp_ttl, flags, ttl_from_secs, Hit, TierCounters};
@@ -226,6 +226,7 @@ impl Cache {
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
         if !missing.is_empty() {
             let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i]).collect();
+            let marks: Vec<WriteMark> = wanted.iter().map(|k| inner.l1.write_mark(k)).collect();
             let from_l2 = inner.l2.as_ref().and_then(|l2| {
                 inner
                     .timed(TierId::Redis, Op::Get, || l2.get_many(&wanted))
@@ -236,8 +237,8 @@ impl Cache {
                     .as_ref()
                     .and_then(|hits| hits.get(j).cloned().flatten())
                 {
-                    Some(hit) => inner.promote(keys[i], hit, false),
-                    None => inner.get_l3(keys[i]),
+                    Some(hit) => inner.promote(keys[i], hit, false, marks[j]),
+                    None => inner.get_l3(keys[i], marks[j]),
                 };
             }
         }
@@ -261,17 +262,6 @@ impl Cache {
         }
         let ttl = ttl.map(clamp_ttl);
         let encoded: Vec<(Cow<[u8]>, u8)> = items.iter().map(|(_, v)| inner.encode(v)).collect();
-        let mut first_error = None;
-        for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
-            let blob = inner
-                .l1
-                .make_blob(key, stored, *entry_flags, ttl.or(inner.memory_ttl))?;
-            match inner.timed_memory(Op::Set, || inner.l1.insert_blob(blob)) {
-                Err(Error::TooLarge(_)) if inner.l2.is_some() || inner.l3.is_some() => {}
-                Err(e) => first_error = first_error.or(Some(e)),
-                Ok(()) => {}
-            }
-        }
         if let Some(l2) = &inner.l2 {
             let ttl = ttl.or(l2.default_ttl());
             let batch: Vec<_> = items
@@ -286,6 +276,19 @@ impl Cache {
             let ttl = ttl.or(inner.disk_ttl);
             for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
                 inner.set_l3(l3, key, stored, *entry_flags, ttl);
+            }
+        }
+        // Memory last, as in `store`.
+        let mut first_error = None;
+        for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
+            let stored = inner
+                .l1
+                .make_blob(key, stored, *entry_flags, ttl.or(inner.memory_ttl));
+            match stored.and_then(|blob| inner.timed_memory(Op::Set, || inner.l1.insert_blob(blob)))
+            {
+                Err(Error::TooLarge(_)) if inner.has_lower_tiers() => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+                Ok(()) => {}
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -327,15 +330,16 @@ impl Cache {
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
-        self.inner.l1.clear();
         if let Some(l2) = &self.inner.l2 {
             // Only keys under this cache's prefix; a failure is counted by the tier.
             let _ = l2.clear();
         }
         if let Some(l3) = &self.inner.l3 {
-            // Counted in the disk tier's errors when it fails; clear of L1 still happened.
+            // Counted in the disk tier's errors when it fails; memory is still cleared.
             let _ = l3.clear();
         }
+        // Memory last, as in `store`.
+        self.inner.l1.clear();
         Ok(())
     }
 
@@ -472,6 +476,7 @@ impl Inner {
     /// L1 missed: ask L2, then L3, and copy a hit into the tiers above it for what is left of
     /// its lifetime (capped by each tier's own TTL), never a fresh full TTL.
     fn get_lower(&self, key: &[u8]) -> Option<Blob> {
+        let mark = self.l1.write_mark(key);
         // Err = the tier failed or its breaker skipped it: counted by the tier, a miss here.
         let from_l2 = self.l2.as_ref().and_then(|l2| {
             self.timed(TierId::Redis, Op::Get, || l2.get(key))
@@ -479,24 +484,26 @@ impl Inner {
                 .flatten()
         });
         match from_l2 {
-            Some(hit) => self.promote(key, hit, false),
-            None => self.get_l3(key),
+            Some(hit) => self.promote(key, hit, false, mark),
+            None => self.get_l3(key, mark),
         }
     }
 
     /// L1 and L2 missed: ask L3.
-    fn get_l3(&self, key: &[u8]) -> Option<Blob> {
+    fn get_l3(&self, key: &[u8], mark: WriteMark) -> Option<Blob> {
         let l3 = self.l3.as_ref()?;
         let hit = self
             .timed(TierId::Disk, Op::Get, || l3.get(key))
             .ok()
             .flatten()?;
-        self.promote(key, hit, true)
+        self.promote(key, hit, true, mark)
     }
 
     /// Copies a lower tier's hit into the tiers above it (L2 too when it came from L3) and
     /// returns it as stored (still compressed if it was: decoded once per get, like L1 hits).
-    fn promote(&self, key: &[u8], hit: Hit, from_l3: bool) -> Option<Blob> {
+    /// `mark` was taken before the lower tier was asked: memory keeps the copy only if no set
+    /// or delete of the key finished meanwhile (the copy would be older than what it left).
+    fn promote(&self, key: &[u8], hit: Hit, from_l3: bool, mark: WriteMark) -> Option<Blob> {
         if hit.remaining == Some(Duration::ZERO) {
             // Expired between the tier's check and now: nothing left to serve or promote.
             return None;
@@ -515,8 +522,9 @@ impl Inner {
         }
         let ttl = capped(hit.remaining, self.memory_ttl);
         let blob = self.l1.make_blob(key, &hit.value, hit.flags, ttl).ok()?;
-        // A promotion L1 cannot take is not the caller's failure: the value is still served.
-        let _ = self.l1.promote(blob.clone());
+        // A promotion L1 cannot take (or must not) is not the caller's failure: the value is
+        // still served, as a get that ran before the write would have served it.
+        let _ = self.l1.promote(blob.clone(), mark);
         Some(blob)
     }
 
@@ -529,8 +537,11 @@ impl Inner {
         let blob = self
             .l1
             .make_blob(key, &stored, entry_flags, ttl.or(self.memory_ttl))?;
-        let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
+        // Memory last: a get that missed memory and read the lower tiers before this write
+        // reached them holds an older value, and memory's write count refuses it only if the
+        // count moves after the lower tiers have the new one (see `promote`).
         self.set_lower(key, &stored, entry_flags, ttl);
+        let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
         match in_l1 {
             // Too large for memory's byte budget but kept by a lower tier: served from there.
             Err(Error::TooLarge(_)) if self.l2.is_some() || self.l3.is_some() => Ok(blob),
@@ -619,7 +630,6 @@ impl Inner {
 
     /// Removes `key` from every tier; true if any tier had it.
     fn delete_everywhere(&self, key: &[u8]) -> bool {
-        let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
         // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
         let in_l2 = self.l2.as_ref().is_some_and(|l2| {
             self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
@@ -629,6 +639,8 @@ impl Inner {
             self.timed(TierId::Disk, Op::Delete, || l3.delete(key))
                 .unwrap_or(false)
         });
+        // Memory last, as in `store`.
+        let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
         in_l1 || in_l2 || in_l3
     }
 

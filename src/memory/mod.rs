@@ -26,6 +26,19 @@ use std::time::Duration;
 /// memory_capacity does not cost its full index before it is used.
 const PREALLOCATE_MAX_ITEMS: usize = 1 << 22;
 
+/// A key's write count when a get missed memory (see `MemoryTier::promote`).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMark {
+    hash: u64,
+    epoch: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Store {
+    Set,
+    Promote(WriteMark),
+}
+
 /// Bounds and allocator of the memory tier.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryOptions {
@@ -252,19 +265,38 @@ impl MemoryTier {
 
     /// Stores a blob made by `make_blob*`, counted as a set.
     pub fn insert_blob(&self, blob: Blob) -> Result<()> {
-        self.store(blob, true)
+        self.store(blob, Store::Set).map(drop)
     }
 
-    /// Stores a copy of a lower tier's entry: not a set by the caller, so not counted as one.
-    pub fn promote(&self, blob: Blob) -> Result<()> {
-        self.store(blob, false)
+    /// Notes the write count of `key`'s group, for a get that missed memory and is about to ask
+    /// a lower tier: see `promote`.
+    pub fn write_mark(&self, key: &[u8]) -> WriteMark {
+        let hash = self.hash(key);
+        let epoch = read(&self.slot(hash).shard).write_epoch(hash);
+        WriteMark { hash, epoch }
     }
 
-    fn store(&self, blob: Blob, is_set: bool) -> Result<()> {
-        let hash = self.hash(blob.key());
+    /// Stores a copy of a lower tier's entry, not counted as a set, unless a set, delete or
+    /// clear of its key (or of its group) came after `mark` was taken: then the copy may be
+    /// older than what that write left, and false says it was not stored.
+    pub fn promote(&self, blob: Blob, mark: WriteMark) -> Result<bool> {
+        debug_assert_eq!(mark.hash, self.hash(blob.key()));
+        self.store(blob, Store::Promote(mark))
+    }
+
+    fn store(&self, blob: Blob, how: Store) -> Result<bool> {
+        let hash = match how {
+            Store::Set => self.hash(blob.key()),
+            Store::Promote(mark) => mark.hash,
+        };
         let slot = self.slot(hash);
         let displaced = {
             let mut shard = write(&slot.shard);
+            match how {
+                Store::Promote(mark) if shard.write_epoch(hash) != mark.epoch => return Ok(false),
+                Store::Promote(_) => {}
+                Store::Set => shard.count_write(hash),
+            }
             if !shard.fits(&blob) {
                 return Err(Error::TooLarge(format!(
                     "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
@@ -294,7 +326,7 @@ impl MemoryTier {
             }
             displaced
         };
-        if is_set {
+        if matches!(how, Store::Set) {
             self.count(&slot.counters.sets);
         }
         if self.opts.count_stats && !displaced.evicted.is_empty() {
@@ -303,7 +335,7 @@ impl MemoryTier {
                 .fetch_add(displaced.evicted.len() as u64, Relaxed);
         }
         // `displaced` drops here, outside the lock: freeing memory is not the shard's business.
-        Ok(())
+        Ok(true)
     }
 
     /// Runs a change to a locked shard and carries its change of live entries into `live`.
@@ -321,7 +353,10 @@ impl MemoryTier {
     pub fn delete(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let slot = self.slot(hash);
-        let removed = self.tracking_live(&mut write(&slot.shard), |s| s.remove(hash, key));
+        let removed = self.tracking_live(&mut write(&slot.shard), |s| {
+            s.count_write(hash);
+            s.remove(hash, key)
+        });
         let Some(blob) = removed else { return false };
         let live = !blob.is_expired_at(clock::now());
         if live {

@@ -7,6 +7,9 @@ use super::policy::{Evicted, S3Fifo};
 use crate::clock::Ticks;
 use hashbrown::HashTable;
 
+/// Keys of a shard fall into this many groups (by hash) for counting writes.
+const WRITE_EPOCH_GROUPS: usize = 64;
+
 pub struct Shard {
     index: HashTable<Blob>,
     policy: S3Fifo,
@@ -14,6 +17,12 @@ pub struct Shard {
     /// 0 = no byte bound.
     max_bytes: usize,
     sweep_cursor: usize,
+    /// Sets, deletes and clears seen by each group of keys. A get that missed memory notes its
+    /// key's count before asking a lower tier and stores the answer only if the count has not
+    /// moved: otherwise a set or delete that finished meanwhile would be overwritten by the
+    /// older value the lower tier gave. Groups, not keys, so the count needs no entry to live
+    /// in; a write to another key of the group only costs a promotion, never correctness.
+    write_epochs: [u32; WRITE_EPOCH_GROUPS],
 }
 
 /// What a lookup found.
@@ -71,7 +80,19 @@ impl Shard {
             max_items,
             max_bytes,
             sweep_cursor: 0,
+            write_epochs: [0; WRITE_EPOCH_GROUPS],
         }
+    }
+
+    /// The write count of `hash`'s group (see `write_epochs`).
+    pub fn write_epoch(&self, hash: u64) -> u32 {
+        self.write_epochs[hash as usize % WRITE_EPOCH_GROUPS]
+    }
+
+    /// Counts a set or delete of a key of `hash`'s group, whether or not the key was here.
+    pub fn count_write(&mut self, hash: u64) {
+        let e = &mut self.write_epochs[hash as usize % WRITE_EPOCH_GROUPS];
+        *e = e.wrapping_add(1);
     }
 
     /// Live entries (expired ones not yet removed included).
@@ -213,12 +234,15 @@ impl Shard {
         taken
     }
 
-    /// Drops every entry; returns how many live ones there were.
+    /// Drops every entry; returns how many live ones there were. Counts as a write of every key.
     pub fn clear(&mut self) -> usize {
         let n = self.index.len();
         self.index.clear();
         self.policy.clear();
         self.sweep_cursor = 0;
+        for e in &mut self.write_epochs {
+            *e = e.wrapping_add(1);
+        }
         n
     }
 }
