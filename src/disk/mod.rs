@@ -8,6 +8,7 @@
 //! head, and only then point the index at the record, so a writer killed at any instant leaves
 //! at worst an unreferenced partial record.
 
+mod file;
 pub mod format;
 pub mod index;
 pub mod lock;
@@ -16,6 +17,7 @@ pub mod ring;
 use crate::config::MAX_KEY_LEN;
 use crate::error::{Error, Result};
 use crate::tier::{Hit, TierCounters, TierSnapshot};
+use file::io_err;
 use format::{
     key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF, RECORD_ALIGN,
     RECORD_HEADER, SEGTAB_ENTRY_BYTES,
@@ -24,10 +26,7 @@ use index::{tag_of, Index, Slot};
 use lock::WriterLock;
 use memmap2::{MmapMut, MmapOptions};
 use ring::{Loc, Ring};
-use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -108,10 +107,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::io(format!("{}: {what}: {e}", path.display()))
-}
-
 impl DiskTier {
     /// Opens or creates `<dir>/smartcache.l3` (file mode 0600; `dir` is created 0700 if missing).
     ///
@@ -124,34 +119,26 @@ impl DiskTier {
     /// Our own file found shorter than its geometry (truncated while closed) is extended back
     /// with zeroes; the lost records then read as corrupt misses, and one corruption is counted.
     pub fn open(dir: &Path, max_size: u64, max_value_size: usize) -> Result<DiskTier> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err(dir, "cannot create the cache directory", e))?;
-        let path = dir.join(FILE_NAME);
-        let file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                create_file(dir, &path, max_size, max_value_size)?
-            }
-            Err(e) => return Err(io_err(&path, "cannot open", e)),
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| io_err(&path, "cannot stat", e))?;
-        if !meta.is_file() {
-            return Err(io_err(&path, "refusing to use", "not a regular file"));
-        }
+        let (file, path) = file::open_or_create(dir, FILE_NAME, || {
+            let geo = Geometry::for_size(max_size, max_value_size).map_err(Error::config)?;
+            let mut hdr = vec![0u8; HEADER_LEN as usize];
+            geo.encode(&mut hdr);
+            Ok((geo.file_size, hdr))
+        })?;
         let mut hdr = vec![0u8; HEADER_LEN as usize];
-        let got = read_prefix(&file, &mut hdr).map_err(|e| io_err(&path, "cannot read", e))?;
+        let got =
+            file::read_prefix(&file, &mut hdr).map_err(|e| io_err(&path, "cannot read", e))?;
         let geo = Geometry::decode(&hdr[..got])
             .map_err(|m| Error::io(format!("{}: refusing to use: {m}", path.display())))?;
         let mut corruptions = 0;
-        if meta.len() < geo.file_size {
+        let len = file
+            .metadata()
+            .map_err(|e| io_err(&path, "cannot stat", e))?
+            .len();
+        if len < geo.file_size {
             // Mapping past EOF would SIGBUS on first touch; restoring the length makes the lost
             // tail read as zeroes, which every record check rejects.
-            reserve(&file, geo.file_size)
+            file::reserve(&file, geo.file_size)
                 .map_err(|e| io_err(&path, "cannot restore the truncated file's length", e))?;
             corruptions = 1;
         }
@@ -706,125 +693,10 @@ fn check_key(key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reads up to buf.len() bytes from the start of the file; returns how many there were.
-fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Sizes the file and reserves its blocks. A store through a shared mapping into a hole of a
-/// sparse file needs a block at page-fault time, and a full disk then kills the process with
-/// SIGBUS; reserving up front turns "disk full" into an open error instead. Filesystems without
-/// fallocate keep a sparse file (that risk remains there).
-fn reserve(file: &File, size: u64) -> std::io::Result<()> {
-    let len = libc::off_t::try_from(size)
-        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "file size overflows off_t"))?;
-    loop {
-        // SAFETY: fallocate only reads its integer arguments; the descriptor stays open for the
-        // call. Mode 0 allocates blocks and extends the size, never discarding data.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EOPNOTSUPP) => return file.set_len(size),
-            _ => return Err(err),
-        }
-    }
-}
-
-const TEMP_PREFIX: &str = ".smartcache.l3.tmp.";
-
-/// A process killed while creating the file leaves its temporary file behind (sized like the
-/// cache, its blocks reserved). Removes those whose creator is gone; a live creator's, or one whose
-/// pid was reused, is left alone.
-fn remove_orphaned_temp_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
-            continue;
-        };
-        let Some(pid) = rest
-            .split('.')
-            .next()
-            .and_then(|p| p.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if pid <= 0 || pid as u32 == std::process::id() {
-            continue;
-        }
-        // SAFETY: kill with signal 0 sends nothing; it only asks whether the pid exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Creates the file complete under a temporary name, then links it into place, so no process
-/// ever sees a half-initialised header (which it would refuse as not ours, forever). If another
-/// process links its file first, we use theirs.
-fn create_file(dir: &Path, path: &Path, max_size: u64, max_value_size: usize) -> Result<File> {
-    let geo = Geometry::for_size(max_size, max_value_size).map_err(Error::config)?;
-    remove_orphaned_temp_files(dir);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}.{nanos}", std::process::id()));
-    let result = (|| {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_err(&tmp, "cannot create", e))?;
-        reserve(&f, geo.file_size).map_err(|e| {
-            io_err(
-                &tmp,
-                &format!("cannot reserve {} bytes (disk_max_size)", geo.file_size),
-                e,
-            )
-        })?;
-        let mut hdr = vec![0u8; HEADER_LEN as usize];
-        geo.encode(&mut hdr);
-        f.write_all_at(&hdr, 0)
-            .map_err(|e| io_err(&tmp, "cannot write the header", e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, "cannot sync", e))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io_err(path, "cannot create", e)),
-        }
-    })();
-    let _ = fs::remove_file(&tmp);
-    result?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| io_err(path, "cannot open", e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn temp_dir(name: &str) -> PathBuf {
         static N: AtomicU64 = AtomicU64::new(0);
@@ -921,8 +793,9 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        let orphan = d.join(format!("{TEMP_PREFIX}{dead}.1"));
-        let ours = d.join(format!("{TEMP_PREFIX}{}.2", std::process::id()));
+        let prefix = file::temp_prefix(FILE_NAME);
+        let orphan = d.join(format!("{prefix}{dead}.1"));
+        let ours = d.join(format!("{prefix}{}.2", std::process::id()));
         let other = d.join("unrelated.tmp");
         for f in [&orphan, &ours, &other] {
             fs::write(f, b"x").unwrap();
