@@ -43,9 +43,12 @@ impl Slot {
         self.tag.store(tag, Ordering::Release);
     }
 
+    /// Empties the slot. The position is left as it was: a reader that read the old tag just
+    /// before may still pair it with the position it reads now, and that must be a position
+    /// this key was published at (the value deleted, which a get racing the delete may
+    /// return), not 0, which is the position of the file's first record, as old as it gets.
     pub fn clear(&self) {
         self.tag.store(0, Ordering::Release);
-        self.pos.store(0, Ordering::Release);
     }
 }
 
@@ -132,7 +135,7 @@ mod tests {
             s.publish(tag_of(7), 16);
             assert_eq!((s.tag(), s.pos()), (7, 16));
             s.clear();
-            assert_eq!((s.tag(), s.pos()), (0, 0));
+            assert_eq!((s.tag(), s.pos()), (0, 16));
             // Neighbouring slots untouched.
             assert_eq!(idx.bucket(1)[2].tag(), 0);
             assert_eq!(idx.bucket(0)[7].tag(), 0);

@@ -709,6 +709,49 @@ mod tests {
         d
     }
 
+    /// A get that starts after a set or delete returned sees that write or a later one, never
+    /// an older version, even racing the next writes (reader and writer on separate handles,
+    /// as two processes would be).
+    #[test]
+    fn a_get_never_returns_a_version_older_than_the_last_finished_write() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let d = temp_dir("versions");
+        let writer = DiskTier::open(&d, 4 << 20, 64).unwrap();
+        let reader = DiskTier::open(&d, 4 << 20, 64).unwrap();
+        // 2v: version v was set; 2v + 1: then deleted.
+        let step = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let (step, stop) = (Arc::clone(&step), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut found = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let at = step.load(Ordering::SeqCst);
+                    let oldest = at / 2 + at % 2;
+                    if let Some(hit) = reader.get(b"k").unwrap() {
+                        let got = u64::from_le_bytes(hit.value.try_into().unwrap());
+                        assert!(got >= oldest, "version {got} read after step {at}");
+                        found += 1;
+                    }
+                }
+                found
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        let mut v = 0u64;
+        while std::time::Instant::now() < deadline {
+            v += 1;
+            writer.set(b"k", &v.to_le_bytes(), 0, None).unwrap();
+            step.store(2 * v, Ordering::SeqCst);
+            writer.delete(b"k").unwrap();
+            step.store(2 * v + 1, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert!(checker.join().unwrap() > 100, "too few reads found a value");
+        fs::remove_dir_all(d).unwrap();
+    }
+
     #[test]
     fn set_get_delete_round_trip() {
         let d = temp_dir("rt");
