@@ -2,9 +2,13 @@
 //! `--toggle-collect=l1_instructions::gets_*` to compare the hot paths of SmartCache (through its
 //! C ABI) and quick_cache exactly, since times on this machine vary by tens of percent:
 //!
+//! `smartcache_disk` is the same workload on a cache with the disk tier enabled (every get
+//! still a memory hit): the difference is what keeping memory in step with the other processes
+//! sharing the disk file (the write log check) costs a hit.
+//!
 //! ```sh
 //! cargo bench --bench l1_instructions --no-run
-//! for c in smartcache quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//! for c in smartcache smartcache_disk quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!   --toggle-collect='l1_instructions::gets_*' target/release/deps/l1_instructions-* $c; done
 //! ```
 
@@ -46,6 +50,16 @@ fn main() {
             let c = Smart::open(RESIDENT as usize * 2, true);
             (0..RESIDENT).for_each(|i| c.set(&key(i), &value));
             gets_smartcache(&c, &keys)
+        }
+        "smartcache_disk" => {
+            let dir = std::env::temp_dir().join(format!("sc-l1-instr-{}", std::process::id()));
+            let path = dir.to_str().unwrap();
+            let extra = [("disk_enabled", "true"), ("disk_path", path)];
+            let c = Smart::open_with(RESIDENT as usize * 2, true, &extra);
+            (0..RESIDENT).for_each(|i| c.set(&key(i), &value));
+            let sum = gets_smartcache(&c, &keys);
+            let _ = std::fs::remove_dir_all(&dir);
+            sum
         }
         "quick_cache" => {
             let c = quick(RESIDENT as usize * 2);

@@ -8,6 +8,7 @@
 
 use crate::compress;
 use crate::config::{Config, MAX_KEY_LEN};
+use crate::disk::write_log::{Change, WriteLog};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
@@ -43,6 +44,9 @@ struct Inner {
     /// its breaker skips a dead Redis), the coordinator sees a miss or a skipped write.
     l2: Option<RedisTier>,
     l3: Option<DiskTier>,
+    /// With the disk tier: how sets, deletes and clears of the other processes sharing the
+    /// file reach this one's memory tier (and this one's reach theirs).
+    writes: Option<WriteLog>,
     disk_ttl: Option<Duration>,
     flights: SingleFlight<Blob>,
     started: Instant,
@@ -93,12 +97,21 @@ impl Cache {
             )?),
             false => None,
         };
-        let l1 = MemoryTier::new(MemoryOptions {
+        let writes = match config.disk_enabled {
+            true => Some(WriteLog::open(&config.disk_path)?),
+            false => None,
+        };
+        let l1_options = MemoryOptions {
             max_items: config.memory_capacity,
             max_bytes: config.memory_max_bytes,
             jemalloc: config.jemalloc_enabled,
             count_stats: config.enable_stats,
-        });
+        };
+        // Hashed alike in every process of the disk_path, so the write log's hashes name keys.
+        let l1 = match &writes {
+            Some(log) => MemoryTier::with_hash_seed(l1_options, log.seed()),
+            None => MemoryTier::new(l1_options),
+        };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
         let l2 = match config.redis_enabled {
             true => Some(RedisTier::open(&config)?),
@@ -110,6 +123,7 @@ impl Cache {
             l1,
             l2,
             l3,
+            writes,
             disk_ttl: ttl_from_secs(config.disk_ttl),
             flights: SingleFlight::default(),
             started,
@@ -138,6 +152,7 @@ impl Cache {
     pub fn get(&self, key: &[u8]) -> Result<Option<Blob>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
+        inner.sync_memory();
         let stored = match inner.l1.get(key) {
             Some(blob) => blob,
             None => match inner.get_lower(key) {
@@ -175,6 +190,7 @@ impl Cache {
     ) -> Result<Option<Copied>> {
         let inner = &*self.inner;
         inner.check_key(key)?;
+        inner.sync_memory();
         let limit = inner.config.max_value_size;
         let mut yielded = None;
         let mut before_blocking = Some(before_blocking);
@@ -222,6 +238,7 @@ impl Cache {
                 .check_key(key)
                 .map_err(|e| e.about(&format!("keys[{i}]")))?;
         }
+        inner.sync_memory();
         let mut found: Vec<Option<Blob>> = keys.iter().map(|k| inner.l1.get(k)).collect();
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
         if !missing.is_empty() {
@@ -290,6 +307,7 @@ impl Cache {
                 Err(e) => first_error = first_error.or(Some(e)),
                 Ok(()) => {}
             }
+            inner.tell_others(Change::Key(inner.l1.key_hash(key)));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -310,6 +328,7 @@ impl Cache {
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
+        self.inner.sync_memory();
         if self.inner.l1.contains(key) {
             return Ok(true);
         }
@@ -340,6 +359,7 @@ impl Cache {
         }
         // Memory last, as in `store`.
         self.inner.l1.clear();
+        self.inner.tell_others(Change::All);
         Ok(())
     }
 
@@ -357,6 +377,7 @@ impl Cache {
         self.inner.flights.run(key, || {
             // Someone may have stored it between our miss and taking the flight. Our get above
             // already counted the miss, so this look does not count again.
+            self.inner.sync_memory();
             if let Some(stored) = self.inner.l1.peek(key) {
                 if let Some(v) = self.inner.decode(stored) {
                     return Ok(v);
@@ -469,6 +490,37 @@ impl Inner {
         Ok(())
     }
 
+    /// Brings memory up to date with the other processes' writes (see `WriteLog`) before it is
+    /// read: a get that starts after their set or delete returned must not see what it replaced.
+    #[inline]
+    fn sync_memory(&self) {
+        if let Some(log) = &self.writes {
+            if log.is_behind() {
+                self.catch_up(log);
+            }
+        }
+    }
+
+    #[cold]
+    fn catch_up(&self, log: &WriteLog) {
+        log.catch_up(|change| match change {
+            Change::Key(hash) => self.l1.invalidate(hash),
+            Change::All => {
+                self.l1.clear();
+            }
+        });
+    }
+
+    /// Records a write for the other processes' memory tiers, once it has reached the tiers
+    /// they read.
+    fn tell_others(&self, change: Change) {
+        if let Some(log) = &self.writes {
+            if log.record(change) {
+                self.catch_up(log);
+            }
+        }
+    }
+
     fn has_lower_tiers(&self) -> bool {
         self.l2.is_some() || self.l3.is_some()
     }
@@ -542,6 +594,7 @@ impl Inner {
         // count moves after the lower tiers have the new one (see `promote`).
         self.set_lower(key, &stored, entry_flags, ttl);
         let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
+        self.tell_others(Change::Key(self.l1.key_hash(key)));
         match in_l1 {
             // Too large for memory's byte budget but kept by a lower tier: served from there.
             Err(Error::TooLarge(_)) if self.l2.is_some() || self.l3.is_some() => Ok(blob),
@@ -641,6 +694,7 @@ impl Inner {
         });
         // Memory last, as in `store`.
         let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
+        self.tell_others(Change::Key(self.l1.key_hash(key)));
         in_l1 || in_l2 || in_l3
     }
 

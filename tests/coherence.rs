@@ -104,3 +104,66 @@ fn a_promotion_from_redis_never_overwrites_a_newer_set() {
     let readers = vec![Arc::clone(&cache), Arc::clone(&cache)];
     readers_never_go_back(cache, readers, Duration::from_secs(2));
 }
+
+#[test]
+fn another_handle_on_the_disk_path_sees_each_set_delete_and_clear_at_once() {
+    let dir = TempDir::new("coherence-handles");
+    // Two workers of one pre-fork server, each with its own memory tier.
+    let a = Cache::open(config(&dir, 1000)).unwrap();
+    let b = Cache::open(config(&dir, 1000)).unwrap();
+    let got = |c: &Cache, k: &[u8]| c.get(k).unwrap().map(|v| v.value().to_vec());
+    let copied = |c: &Cache, k: &[u8]| {
+        let mut buf = [0u8; 16];
+        c.get_copy(k, &mut buf).unwrap().map(|n| buf[..n].to_vec())
+    };
+
+    a.set(b"user:1", b"alice", None).unwrap();
+    assert_eq!(got(&b, b"user:1").as_deref(), Some(&b"alice"[..]));
+    // Now in b's memory: served from there until a's next write.
+    assert_eq!(got(&b, b"user:1").as_deref(), Some(&b"alice"[..]));
+    let disk_hits = b.stats().disk.unwrap().hits;
+
+    a.set(b"user:1", b"alicia", None).unwrap();
+    assert_eq!(copied(&b, b"user:1").as_deref(), Some(&b"alicia"[..]));
+    assert_eq!(
+        b.stats().disk.unwrap().hits,
+        disk_hits + 1,
+        "read again from disk"
+    );
+
+    a.delete(b"user:1").unwrap();
+    assert!(!b.exists(b"user:1").unwrap());
+    assert_eq!(got(&b, b"user:1"), None);
+
+    a.set_many(&[(b"x", b"1"), (b"y", b"1")], None).unwrap();
+    assert_eq!(
+        b.get_many(&[b"x", b"y"]).unwrap().iter().flatten().count(),
+        2
+    );
+    a.set_many(&[(b"x", b"2"), (b"y", b"2")], None).unwrap();
+    let many = b.get_many(&[b"x", b"y"]).unwrap();
+    assert!(many.iter().all(|v| v.as_ref().unwrap().value() == b"2"));
+
+    b.set(b"z", b"from b", None).unwrap();
+    assert_eq!(got(&a, b"z").as_deref(), Some(&b"from b"[..]));
+    a.clear().unwrap();
+    for k in [&b"x"[..], b"y", b"z"] {
+        assert_eq!(got(&b, k), None);
+    }
+
+    // A writer's own memory is not dropped by its own writes.
+    a.set(b"own", b"v", None).unwrap();
+    let a_disk_hits = a.stats().disk.unwrap().hits;
+    assert_eq!(got(&a, b"own").as_deref(), Some(&b"v"[..]));
+    assert_eq!(a.stats().disk.unwrap().hits, a_disk_hits, "a memory hit");
+}
+
+#[test]
+fn readers_in_other_handles_never_go_back() {
+    let dir = TempDir::new("coherence-cross");
+    let writer = Arc::new(Cache::open(config(&dir, 1000)).unwrap());
+    let readers = (0..2)
+        .map(|_| Arc::new(Cache::open(config(&dir, 1000)).unwrap()))
+        .collect();
+    readers_never_go_back(writer, readers, Duration::from_secs(2));
+}

@@ -29,6 +29,11 @@ unsafe impl Sync for Smart {}
 
 impl Smart {
     pub fn open(capacity: usize, jemalloc: bool) -> Smart {
+        Smart::open_with(capacity, jemalloc, &[])
+    }
+
+    /// `open`, plus the config settings in `extra`.
+    pub fn open_with(capacity: usize, jemalloc: bool, extra: &[(&str, &str)]) -> Smart {
         let cfg = sz_config_new();
         let set = |n: &str, v: &str| {
             let (n, v) = (
@@ -42,6 +47,7 @@ impl Smart {
         set("memory_ttl", "0");
         set("auto_expire_interval", "0");
         set("jemalloc_enabled", if jemalloc { "true" } else { "false" });
+        extra.iter().for_each(|(n, v)| set(n, v));
         let mut c = std::ptr::null_mut();
         // SAFETY: cfg is live; c is a valid out pointer.
         assert_eq!(unsafe { sz_cache_open(cfg, &mut c) }, SZ_OK);

@@ -13,6 +13,7 @@ pub mod format;
 pub mod index;
 pub mod lock;
 pub mod ring;
+pub mod write_log;
 
 use crate::config::MAX_KEY_LEN;
 use crate::error::{Error, Result};
@@ -698,7 +699,9 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    /// A fresh directory name under the system temp dir (not created), for the disk modules'
+    /// unit tests.
+    pub(super) fn temp_dir(name: &str) -> PathBuf {
         static N: AtomicU64 = AtomicU64::new(0);
         let d = std::env::temp_dir().join(format!(
             "smartcache-disk-unit-{name}-{}-{}",

@@ -95,13 +95,22 @@ pub struct MemoryTier {
     /// per-shard bounds alone, a cache of N items filled with N keys would evict the few
     /// percent that hash to fuller shards.
     live: CachePadded<AtomicIsize>,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// Seeded per cache, or per disk_path when the write log shares hashes between processes.
+    hasher: foldhash::fast::FixedState,
     alloc: Allocator,
     opts: MemoryOptions,
 }
 
 impl MemoryTier {
+    /// A tier hashing keys with a seed of its own.
     pub fn new(opts: MemoryOptions) -> MemoryTier {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
+        MemoryTier::with_hash_seed(opts, seed)
+    }
+
+    /// A tier hashing keys with `seed`: tiers with one seed give every key the same
+    /// `key_hash`, which is what lets the write log name keys by hash across processes.
+    pub fn with_hash_seed(opts: MemoryOptions, seed: u64) -> MemoryTier {
         let max_items = opts.max_items.max(1);
         let n = shard_count(max_items, opts.max_bytes);
         let preallocate = max_items <= PREALLOCATE_MAX_ITEMS;
@@ -120,7 +129,7 @@ impl MemoryTier {
             shards,
             get_latency: Histogram::new(),
             live: CachePadded::new(AtomicIsize::new(0)),
-            hasher: Default::default(),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
         }
@@ -133,6 +142,11 @@ impl MemoryTier {
     #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
+    }
+
+    /// The hash `key` is filed under (see `with_hash_seed`).
+    pub fn key_hash(&self, key: &[u8]) -> u64 {
+        self.hash(key)
     }
 
     #[inline]
@@ -363,6 +377,19 @@ impl MemoryTier {
             self.count(&slot.counters.deletes);
         }
         live
+    }
+
+    /// Drops the entries of every key that hashes to `hash`: some other process set or deleted
+    /// one of them. Counts as a write of them for promotions in flight (see `promote`), not as
+    /// a delete.
+    pub fn invalidate(&self, hash: u64) {
+        let slot = self.slot(hash);
+        let dropped = self.tracking_live(&mut write(&slot.shard), |s| {
+            s.count_write(hash);
+            s.remove_hashed(hash, |k| self.hash(k))
+        });
+        // Freed here, outside the lock.
+        drop(dropped);
     }
 
     /// Drops every entry; returns how many there were. Pinned values stay valid.

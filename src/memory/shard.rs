@@ -203,6 +203,18 @@ impl Shard {
         Some(blob)
     }
 
+    /// Removes every entry whose key hashes to `hash`, whatever the key (the caller knows only
+    /// the hash); returns them.
+    pub fn remove_hashed(&mut self, hash: u64, hash_of: impl Fn(&[u8]) -> u64) -> Vec<Blob> {
+        let mut removed = Vec::new();
+        while let Ok(e) = self.index.find_entry(hash, |b| hash_of(b.key()) == hash) {
+            let (blob, _) = e.remove();
+            S3Fifo::bury(&blob);
+            removed.push(blob);
+        }
+        removed
+    }
+
     /// Removes the entry of `key` if it is expired at `now`; true if it did.
     pub fn remove_if_expired(&mut self, hash: u64, key: &[u8], now: Ticks) -> bool {
         match self.index.find_entry(hash, |b| b.key_is(key)) {

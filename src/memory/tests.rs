@@ -259,3 +259,47 @@ fn capacity_holds_exactly_when_threads_insert_at_once() {
         assert_eq!(s.size + s.evictions, 80_000);
     }
 }
+
+#[test]
+fn a_promotion_is_refused_after_a_write_of_its_key_and_kept_otherwise() {
+    let t = tier(1000, 0);
+    let copy = |k: &[u8], v: &[u8]| t.make_blob(k, v, 0, None).unwrap();
+
+    // Nothing wrote the key since the mark: stored, and not counted as a set.
+    let mark = t.write_mark(b"k");
+    assert!(t.promote(copy(b"k", b"old"), mark).unwrap());
+    assert_eq!(t.get(b"k").unwrap().value(), b"old");
+    assert_eq!(t.stats().sets, 0);
+
+    // A set, a delete (even of an absent key) or a clear after the mark: refused, and what the
+    // write left stays.
+    let mark = t.write_mark(b"k");
+    t.insert(b"k", b"new", 0, None).unwrap();
+    assert!(!t.promote(copy(b"k", b"old"), mark).unwrap());
+    assert_eq!(t.get(b"k").unwrap().value(), b"new");
+
+    let mark = t.write_mark(b"gone");
+    assert!(!t.delete(b"gone"));
+    assert!(!t.promote(copy(b"gone", b"old"), mark).unwrap());
+    assert!(t.get(b"gone").is_none());
+
+    let mark = t.write_mark(b"k");
+    t.clear();
+    assert!(!t.promote(copy(b"k", b"old"), mark).unwrap());
+    assert!(t.get(b"k").is_none());
+
+    // Writes to keys of other groups do not refuse it. Only some keys share a group, so most of
+    // these promotions must be kept.
+    let marks: Vec<_> = (0..100u32)
+        .map(|i| t.write_mark(format!("p{i}").as_bytes()))
+        .collect();
+    t.insert(b"unrelated", b"x", 0, None).unwrap();
+    let kept = (0..100u32)
+        .filter(|&i| {
+            let key = format!("p{i}");
+            t.promote(copy(key.as_bytes(), b"v"), marks[i as usize])
+                .unwrap()
+        })
+        .count();
+    assert!(kept >= 90, "only {kept} of 100 promotions kept");
+}

@@ -1,0 +1,488 @@
+//! The write log: how a set, delete or clear in one process reaches the memory tier of every
+//! other process sharing the disk_path.
+//!
+//! Each process keeps its own memory tier in front of the shared disk file, so without this a
+//! worker would go on serving a value another worker had replaced or deleted until its memory
+//! copy expired. `<disk_path>/smartcache.writes` is a ring of what was written lately, by every
+//! process: the memory-tier hash of each key set or deleted, or "everything" for a clear. Each
+//! cache handle remembers how far it has read the ring and, before any read of its memory tier,
+//! catches up: it drops the entries others wrote. When nothing was written that costs one
+//! shared load and a compare.
+//!
+//! A handle that fell more than a ring behind, or meets an entry it cannot trust (overwritten
+//! while it read it, or reserved by a writer that died before filling it in), drops its whole
+//! memory tier instead: always correct, only slower.
+//!
+//! Layout (docs/disk-format.md): a 4 KiB header page, then `len` entries of 32 bytes. Writers
+//! reserve a position with one atomic add on `next` and fill the entry in; an entry's `stamp`
+//! is its position + 1 once it is complete.
+
+use super::file::{self, io_err};
+use crate::error::{Error, Result};
+use memmap2::{MmapMut, MmapOptions};
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The file's name inside disk_path.
+pub const FILE_NAME: &str = "smartcache.writes";
+
+const MAGIC: [u8; 8] = *b"SCWRITES";
+const VERSION: u32 = 1;
+const HEADER_LEN: u64 = 4096;
+/// Bytes 0..24 (magic, version, len, seed) are covered by a crc32 stored at 24.
+const CHECKED_LEN: usize = 24;
+/// `next`, the position the next write takes; on a cache line of its own.
+const NEXT_OFF: usize = 128;
+const ENTRY_BYTES: u64 = 32;
+/// Entries in a new file: a handle may fall this many writes behind (by all processes) between
+/// two of its reads before it must drop its whole memory tier. 2 MiB.
+const DEFAULT_LEN: u64 = 1 << 16;
+const MAX_LEN: u64 = 1 << 24;
+/// How long a reader waits for a writer to finish an entry it has reserved (it is a few stores
+/// away, unless it was preempted or died) before treating the entry as unknown.
+const UNFINISHED_WAIT: Duration = Duration::from_millis(2);
+
+const KIND_KEY: u64 = 1;
+const KIND_ALL: u64 = 2;
+
+/// One write, as the other handles must apply it to their memory tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Keys with this memory-tier hash were set or deleted.
+    Key(u64),
+    /// Everything was cleared, or the handle cannot tell what changed.
+    All,
+}
+
+#[repr(C)]
+struct Entry {
+    stamp: AtomicU64,
+    hash: AtomicU64,
+    writer: AtomicU64,
+    kind: AtomicU64,
+}
+
+pub struct WriteLog {
+    _map: MmapMut,
+    next: *const AtomicU64,
+    entries: *const Entry,
+    len: u64,
+    seed: u64,
+    /// Tells this handle's entries from others' (it has applied its own writes already).
+    writer: u64,
+    /// Position up to which this handle's memory tier has applied the log. Advanced by
+    /// `catch_up`, and by `record` past this handle's own entry when it is the next one.
+    applied: AtomicU64,
+    /// Makes catching up one thread's job while the handle's other readers wait for it.
+    catching_up: Mutex<()>,
+    path: PathBuf,
+}
+
+// SAFETY: `next` and `entries` point into `_map`, which the log owns and never remaps, so they
+// are valid on any thread for the log's lifetime; the shared words are only accessed as atomics.
+unsafe impl Send for WriteLog {}
+// SAFETY: see Send; every &self method uses atomics or the `applied` mutex.
+unsafe impl Sync for WriteLog {}
+
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one((std::process::id(), Instant::now()))
+}
+
+fn header(len: u64, seed: u64) -> Vec<u8> {
+    let mut h = vec![0u8; HEADER_LEN as usize];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&seed.to_le_bytes());
+    let crc = crc32fast::hash(&h[..CHECKED_LEN]);
+    h[CHECKED_LEN..CHECKED_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// (len, seed) of a header, or why it is not ours.
+fn parse_header(h: &[u8]) -> std::result::Result<(u64, u64), String> {
+    if h.len() < CHECKED_LEN + 4 || h[0..8] != MAGIC {
+        return Err("not a SmartCache write log (bad magic)".into());
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(format!(
+            "write log version {version}, this build reads {VERSION}"
+        ));
+    }
+    if u32_at(CHECKED_LEN) != crc32fast::hash(&h[..CHECKED_LEN]) {
+        return Err("write log header checksum mismatch".into());
+    }
+    let len = u64::from(u32_at(12));
+    if len == 0 || len > MAX_LEN {
+        return Err(format!("write log of {len} entries"));
+    }
+    let seed = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+    Ok((len, seed))
+}
+
+impl WriteLog {
+    /// Opens or creates `<dir>/smartcache.writes` (mode 0600). A file that is not ours is
+    /// refused with `Error::Io` and left untouched, as for the L3 file.
+    pub fn open(dir: &Path) -> Result<WriteLog> {
+        Self::open_with_len(dir, DEFAULT_LEN)
+    }
+
+    /// `open`, laying a new file out with `new_len` entries (an existing file keeps its own).
+    fn open_with_len(dir: &Path, new_len: u64) -> Result<WriteLog> {
+        let (file, path) = file::open_or_create(dir, FILE_NAME, || {
+            Ok((
+                HEADER_LEN + new_len * ENTRY_BYTES,
+                header(new_len, random_u64()),
+            ))
+        })?;
+        let mut hdr = [0u8; CHECKED_LEN + 4];
+        let got =
+            file::read_prefix(&file, &mut hdr).map_err(|e| io_err(&path, "cannot read", e))?;
+        let (len, seed) = parse_header(&hdr[..got])
+            .map_err(|m| Error::io(format!("{}: refusing to use: {m}", path.display())))?;
+        let size = HEADER_LEN + len * ENTRY_BYTES;
+        let have = file
+            .metadata()
+            .map_err(|e| io_err(&path, "cannot stat", e))?
+            .len();
+        if have < size {
+            // Truncated while closed: the lost entries read as unfinished, which readers treat
+            // as "anything may have changed".
+            file::reserve(&file, size)
+                .map_err(|e| io_err(&path, "cannot restore the truncated file's length", e))?;
+        }
+        // SAFETY: the file is at least `size` bytes (checked or extended just above) and is
+        // never shrunk by this crate; other processes change it concurrently, and every access
+        // to the mapped words after the header is atomic.
+        let mut map = unsafe { MmapOptions::new().len(size as usize).map_mut(&file) }
+            .map_err(|e| io_err(&path, "cannot map", e))?;
+        let base = map.as_mut_ptr();
+        // SAFETY: NEXT_OFF + 8 and HEADER_LEN + len * 32 lie inside the mapping, which is
+        // page-aligned, so both regions are 8-aligned for AtomicU64.
+        let (next, entries) = unsafe {
+            (
+                base.add(NEXT_OFF) as *const AtomicU64,
+                base.add(HEADER_LEN as usize) as *const Entry,
+            )
+        };
+        let log = WriteLog {
+            _map: map,
+            next,
+            entries,
+            len,
+            seed,
+            writer: random_u64() | 1,
+            applied: AtomicU64::new(0),
+            catching_up: Mutex::new(()),
+            path,
+        };
+        // A new handle's memory tier is empty: nothing written so far concerns it.
+        log.applied.store(log.next().load(Acquire), Release);
+        Ok(log)
+    }
+
+    /// The seed every process's memory tier hashes keys with, so hashes in the log mean the
+    /// same keys to all of them.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next(&self) -> &AtomicU64 {
+        // SAFETY: see `open`: points at an aligned word inside the mapping we own.
+        unsafe { &*self.next }
+    }
+
+    fn entry(&self, pos: u64) -> &Entry {
+        // SAFETY: pos % len < len entries lie inside the mapping (see `open`).
+        unsafe { &*self.entries.add((pos % self.len) as usize) }
+    }
+
+    /// True when some handle wrote since this one last caught up: call `catch_up` before
+    /// reading memory.
+    #[inline]
+    pub fn is_behind(&self) -> bool {
+        self.next().load(Acquire) != self.applied.load(Acquire)
+    }
+
+    /// Tells every handle of this file (this one excepted) that `change` happened. Call it
+    /// after the change has reached the shared tiers, so that a handle that applies it and
+    /// then misses memory reads the new state.
+    ///
+    /// True when this handle should `catch_up` now: a quarter of the ring is unapplied, and a
+    /// handle that only writes (a bulk load) must not let the ring lap it, which would cost it
+    /// its whole memory tier on its next read.
+    pub fn record(&self, change: Change) -> bool {
+        let pos = self.next().fetch_add(1, AcqRel);
+        let e = self.entry(pos);
+        let (kind, hash) = match change {
+            Change::Key(h) => (KIND_KEY, h),
+            Change::All => (KIND_ALL, 0),
+        };
+        e.hash.store(hash, Release);
+        e.writer.store(self.writer, Release);
+        e.kind.store(kind, Release);
+        e.stamp.store(pos.wrapping_add(1), Release);
+        // Nothing unapplied before our own entry: step over it, so a handle that writes alone
+        // never needs to catch up at all.
+        let _ = self
+            .applied
+            .compare_exchange(pos, pos.wrapping_add(1), AcqRel, Relaxed);
+        self.next()
+            .load(Relaxed)
+            .wrapping_sub(self.applied.load(Relaxed))
+            > self.len / 4
+    }
+
+    /// Applies every change other handles recorded since this one last caught up, in order.
+    /// Returns once `is_behind` would have been false at the moment it started.
+    pub fn catch_up(&self, mut apply: impl FnMut(Change)) {
+        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|e| e.into_inner());
+        let start = self.applied.load(Acquire);
+        let target = self.next().load(Acquire);
+        // More than a ring behind (or `next` went backwards: the file was damaged).
+        let mut all = target.wrapping_sub(start) > self.len;
+        let mut pos = start;
+        while !all && pos != target {
+            match self.read(pos) {
+                Some((writer, _)) if writer == self.writer => {}
+                Some((_, Change::Key(h))) => apply(Change::Key(h)),
+                Some((_, Change::All)) | None => all = true,
+            }
+            pos = pos.wrapping_add(1);
+        }
+        // A writer that lapped the ring while we read may have changed entries under us.
+        all |= self.next().load(Acquire).wrapping_sub(start) > self.len;
+        if all {
+            apply(Change::All);
+        }
+        // Max: `record` may have stepped over an own entry beyond `target` meanwhile.
+        self.applied.fetch_max(target, AcqRel);
+    }
+
+    /// The entry at `pos` as (writer, change), or None when it cannot be trusted.
+    fn read(&self, pos: u64) -> Option<(u64, Change)> {
+        let e = self.entry(pos);
+        let want = pos.wrapping_add(1);
+        let mut waited_since = None;
+        loop {
+            let stamp = e.stamp.load(Acquire);
+            if stamp == want {
+                break;
+            }
+            if stamp.wrapping_sub(want) < u64::MAX / 2 {
+                return None; // a later lap's entry: ours was overwritten
+            }
+            // Reserved but not filled in yet.
+            let since = *waited_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > UNFINISHED_WAIT {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+        let (hash, writer, kind) = (
+            e.hash.load(Acquire),
+            e.writer.load(Acquire),
+            e.kind.load(Acquire),
+        );
+        if e.stamp.load(Acquire) != want {
+            return None;
+        }
+        match kind {
+            KIND_KEY => Some((writer, Change::Key(hash))),
+            KIND_ALL => Some((writer, Change::All)),
+            _ => None,
+        }
+    }
+
+    /// Reserves a position and leaves it unfinished, as a writer that died mid-record would.
+    #[cfg(test)]
+    fn reserve_and_die(&self) {
+        self.next().fetch_add(1, AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::temp_dir;
+    use super::*;
+    use std::sync::Arc;
+
+    fn changes(log: &WriteLog) -> Vec<Change> {
+        let mut seen = Vec::new();
+        if log.is_behind() {
+            log.catch_up(|c| seen.push(c));
+        }
+        assert!(!log.is_behind());
+        seen
+    }
+
+    #[test]
+    fn others_see_each_write_in_order_and_the_writer_skips_its_own() {
+        let d = temp_dir("order");
+        let (a, b) = (WriteLog::open(&d).unwrap(), WriteLog::open(&d).unwrap());
+        assert_eq!(a.seed(), b.seed(), "one seed per file");
+        assert!(changes(&b).is_empty());
+        a.record(Change::Key(7));
+        a.record(Change::Key(9));
+        b.record(Change::Key(11));
+        assert_eq!(changes(&b), vec![Change::Key(7), Change::Key(9)]);
+        assert_eq!(changes(&a), vec![Change::Key(11)]);
+        a.record(Change::All);
+        assert_eq!(changes(&b), vec![Change::All]);
+        // A handle opened later owes nothing for what came before it.
+        let c = WriteLog::open(&d).unwrap();
+        assert!(changes(&c).is_empty());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_handle_that_only_writes_never_falls_behind_and_one_that_lags_is_told() {
+        let d = temp_dir("own");
+        let a = WriteLog::open_with_len(&d, 64).unwrap();
+        for h in 0..1000 {
+            assert!(!a.record(Change::Key(h)), "own entries are stepped over");
+        }
+        assert!(!a.is_behind());
+        let b = WriteLog::open(&d).unwrap();
+        // Interleaved with b's writes, a's entries are no longer next in line: a must catch up
+        // before a quarter of the ring is unapplied.
+        let mut told = None;
+        for i in 0..64u64 {
+            b.record(Change::Key(i));
+            if a.record(Change::Key(i)) {
+                told = Some(i);
+                break;
+            }
+        }
+        assert_eq!(
+            told,
+            Some(8),
+            "told once more than a quarter of the 64 entries were unapplied"
+        );
+        assert_eq!(changes(&a).len(), 9, "b's nine writes, none of a's own");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_reader_more_than_a_ring_behind_drops_everything() {
+        let d = temp_dir("lapped");
+        let a = WriteLog::open_with_len(&d, 64).unwrap();
+        let b = WriteLog::open(&d).unwrap();
+        assert_eq!(b.len, 64, "the file's own length wins");
+        for h in 0..64 {
+            a.record(Change::Key(h));
+        }
+        assert_eq!(
+            changes(&b).len(),
+            64,
+            "exactly a ring behind is still exact"
+        );
+        for h in 0..65 {
+            a.record(Change::Key(h));
+        }
+        assert_eq!(changes(&b), vec![Change::All]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_entry_its_writer_never_finished_counts_as_everything() {
+        let d = temp_dir("unfinished");
+        let (a, b) = (WriteLog::open(&d).unwrap(), WriteLog::open(&d).unwrap());
+        a.record(Change::Key(1));
+        a.reserve_and_die();
+        a.record(Change::Key(2));
+        let started = Instant::now();
+        assert_eq!(changes(&b), vec![Change::Key(1), Change::All]);
+        assert!(started.elapsed() >= UNFINISHED_WAIT);
+        assert!(changes(&b).is_empty(), "passed once, not waited on again");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn no_write_is_lost_under_concurrent_writers() {
+        let d = temp_dir("concurrent");
+        let reader = WriteLog::open(&d).unwrap();
+        let writers: Vec<_> = (0..3)
+            .map(|_| Arc::new(WriteLog::open(&d).unwrap()))
+            .collect();
+        let per_writer = 5_000u64;
+        let threads: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(w, log)| {
+                let log = Arc::clone(log);
+                std::thread::spawn(move || {
+                    for i in 0..per_writer {
+                        log.record(Change::Key(w as u64 * per_writer + i));
+                    }
+                })
+            })
+            .collect();
+        let mut seen = vec![false; 3 * per_writer as usize];
+        let mut done = false;
+        while !done {
+            done = threads.iter().all(|t| t.is_finished());
+            reader.catch_up(|c| match c {
+                Change::Key(h) => seen[h as usize] = true,
+                Change::All => panic!("the ring is long enough for every write"),
+            });
+        }
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        reader.catch_up(|c| {
+            if let Change::Key(h) = c {
+                seen[h as usize] = true
+            }
+        });
+        assert!(seen.iter().all(|&s| s), "a write was never seen");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_is_refused_and_left_alone() {
+        let d = temp_dir("foreign");
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join(FILE_NAME);
+        for content in [&b"hello, not a log"[..], &header(64, 1)[..20]] {
+            std::fs::write(&path, content).unwrap();
+            let err = WriteLog::open(&d).err().expect("refused");
+            assert!(matches!(err, Error::Io(_)), "{err:?}");
+            assert!(err.to_string().contains(FILE_NAME), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), content);
+        }
+        let mut bad_crc = header(64, 1);
+        bad_crc[16] ^= 1;
+        std::fs::write(&path, &bad_crc).unwrap();
+        assert!(WriteLog::open(&d).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_file_is_extended_and_its_lost_entries_count_as_everything() {
+        let d = temp_dir("truncated");
+        let a = WriteLog::open_with_len(&d, 64).unwrap();
+        let b = WriteLog::open(&d).unwrap();
+        a.record(Change::Key(3));
+        drop(a);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join(FILE_NAME))
+            .unwrap();
+        f.set_len(HEADER_LEN).unwrap();
+        drop(f);
+        let c = WriteLog::open(&d).unwrap();
+        assert_eq!(c.seed(), b.seed());
+        // b had not read the entry the truncation zeroed: it cannot know what it was.
+        assert_eq!(changes(&b), vec![Change::All]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
