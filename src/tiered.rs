@@ -279,6 +279,13 @@ impl Cache {
         }
         let ttl = ttl.map(clamp_ttl);
         let encoded: Vec<(Cow<[u8]>, u8)> = items.iter().map(|(_, v)| inner.encode(v)).collect();
+        // Disk before Redis, as in `set_lower`.
+        if let Some(l3) = &inner.l3 {
+            let ttl = ttl.or(inner.disk_ttl);
+            for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
+                inner.set_l3(l3, key, stored, *entry_flags, ttl);
+            }
+        }
         if let Some(l2) = &inner.l2 {
             let ttl = ttl.or(l2.default_ttl());
             let batch: Vec<_> = items
@@ -286,14 +293,8 @@ impl Cache {
                 .zip(&encoded)
                 .map(|((k, _), (v, f))| (*k, &v[..], *f, ttl))
                 .collect();
-            // A failed or skipped batch is counted by the tier; L1 still has the values.
+            // A failed or skipped batch is counted by the tier; memory still gets the values.
             let _ = inner.timed(TierId::Redis, Op::Set, || l2.set_many(&batch));
-        }
-        if let Some(l3) = &inner.l3 {
-            let ttl = ttl.or(inner.disk_ttl);
-            for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
-                inner.set_l3(l3, key, stored, *entry_flags, ttl);
-            }
         }
         // Memory last, as in `store`.
         let mut first_error = None;
@@ -349,13 +350,14 @@ impl Cache {
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
-        if let Some(l2) = &self.inner.l2 {
-            // Only keys under this cache's prefix; a failure is counted by the tier.
-            let _ = l2.clear();
-        }
+        // Disk before Redis, as in `set_lower`.
         if let Some(l3) = &self.inner.l3 {
             // Counted in the disk tier's errors when it fails; memory is still cleared.
             let _ = l3.clear();
+        }
+        if let Some(l2) = &self.inner.l2 {
+            // Only keys under this cache's prefix; a failure is counted by the tier.
+            let _ = l2.clear();
         }
         // Memory last, as in `store`.
         self.inner.l1.clear();
@@ -566,10 +568,7 @@ impl Inner {
         }
         if from_l3 {
             if let Some(l2) = &self.l2 {
-                let ttl = capped(hit.remaining, l2.default_ttl());
-                let _ = self.timed(TierId::Redis, Op::Set, || {
-                    l2.set(key, &hit.value, hit.flags, ttl)
-                });
+                self.promote_to_redis(l2, key, &hit);
             }
         }
         let ttl = capped(hit.remaining, self.memory_ttl);
@@ -578,6 +577,28 @@ impl Inner {
         // still served, as a get that ran before the write would have served it.
         let _ = self.l1.promote(blob.clone(), mark);
         Some(blob)
+    }
+
+    /// Copies a disk hit up into Redis, where every host reads it, without ever leaving there a
+    /// value that a set or delete finished meanwhile replaced. The copy is stored only into an
+    /// absent key (a writer's newer value stays); then the disk is read again, and if the entry
+    /// changed, the copy is withdrawn unless something newer replaced it in Redis too. Writers
+    /// update the disk before Redis, so either they overwrite or delete the copy in Redis, or
+    /// this re-read sees their change.
+    fn promote_to_redis(&self, l2: &RedisTier, key: &[u8], hit: &Hit) {
+        let Some(l3) = &self.l3 else { return };
+        let ttl = capped(hit.remaining, l2.default_ttl());
+        let stored = self.timed(TierId::Redis, Op::Set, || {
+            l2.promote(key, &hit.value, hit.flags, ttl)
+        });
+        let Ok(Some(frame)) = stored else { return };
+        let unchanged = matches!(
+            l3.peek(key),
+            Ok(Some(now)) if now.value == hit.value && now.flags == hit.flags
+        );
+        if !unchanged {
+            let _ = l2.withdraw(key, &frame);
+        }
     }
 
     /// Stores `value` in every tier (compressed when that pays) for `ttl` (None = each tier's
@@ -604,16 +625,17 @@ impl Inner {
     }
 
     /// Write-through below L1; an explicit ttl applies to every tier, otherwise each tier's own.
+    /// Disk before Redis: see `promote_to_redis`.
     fn set_lower(&self, key: &[u8], stored: &[u8], entry_flags: u8, ttl: Option<Duration>) {
+        if let Some(l3) = &self.l3 {
+            self.set_l3(l3, key, stored, entry_flags, ttl.or(self.disk_ttl));
+        }
         if let Some(l2) = &self.l2 {
-            // A failed or skipped write is counted by the tier; L1 still has the value.
+            // A failed or skipped write is counted by the tier; memory still gets the value.
             let ttl = ttl.or(l2.default_ttl());
             let _ = self.timed(TierId::Redis, Op::Set, || {
                 l2.set(key, stored, entry_flags, ttl)
             });
-        }
-        if let Some(l3) = &self.l3 {
-            self.set_l3(l3, key, stored, entry_flags, ttl.or(self.disk_ttl));
         }
     }
 
@@ -684,12 +706,13 @@ impl Inner {
     /// Removes `key` from every tier; true if any tier had it.
     fn delete_everywhere(&self, key: &[u8]) -> bool {
         // A failing lower-tier delete is counted by that tier; the entry then lives out its TTL.
-        let in_l2 = self.l2.as_ref().is_some_and(|l2| {
-            self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
-                .unwrap_or(false)
-        });
+        // Disk before Redis: see `promote_to_redis`.
         let in_l3 = self.l3.as_ref().is_some_and(|l3| {
             self.timed(TierId::Disk, Op::Delete, || l3.delete(key))
+                .unwrap_or(false)
+        });
+        let in_l2 = self.l2.as_ref().is_some_and(|l2| {
+            self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
                 .unwrap_or(false)
         });
         // Memory last, as in `store`.

@@ -167,3 +167,51 @@ fn readers_in_other_handles_never_go_back() {
         .collect();
     readers_never_go_back(writer, readers, Duration::from_secs(2));
 }
+
+#[test]
+fn readers_in_other_handles_never_go_back_with_redis_and_disk() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("coherence-all-tiers");
+    let open = || {
+        let mut c = config(&dir, 1000);
+        c.redis_enabled = true;
+        c.redis_url = server.url(0);
+        c.redis_timeout_ms = 2000;
+        Arc::new(Cache::open(c).unwrap())
+    };
+    let writer = open();
+    let readers = (0..2).map(|_| open()).collect();
+    readers_never_go_back(writer, readers, Duration::from_secs(2));
+}
+
+/// The two Redis steps a copy from disk takes (see `readers_never_go_back` with all tiers):
+/// it is stored only into an absent key, and withdrawn only while it is still what is there.
+#[test]
+fn a_copy_promoted_into_redis_never_replaces_nor_withdraws_a_newer_value() {
+    use smartcache::redis::RedisTier;
+    let server = RedisServer::start();
+    let tier = RedisTier::open(&Config {
+        redis_enabled: true,
+        redis_url: server.url(0),
+        redis_timeout_ms: 2000,
+        redis_key_prefix: Some("p:".into()),
+        ..Config::default()
+    })
+    .unwrap();
+    let value = |t: &RedisTier| t.get(b"k").unwrap().map(|h| h.value);
+    let ttl = Some(Duration::from_secs(60));
+
+    let copy = tier.promote(b"k", b"from disk", 0, ttl).unwrap();
+    let copy = copy.expect("stored into an absent key");
+    assert_eq!(value(&tier).as_deref(), Some(&b"from disk"[..]));
+    assert_eq!(tier.promote(b"k", b"another copy", 0, ttl).unwrap(), None);
+    assert_eq!(value(&tier).as_deref(), Some(&b"from disk"[..]));
+    assert!(tier.withdraw(b"k", &copy).unwrap());
+    assert_eq!(value(&tier), None);
+
+    let copy = tier.promote(b"k", b"from disk", 0, None).unwrap().unwrap();
+    tier.set(b"k", b"newer", 0, None).unwrap();
+    assert!(!tier.withdraw(b"k", &copy).unwrap(), "a newer value stays");
+    assert_eq!(value(&tier).as_deref(), Some(&b"newer"[..]));
+    assert!(!tier.withdraw(b"absent", &copy).unwrap());
+}

@@ -213,6 +213,11 @@ impl DiskTier {
         Ok(self.lookup(key)?.is_some())
     }
 
+    /// What `get` would return, not counted as a hit or miss (a re-check by the coordinator).
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Hit>> {
+        self.lookup(key)
+    }
+
     fn lookup(&self, key: &[u8]) -> Result<Option<Hit>> {
         check_key(key)?;
         let hash = key_hash(key);

@@ -264,6 +264,46 @@ impl RedisTier {
         Ok(())
     }
 
+    /// Copies an entry of a lower tier up into Redis, only if `key` is absent (`SET ... NX`):
+    /// a value a writer stored meanwhile is newer than the copy and stays. Returns the stored
+    /// frame when the copy was stored, for `withdraw`.
+    pub fn promote(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u8,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>> {
+        let k = self.inner.key(key);
+        let (framed, px) = framed(value, flags, ttl);
+        let stored = self.inner.run(|c, d| {
+            let reply = match &px {
+                Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes(), b"NX"], d)?,
+                None => c.command(&[b"SET", &k, &framed, b"NX"], d)?,
+            };
+            match reply {
+                Reply::Nil => Ok(false),
+                other => expect_ok("SET NX", other).map(|()| true),
+            }
+        })?;
+        Ok(stored.then_some(framed))
+    }
+
+    /// Deletes `key` only if it still holds exactly `frame` (what `promote` stored), in one
+    /// server-side step, so a value stored since is kept. True when it was deleted.
+    pub fn withdraw(&self, key: &[u8], frame: &[u8]) -> Result<bool> {
+        const COMPARE_AND_DELETE: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('DEL', KEYS[1]) else return 0 end";
+        let k = self.inner.key(key);
+        let n = self.inner.run(|c, d| {
+            match c.command(&[b"EVAL", COMPARE_AND_DELETE, b"1", &k, frame], d)? {
+                Reply::Integer(n) => Ok(n),
+                other => Err(unexpected("EVAL", other)),
+            }
+        })?;
+        Ok(n > 0)
+    }
+
     /// True when the key existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         let k = self.inner.key(key);
