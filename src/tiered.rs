@@ -596,8 +596,10 @@ impl Inner {
             l3.peek(key),
             Ok(Some(now)) if now.value == hit.value && now.flags == hit.flags
         );
-        if !unchanged {
-            let _ = l2.withdraw(key, &frame);
+        // A Redis that refuses scripts gets a plain delete: at worst a newer value is dropped
+        // (a miss), never a replaced one kept.
+        if !unchanged && l2.withdraw(key, &frame).is_err() {
+            let _ = l2.delete(key);
         }
     }
 
