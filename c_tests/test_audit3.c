@@ -524,7 +524,7 @@ static void test_hooks_with_redis_tier(void) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "c-audit3-%ld:", (long)getpid());
     const char *opts[] = {"redis_enabled",    "true", "redis_url",        url,
-                          "redis_key_prefix", prefix, "redis_timeout_ms", "1000",
+                          "redis_key_prefix", prefix, "redis_timeout_ms", "5000",
                           NULL};
     sz_cache *a = open_with(opts);
     CHECK_RC(sz_cache_set(a, "rk", 2, "via-redis", 9, 0), SZ_OK);

@@ -94,7 +94,18 @@ mod tests {
                     barrier.wait();
                     sf.run(b"key", || {
                         runs.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(100));
+                        // Finish only once the seven others wait on this flight (each holds a
+                        // reference to it, as do the map and this leader): a fixed pause let a
+                        // caller that a busy machine stalled that long start a second flight.
+                        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+                        while std::time::Instant::now() < give_up {
+                            let map = sf.flights.lock().unwrap();
+                            if map.get(&b"key"[..]).map(Arc::strong_count) == Some(9) {
+                                break;
+                            }
+                            drop(map);
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                         Ok(7)
                     })
                 })

@@ -7,7 +7,7 @@ use smartcache::disk::{format::Geometry, DiskTier};
 use smartcache::tier::flags::COMPRESSED;
 use smartcache::Error;
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MB: u64 = 1 << 20;
 
@@ -78,21 +78,42 @@ fn the_longest_key_and_the_largest_value_fit_and_bigger_ones_are_refused() {
 fn expiry_is_exact_on_read_and_remaining_counts_down() {
     let dir = TempDir::new("basic-ttl");
     let t = DiskTier::open(dir.path(), MB, 1024).unwrap();
+    // A busy machine may stall this thread between the set and the get for longer than the
+    // short TTL: the lower bound on `remaining` is what the time since the set leaves (less
+    // the tier's millisecond rounding), and the hit itself is only required while it can be.
+    let before_short = Instant::now();
     t.set(b"short", b"v", 0, Some(Duration::from_millis(50)))
         .unwrap();
+    let before_long = Instant::now();
     t.set(b"long", b"v", 0, Some(Duration::from_secs(100)))
         .unwrap();
     t.set(b"zero", b"v", 0, Some(Duration::ZERO)).unwrap();
-    let r = t.get(b"short").unwrap().unwrap().remaining.unwrap();
-    assert!(
-        r <= Duration::from_millis(50) && r > Duration::from_millis(20),
-        "{r:?}"
-    );
+    let hit = t.get(b"short").unwrap();
+    let since_short = before_short.elapsed();
+    match hit {
+        Some(hit) => {
+            let r = hit.remaining.unwrap();
+            assert!(
+                r <= Duration::from_millis(50)
+                    && r + since_short + Duration::from_millis(2) >= Duration::from_millis(50),
+                "{r:?} after {since_short:?}"
+            );
+        }
+        None => assert!(
+            since_short >= Duration::from_millis(49),
+            "a 50 ms entry gone after {since_short:?}"
+        ),
+    }
     assert_eq!(t.get(b"zero").unwrap(), None);
     std::thread::sleep(Duration::from_millis(70));
     assert_eq!(t.get(b"short").unwrap(), None);
     let r = t.get(b"long").unwrap().unwrap().remaining.unwrap();
-    assert!(r > Duration::from_secs(99) && r <= Duration::from_secs(100));
+    let since_long = before_long.elapsed();
+    assert!(
+        r + since_long + Duration::from_millis(2) >= Duration::from_secs(100)
+            && r <= Duration::from_secs(100),
+        "{r:?} after {since_long:?}"
+    );
     // Expired entries stay counted until the background step reclaims them.
     assert_eq!(t.stats().entries, 3);
     let total = t.geometry().buckets as usize * 8;
@@ -108,6 +129,9 @@ fn expiry_is_exact_on_read_and_remaining_counts_down() {
 #[test]
 fn entries_survive_close_and_reopen_with_their_deadline() {
     let dir = TempDir::new("basic-reopen");
+    // Taken before the 30 s entry is set: its `remaining` after the reopen is at least 30 s less
+    // the time since then, however long a busy machine takes over the 500 sets and the reopen.
+    let before_ttl;
     {
         let t = DiskTier::open(dir.path(), 2 * MB, 4096).unwrap();
         for i in 0..500u32 {
@@ -119,6 +143,7 @@ fn entries_survive_close_and_reopen_with_their_deadline() {
             )
             .unwrap();
         }
+        before_ttl = Instant::now();
         t.set(b"ttl", b"v", 0, Some(Duration::from_secs(30)))
             .unwrap();
         t.set(b"gone", b"v", 0, Some(Duration::from_millis(30)))
@@ -139,7 +164,12 @@ fn entries_survive_close_and_reopen_with_their_deadline() {
         }
     }
     let r = t.get(b"ttl").unwrap().unwrap().remaining.unwrap();
-    assert!(r < Duration::from_secs(30) && r > Duration::from_secs(25));
+    let since = before_ttl.elapsed();
+    assert!(
+        r < Duration::from_secs(30)
+            && r + since + Duration::from_millis(2) >= Duration::from_secs(30),
+        "{r:?} after {since:?}"
+    );
     assert_eq!(t.get(b"gone").unwrap(), None);
     assert_eq!(t.stats().entries, 501);
 }

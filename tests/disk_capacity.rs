@@ -109,7 +109,13 @@ fn threads_reading_and_writing_one_tier_see_only_written_values() {
             }
         }));
     }
+    // At least 1.5 s of mixed traffic, longer if a busy machine gave the readers too little
+    // CPU to get their 1000 hits in that time.
+    let started = std::time::Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
+    while hits.load(Ordering::Relaxed) <= 1000 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.join().unwrap();

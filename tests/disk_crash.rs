@@ -88,6 +88,21 @@ fn crash_rounds(name: &str, size: u64, big_value: u64, rounds: u64) -> u64 {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The random kill moment counts from when the child is running our code (it creates
+        // the ack file first thing), not from the spawn: on a busy machine exec and start-up
+        // alone can take longer than the longest delay, and a child killed before it ran would
+        // test nothing and leave the rounds too few writes.
+        let started = Instant::now();
+        while !acks.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("round {round}: the child exited before it started: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: the child never started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_micros(2_000 + rng.below(60_000)));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
@@ -133,10 +148,11 @@ fn crash_rounds(name: &str, size: u64, big_value: u64, rounds: u64) -> u64 {
             "round {round}: a crash is not corruption"
         );
         // The killed child may have held the writer lock; the kernel must have released it.
+        // (A lock left held blocks for good; 10 s only keeps a stalled machine from failing.)
         let start = Instant::now();
         t.set(b"after-crash", b"ok", 0, None).unwrap();
         assert!(
-            start.elapsed() < Duration::from_secs(2),
+            start.elapsed() < Duration::from_secs(10),
             "writer lock left held"
         );
         assert!(t.delete(b"after-crash").unwrap());

@@ -46,6 +46,12 @@ fn mp_worker() {
             t.set(&key(k), &make_value(&key(k), v, len), 0, None)
                 .unwrap();
             sets += 1;
+            if sets == 1 {
+                if let Some(ready) = std::env::var_os("SMARTCACHE_MP_READY") {
+                    // Tells the parent this worker has written (see the creation test).
+                    std::fs::write(Path::new(&ready).join(id.to_string()), b"").unwrap();
+                }
+            }
         } else if let Some(hit) = t.get(&key(k)).unwrap() {
             let v = check_value(&key(k), &hit.value)
                 .unwrap_or_else(|| panic!("worker {id}: wrong value for key {k}"));
@@ -136,12 +142,15 @@ fn processes_sharing_a_file_read_only_written_values() {
 fn processes_creating_the_file_at_once_agree_on_one_file() {
     for attempt in 0..5 {
         let dir = TempDir::new("multiprocess-create");
-        let children: Vec<_> = (0..WORKERS)
+        // Outside `dir`, whose only file must be the cache's.
+        let ready = TempDir::new("multiprocess-create-ready");
+        let mut children: Vec<_> = (0..WORKERS)
             .map(|id| {
                 Command::new(std::env::current_exe().unwrap())
                     .args(["mp_worker", "--exact", "--ignored", "--nocapture"])
                     .env("SMARTCACHE_MP_DIR", dir.path())
                     .env("SMARTCACHE_MP_ID", id.to_string())
+                    .env("SMARTCACHE_MP_READY", ready.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -149,7 +158,24 @@ fn processes_creating_the_file_at_once_agree_on_one_file() {
             })
             .collect();
         // Let them create and start writing, then stop them; only the file's state matters.
-        std::thread::sleep(Duration::from_millis(200));
+        // Each worker reports its first write: a fixed pause is not enough on a busy machine,
+        // where starting the processes alone can take longer, leaving nothing written.
+        let t = Instant::now();
+        while std::fs::read_dir(ready.path()).unwrap().count() < WORKERS as usize {
+            for (id, c) in children.iter_mut().enumerate() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    assert!(
+                        ready.path().join(id.to_string()).exists(),
+                        "attempt {attempt}: worker {id} exited before writing: {status}"
+                    );
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "attempt {attempt}: workers never wrote"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for mut c in children {
             let _ = c.kill();
             let _ = c.wait();

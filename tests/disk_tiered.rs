@@ -5,7 +5,7 @@ mod common;
 
 use common::TempDir;
 use smartcache::{Cache, Config, Error};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn config(dir: &TempDir) -> Config {
     let mut c = Config::default();
@@ -20,20 +20,28 @@ fn config(dir: &TempDir) -> Config {
 #[test]
 fn a_second_cache_finds_the_first_ones_values_on_disk_and_promotes_them() {
     let dir = TempDir::new("tiered-promote");
+    // 60 s, far beyond any stall of a busy machine, so the entry is surely live when read back;
+    // the check that it keeps its deadline uses the time since the set instead.
+    let ttl = Duration::from_secs(60);
+    let after_set;
     {
         let a = Cache::open(config(&dir)).unwrap();
         a.set(b"forever", b"v1", None).unwrap();
-        a.set(b"short", b"v2", Some(Duration::from_secs(5)))
-            .unwrap();
+        a.set(b"short", b"v2", Some(ttl)).unwrap();
+        after_set = Instant::now();
     }
     let b = Cache::open(config(&dir)).unwrap();
     let blob = b.get(b"forever").unwrap().expect("served from L3");
     assert_eq!(blob.value(), b"v1");
+    let before_get = Instant::now();
     let blob = b.get(b"short").unwrap().expect("served from L3");
     let left = Cache::remaining(&blob).expect("keeps its deadline");
+    // The deadline was fixed before `after_set`, so at the get at most ttl - (before_get -
+    // after_set) was left (plus the disk tier's millisecond rounding).
+    let aged = before_get - after_set;
     assert!(
-        left <= Duration::from_secs(5),
-        "promoted with a fresh TTL: {left:?}"
+        left <= ttl && left <= ttl - aged + Duration::from_millis(2),
+        "promoted with a fresh TTL: {left:?} after {aged:?}"
     );
     let s = b.stats();
     let disk = s.disk.clone().expect("disk stats");

@@ -70,6 +70,7 @@ fn binary_keys_and_values_round_trip() {
 fn ttl_is_set_with_px_and_remaining_comes_back() {
     let server = RedisServer::start();
     let tier = RedisTier::open(&config(&server, "ttl:")).unwrap();
+    let before_set = std::time::Instant::now();
     tier.set(b"k", b"v", 0, Some(Duration::from_secs(10)))
         .unwrap();
     let pttl = server.cmd(&[b"PTTL", b"ttl:k"]).int();
@@ -80,9 +81,13 @@ fn ttl_is_set_with_px_and_remaining_comes_back() {
         .unwrap()
         .remaining
         .expect("has expiry");
+    // At least what the time since the set leaves (Redis counts in whole milliseconds), however
+    // long a busy machine stalled between the set and the get.
+    let aged = before_set.elapsed();
     assert!(
-        rem > Duration::from_secs(9) && rem <= Duration::from_secs(10),
-        "{rem:?}"
+        rem + aged + Duration::from_millis(2) >= Duration::from_secs(10)
+            && rem <= Duration::from_secs(10),
+        "{rem:?} after {aged:?}"
     );
     // No TTL: no expiry on the Redis key, and overwriting a TTL'd key clears it.
     tier.set(b"k", b"v2", 0, None).unwrap();
@@ -285,13 +290,25 @@ fn pool_lends_at_most_size_connections_and_drops_broken_ones() {
     let pool = Pool::new(RedisUrl::parse(&server.url(0)).unwrap(), timeout, 1);
     let held = pool.get(Instant::now() + timeout).unwrap();
     assert!(!held.reused);
-    let t = Instant::now();
-    let e = pool
-        .get(Instant::now() + timeout)
-        .err()
-        .expect("only one connection");
-    assert_eq!(e.kind, ConnErrorKind::PoolBusy, "{e}");
-    assert!(t.elapsed() >= timeout - Duration::from_millis(5) && t.elapsed() < timeout * 2);
+    // The wait for a free connection lasts until the deadline: never less, and not much more.
+    // A busy machine can stall any one wait past "not much more", so that bound need only
+    // hold for one of three waits (a wait that overruns its deadline does so every time).
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let e = pool
+            .get(Instant::now() + timeout)
+            .err()
+            .expect("only one connection");
+        let took = t.elapsed();
+        assert_eq!(e.kind, ConnErrorKind::PoolBusy, "{e}");
+        assert!(took >= timeout - Duration::from_millis(5), "{took:?}");
+        waits.push(took);
+        if took < timeout * 2 {
+            break;
+        }
+    }
+    assert!(waits.iter().any(|w| *w < timeout * 2), "{waits:?}");
     drop(held);
     let mut again = pool.get(Instant::now() + timeout).unwrap();
     assert!(again.reused, "a healthy connection goes back to the pool");

@@ -119,3 +119,33 @@ func wantCode(t testing.TB, err error, sentinel error, msg string) {
 		t.Fatalf("error %q does not mention %q", err, msg)
 	}
 }
+
+// surelyLive reports whether an entry set with ttl at or after setStart must still be live
+// now, less 1 ms for the cache's clock (which errs early). Called after a read, it says
+// whether the read surely began before the deadline.
+func surelyLive(setStart time.Time, ttl time.Duration) bool {
+	return time.Since(setStart) < ttl-time.Millisecond
+}
+
+// wantValueWhileLive is wantValue for an entry set with a short ttl at or after setStart: a
+// busy machine (or -race) can stall the test past the ttl before the read, and then the entry
+// has rightly expired. A hit must hold want; a miss fails only if the read surely came within
+// the ttl. It reports whether both reads hit.
+func wantValueWhileLive(t testing.TB, c *Cache, key string, want []byte, setStart time.Time, ttl time.Duration) bool {
+	t.Helper()
+	got, ok, err := c.Get([]byte(key))
+	if err != nil || (ok && !bytes.Equal(got, want)) || (!ok && surelyLive(setStart, ttl)) {
+		t.Fatalf("Get(%q) = %q, %v, %v %v after the set; want %q", key, got, ok, err, time.Since(setStart), want)
+	}
+	v, pok, err := c.GetPinned([]byte(key))
+	if err != nil || (!pok && surelyLive(setStart, ttl)) {
+		t.Fatalf("GetPinned(%q) = %v, %v %v after the set", key, pok, err, time.Since(setStart))
+	}
+	if pok {
+		defer v.Release()
+		if !bytes.Equal(v.Bytes(), want) || v.Len() != len(want) {
+			t.Fatalf("GetPinned(%q) = %q (len %d); want %q", key, v.Bytes(), v.Len(), want)
+		}
+	}
+	return ok && pok
+}

@@ -53,15 +53,29 @@ func TestPinnedValueOutlivesItsEntry(t *testing.T) {
 
 func TestPinnedValueSurvivesExpiry(t *testing.T) {
 	c := open(t, Config{AutoExpireInterval: Never})
-	if err := c.Set([]byte("k"), []byte("short-lived"), 200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	v, ok, err := c.GetPinned([]byte("k"))
-	if err != nil || !ok {
-		t.Fatal(ok, err)
+	// 200 ms; should a loaded machine (or -race) stall the test past it before the pin is
+	// taken (the entry then rightly expired), again with a longer ttl.
+	var v *Value
+	ttl := 200 * time.Millisecond
+	for ; ; ttl *= 4 {
+		start := time.Now()
+		if err := c.Set([]byte("k"), []byte("short-lived"), ttl); err != nil {
+			t.Fatal(err)
+		}
+		pinned, ok, err := c.GetPinned([]byte("k"))
+		if err != nil || (!ok && surelyLive(start, ttl)) {
+			t.Fatal(ok, err)
+		}
+		if ok {
+			v = pinned
+			break
+		}
+		if ttl > time.Minute {
+			t.Fatal("never pinned within the ttl")
+		}
 	}
 	defer v.Release()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(ttl + 100*time.Millisecond)
 	if n, _ := c.ExpireNow(); n != 1 {
 		t.Fatalf("ExpireNow reclaimed %d entries; want 1", n)
 	}

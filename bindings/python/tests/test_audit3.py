@@ -561,9 +561,11 @@ def test_silent_redis_does_not_stall_other_threads(op: str) -> None:
     srv.listen(64)  # connections complete in the backlog; nothing ever answers
     port = srv.getsockname()[1]
     try:
+        # 2 s of waiting for Redis: the main thread's 150 ms pause and 1000 gets must fit in it
+        # even when a busy machine stalls them.
         cache = SmartCache(SmartCacheConfig(redis_enabled=True,
                                             redis_url=f"redis://127.0.0.1:{port}/0",
-                                            redis_timeout_ms=800, redis_key_prefix="silent:"))
+                                            redis_timeout_ms=2000, redis_key_prefix="silent:"))
         cache.set("local", "in memory")  # memory has it whatever Redis does
         entered = threading.Event()
         done: List[float] = []
@@ -589,7 +591,7 @@ def test_silent_redis_does_not_stall_other_threads(op: str) -> None:
         t.join(30)
         assert not t.is_alive()
         # The premise: the call did wait for Redis (the breaker was not open yet).
-        assert done and done[0] >= 0.4, done
+        assert done and done[0] >= 1.0, done
         assert progressed_while_blocked, (
             f"the main thread could not run while another thread's {op}() waited "
             f"{done[0] if done else '?'} s for a silent Redis")
@@ -705,10 +707,16 @@ def test_many_after_close() -> None:
 
 
 def test_set_many_ttl(big_cache: SmartCache) -> None:
+    t0 = time.monotonic()
     big_cache.set_many({"short-1": 1, "short-2": 2}, ttl=0.3)
     big_cache.set_many({"long": 3}, ttl=60)
-    assert big_cache.get_many(["short-1", "short-2", "long"]) == {"short-1": 1, "short-2": 2,
-                                                                  "long": 3}
+    got = big_cache.get_many(["short-1", "short-2", "long"])
+    # The short entries must be there only if the get surely began within their 0.3 s (a busy
+    # machine can stall this thread longer between the calls).
+    if time.monotonic() - t0 < 0.299:
+        assert got == {"short-1": 1, "short-2": 2, "long": 3}
+    else:
+        assert got["long"] == 3 and set(got) <= {"short-1", "short-2", "long"}, got
     time.sleep(1.0)
     assert big_cache.get_many(["short-1", "short-2", "long"]) == {"long": 3}
 

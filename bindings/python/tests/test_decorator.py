@@ -161,11 +161,18 @@ def test_ten_threads_single_flight(default_cache: SmartCache) -> None:
 def test_single_flight_shares_exceptions_and_caches_nothing(default_cache: SmartCache) -> None:
     calls = 0
 
+    calling = threading.Semaphore(0)
+
     @cached()
     def boom(x: int) -> int:
         nonlocal calls
         calls += 1
-        time.sleep(0.1)
+        # The failure must come while all five callers are in the flight: wait until each is
+        # about to call, then long enough for them to join it. (A fixed 0.1 s after a barrier
+        # let a caller that a busy machine stalled that long start a flight of its own.)
+        for _ in range(5):
+            assert calling.acquire(timeout=30)
+        time.sleep(0.5)
         raise RuntimeError("backend down")
 
     errors: List[str] = []
@@ -173,6 +180,7 @@ def test_single_flight_shares_exceptions_and_caches_nothing(default_cache: Smart
 
     def run() -> None:
         barrier.wait()
+        calling.release()
         try:
             boom(1)
         except RuntimeError as e:
@@ -184,6 +192,8 @@ def test_single_flight_shares_exceptions_and_caches_nothing(default_cache: Smart
     for t in threads:
         t.join()
     assert errors == ["backend down"] * 5 and calls == 1
+    for _ in range(5):
+        calling.release()  # the lone call below waits for five callers too
     with pytest.raises(RuntimeError):
         boom(1)
     assert calls == 2  # failures are not cached
@@ -266,15 +276,27 @@ def test_explicit_cache_and_ttl() -> None:
     with SmartCache() as mine:
         calls = 0
 
-        @cached(ttl=0.05, cache=mine)
-        def f() -> str:
-            nonlocal calls
-            calls += 1
-            return "v"
+        # A 50 ms ttl; should a busy machine stall the test past it before the second call
+        # (the entry then rightly expired), again with a longer one.
+        for ttl in (0.05, 0.4, 3.2):
+            calls = 0
+            mine.clear()
 
-        f(), f()
-        assert calls == 1 and mine.exists(f.cache_key())  # type: ignore[attr-defined]
-        time.sleep(0.1)
+            @cached(ttl=ttl, cache=mine)
+            def f() -> str:
+                nonlocal calls
+                calls += 1
+                return "v"
+
+            t0 = time.monotonic()
+            f(), f()
+            present = mine.exists(f.cache_key())  # type: ignore[attr-defined]
+            if time.monotonic() - t0 < ttl - 0.001:
+                assert calls == 1 and present
+                break
+        else:
+            pytest.fail("never two calls within the ttl")
+        time.sleep(ttl * 2)
         f()
         assert calls == 2
 

@@ -23,7 +23,9 @@ def test_example_runs(script: Path) -> None:
     elapsed = time.perf_counter() - t0
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip(), "an example should show what it did"
-    assert elapsed < 2.0, f"{script.name} took {elapsed:.2f}s"
+    # Quick, not hanging: each runs in well under a second, but starting Python and loading the
+    # library can take seconds on a busy machine.
+    assert elapsed < 20.0, f"{script.name} took {elapsed:.2f}s"
     if script.name == "cached_decorator.py":
         assert "ran 2 times for 12 calls" in r.stdout
         assert "fibonacci(90) = 2880067194370816120" in r.stdout
