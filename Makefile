@@ -23,7 +23,10 @@ all: lib
 lib:
 	$(CARGO) build --release --lib
 	@mkdir -p $(LIBDIR)
-	cp -f $(RELEASE)/libsmartcache.so $(LIBDIR)/libsmartcache.so.$(VERSION)
+	@# Copied beside, then renamed over: a process still running the old library keeps its
+	@# mapping (truncating the mapped file in place would crash it).
+	cp -f $(RELEASE)/libsmartcache.so $(LIBDIR)/.libsmartcache.so.new
+	mv -f $(LIBDIR)/.libsmartcache.so.new $(LIBDIR)/libsmartcache.so.$(VERSION)
 	ln -sf libsmartcache.so.$(VERSION) $(LIBDIR)/libsmartcache.so.$(MAJOR)
 	ln -sf libsmartcache.so.$(MAJOR) $(LIBDIR)/libsmartcache.so
 	cp -f $(RELEASE)/libsmartcache.a $(LIBDIR)/libsmartcache.a
