@@ -359,6 +359,7 @@ impl Cache {
             // Only keys under this cache's prefix; a failure is counted by the tier.
             let _ = l2.clear();
         }
+        self.inner.wait_for_copies_to_redis(None);
         // Memory last, as in `store`.
         self.inner.l1.clear();
         self.inner.tell_others(Change::All);
@@ -546,6 +547,12 @@ impl Inner {
     /// L1 and L2 missed: ask L3.
     fn get_l3(&self, key: &[u8], mark: WriteMark) -> Option<Blob> {
         let l3 = self.l3.as_ref()?;
+        // A hit is copied into Redis; deletes of the key wait for the copy (see
+        // `promote_to_redis`), which must be marked in flight before the disk is read.
+        let _copy = match (&self.l2, &self.writes) {
+            (Some(_), Some(log)) => Some(log.copying(self.l1.key_hash(key))),
+            _ => None,
+        };
         let hit = self
             .timed(TierId::Disk, Op::Get, || l3.get(key))
             .ok()
@@ -579,27 +586,47 @@ impl Inner {
         Some(blob)
     }
 
-    /// Copies a disk hit up into Redis, where every host reads it, without ever leaving there a
-    /// value that a set or delete finished meanwhile replaced. The copy is stored only into an
-    /// absent key (a writer's newer value stays); then the disk is read again, and if the entry
-    /// changed, the copy is withdrawn unless something newer replaced it in Redis too. Writers
-    /// update the disk before Redis, so either they overwrite or delete the copy in Redis, or
-    /// this re-read sees their change.
+    /// Copies a disk hit up into Redis, where every host reads it, without leaving there a
+    /// value that a set or delete finished meanwhile replaced:
+    /// - the copy is stored only into an absent key, so a writer's newer value stays; writers
+    ///   update disk before Redis, so a set racing the copy either finds it and replaces it, or
+    ///   was there first and keeps it;
+    /// - a delete leaves nothing for `SET NX` to find, so the disk entry is read again before
+    ///   the copy (a delete already done: no copy) and after it (a delete done meanwhile: the
+    ///   copy is withdrawn, unless something newer replaced it);
+    /// - and a delete does not return before such copies are done (`wait_for_copies_to_redis`):
+    ///   the caller of `get_l3` marks the copy in flight before it reads the disk.
     fn promote_to_redis(&self, l2: &RedisTier, key: &[u8], hit: &Hit) {
         let Some(l3) = &self.l3 else { return };
+        let still_on_disk = || {
+            matches!(
+                l3.peek(key),
+                Ok(Some(now)) if now.value == hit.value && now.flags == hit.flags
+            )
+        };
+        if !still_on_disk() {
+            return;
+        }
         let ttl = capped(hit.remaining, l2.default_ttl());
         let stored = self.timed(TierId::Redis, Op::Set, || {
             l2.promote(key, &hit.value, hit.flags, ttl)
         });
         let Ok(Some(frame)) = stored else { return };
-        let unchanged = matches!(
-            l3.peek(key),
-            Ok(Some(now)) if now.value == hit.value && now.flags == hit.flags
-        );
         // A Redis that refuses scripts gets a plain delete: at worst a newer value is dropped
         // (a miss), never a replaced one kept.
-        if !unchanged && l2.withdraw(key, &frame).is_err() {
+        if !still_on_disk() && l2.withdraw(key, &frame).is_err() {
             let _ = l2.delete(key);
+        }
+    }
+
+    /// After a delete (of the keys of `hash`'s group; None: a clear) has reached disk and Redis,
+    /// waits for the copies from disk into Redis that may have read the old value, in every
+    /// process on this disk_path (see `promote_to_redis`): each has then either been deleted
+    /// by us or seen the delete and withdrawn itself. A copy takes at most three Redis calls.
+    fn wait_for_copies_to_redis(&self, hash: Option<u64>) {
+        if let (Some(_), Some(_), Some(log)) = (&self.l2, &self.l3, &self.writes) {
+            let timeout = Duration::from_millis(self.config.redis_timeout_ms);
+            log.wait_for_copies(hash, timeout * 3 + Duration::from_millis(100));
         }
     }
 
@@ -717,6 +744,7 @@ impl Inner {
             self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
                 .unwrap_or(false)
         });
+        self.wait_for_copies_to_redis(Some(self.l1.key_hash(key)));
         // Memory last, as in `store`.
         let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
         self.tell_others(Change::Key(self.l1.key_hash(key)));

@@ -23,7 +23,7 @@ use memmap2::{MmapMut, MmapOptions};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ const HEADER_LEN: u64 = 4096;
 const CHECKED_LEN: usize = 24;
 /// `next`, the position the next write takes; on a cache line of its own.
 const NEXT_OFF: usize = 128;
+/// Copies from disk into Redis in flight, by group of keys: `COPY_GROUPS` pairs of (count,
+/// last start in unix ms), in the header page after `next`.
+const COPIES_OFF: usize = 512;
+const COPY_GROUPS: usize = 128;
 const ENTRY_BYTES: u64 = 32;
 /// Entries in a new file: a handle may fall this many writes behind (by all processes) between
 /// two of its reads before it must drop its whole memory tier. 2 MiB.
@@ -66,9 +70,26 @@ struct Entry {
     kind: AtomicU64,
 }
 
+/// Copies of one group of keys from disk into Redis in flight.
+#[repr(C)]
+struct Copies {
+    count: AtomicU64,
+    last_start_ms: AtomicU64,
+}
+
+/// A copy from disk into Redis, in flight until dropped (see `WriteLog::copying`).
+pub struct CopyInFlight<'a>(&'a Copies);
+
+impl Drop for CopyInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, SeqCst);
+    }
+}
+
 pub struct WriteLog {
     _map: MmapMut,
     next: *const AtomicU64,
+    copies: *const Copies,
     entries: *const Entry,
     len: u64,
     seed: u64,
@@ -82,11 +103,17 @@ pub struct WriteLog {
     path: PathBuf,
 }
 
-// SAFETY: `next` and `entries` point into `_map`, which the log owns and never remaps, so they
+// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never remaps, so they
 // are valid on any thread for the log's lifetime; the shared words are only accessed as atomics.
 unsafe impl Send for WriteLog {}
 // SAFETY: see Send; every &self method uses atomics or the `applied` mutex.
 unsafe impl Sync for WriteLog {}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 fn random_u64() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one((std::process::id(), Instant::now()))
@@ -163,17 +190,20 @@ impl WriteLog {
         let mut map = unsafe { MmapOptions::new().len(size as usize).map_mut(&file) }
             .map_err(|e| io_err(&path, "cannot map", e))?;
         let base = map.as_mut_ptr();
-        // SAFETY: NEXT_OFF + 8 and HEADER_LEN + len * 32 lie inside the mapping, which is
-        // page-aligned, so both regions are 8-aligned for AtomicU64.
-        let (next, entries) = unsafe {
+        // SAFETY: NEXT_OFF + 8, COPIES_OFF + COPY_GROUPS * 16 (both within the header page)
+        // and HEADER_LEN + len * 32 lie inside the mapping, which is page-aligned, so all three
+        // regions are 8-aligned for AtomicU64.
+        let (next, copies, entries) = unsafe {
             (
                 base.add(NEXT_OFF) as *const AtomicU64,
+                base.add(COPIES_OFF) as *const Copies,
                 base.add(HEADER_LEN as usize) as *const Entry,
             )
         };
         let log = WriteLog {
             _map: map,
             next,
+            copies,
             entries,
             len,
             seed,
@@ -200,6 +230,44 @@ impl WriteLog {
     fn next(&self) -> &AtomicU64 {
         // SAFETY: see `open`: points at an aligned word inside the mapping we own.
         unsafe { &*self.next }
+    }
+
+    fn copies_of(&self, hash: u64) -> &Copies {
+        // SAFETY: COPY_GROUPS pairs of words from COPIES_OFF end before HEADER_LEN, inside the
+        // mapping (see `open`).
+        unsafe { &*self.copies.add(hash as usize % COPY_GROUPS) }
+    }
+
+    /// Marks a copy of a key of `hash` from disk into Redis as in flight until the returned
+    /// guard drops. Take it before reading the disk: a delete that then waits for the copies
+    /// of its key (`wait_for_copies`) knows that every copy which may have read the value it
+    /// deleted has finished (and withdrawn itself if it came too late).
+    pub fn copying(&self, hash: u64) -> CopyInFlight<'_> {
+        let c = self.copies_of(hash);
+        // SeqCst, with the fence in wait_for_copies: the count is seen by any delete whose
+        // disk delete this copy's disk read did not see.
+        c.count.fetch_add(1, SeqCst);
+        c.last_start_ms.store(unix_ms(), Relaxed);
+        CopyInFlight(c)
+    }
+
+    /// Waits until no copy from disk into Redis of a key of `hash`'s group (`None`: of any
+    /// key) is in flight, or until `max_wait` after the latest one started: a copier that
+    /// died would otherwise hold its count for ever.
+    pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
+        std::sync::atomic::fence(SeqCst);
+        let groups: Vec<&Copies> = match hash {
+            Some(h) => vec![self.copies_of(h)],
+            None => (0..COPY_GROUPS as u64).map(|g| self.copies_of(g)).collect(),
+        };
+        let max_ms = max_wait.as_millis() as u64;
+        for c in groups {
+            while c.count.load(SeqCst) > 0
+                && unix_ms().saturating_sub(c.last_start_ms.load(Relaxed)) < max_ms
+            {
+                std::thread::yield_now();
+            }
+        }
     }
 
     fn entry(&self, pos: u64) -> &Entry {
@@ -444,6 +512,67 @@ mod tests {
             }
         });
         assert!(seen.iter().all(|&s| s), "a write was never seen");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_delete_waits_for_copies_in_flight_of_its_group_and_not_for_a_dead_copier() {
+        let d = temp_dir("copies");
+        let (a, b) = (
+            WriteLog::open(&d).unwrap(),
+            Arc::new(WriteLog::open(&d).unwrap()),
+        );
+        let long = Duration::from_secs(60);
+        let started = Instant::now();
+        a.wait_for_copies(Some(5), long);
+        a.wait_for_copies(None, long);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "nothing in flight"
+        );
+
+        // Another process's copy: waited for until its guard drops, by deletes of its group only.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let copier = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                let copy = b.copying(5);
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                drop(copy);
+            })
+        };
+        held.recv().unwrap();
+        let started = Instant::now();
+        a.wait_for_copies(Some(6), long);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited on another group"
+        );
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            release.send(()).unwrap();
+        });
+        let started = Instant::now();
+        a.wait_for_copies(Some(5 + COPY_GROUPS as u64), long);
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "did not wait for the copy"
+        );
+        copier.join().unwrap();
+        releaser.join().unwrap();
+
+        // A copier that died in flight holds the count: waited for only until max_wait after
+        // its start.
+        std::mem::forget(b.copying(9));
+        let started = Instant::now();
+        a.wait_for_copies(None, Duration::from_millis(300));
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(30),
+            "waited for ever: {waited:?}"
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
