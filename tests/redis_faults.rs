@@ -693,3 +693,43 @@ fn busy_pool_once(samples: &mut Samples) {
         samples.add(kind, *took);
     }
 }
+
+/// Answers GET + PTTL after 300 ms with a live value and "1000 ms left"; +OK to anything else.
+fn slow_pttl(mut c: std::net::TcpStream) {
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        let reply: Vec<u8> = if buf[..n].windows(4).any(|w| w == b"PTTL") {
+            std::thread::sleep(Duration::from_millis(300));
+            // A frame: magic, version 1, no flags, no expiry of its own, then the value.
+            let mut frame = vec![0xFF, b'S', b'C', 1, 0];
+            frame.extend_from_slice(&0u64.to_le_bytes());
+            frame.extend_from_slice(b"v");
+            let mut r = format!("${}\r\n", frame.len()).into_bytes();
+            r.extend_from_slice(&frame);
+            r.extend_from_slice(b"\r\n:1000\r\n");
+            r
+        } else {
+            b"+OK\r\n".to_vec()
+        };
+        if c.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// The lifetime a get reports (and a promotion copies) counts from before the request: the
+/// PTTL Redis answered was already running while the answer travelled.
+#[test]
+fn remaining_lifetime_from_redis_counts_from_before_the_request() {
+    let port = fake_server(slow_pttl);
+    let mut cfg = config(format!("redis://127.0.0.1:{port}/0"), "pttl:");
+    cfg.redis_timeout_ms = 5000;
+    let tier = RedisTier::open(&cfg).unwrap();
+    let hit = tier.get(b"k").unwrap().expect("a live value");
+    assert_eq!(hit.value, b"v");
+    let left = hit.remaining.expect("PTTL gives it a lifetime");
+    assert!(left <= Duration::from_millis(700), "{left:?} left");
+}

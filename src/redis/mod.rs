@@ -204,6 +204,9 @@ impl RedisTier {
     /// promoted copy outlive the Redis entry.
     pub fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
         let k = self.inner.key(key);
+        // PTTL counts from when Redis answered, some time before we read the answer: counting
+        // the lifetime left from before the request instead errs short, never long.
+        let asked = Instant::now();
         let (stored, pttl) = self.inner.run(|c, d| {
             c.append(&[b"GET", &k])?;
             c.append(&[b"PTTL", &k])?;
@@ -224,7 +227,8 @@ impl RedisTier {
         if let Some(h) = &mut hit {
             // PTTL: -1 = no expiry, -2 = gone since the GET (then 0 left).
             if pttl >= -2 && pttl != -1 {
-                let left = Duration::from_millis(pttl.max(0) as u64);
+                let left =
+                    Duration::from_millis(pttl.max(0) as u64).saturating_sub(asked.elapsed());
                 h.remaining = Some(h.remaining.map_or(left, |r| r.min(left)));
             }
         }
