@@ -401,9 +401,9 @@ int sz_cache_get_copy(sz_cache *c,
 int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
 
 /**
- * Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys
- * still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a
- * pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+ * Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
+ * still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a
+ * pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
  *
  * Returns SZ_OK (also when some or all keys are missing); SZ_ERR_INVALID for a NULL argument
  * or an empty key (the message names its index; out is untouched); SZ_ERR_TOO_LARGE for a key
@@ -411,7 +411,7 @@ int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
  *
  * # Safety
  * `c` from sz_cache_open; when n > 0, `keys`, `key_lens` and `out` point to n elements each
- * and every keys[i] is valid for key_lens[i] bytes.
+ * and every `keys[i]` is valid for `key_lens[i]` bytes.
  */
 int sz_cache_get_many(sz_cache *c,
                       const void *const *keys,
@@ -420,7 +420,7 @@ int sz_cache_get_many(sz_cache *c,
                       sz_value **out);
 
 /**
- * Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in
+ * Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in
  * every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
  * checked before anything is stored.
  *
@@ -563,7 +563,7 @@ sz_config *sz_config_new(void);
 /**
  * Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items),
  * memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size,
- * jemalloc_enabled, redis_enabled, redis_url (redis://[user:password@]host:port/db or
+ * jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or
  * unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
  * disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
  * auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/

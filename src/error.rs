@@ -64,7 +64,7 @@ impl Error {
         Error::Backend(msg.into())
     }
 
-    /// The same error with `what` (e.g. "keys[3]") before its message.
+    /// The same error with `what` (e.g. `keys[3]`) before its message.
     pub fn about(self, what: &str) -> Error {
         let with = |m: String| format!("{what}: {m}");
         match self {

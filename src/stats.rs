@@ -25,7 +25,7 @@ pub struct CacheStats {
     pub compression_ratio: f64,
     /// Compressed values in memory that would not decode (served as misses).
     pub memory_errors: u64,
-    /// Latency percentiles, indexed [tier][op] as in `latency::TIERS` and `latency::OPS`.
+    /// Latency percentiles, indexed `[tier][op]` as in `latency::TIERS` and `latency::OPS`.
     pub latency: [[LatencySnapshot; 3]; 3],
     pub memory: MemoryStats,
     pub redis: Option<TierSnapshot>,

@@ -1,7 +1,7 @@
 //! The byte layout of the L3 file: header geometry, record framing and the key hash.
 //!
 //! Everything here is part of the on-disk format (docs/disk-format.md): changing a constant, a
-//! field offset or the hash function means bumping [`VERSION`], because files written by another
+//! field offset or the hash function means bumping `VERSION`, because files written by another
 //! build are shared by every process on the host and survive upgrades.
 
 use crate::config::MAX_KEY_LEN;

@@ -410,9 +410,9 @@ unsafe fn byte_arrays<'a>(
         .collect()
 }
 
-/// Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys
-/// still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a
-/// pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+/// Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
+/// still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a
+/// pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
 ///
 /// Returns SZ_OK (also when some or all keys are missing); SZ_ERR_INVALID for a NULL argument
 /// or an empty key (the message names its index; out is untouched); SZ_ERR_TOO_LARGE for a key
@@ -420,7 +420,7 @@ unsafe fn byte_arrays<'a>(
 ///
 /// # Safety
 /// `c` from sz_cache_open; when n > 0, `keys`, `key_lens` and `out` point to n elements each
-/// and every keys[i] is valid for key_lens[i] bytes.
+/// and every `keys[i]` is valid for `key_lens[i]` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_get_many(
     c: *mut sz_cache,
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn sz_cache_get_many(
     })
 }
 
-/// Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in
+/// Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in
 /// every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
 /// checked before anything is stored.
 ///

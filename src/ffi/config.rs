@@ -22,7 +22,7 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
 
 /// Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items),
 /// memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size,
-/// jemalloc_enabled, redis_enabled, redis_url (redis://[user:password@]host:port/db or
+/// jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or
 /// unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
 /// disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
 /// auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/

@@ -1,9 +1,9 @@
 //! The circuit breaker and its background probe.
 //!
-//! Policy: after [`FAILURE_THRESHOLD`] consecutive transport failures (connect error, timeout,
+//! Policy: after `FAILURE_THRESHOLD` consecutive transport failures (connect error, timeout,
 //! closed connection, garbage reply) the breaker opens. While open, calls do not touch the
 //! network: they return at once (counted as `skipped`, not as errors). A probe thread dials a
-//! fresh connection and PINGs every [`PROBE_INTERVAL`] (each attempt bounded by the tier's
+//! fresh connection and PINGs every `PROBE_INTERVAL` (each attempt bounded by the tier's
 //! timeout); the first PONG closes the breaker. One success resets the failure count, so
 //! sporadic failures never open it. Redis *error replies* (WRONGTYPE, OOM…) prove the server is
 //! alive and do not count toward opening.

@@ -5,7 +5,7 @@
 //! - **A deadline per exchange**, not per syscall. hiredis applies its timeout to each `read`
 //!   and `write` (SO_RCVTIMEO / SO_SNDTIMEO), so a server that trickles bytes could stretch a
 //!   call indefinitely. Before every blocking syscall we shorten the socket timeout to what is
-//!   left of the caller's deadline (only when it differs by more than [`SLACK`], so the usual
+//!   left of the caller's deadline (only when it differs by more than `SLACK`, so the usual
 //!   one-write-one-read GET costs no extra syscall).
 //! - **No SIGPIPE.** hiredis writes with write(2); on a socket the peer closed that raises
 //!   SIGPIPE, whose default action kills the host process. We block SIGPIPE on the calling
@@ -14,7 +14,7 @@
 //! - **Bounded array replies.** hiredis 0.13 callocs an array header's element vector up front
 //!   (`*100000000` = 800 MB) and frees it by walking every slot; a garbage-speaking server could
 //!   make one call allocate gigabytes and spend seconds freeing. Each context's reader gets a
-//!   reply-function table whose createArray refuses more than [`MAX_ARRAY_LEN`] elements.
+//!   reply-function table whose createArray refuses more than `MAX_ARRAY_LEN` elements.
 //! - Binary-safe commands (argv + lengths), pipelining (append, then flush and read), and
 //!   replies copied into an owned [`Reply`] so no hiredis memory escapes this module.
 //!

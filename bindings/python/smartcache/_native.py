@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "4093303b383d8543c15a08da50226d83a1892d9e79911c56239fef100fe76256"
+HEADER_SHA256 = "b50daf91895de6567496b87aa09b4114eff916005d7f3df3f3aeb6bafc23e705"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -249,9 +249,9 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_copy': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'val_len')),
     # sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same lookup, copy and results, in three arguments instead of six. It exists for bindings whose foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep a global lock across memory hits.
     'sz_cache_get_buffered': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
-    # Looks up `n` keys at once (keys[i], key_lens[i] bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, out[i] is a pinned value for keys[i] (release each with sz_value_release) or NULL when it is missing.
+    # Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
     'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),
-    # Stores `n` entries at once (keys[i] -> vals[i]), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked before anything is stored.
+    # Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked before anything is stored.
     'sz_cache_set_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.c_uint64], ('c', 'keys', 'key_lens', 'vals', 'val_lens', 'n', 'ttl_ms')),
     # Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did, SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
     'sz_cache_delete': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t], ('c', 'key', 'key_len')),
@@ -277,7 +277,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items), memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size, jemalloc_enabled, redis_enabled, redis_url (redis://[user:password@]host:port/db or unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix, disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats, auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/ on/off; sizes take an optional K, M or G suffix.
+    # Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items), memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size, jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix, disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats, auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/ on/off; sizes take an optional K, M or G suffix.
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
     # The current value of option `name` as text, in *out; free it with sz_string_free. Returns SZ_OK, SZ_ERR_CONFIG for an unknown name, SZ_ERR_INVALID for NULL arguments.
     'sz_config_get': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, POINTER(ctypes.c_void_p)], ('cfg', 'name', 'out')),
