@@ -308,7 +308,7 @@ impl Cache {
                 Err(e) => first_error = first_error.or(Some(e)),
                 Ok(()) => {}
             }
-            inner.tell_others(Change::Key(inner.l1.key_hash(key)));
+            inner.tell_others(Some(key));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -362,7 +362,7 @@ impl Cache {
         self.inner.wait_for_copies_to_redis(None);
         // Memory last, as in `store`.
         self.inner.l1.clear();
-        self.inner.tell_others(Change::All);
+        self.inner.tell_others(None);
         Ok(())
     }
 
@@ -514,10 +514,11 @@ impl Inner {
         });
     }
 
-    /// Records a write for the other processes' memory tiers, once it has reached the tiers
-    /// they read.
-    fn tell_others(&self, change: Change) {
+    /// Records a write of `key` (None: a clear) for the other processes' memory tiers, once it
+    /// has reached the tiers they read.
+    fn tell_others(&self, key: Option<&[u8]>) {
         if let Some(log) = &self.writes {
+            let change = key.map_or(Change::All, |k| Change::Key(self.l1.key_hash(k)));
             if log.record(change) {
                 self.catch_up(log);
             }
@@ -619,13 +620,14 @@ impl Inner {
         }
     }
 
-    /// After a delete (of the keys of `hash`'s group; None: a clear) has reached disk and Redis,
+    /// After a delete (of `key` and the others of its group; None: a clear) has reached disk and Redis,
     /// waits for the copies from disk into Redis that may have read the old value, in every
     /// process on this disk_path (see `promote_to_redis`): each has then either been deleted
     /// by us or seen the delete and withdrawn itself. A copy takes at most three Redis calls.
-    fn wait_for_copies_to_redis(&self, hash: Option<u64>) {
+    fn wait_for_copies_to_redis(&self, key: Option<&[u8]>) {
         if let (Some(_), Some(_), Some(log)) = (&self.l2, &self.l3, &self.writes) {
             let timeout = Duration::from_millis(self.config.redis_timeout_ms);
+            let hash = key.map(|k| self.l1.key_hash(k));
             log.wait_for_copies(hash, timeout * 3 + Duration::from_millis(100));
         }
     }
@@ -644,7 +646,7 @@ impl Inner {
         // count moves after the lower tiers have the new one (see `promote`).
         self.set_lower(key, &stored, entry_flags, ttl);
         let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
-        self.tell_others(Change::Key(self.l1.key_hash(key)));
+        self.tell_others(Some(key));
         match in_l1 {
             // Too large for memory's byte budget but kept by a lower tier: served from there.
             Err(Error::TooLarge(_)) if self.l2.is_some() || self.l3.is_some() => Ok(blob),
@@ -744,10 +746,10 @@ impl Inner {
             self.timed(TierId::Redis, Op::Delete, || l2.delete(key))
                 .unwrap_or(false)
         });
-        self.wait_for_copies_to_redis(Some(self.l1.key_hash(key)));
+        self.wait_for_copies_to_redis(Some(key));
         // Memory last, as in `store`.
         let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
-        self.tell_others(Change::Key(self.l1.key_hash(key)));
+        self.tell_others(Some(key));
         in_l1 || in_l2 || in_l3
     }
 
