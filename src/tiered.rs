@@ -508,9 +508,7 @@ impl Inner {
     fn catch_up(&self, log: &WriteLog) {
         log.catch_up(|change| match change {
             Change::Key(hash) => self.l1.invalidate(hash),
-            Change::All => {
-                self.l1.clear();
-            }
+            Change::All => self.l1.invalidate_all(),
         });
     }
 

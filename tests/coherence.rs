@@ -146,6 +146,12 @@ fn another_handle_on_the_disk_path_sees_each_set_delete_and_clear_at_once() {
         disk_hits + 1,
         "read again from disk"
     );
+    assert_eq!(b.stats().memory.invalidations, 1, "b's copy was dropped");
+    assert_eq!(
+        a.stats().memory.invalidations,
+        0,
+        "nothing dropped by its own write"
+    );
 
     a.delete(b"user:1").unwrap();
     assert!(!b.exists(b"user:1").unwrap());

@@ -250,12 +250,13 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
     let _ = write!(
         j,
         "\"memory\":{{\"enabled\":true,\"up\":true,\"hits\":{},\"misses\":{},\"sets\":{},\
-         \"deletes\":{},\"errors\":{},\"size\":{},\"bytes\":{},\"index_bytes\":{},\"shards\":{},\
-         \"latency\":{}}}",
+         \"deletes\":{},\"invalidations\":{},\"errors\":{},\"size\":{},\"bytes\":{},\
+         \"index_bytes\":{},\"shards\":{},\"latency\":{}}}",
         s.memory.hits,
         s.memory.misses,
         s.memory.sets,
         s.memory.deletes,
+        s.memory.invalidations,
         s.memory_errors,
         s.memory.size,
         s.memory.bytes,
@@ -329,7 +330,7 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
             let _ = writeln!(p, "smartcache_{name}{labels} {}", num(*v));
         }
     };
-    let whole_cache: [(&str, &str, &str, f64); 12] = [
+    let whole_cache: [(&str, &str, &str, f64); 13] = [
         (
             "hits_total",
             "counter",
@@ -365,6 +366,12 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
             "counter",
             "Expired entries reclaimed from memory.",
             s.expirations as f64,
+        ),
+        (
+            "invalidations_total",
+            "counter",
+            "Memory entries dropped because another process on the disk_path wrote them.",
+            s.memory.invalidations as f64,
         ),
         (
             "hit_ratio",

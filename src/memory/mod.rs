@@ -65,6 +65,7 @@ struct Counters {
     deletes: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+    invalidations: AtomicU64,
 }
 
 /// A consistent-enough copy of the tier's counters and sizes.
@@ -76,6 +77,9 @@ pub struct MemoryStats {
     pub deletes: u64,
     pub evictions: u64,
     pub expirations: u64,
+    /// Entries dropped because another process set, deleted or cleared them (see
+    /// `disk::write_log`).
+    pub invalidations: u64,
     pub size: u64,
     pub capacity: u64,
     pub max_bytes: u64,
@@ -388,8 +392,24 @@ impl MemoryTier {
             s.count_write(hash);
             s.remove_hashed(hash, |k| self.hash(k))
         });
+        if self.opts.count_stats && !dropped.is_empty() {
+            slot.counters
+                .invalidations
+                .fetch_add(dropped.len() as u64, Relaxed);
+        }
         // Freed here, outside the lock.
         drop(dropped);
+    }
+
+    /// `clear`, because another process cleared the cache or this one cannot tell what others
+    /// changed: counted as invalidations, not as deletes.
+    pub fn invalidate_all(&self) {
+        for slot in self.shards.iter() {
+            let n = self.tracking_live(&mut write(&slot.shard), Shard::clear);
+            if self.opts.count_stats {
+                slot.counters.invalidations.fetch_add(n as u64, Relaxed);
+            }
+        }
     }
 
     /// Drops every entry; returns how many there were. Pinned values stay valid.
@@ -449,6 +469,7 @@ impl MemoryTier {
             s.deletes += c.deletes.load(Relaxed);
             s.evictions += c.evictions.load(Relaxed);
             s.expirations += c.expirations.load(Relaxed);
+            s.invalidations += c.invalidations.load(Relaxed);
             let shard = read(&slot.shard);
             s.size += shard.entries() as u64;
             s.bytes += shard.bytes() as u64;

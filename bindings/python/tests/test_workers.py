@@ -28,7 +28,8 @@ for line in sys.stdin:
     else:
         s = cache.get_stats()
         t = s.tier_stats
-        out = {"memory_hits": t["memory"]["hits"], "disk_hits": t["disk"]["hits"]}
+        out = {"memory_hits": t["memory"]["hits"], "disk_hits": t["disk"]["hits"],
+               "invalidations": t["memory"]["invalidations"]}
     print(json.dumps(out), flush=True)
 """
 
@@ -82,6 +83,7 @@ def test_another_workers_set_delete_and_clear_reach_this_workers_memory(
 
     here.set("user:1", {"name": "alicia"})
     assert worker.get("user:1") == {"name": "alicia"}
+    assert worker.ask("stats")["invalidations"] == 1, "the worker's copy was dropped"
 
     here.delete("user:1")
     assert worker.get("user:1") is None
