@@ -21,7 +21,7 @@ use super::file::{self, io_err};
 use crate::error::{Error, Result};
 use memmap2::{MmapMut, MmapOptions};
 use std::hash::BuildHasher;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::Mutex;
@@ -100,7 +100,6 @@ pub struct WriteLog {
     applied: AtomicU64,
     /// Makes catching up one thread's job while the handle's other readers wait for it.
     catching_up: Mutex<()>,
-    path: PathBuf,
 }
 
 // SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never remaps, so they
@@ -210,7 +209,6 @@ impl WriteLog {
             writer: random_u64() | 1,
             applied: AtomicU64::new(0),
             catching_up: Mutex::new(()),
-            path,
         };
         // A new handle's memory tier is empty: nothing written so far concerns it.
         log.applied.store(log.next().load(Acquire), Release);
@@ -221,10 +219,6 @@ impl WriteLog {
     /// same keys to all of them.
     pub fn seed(&self) -> u64 {
         self.seed
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn next(&self) -> &AtomicU64 {
@@ -332,9 +326,14 @@ impl WriteLog {
         all |= self.next().load(Acquire).wrapping_sub(start) > self.len;
         if all {
             apply(Change::All);
+            // Exactly `target`, even below where we were: a `next` that went backwards (a
+            // damaged file) must not leave this handle behind for ever, dropping its memory
+            // on every read. At worst own entries past `target` are looked at again.
+            self.applied.store(target, Release);
+        } else {
+            // Max: `record` may have stepped over an own entry beyond `target` meanwhile.
+            self.applied.fetch_max(target, AcqRel);
         }
-        // Max: `record` may have stepped over an own entry beyond `target` meanwhile.
-        self.applied.fetch_max(target, AcqRel);
     }
 
     /// The entry at `pos` as (writer, change), or None when it cannot be trusted.
@@ -573,6 +572,22 @@ mod tests {
             waited < Duration::from_secs(30),
             "waited for ever: {waited:?}"
         );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_write_counter_that_went_backwards_costs_one_drop_not_one_per_read() {
+        let d = temp_dir("backwards");
+        let (a, b) = (WriteLog::open(&d).unwrap(), WriteLog::open(&d).unwrap());
+        for h in 0..10 {
+            a.record(Change::Key(h));
+        }
+        assert_eq!(changes(&b).len(), 10);
+        a.next().store(3, Release); // damage
+        assert_eq!(changes(&b), vec![Change::All]);
+        assert!(changes(&b).is_empty(), "caught up with the damaged counter");
+        a.record(Change::Key(42));
+        assert_eq!(changes(&b), vec![Change::Key(42)]);
         std::fs::remove_dir_all(d).unwrap();
     }
 
