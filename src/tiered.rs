@@ -618,10 +618,11 @@ impl Inner {
         }
     }
 
-    /// After a delete (of `key` and the others of its group; None: a clear) has reached disk and Redis,
-    /// waits for the copies from disk into Redis that may have read the old value, in every
-    /// process on this disk_path (see `promote_to_redis`): each has then either been deleted
-    /// by us or seen the delete and withdrawn itself. A copy takes at most three Redis calls.
+    /// After a delete (of `key` and the others of its group; None: a clear) has reached disk
+    /// and Redis, waits for the copies from disk into Redis that may have read the old value,
+    /// in every process on this disk_path (see `promote_to_redis`): each has then either been
+    /// deleted by us or seen the delete and withdrawn itself. A copy takes at most three Redis
+    /// calls.
     fn wait_for_copies_to_redis(&self, key: Option<&[u8]>) {
         if let (Some(_), Some(_), Some(log)) = (&self.l2, &self.l3, &self.writes) {
             let timeout = Duration::from_millis(self.config.redis_timeout_ms);
