@@ -102,10 +102,11 @@ pub struct WriteLog {
     catching_up: Mutex<()>,
 }
 
-// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never remaps, so they
-// are valid on any thread for the log's lifetime; the shared words are only accessed as atomics.
+// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never
+// remaps, so they are valid on any thread for the log's lifetime; the shared words are only
+// accessed as atomics.
 unsafe impl Send for WriteLog {}
-// SAFETY: see Send; every &self method uses atomics or the `applied` mutex.
+// SAFETY: see Send; every &self method uses atomics or the `catching_up` mutex.
 unsafe impl Sync for WriteLog {}
 
 fn unix_ms() -> u64 {
