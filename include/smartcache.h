@@ -190,8 +190,8 @@ typedef struct {
   uint64_t hits;
   uint64_t misses;
   /**
-   * Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier
-   * are not counted).
+   * Values stored by sz_cache_set, sz_cache_set_many (one per entry) and
+   * sz_cache_get_or_compute (promotions from a lower tier are not counted).
    */
   uint64_t sets;
   /**

@@ -19,8 +19,8 @@ pub struct sz_stats {
     /// Gets answered by any tier / by none.
     pub hits: u64,
     pub misses: u64,
-    /// Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier
-    /// are not counted).
+    /// Values stored by sz_cache_set, sz_cache_set_many (one per entry) and
+    /// sz_cache_get_or_compute (promotions from a lower tier are not counted).
     pub sets: u64,
     /// Live entries removed from memory by sz_cache_delete.
     pub deletes: u64,
@@ -346,7 +346,7 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
         (
             "sets_total",
             "counter",
-            "Values stored by set and get_or_compute.",
+            "Values stored by set, set_many (one per entry) and get_or_compute.",
             s.sets as f64,
         ),
         (

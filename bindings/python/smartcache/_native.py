@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "b50daf91895de6567496b87aa09b4114eff916005d7f3df3f3aeb6bafc23e705"
+HEADER_SHA256 = "49f825b3599be43991ac95df9f7c93993bcf6bfc4f248b5c8f04871c96ecca1f"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -153,7 +153,7 @@ class sz_stats(ctypes.Structure):
         # Gets answered by any tier / by none.
         ('hits', ctypes.c_uint64),
         ('misses', ctypes.c_uint64),
-        # Values stored by sz_cache_set and sz_cache_get_or_compute (promotions from a lower tier * are not counted).
+        # Values stored by sz_cache_set, sz_cache_set_many (one per entry) and * sz_cache_get_or_compute (promotions from a lower tier are not counted).
         ('sets', ctypes.c_uint64),
         # Live entries removed from memory by sz_cache_delete.
         ('deletes', ctypes.c_uint64),
