@@ -132,6 +132,24 @@ static int call_real_gai(const char *node, const char *service, const struct add
     return real_gai(node, service, hints, res);
 }
 
+/* Two addresses: 127.0.0.2 (nothing listens there) first, then the server's 127.0.0.1. */
+static int dead_then_live(const char *service, const struct addrinfo *hints,
+                          struct addrinfo **res) {
+    struct addrinfo *dead = NULL, *live = NULL;
+    int rc = call_real_gai("127.0.0.2", service, hints, &dead);
+    if (rc != 0) return rc;
+    rc = call_real_gai("127.0.0.1", service, hints, &live);
+    if (rc != 0) {
+        freeaddrinfo(dead);
+        return rc;
+    }
+    struct addrinfo *t = dead;
+    while (t->ai_next) t = t->ai_next;
+    t->ai_next = live; /* glibc's freeaddrinfo frees node by node */
+    *res = dead;
+    return 0;
+}
+
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static int slow_open, reuse_stall, hang_open, keep_stall_open; /* under gate_mu */
@@ -191,19 +209,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     }
     if (strcmp(node, "multi.audit4.test") == 0) { /* a dead address first, then the server */
         atomic_fetch_add(&n_multi, 1);
-        struct addrinfo *dead = NULL, *live = NULL;
-        int rc = call_real_gai("127.0.0.2", service, hints, &dead);
-        if (rc != 0) return rc;
-        rc = call_real_gai("127.0.0.1", service, hints, &live);
-        if (rc != 0) {
-            freeaddrinfo(dead);
-            return rc;
-        }
-        struct addrinfo *t = dead;
-        while (t->ai_next) t = t->ai_next;
-        t->ai_next = live; /* glibc's freeaddrinfo frees node by node */
-        *res = dead;
-        return 0;
+        return dead_then_live(service, hints, res);
     }
     if (strcmp(node, "flip.audit4.test") == 0) { /* the host moves to the server's address */
         atomic_fetch_add(&n_flip, 1);
@@ -212,19 +218,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     }
     if (strcmp(node, "blackhole.audit4.test") == 0) { /* first address never answers a SYN */
         atomic_fetch_add(&n_blackhole, 1);
-        struct addrinfo *dead = NULL, *live = NULL;
-        int rc = call_real_gai("127.0.0.2", service, hints, &dead);
-        if (rc != 0) return rc;
-        rc = call_real_gai("127.0.0.1", service, hints, &live);
-        if (rc != 0) {
-            freeaddrinfo(dead);
-            return rc;
-        }
-        struct addrinfo *t = dead;
-        while (t->ai_next) t = t->ai_next;
-        t->ai_next = live;
-        *res = dead;
-        return 0;
+        return dead_then_live(service, hints, res);
     }
     if (strcmp(node, "fresh.audit4.test") == 0) { /* answers at once */
         atomic_fetch_add(&n_fresh, 1);
@@ -259,6 +253,22 @@ static void url_for(char *buf, size_t cap, const char *host) {
 
 /* A cache on the private server by its address (not through a host name): proves what reached
  * Redis. Empty L1, same prefix. */
+/* The options of a Redis-only cache that reaches the server by `host` (what it resolves to is
+ * up to the fake getaddrinfo above), under a key prefix of its own: "audit4-<tag>-<pid>:". */
+struct host_opts {
+    char url[128], prefix[64];
+    const char *opts[9];
+};
+
+static void host_opts(struct host_opts *o, const char *host, const char *tag,
+                      const char *timeout_ms) {
+    url_for(o->url, sizeof o->url, host);
+    snprintf(o->prefix, sizeof o->prefix, "audit4-%s-%ld:", tag, (long)getpid());
+    const char *opts[] = {"redis_enabled",    "true",     "redis_url", o->url, "redis_key_prefix",
+                          o->prefix,          "redis_timeout_ms", timeout_ms, NULL};
+    memcpy(o->opts, opts, sizeof opts);
+}
+
 static sz_cache *open_direct(const char *prefix) {
     const char *opts[] = {"redis_enabled",    "true", "redis_url", redis_url, "redis_key_prefix",
                           prefix,             "redis_timeout_ms",  "1000",    NULL};
@@ -297,11 +307,9 @@ static void up_or_late(sz_cache *c) {
  * after memory evicted it. */
 static void test_localhost_end_to_end(void) {
     printf("-- redis: localhost URL end to end\n");
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "localhost");
-    snprintf(prefix, sizeof prefix, "audit4-lh-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "5000", NULL};
+    struct host_opts o;
+    host_opts(&o, "localhost", "lh", "5000");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     uint8_t val[3000];
     fill(val, 1, sizeof val);
 
@@ -333,7 +341,7 @@ static void test_localhost_end_to_end(void) {
     sz_cache_close(a);
 
     /* One handle whose memory holds a single item. */
-    const char *opts1[] = {"redis_enabled",    "true", "redis_url",       url, "redis_key_prefix",
+    const char *opts1[] = {"redis_enabled",    "true", "redis_url",       o.url, "redis_key_prefix",
                            prefix,             "redis_timeout_ms", "5000", "memory_capacity", "1",
                            NULL};
     sz_cache *c = open_with(opts1);
@@ -486,11 +494,9 @@ static int wait_redis_up(sz_cache *c, long max_ms, sz_health *h) {
  * once it answers, the tier comes up (breaker probe) without reopening. */
 static void test_slow_dns(void) {
     printf("-- redis: DNS answering late\n");
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "slow.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-slow-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "100",  NULL};
+    struct host_opts o;
+    host_opts(&o, "slow.audit4.test", "slow", "100");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     set_gate(&slow_open, 0);
     double worst = 0;
     int rc;
@@ -603,11 +609,9 @@ static void test_blackholed_first_address(void) {
     if (connect(filler, (struct sockaddr *)&a, sizeof a) != 0)
         fprintf(stderr, "  filler connect: %s\n", strerror(errno));
 
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "blackhole.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-bh-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "200",  NULL};
+    struct host_opts o;
+    host_opts(&o, "blackhole.audit4.test", "bh", "200");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     double worst = 0;
     int rc;
     sz_cache *c = NULL;
@@ -634,11 +638,9 @@ static void test_blackholed_first_address(void) {
 /* (c) "each address is tried in turn": the first address refuses, the second is the server. */
 static void test_multi_address(void) {
     printf("-- redis: several addresses, the first dead\n");
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "multi.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-multi-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "5000", NULL};
+    struct host_opts o;
+    host_opts(&o, "multi.audit4.test", "multi", "5000");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     sz_cache *c = open_with(opts);
     CHECK(atomic_load(&n_multi) >= 1);
     uint8_t val[500];
@@ -655,11 +657,9 @@ static void test_multi_address(void) {
  * server; the tier must come up well before the 30 s refresh. */
 static void test_answer_refreshed_when_no_address_accepts(void) {
     printf("-- redis: host moves, refresh when no address accepts\n");
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "flip.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-flip-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "100",  NULL};
+    struct host_opts o;
+    host_opts(&o, "flip.audit4.test", "flip", "100");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     atomic_store(&flip_good, 0);
     sz_cache *c = open_with(opts);
     sz_health h = health_of(c);
@@ -884,11 +884,9 @@ static void run_churn(sz_cache *c, sz_cache *evict, int total, int width, uint32
 
 static void test_open_after_fork(void) {
     printf("-- redis + memory: open after fork in a child\n");
-    char url[128], prefix[64];
-    url_for(url, sizeof url, "localhost");
-    snprintf(prefix, sizeof prefix, "audit4-fork-%ld:", (long)getpid());
-    const char *opts[] = {"redis_enabled",    "true", "redis_url", url, "redis_key_prefix", prefix,
-                          "redis_timeout_ms", "3000", NULL};
+    struct host_opts o;
+    host_opts(&o, "localhost", "fork", "3000");
+    const char *prefix = o.prefix, *const *opts = o.opts;
     sz_cache *p = open_with(opts);
     CHECK_RC(sz_cache_set(p, "parent", 6, "p", 1, 60000), SZ_OK);
     sz_cache_close(p);

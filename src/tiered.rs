@@ -549,7 +549,7 @@ impl Inner {
         // A hit is copied into Redis; deletes of the key wait for the copy (see
         // `promote_to_redis`), which must be marked in flight before the disk is read.
         let _copy = match (&self.l2, &self.writes) {
-            (Some(_), Some(log)) => Some(log.copying(self.l1.key_hash(key))),
+            (Some(_), Some(log)) => Some(log.copying(mark.key_hash())),
             _ => None,
         };
         let hit = self

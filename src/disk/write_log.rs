@@ -253,12 +253,12 @@ impl WriteLog {
     /// died would otherwise hold its count for ever.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
         std::sync::atomic::fence(SeqCst);
-        let groups: Vec<&Copies> = match hash {
-            Some(h) => vec![self.copies_of(h)],
-            None => (0..COPY_GROUPS as u64).map(|g| self.copies_of(g)).collect(),
+        let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
+            Some(g) => g..g + 1,
+            None => 0..COPY_GROUPS as u64,
         };
         let max_ms = max_wait.as_millis() as u64;
-        for c in groups {
+        for c in groups.map(|g| self.copies_of(g)) {
             while c.count.load(SeqCst) > 0
                 && unix_ms().saturating_sub(c.last_start_ms.load(Relaxed)) < max_ms
             {

@@ -101,21 +101,27 @@ impl Allocator {
 }
 
 /// mallocx flags naming the dedicated arena, or None if jemalloc refused to create one.
-static ARENA: Lazy<Option<c_int>> = Lazy::new(|| {
-    let mut index: u32 = 0;
-    let mut len = std::mem::size_of::<u32>();
-    // SAFETY: "arenas.create" writes an unsigned int to oldp, whose size we pass in len.
+static ARENA: Lazy<Option<c_int>> =
+    Lazy::new(|| create_id(c"arenas.create").map(|index| je::MALLOCX_ARENA(index as usize)));
+
+/// Runs a jemalloc "*.create" control (arenas.create, tcache.create), which answers the new
+/// object's unsigned int id; None when jemalloc refuses (e.g. no tcache ids left).
+fn create_id(name: &std::ffi::CStr) -> Option<c_uint> {
+    let mut id: c_uint = 0;
+    let mut len = std::mem::size_of::<c_uint>();
+    // SAFETY: the *.create controls write an unsigned int to oldp, whose size we pass in len,
+    // and read nothing (newp null).
     let rc = unsafe {
         je::mallctl(
-            c"arenas.create".as_ptr(),
-            (&mut index as *mut u32).cast(),
+            name.as_ptr(),
+            (&mut id as *mut c_uint).cast(),
             &mut len,
             std::ptr::null_mut(),
             0,
         )
     };
-    (rc == 0).then(|| je::MALLOCX_ARENA(index as usize))
-});
+    (rc == 0).then_some(id)
+}
 
 thread_local! {
     static TCACHE: ThreadCache = ThreadCache::create();
@@ -142,21 +148,9 @@ struct ThreadCache {
 
 impl ThreadCache {
     fn create() -> ThreadCache {
-        let mut id: c_uint = 0;
-        let mut len = std::mem::size_of::<c_uint>();
-        // SAFETY: "tcache.create" writes an unsigned int to oldp, whose size we pass in len.
-        let rc = unsafe {
-            je::mallctl(
-                c"tcache.create".as_ptr(),
-                (&mut id as *mut c_uint).cast(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
         // jemalloc has a few thousand explicit tcaches per process; a thread that finds none
         // left allocates from the arena directly, as before.
-        let id = (rc == 0).then_some(id);
+        let id = create_id(c"tcache.create");
         ThreadCache {
             id,
             flags: id.map_or(je::MALLOCX_TCACHE_NONE, |id| {

@@ -33,6 +33,13 @@ pub struct WriteMark {
     epoch: u32,
 }
 
+impl WriteMark {
+    /// The key's `key_hash`, computed when the mark was taken.
+    pub fn key_hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Store {
     Set,
