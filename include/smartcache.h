@@ -80,6 +80,11 @@
 #define SZ_ERR_INTERNAL -99
 
 /**
+ * The first byte of a value in the JSON-tagged form; the JSON text follows it.
+ */
+#define SZ_TAG_JSON 74
+
+/**
  * One in this many memory-tier operations per thread is timed (a power of two).
  */
 #define MEMORY_SAMPLE_EVERY 64
@@ -593,6 +598,46 @@ int sz_config_get(const sz_config *cfg, const char *name, char **out);
  * `cfg` is NULL or from sz_config_new and not freed before.
  */
 void sz_config_free(sz_config *cfg);
+
+/**
+ * Stores the JSON text `json` (json_len bytes of UTF-8, not NUL-terminated; json may be NULL
+ * only when json_len is 0) under `key` in the JSON-tagged form that Python's
+ * `serializer="json"` and Go's GetJSON read: the byte SZ_TAG_JSON, then the text. `ttl_ms` as
+ * in sz_cache_set. The text is stored as given: the library does not check that it is JSON.
+ *
+ * Returns SZ_OK; SZ_ERR_INVALID (NULL argument, empty key, text not UTF-8);
+ * SZ_ERR_TOO_LARGE; SZ_ERR_NOMEM; as sz_cache_set otherwise.
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_set_json(sz_cache *c,
+                      const void *key,
+                      size_t key_len,
+                      const void *json,
+                      size_t json_len,
+                      uint64_t ttl_ms);
+
+/**
+ * Copies the JSON text of `key`, stored in the JSON-tagged form, into `buf` (buf_cap bytes;
+ * buf may be NULL when buf_cap is 0) without its tag byte, and sets *json_len to the text's
+ * length. When buf_cap > *json_len a NUL byte follows the text, so a buffer one byte longer
+ * than the text receives a C string.
+ *
+ * Returns SZ_OK; SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL, with *json_len set to the text's
+ * length and buf untouched; SZ_ERR_INVALID for NULL arguments and for a value that is not in
+ * the JSON-tagged form (empty, or another first byte: written raw, as bytes/str, or pickled;
+ * sz_last_error() names the byte found); SZ_ERR_TOO_LARGE (key).
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_get_json(sz_cache *c,
+                      const void *key,
+                      size_t key_len,
+                      void *buf,
+                      size_t buf_cap,
+                      size_t *json_len);
 
 /**
  * The message of this thread's last failing call ("" if none failed yet).
