@@ -15,7 +15,7 @@ VENV        := $(BUILD)/venv
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples
+        install clean test-python test-go test-examples test-interop
 
 all: lib
 
@@ -35,7 +35,7 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples test-interop
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -64,6 +64,9 @@ check-generated: lib
 	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi
 	@git diff --exit-code -- include/ bindings/python/smartcache/_native.py || \
 	  { echo "generated files are stale: commit the regenerated include/smartcache.h / _native.py"; exit 1; }
+	@# The Go module carries copies of the licence texts (a module zip holds no symlinks).
+	@cmp -s LICENSE-MIT bindings/go/LICENSE-MIT && cmp -s LICENSE-APACHE bindings/go/LICENSE-APACHE || \
+	  { echo "bindings/go/LICENSE-* differ from the repository's LICENSE-*: copy them again"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -80,6 +83,12 @@ test-go:
 	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# Values every language reads (docs/value-format.md): Python, C and Go processes write and
+# read each other's JSON-tagged and raw values through a shared disk file and a private Redis.
+test-interop: lib
+	SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so SMARTCACHE_LIBDIR=$(LIBDIR) PYTHONPATH=$(CURDIR)/bindings/python \
+	  scripts/with-redis.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/interop
 
 # Every example under examples/ (C, Go, Python); the Redis ones use the private redis-server.
 test-examples:
