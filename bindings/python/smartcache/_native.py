@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "49f825b3599be43991ac95df9f7c93993bcf6bfc4f248b5c8f04871c96ecca1f"
+HEADER_SHA256 = "6e5b5dc4aa7d7c5232c70cd811671bd7dcb5e69765597a155d88914af325426d"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -40,6 +40,8 @@ SZ_ERR_CONFIG = -6
 SZ_ERR_BUFFER_TOO_SMALL = -7
 # A bug in the library (a caught panic). Please report it with sz_last_error().
 SZ_ERR_INTERNAL = -99
+# The first byte of a value in the JSON-tagged form; the JSON text follows it.
+SZ_TAG_JSON = 74
 
 # Every status code by value, for messages.
 STATUS_NAMES: Dict[int, str] = {
@@ -283,6 +285,10 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_config_get': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, POINTER(ctypes.c_void_p)], ('cfg', 'name', 'out')),
     # Frees a configuration. NULL is a no-op.
     'sz_config_free': (None, [POINTER(sz_config)], ('cfg',)),
+    # Stores the JSON text `json` (json_len bytes of UTF-8, not NUL-terminated; json may be NULL only when json_len is 0) under `key` in the JSON-tagged form that Python's `serializer="json"` and Go's GetJSON read: the byte SZ_TAG_JSON, then the text. `ttl_ms` as in sz_cache_set. The text is stored as given: the library does not check that it is JSON.
+    'sz_cache_set_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ('c', 'key', 'key_len', 'json', 'json_len', 'ttl_ms')),
+    # Copies the JSON text of `key`, stored in the JSON-tagged form, into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) without its tag byte, and sets *json_len to the text's length. When buf_cap > *json_len a NUL byte follows the text, so a buffer one byte longer than the text receives a C string.
+    'sz_cache_get_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'json_len')),
     # The message of this thread's last failing call ("" if none failed yet).
     'sz_last_error': (ctypes.c_char_p, [], ()),
     # The library's version, "MAJOR.MINOR.PATCH"; compare with SZ_VERSION from the header. Static; never free it.

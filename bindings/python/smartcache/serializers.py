@@ -21,17 +21,18 @@ import json
 import pickle
 from typing import Any, Protocol, Union, cast, runtime_checkable
 
+from ._native import SZ_TAG_JSON
 from .errors import SerializationError
 
 TAG_PICKLE = 0x80  # pickle's own PROTO opcode (protocol >= 2)
 TAG_BYTES = ord("B")
 TAG_STR = ord("S")
-TAG_JSON = ord("J")
+TAG_JSON = SZ_TAG_JSON  # 'J', shared with sz_cache_set_json / sz_cache_get_json
 TAG_CUSTOM = ord("C")
 
 _B = b"B"
 _S = b"S"
-_J = b"J"
+_J = bytes([TAG_JSON])
 _C = b"C"
 
 
