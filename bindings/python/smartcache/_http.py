@@ -250,7 +250,7 @@ class Policy:
         etag = header(kept, "etag")
         if etag is None:
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            kept.append(("etag", etag))
+            kept.append(("ETag", etag))
         vary = sorted({v.strip().lower() for v in (header(kept, "vary") or "").split(",")
                        if v.strip()})
         record = Record(status, kept, body, now, vary, etag)
@@ -292,10 +292,10 @@ def response(record: Record, request: Request, now: float,
     length = header(headers, "content-length") if request.method == "HEAD" else None
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     if status != 304:
-        headers.append(("content-length", length if length is not None else str(len(body))))
+        headers.append(("Content-Length", length if length is not None else str(len(body))))
     if hit:
-        headers.append(("age", str(max(0, int(now - record.stored_at)))))
-    headers.append(("x-cache", "HIT" if hit else "MISS"))
+        headers.append(("Age", str(max(0, int(now - record.stored_at)))))
+    headers.append(("X-Cache", "HIT" if hit else "MISS"))
     return status, headers, body
 
 
