@@ -2,7 +2,7 @@
 # Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
 # valgrind, a C compiler, and a Python venv with pytest and the web stack the Python tests drive
 # (uvicorn/FastAPI/Starlette, gunicorn/Flask, httpx, mypy; cashews and aiocache for the async
-# bench). Idempotent; quiet when all is there.
+# bench, with redis-py for their Redis backends). Idempotent; quiet when all is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -28,7 +28,7 @@ if [ ! -x "$venv/bin/pytest" ]; then
 fi
 # The packages the Python tests, examples and bench import; installed once (marker file), again
 # when this list changes.
-web_pkgs=(fastapi starlette uvicorn gunicorn flask httpx mypy cashews aiocache)
+web_pkgs=(fastapi starlette uvicorn gunicorn flask httpx mypy cashews aiocache redis)
 marker="$venv/.smartcache-web-deps"
 if [ "$(cat "$marker" 2>/dev/null)" != "${web_pkgs[*]}" ]; then
   echo "ensure-deps: installing ${web_pkgs[*]} into $venv"

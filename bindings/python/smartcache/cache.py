@@ -536,7 +536,22 @@ class SmartCache:
         value = self._get_memory(key, _MEMORY_MISS)
         if value is not _MEMORY_MISS:
             return value
-        return await _offload.run(self.get, key, default)
+        _key_bytes(key)  # a bad key fails this call only, not the batch it would join
+        found = await _offload.batched(self._get_found, key)
+        return default if found is _MEMORY_MISS else found
+
+    def _get_found(self, keys: List[Key]) -> List[Any]:
+        """The values of `keys` (_MEMORY_MISS where missing) from one get_many: a batch of the
+        memory misses of agets made in the same event-loop iteration (see _offload.batched).
+        If the batch fails (a value that does not decode), each key is read on its own, so only
+        the aget of the bad key fails."""
+        try:
+            found = self.get_many(keys)
+        except CacheClosedError:
+            raise
+        except SmartCacheError:
+            return [_offload.outcome(self.get, k, _MEMORY_MISS) for k in keys]
+        return [found.get(k, _MEMORY_MISS) for k in keys]
 
     async def aget_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
         """``get_many`` for coroutines: the keys in memory inline, the rest in one call off

@@ -11,8 +11,11 @@ own event loop in a daemon thread, so the loop under test does none of its work.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Optional, Tuple
 
 
@@ -48,6 +51,8 @@ class DelayProxy:
             loop.run_forever()
         finally:
             self._server.close()
+            # Connections still open are cut: nothing to report about them.
+            loop.set_exception_handler(lambda _loop, _context: None)
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
@@ -99,3 +104,38 @@ def redis_host_port(url: str) -> Tuple[str, int]:
     rest = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
     host, _, port = rest.rpartition(":")
     return host, int(port)
+
+
+class DelayProxyProcess:
+    """DelayProxy in a process of its own, so its work shares no GIL with the process measured
+    (the bench's loop-lag figures). Same interface: `port`, and a with block."""
+
+    def __init__(self, host: str, port: int, delay: float) -> None:
+        self.args = [host, str(port), str(delay)]
+        self.port = 0
+        self._proc: Optional["subprocess.Popen[str]"] = None
+
+    def __enter__(self) -> "DelayProxyProcess":
+        root = Path(__file__).resolve().parent.parent
+        self._proc = subprocess.Popen([sys.executable, "-m", "tests.delay_proxy", *self.args],
+                                      cwd=str(root), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self.port = int(self._proc.stdout.readline())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()  # the child exits when its stdin closes
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+if __name__ == "__main__":
+    with DelayProxy(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])) as proxy:
+        print(proxy.port, flush=True)
+        sys.stdin.read()
