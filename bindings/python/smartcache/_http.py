@@ -27,7 +27,8 @@ from .cache import SmartCache
 from .defaults import get_default_cache
 
 Headers = List[Tuple[str, str]]
-RouteSpec = Union[Mapping[Union[str, Pattern[str]], Optional[float]],
+# Path patterns (glob str or compiled regex) to TTLs: a mapping, or pairs in match order.
+RouteSpec = Union[Mapping[Any, Optional[float]],
                   Iterable[Tuple[Union[str, Pattern[str]], Optional[float]]]]
 
 MAGIC = b"SZHTTP1\n"
@@ -202,7 +203,8 @@ class Policy:
         query = sorted(parse_qsl(request.query, keep_blank_values=True))
         configured = [(name, header(request.headers, name) or "") for name in self.vary]
         text = json.dumps([request.method, request.path, query, configured])
-        return f"{self.key_prefix}:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()}"
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.key_prefix}:{digest}"
 
     @staticmethod
     def variant_key(base: str, vary: Sequence[str], request: Request) -> str:

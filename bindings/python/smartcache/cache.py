@@ -352,6 +352,9 @@ class SmartCache:
     if TYPE_CHECKING:
         def get(self, key: Key, default: Any = None) -> Any:
             ...
+
+        def _get_memory(self, key: Key, default: Any = None) -> Any:
+            ...
     else:
         get = _buffered_get(_fast_get_buffered)
         # get() that consults the memory tier only, answering `default` on a memory miss.
@@ -581,11 +584,11 @@ class SmartCache:
 
     async def adelete(self, key: Key) -> bool:
         """``delete`` for coroutines."""
-        return await self._off_loop(self.delete, key)
+        return bool(await self._off_loop(self.delete, key))
 
     async def aexists(self, key: Key) -> bool:
         """``exists`` for coroutines."""
-        return await self._off_loop(self.exists, key)
+        return bool(await self._off_loop(self.exists, key))
 
     async def aclear(self) -> None:
         """``clear`` for coroutines."""

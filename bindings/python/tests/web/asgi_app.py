@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from smartcache.asgi import CacheMiddleware
 
-from .endpoints import MAX_BODY, ROUTES, handle, open_cache
+from .endpoints import MAX_BODY, ROUTES, chunks, handle, open_cache
 
 cache = open_cache()
 
@@ -21,6 +22,12 @@ async def endpoint(request: Request) -> Response:
     status, headers, body = await asyncio.to_thread(
         handle, request.method, request.url.path, request.url.query,
         {k.lower(): v for k, v in request.headers.items()})
+    if request.url.path == "/stream":
+        async def parts() -> AsyncIterator[bytes]:
+            for part in chunks(body):
+                yield part
+
+        return StreamingResponse(parts(), status_code=status, headers=dict(headers))
     return Response(body, status_code=status, headers=dict(headers))
 
 

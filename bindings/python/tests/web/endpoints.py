@@ -21,6 +21,10 @@ MAX_BODY = 64 * 1024
 ROUTES = {"/count": None, "/short/*": 1.0}
 
 
+def chunks(body: bytes, size: int = 8192) -> List[bytes]:
+    return [body[i:i + size] for i in range(0, len(body), size)]
+
+
 def open_cache() -> SmartCache:
     """The multi-tier cache of one worker process: the private Redis and a disk tier every
     worker shares."""
@@ -61,8 +65,8 @@ def handle(method: str, path: str, query: str, headers: Dict[str, str]) -> Respo
         out.append(("set-cookie", "session=abc"))
     elif path == "/etag":
         out.append(("etag", '"v1"'))
-    elif path == "/big":
-        body = b"x" * (MAX_BODY + 1)
+    elif path in ("/big", "/stream"):
+        body = b"x" * (MAX_BODY + 1)  # the apps stream /stream in chunks, with no length
     elif path == "/missing":
         return 404, out, b'{"error": "not found"}'
     return 200, out, body

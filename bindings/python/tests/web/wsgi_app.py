@@ -5,13 +5,13 @@ fork); the middleware is given cache=None and so uses that worker's first opened
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 from flask import Flask, Response, request
 
 from smartcache.wsgi import CacheMiddleware
 
-from .endpoints import MAX_BODY, ROUTES, handle
+from .endpoints import MAX_BODY, ROUTES, chunks, handle
 
 flask_app = Flask(__name__)
 
@@ -21,6 +21,8 @@ def endpoint(path: str) -> Response:
     status, headers, body = handle(request.method, request.path,
                                    request.query_string.decode("latin-1"),
                                    {k.lower(): v for k, v in request.headers.items()})
+    if request.path == "/stream":  # a generator body: no Content-Length
+        return Response(iter(chunks(body)), status=status, headers=headers)
     return Response(body, status=status, headers=headers)
 
 
@@ -30,7 +32,7 @@ cached_app = CacheMiddleware(flask_app.wsgi_app, ttl=60, routes=ROUTES, max_body
 
 def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Adds the serving worker's pid, so a test sees hits served by different workers."""
-    def start(status: str, headers: list, exc_info: Any = None) -> Any:
+    def start(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
         return start_response(status, headers + [("X-Served-By", str(os.getpid()))], exc_info)
 
     return cached_app(environ, start)
