@@ -406,6 +406,20 @@ int sz_cache_get_copy(sz_cache *c,
 int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
 
 /**
+ * sz_cache_get_buffered restricted to the memory tier: the same buffer, copy and results, but
+ * a key the memory tier does not hold answers SZ_NOT_FOUND at once, without asking Redis or
+ * the disk tier. It never blocks on network or disk I/O (b->release / b->reacquire are never
+ * called), so an event loop may call it inline and hand only a miss to a worker thread for
+ * the full sz_cache_get_buffered. A miss here is not counted in the stats (the full get that
+ * follows counts it); a hit is counted as one. A value stored compressed that does not decode
+ * also answers SZ_NOT_FOUND here (the full get counts it and drops it from every tier).
+ *
+ * # Safety
+ * As for sz_cache_get_buffered.
+ */
+int sz_cache_get_memory(sz_get_buffer *b, const void *key, size_t key_len);
+
+/**
  * Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
  * still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a
  * pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.

@@ -178,17 +178,31 @@ impl MemoryTier {
     /// Runs `f` on the live entry of `key` under the shard's read lock (no pin taken).
     #[inline]
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
-        self.lookup(key, self.opts.count_stats, f)
+        let count = self.opts.count_stats;
+        self.lookup(key, count, count, f)
     }
 
     /// A pinned reference to the live value of `key`, not counted as a hit or miss: for a
     /// caller that already counted this get (the re-check of a single-flight).
     pub fn peek(&self, key: &[u8]) -> Option<Blob> {
-        self.lookup(key, false, Blob::clone)
+        self.lookup(key, false, false, Blob::clone)
+    }
+
+    /// `get_with` that counts a hit but not a miss: for a memory-only probe whose miss the
+    /// caller follows with a full get, which counts that miss (once).
+    #[inline]
+    pub fn probe_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
+        self.lookup(key, self.opts.count_stats, false, f)
     }
 
     #[inline]
-    fn lookup<R>(&self, key: &[u8], count: bool, f: impl FnOnce(&Blob) -> R) -> Option<R> {
+    fn lookup<R>(
+        &self,
+        key: &[u8],
+        count_hit: bool,
+        count_miss: bool,
+        f: impl FnOnce(&Blob) -> R,
+    ) -> Option<R> {
         let hash = self.hash(key);
         let slot = self.slot(hash);
         let now = clock::now();
@@ -198,7 +212,7 @@ impl MemoryTier {
                 Lookup::Hit(b) => {
                     let r = f(b);
                     drop(shard);
-                    if count {
+                    if count_hit {
                         let seen = slot.counters.hits.fetch_add(1, Relaxed);
                         self.sample_latency(seen, now);
                     }
@@ -208,7 +222,7 @@ impl MemoryTier {
                 Lookup::Miss => false,
             }
         };
-        if count {
+        if count_miss {
             let seen = slot.counters.misses.fetch_add(1, Relaxed);
             self.sample_latency(seen, now);
         }

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "6e5b5dc4aa7d7c5232c70cd811671bd7dcb5e69765597a155d88914af325426d"
+HEADER_SHA256 = "ca355f1f552f6d446087489dbfc179fd92faefa7f57ca0f280c9f0f73fb61857"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -251,6 +251,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_copy': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'val_len')),
     # sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same lookup, copy and results, in three arguments instead of six. It exists for bindings whose foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep a global lock across memory hits.
     'sz_cache_get_buffered': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
+    # sz_cache_get_buffered restricted to the memory tier: the same buffer, copy and results, but a key the memory tier does not hold answers SZ_NOT_FOUND at once, without asking Redis or the disk tier. It never blocks on network or disk I/O (b->release / b->reacquire are never called), so an event loop may call it inline and hand only a miss to a worker thread for the full sz_cache_get_buffered. A miss here is not counted in the stats (the full get that follows counts it); a hit is counted as one. A value stored compressed that does not decode also answers SZ_NOT_FOUND here (the full get counts it and drops it from every tier).
+    'sz_cache_get_memory': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
     # Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
     'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),
     # Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked before anything is stored.
