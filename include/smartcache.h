@@ -30,6 +30,53 @@
 
 
 /**
+ * memory_capacity: the ghost queue takes 4 bytes per item of capacity at open, so 2^32
+ * items asks for 16 GiB up front (an allocation that fails is SZ_ERR_NOMEM, not an abort).
+ */
+#define MEMORY_CAPACITY_MAX (1 << 32)
+
+/**
+ * memory_max_bytes: 0 (no byte bound) or within these.
+ */
+#define MEMORY_MAX_BYTES_MIN 4096
+
+#define MEMORY_MAX_BYTES_MAX (1 << 48)
+
+/**
+ * compression_min_size: LZ4 takes inputs of up to ~2 GiB; larger values are never tried.
+ */
+#define COMPRESSION_MIN_SIZE_MAX (uint64_t)UINT32_MAX
+
+/**
+ * redis_timeout_ms: ten minutes is already far past what a cache call should wait.
+ */
+#define REDIS_TIMEOUT_MS_MAX 600000
+
+#define REDIS_POOL_SIZE_MAX 1024
+
+/**
+ * Longest redis_url and disk_path, bytes (PATH_MAX including its NUL is 4096).
+ */
+#define TEXT_MAX 4095
+
+/**
+ * Longest redis_key_prefix, bytes: it is repeated in every key sent to Redis.
+ */
+#define KEY_PREFIX_MAX 1024
+
+#define DISK_MAX_SIZE_MAX (1 << 38)
+
+/**
+ * auto_expire_interval, seconds (0 = off): at least one pass a day.
+ */
+#define AUTO_EXPIRE_INTERVAL_MAX 86400
+
+/**
+ * max_value_size: 2 GiB, so a value and its record or frame header fit 32-bit lengths.
+ */
+#define MAX_VALUE_SIZE_MAX (1 << 31)
+
+/**
  * Success.
  */
 #define SZ_OK 0
