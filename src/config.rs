@@ -43,6 +43,102 @@ pub mod bounds {
     pub const MAX_VALUE_SIZE_MAX: u64 = 1 << 31;
 }
 
+/// What values an option accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A whole number in `min..=max` of `unit`; `zero`, when set, also accepts 0 with that
+    /// meaning.
+    Count {
+        min: u64,
+        max: u64,
+        unit: &'static str,
+        zero: Option<&'static str>,
+    },
+    /// A byte size (optional K/M/G suffix) in `min..=max`; `zero` as for `Count`.
+    Bytes {
+        min: u64,
+        max: u64,
+        zero: Option<&'static str>,
+    },
+    /// Text of `min..=max` bytes.
+    Text { min: usize, max: usize },
+    /// true/false, 1/0, yes/no, on/off.
+    Boolean,
+}
+
+/// The values option `name` accepts (None for an unknown name): the one table `set` checks
+/// against and the tests probe.
+pub fn limit_of(name: &str) -> Option<Limit> {
+    use bounds::*;
+    let seconds = |zero| Limit::Count {
+        min: 1,
+        max: TTL_MAX_SECS,
+        unit: "seconds",
+        zero: Some(zero),
+    };
+    Some(match name {
+        "memory_capacity" => Limit::Count {
+            min: 1,
+            max: MEMORY_CAPACITY_MAX,
+            unit: "items",
+            zero: None,
+        },
+        "memory_max_bytes" => Limit::Bytes {
+            min: MEMORY_MAX_BYTES_MIN,
+            max: MEMORY_MAX_BYTES_MAX,
+            zero: Some("no byte bound"),
+        },
+        "memory_ttl" | "redis_ttl" | "disk_ttl" => seconds("no expiry"),
+        "compression_min_size" => Limit::Bytes {
+            min: 0,
+            max: COMPRESSION_MIN_SIZE_MAX,
+            zero: None,
+        },
+        "redis_timeout_ms" => Limit::Count {
+            min: 1,
+            max: REDIS_TIMEOUT_MS_MAX,
+            unit: "milliseconds",
+            zero: None,
+        },
+        "redis_pool_size" => Limit::Count {
+            min: 1,
+            max: REDIS_POOL_SIZE_MAX,
+            unit: "connections",
+            zero: None,
+        },
+        "redis_url" | "disk_path" => Limit::Text {
+            min: 1,
+            max: TEXT_MAX,
+        },
+        "redis_key_prefix" => Limit::Text {
+            min: 0,
+            max: KEY_PREFIX_MAX,
+        },
+        "disk_max_size" => Limit::Bytes {
+            min: DISK_MAX_SIZE_MIN,
+            max: DISK_MAX_SIZE_MAX,
+            zero: None,
+        },
+        "auto_expire_interval" => Limit::Count {
+            min: 1,
+            max: AUTO_EXPIRE_INTERVAL_MAX,
+            unit: "seconds",
+            zero: Some("off"),
+        },
+        "max_value_size" => Limit::Bytes {
+            min: 1,
+            max: MAX_VALUE_SIZE_MAX,
+            zero: None,
+        },
+        "compression_enabled"
+        | "jemalloc_enabled"
+        | "redis_enabled"
+        | "disk_enabled"
+        | "enable_stats" => Limit::Boolean,
+        _ => return None,
+    })
+}
+
 /// The default disk_path, private to the effective user: `$XDG_CACHE_HOME/smartcache`, else
 /// `$HOME/.cache/smartcache`, else `/tmp/smartcache-<euid>`. Relative or empty variables are
 /// ignored (as the XDG spec asks). A fixed name in world-writable /tmp could be pre-created by
@@ -149,56 +245,43 @@ pub const OPTION_NAMES: &[&str] = &[
 ];
 
 impl Config {
-    /// Sets one option from its text form, checked against its bound (see [`bounds`]). The
+    /// Sets one option from its text form, checked against its bound (see [`limit_of`]). The
     /// error names the option, the bad value (shortened when long) and the accepted range.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
-        use bounds::*;
         let v = value.trim();
+        match limit_of(name) {
+            Some(Limit::Text { min, max }) if !(min..=max).contains(&v.len()) => {
+                let why = match v.is_empty() {
+                    true => "expected a non-empty text".to_string(),
+                    false => format!("expected at most {max} bytes"),
+                };
+                return Err(bad(name, v, &why));
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "unknown option '{}'",
+                    shortened(name)
+                )))
+            }
+            _ => {}
+        }
         match name {
-            "memory_capacity" => {
-                self.memory_capacity = whole(name, v, 1, MEMORY_CAPACITY_MAX, "items")? as usize
-            }
-            "memory_max_bytes" => {
-                let n = size(name, v)?;
-                if n != 0 {
-                    within(name, v, n, MEMORY_MAX_BYTES_MIN, MEMORY_MAX_BYTES_MAX, "bytes")
-                        .map_err(|_| {
-                            bad(
-                                name,
-                                v,
-                                &format!(
-                                    "expected 0 (no byte bound) or {MEMORY_MAX_BYTES_MIN}..={MEMORY_MAX_BYTES_MAX} bytes"
-                                ),
-                            )
-                        })?;
-                }
-                self.memory_max_bytes = n as usize
-            }
-            "memory_ttl" => self.memory_ttl = seconds(name, v)?,
+            "memory_capacity" => self.memory_capacity = number(name, v)? as usize,
+            "memory_max_bytes" => self.memory_max_bytes = number(name, v)? as usize,
+            "memory_ttl" => self.memory_ttl = number(name, v)?,
             "compression_enabled" => self.compression_enabled = boolean(name, v)?,
-            "compression_min_size" => {
-                let n = size(name, v)?;
-                within(name, v, n, 0, COMPRESSION_MIN_SIZE_MAX, "bytes")?;
-                self.compression_min_size = n as usize
-            }
+            "compression_min_size" => self.compression_min_size = number(name, v)? as usize,
             "jemalloc_enabled" => self.jemalloc_enabled = boolean(name, v)?,
             "redis_enabled" => self.redis_enabled = boolean(name, v)?,
             "redis_url" => {
-                text(name, v, 1, TEXT_MAX)?;
                 // Parsed now, so a bad URL is refused where it is set, not later at open.
                 crate::redis::url::RedisUrl::parse(v)?;
                 self.redis_url = v.to_string()
             }
-            "redis_ttl" => self.redis_ttl = seconds(name, v)?,
-            "redis_timeout_ms" => {
-                self.redis_timeout_ms = whole(name, v, 1, REDIS_TIMEOUT_MS_MAX, "milliseconds")?
-            }
-            "redis_pool_size" => {
-                self.redis_pool_size =
-                    whole(name, v, 1, REDIS_POOL_SIZE_MAX, "connections")? as usize
-            }
+            "redis_ttl" => self.redis_ttl = number(name, v)?,
+            "redis_timeout_ms" => self.redis_timeout_ms = number(name, v)?,
+            "redis_pool_size" => self.redis_pool_size = number(name, v)? as usize,
             "redis_key_prefix" => {
-                text(name, v, 0, KEY_PREFIX_MAX)?;
                 self.redis_key_prefix = if v.is_empty() {
                     None
                 } else {
@@ -206,32 +289,13 @@ impl Config {
                 }
             }
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
-            "disk_path" => {
-                text(name, v, 1, TEXT_MAX)?;
-                self.disk_path = PathBuf::from(v)
-            }
-            "disk_max_size" => {
-                let n = size(name, v)?;
-                within(name, v, n, DISK_MAX_SIZE_MIN, DISK_MAX_SIZE_MAX, "bytes")?;
-                self.disk_max_size = n
-            }
-            "disk_ttl" => self.disk_ttl = seconds(name, v)?,
+            "disk_path" => self.disk_path = PathBuf::from(v),
+            "disk_max_size" => self.disk_max_size = number(name, v)?,
+            "disk_ttl" => self.disk_ttl = number(name, v)?,
             "enable_stats" => self.enable_stats = boolean(name, v)?,
-            "auto_expire_interval" => {
-                self.auto_expire_interval =
-                    whole(name, v, 0, AUTO_EXPIRE_INTERVAL_MAX, "seconds (0 = off)")?
-            }
-            "max_value_size" => {
-                let n = size(name, v)?;
-                within(name, v, n, 1, MAX_VALUE_SIZE_MAX, "bytes")?;
-                self.max_value_size = n as usize
-            }
-            _ => {
-                return Err(Error::config(format!(
-                    "unknown option '{}'",
-                    shortened(name)
-                )))
-            }
+            "auto_expire_interval" => self.auto_expire_interval = number(name, v)?,
+            "max_value_size" => self.max_value_size = number(name, v)? as usize,
+            _ => unreachable!("limit_of knows every option"),
         }
         Ok(())
     }
@@ -309,41 +373,35 @@ fn boolean(name: &str, v: &str) -> Result<bool> {
     }
 }
 
-/// `n` (already parsed from `v`) checked against `lo..=hi`.
-fn within(name: &str, v: &str, n: u64, lo: u64, hi: u64, unit: &str) -> Result<u64> {
-    if (lo..=hi).contains(&n) {
-        Ok(n)
-    } else {
-        Err(bad(name, v, &format!("expected {lo}..={hi} {unit}")))
+/// A numeric option's value, parsed as its [`Limit`] says and checked against its range.
+fn number(name: &str, v: &str) -> Result<u64> {
+    let (n, min, max, unit, zero_allowed) = match limit_of(name) {
+        Some(Limit::Count {
+            min,
+            max,
+            unit,
+            zero,
+        }) => {
+            let n = v.parse::<u64>().map_err(|_| {
+                bad(
+                    name,
+                    v,
+                    &format!("expected a whole number, {min}..={max} {unit}"),
+                )
+            })?;
+            (n, min, max, unit, zero)
+        }
+        Some(Limit::Bytes { min, max, zero }) => (size(name, v)?, min, max, "bytes", zero),
+        _ => return Err(Error::Internal(format!("option '{name}' is not a number"))),
+    };
+    if (min..=max).contains(&n) || (n == 0 && zero_allowed.is_some()) {
+        return Ok(n);
     }
-}
-
-/// A whole number in `lo..=hi`.
-fn whole(name: &str, v: &str, lo: u64, hi: u64, unit: &str) -> Result<u64> {
-    let n = v.parse::<u64>().map_err(|_| {
-        bad(
-            name,
-            v,
-            &format!("expected a whole number, {lo}..={hi} {unit}"),
-        )
-    })?;
-    within(name, v, n, lo, hi, unit)
-}
-
-/// A TTL in seconds, 0 = no expiry, at most a century.
-fn seconds(name: &str, v: &str) -> Result<u64> {
-    whole(name, v, 0, bounds::TTL_MAX_SECS, "seconds (0 = no expiry)")
-}
-
-/// Text of `lo..=hi` bytes.
-fn text(name: &str, v: &str, lo: usize, hi: usize) -> Result<()> {
-    if (lo..=hi).contains(&v.len()) {
-        Ok(())
-    } else if v.is_empty() {
-        Err(bad(name, v, "expected a non-empty text"))
-    } else {
-        Err(bad(name, v, &format!("expected at most {hi} bytes")))
-    }
+    let why = match zero_allowed {
+        Some(meaning) => format!("expected 0 ({meaning}) or {min}..={max} {unit}"),
+        None => format!("expected {min}..={max} {unit}"),
+    };
+    Err(bad(name, v, &why))
 }
 
 /// A byte size: a whole number with an optional K, M or G suffix (powers of 1024).
@@ -412,8 +470,8 @@ mod tests {
         let mut c = Config::default();
         c.set("disk_max_size", "64M").unwrap();
         assert_eq!(c.disk_max_size, 64 << 20);
-        c.set("memory_max_bytes", "2KiB").unwrap();
-        assert_eq!(c.memory_max_bytes, 2048);
+        c.set("memory_max_bytes", "8KiB").unwrap();
+        assert_eq!(c.memory_max_bytes, 8192);
         c.set("memory_max_bytes", "10g").unwrap();
         assert_eq!(c.memory_max_bytes, 10 << 30);
         c.set("compression_min_size", "512").unwrap();

@@ -115,6 +115,10 @@ impl From<ConnError> for CallError {
 
 pub use prefix::derived_prefix;
 
+/// Keys asked for per SCAN of `clear`.
+const SCAN_COUNT: usize = 500;
+const SCAN_COUNT_TEXT: &[u8] = b"500";
+
 impl RedisTier {
     /// Bad URL -> `Err(Error::Config)` naming redis_url. Redis down at open is not an error:
     /// the tier starts down (breaker open, error counted) and the probe brings it up later.
@@ -127,7 +131,8 @@ impl RedisTier {
             .unwrap_or_else(|| derived_prefix(&cfg.disk_path));
         let timeout = Duration::from_millis(cfg.redis_timeout_ms.max(1));
         let inner = Arc::new(Inner {
-            pool: Pool::new(url, timeout, cfg.redis_pool_size),
+            pool: Pool::new(url, timeout, cfg.redis_pool_size)
+                .with_max_value_size(cfg.max_value_size),
             breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
             refusing: AtomicBool::new(false),
             counters: TierCounters::default(),
@@ -321,8 +326,20 @@ impl RedisTier {
         let mut cursor = b"0".to_vec();
         loop {
             let (next, keys) = self.inner.run(|c, d| {
-                let reply =
-                    c.command(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"500"], d)?;
+                // COUNT is a hint: a batch can run past it (a bucket is returned whole).
+                let key_len = crate::config::MAX_KEY_LEN + self.inner.prefix.len();
+                c.expect_strings(2 * SCAN_COUNT, key_len);
+                let reply = c.command(
+                    &[
+                        b"SCAN",
+                        &cursor,
+                        b"MATCH",
+                        &pattern,
+                        b"COUNT",
+                        SCAN_COUNT_TEXT,
+                    ],
+                    d,
+                )?;
                 match reply {
                     Reply::Array(mut parts) if parts.len() == 2 => {
                         match (parts.pop(), parts.pop()) {
@@ -367,9 +384,12 @@ impl RedisTier {
         let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
         args.push(b"MGET");
         args.extend(full.iter().map(Vec::as_slice));
-        let values = self.inner.run(|c, d| match c.command(&args, d)? {
-            Reply::Array(v) if v.len() == keys.len() => Ok(v),
-            other => Err(unexpected("MGET", other)),
+        let values = self.inner.run(|c, d| {
+            c.expect_values(keys.len());
+            match c.command(&args, d)? {
+                Reply::Array(v) if v.len() == keys.len() => Ok(v),
+                other => Err(unexpected("MGET", other)),
+            }
         })?;
         let mut out = Vec::with_capacity(keys.len());
         for (key, v) in keys.iter().zip(values) {
