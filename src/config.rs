@@ -347,7 +347,7 @@ impl Config {
 const QUOTE_MAX: usize = 64;
 
 /// `s`, or its first QUOTE_MAX bytes (on a char boundary) and how long it was.
-fn shortened(s: &str) -> String {
+pub(crate) fn shortened(s: &str) -> String {
     if s.len() <= QUOTE_MAX {
         return s.to_string();
     }

@@ -28,11 +28,10 @@ fn disk_config(path: &Path) -> Config {
     }
 }
 
-/// Opening fails with SZ_ERR_IO and a message naming `path` and every `needle`.
-fn assert_refused(path: &Path, needles: &[&str]) {
-    let e = Cache::open(disk_config(path))
-        .err()
-        .expect("open must fail");
+/// Opening a cache on `dir` fails with SZ_ERR_IO and a message naming `path` (the directory
+/// or the file refused) and every `needle`.
+fn assert_refused(dir: &Path, path: &Path, needles: &[&str]) {
+    let e = Cache::open(disk_config(dir)).err().expect("open must fail");
     assert_eq!(e.code(), smartcache::error::status::SZ_ERR_IO, "{e}");
     let msg = e.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
@@ -74,10 +73,18 @@ fn a_directory_pre_created_by_another_user_is_refused() {
     if !as_other_user(&["mkdir", "-m", "0700", d]) {
         return;
     }
-    assert_refused(&dir, &[&format!("owned by uid {OTHER_UID}"), "mode 0700"]);
+    assert_refused(
+        &dir,
+        &dir,
+        &[&format!("owned by uid {OTHER_UID}"), "mode 0700"],
+    );
     // Even one it left open to us: planting is what it is for.
     as_other_user(&["chmod", "0777", d]);
-    assert_refused(&dir, &[&format!("owned by uid {OTHER_UID}"), "mode 0777"]);
+    assert_refused(
+        &dir,
+        &dir,
+        &[&format!("owned by uid {OTHER_UID}"), "mode 0777"],
+    );
     assert!(
         std::fs::read_dir(&dir).unwrap().next().is_none(),
         "nothing was created in it"
@@ -102,7 +109,7 @@ fn a_file_owned_by_another_user_is_refused() {
     std::os::unix::fs::chown(&theirs, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
     std::fs::rename(&theirs, &l3).unwrap();
     assert_eq!(std::fs::metadata(&l3).unwrap().uid(), OTHER_UID);
-    assert_refused(&l3, &[&format!("owned by uid {OTHER_UID}")]);
+    assert_refused(dir.path(), &l3, &[&format!("owned by uid {OTHER_UID}")]);
 }
 
 #[test]
@@ -111,6 +118,7 @@ fn a_group_or_world_writable_directory_is_refused() {
         let dir = TempDir::new("owner-writable");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
         assert_refused(
+            dir.path(),
             dir.path(),
             &[
                 &format!("mode {mode:04o}"),
@@ -125,7 +133,7 @@ fn a_group_or_world_writable_file_is_refused() {
     let dir = TempDir::new("owner-writable-file");
     Cache::open(disk_config(dir.path())).unwrap();
     std::fs::set_permissions(dir.file(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    assert_refused(&dir.file(), &["mode 0666"]);
+    assert_refused(dir.path(), &dir.file(), &["mode 0666"]);
 }
 
 #[test]
@@ -135,7 +143,7 @@ fn symlinks_at_the_file_names_or_the_directory_are_refused() {
     let elsewhere = TempDir::new("owner-link-target");
     Cache::open(disk_config(elsewhere.path())).unwrap();
     std::os::unix::fs::symlink(elsewhere.file(), dir.file()).unwrap();
-    assert_refused(&dir.file(), &["symbolic link"]);
+    assert_refused(dir.path(), &dir.file(), &["symbolic link"]);
 
     // The write log's name, dangling (open would otherwise create the file it points to).
     let dir = TempDir::new("owner-link-writes");
@@ -144,13 +152,13 @@ fn symlinks_at_the_file_names_or_the_directory_are_refused() {
     std::fs::remove_file(&writes).unwrap();
     let target = elsewhere.path().join("planted");
     std::os::unix::fs::symlink(&target, &writes).unwrap();
-    assert_refused(&writes, &["symbolic link"]);
+    assert_refused(dir.path(), &writes, &["symbolic link"]);
     assert!(!target.exists(), "nothing created through the link");
 
     // disk_path itself a symlink to a directory of ours.
     let link = elsewhere.path().join("dir-link");
     std::os::unix::fs::symlink(dir.path(), &link).unwrap();
-    assert_refused(&link, &["symbolic link"]);
+    assert_refused(&link, &link, &["symbolic link"]);
 }
 
 #[test]

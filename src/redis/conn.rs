@@ -55,6 +55,11 @@ pub(crate) const MAX_DEPTH: usize = 1;
 /// value's LZ4 framing), with room to spare.
 pub(crate) const FRAME_SLACK: usize = 64 << 10;
 
+/// Longest line accepted (status, error, integer, or a header): hiredis rescans an incomplete
+/// line from its start on every read, so an endless one would cost quadratic time long before
+/// it reached the byte budget. Redis's own lines are far shorter.
+pub(crate) const MAX_LINE: usize = 64 << 10;
+
 /// A reply may hold, besides its values, this much for everything else (array slots, nodes,
 /// status lines, keys of a SCAN batch are budgeted separately).
 pub(crate) const REPLY_OVERHEAD: usize = 1 << 20;
@@ -85,6 +90,7 @@ enum Refusal {
     Array(i64),
     Depth,
     Budget,
+    Line,
 }
 
 thread_local! {
@@ -562,8 +568,15 @@ impl Conn {
             // what is left of the budget (a bulk header announcing gigabytes, a status line
             // that never ends).
             let left = BUDGET.with(|b| b.get().left);
-            if self.buffered() > left.saturating_add(FRAME_SLACK) {
-                let why = self.refusal_message(Refusal::Budget, budget);
+            let refused = if self.buffered() > left.saturating_add(FRAME_SLACK) {
+                Some(Refusal::Budget)
+            } else if self.overlong_line() {
+                Some(Refusal::Line)
+            } else {
+                None
+            };
+            if let Some(r) = refused {
+                let why = self.refusal_message(r, budget);
                 let msg = format!("protocol error from {}: {why}", self.peer);
                 return Err(self.fail(ConnErrorKind::Protocol, msg));
             }
@@ -589,8 +602,29 @@ impl Conn {
         }
     }
 
+    /// True when the unparsed bytes start with more than MAX_LINE bytes and no newline: the
+    /// reader is stuck in a line (hiredis leaves an incomplete item, a bulk string's header
+    /// included, unconsumed until it is whole, so a bulk waiting for its data starts with a
+    /// short header line).
+    fn overlong_line(&self) -> bool {
+        if self.buffered() <= MAX_LINE {
+            return false;
+        }
+        // SAFETY: ctx and its reader are live (see `buffered`); `buf` holds `len` initialised
+        // bytes and pos <= len, and buffered() > MAX_LINE bytes lie past `pos`. The slice is
+        // only read, and dropped before hiredis is called again.
+        let head = unsafe {
+            let reader = &*(*self.ctx.as_ptr()).reader;
+            std::slice::from_raw_parts(reader.buf.add(reader.pos) as *const u8, MAX_LINE + 1)
+        };
+        !head.contains(&b'\n')
+    }
+
     fn refusal_message(&self, r: Refusal, budget: usize) -> String {
         match r {
+            Refusal::Line => {
+                format!("a line of more than {MAX_LINE} bytes refused (no Redis reply has one)")
+            }
             Refusal::String(n) => format!(
                 "a {n} byte string refused (longest accepted: {} bytes, max_value_size plus \
                  its frame)",
