@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,30 @@ from smartcache import (ConfigError, SmartCache, SmartCacheConfig,
 def test_defaults_equal_library_defaults() -> None:
     ours = dict(SmartCacheConfig().options())
     assert ours == library_defaults()
+
+
+@pytest.mark.parametrize("env", [
+    {"XDG_CACHE_HOME": "/xdg/cache", "HOME": "/home/u"},
+    {"XDG_CACHE_HOME": "relative/ignored", "HOME": "/home/u/"},
+    {"HOME": "/home/u"},
+    {"XDG_CACHE_HOME": "", "HOME": ""},
+    {},
+])
+def test_default_disk_path_is_per_user_and_the_library_s(env: dict) -> None:
+    # A fresh interpreter per environment: both sides read the variables when asked.
+    code = ("import json; from smartcache import SmartCacheConfig, library_defaults; "
+            "print(json.dumps([SmartCacheConfig().disk_path, library_defaults()['disk_path']]))")
+    base = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "HOME")}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, check=True,
+                         capture_output=True, text=True).stdout
+    ours, library = json.loads(out)
+    assert ours == library
+    if env.get("XDG_CACHE_HOME", "").startswith("/"):
+        assert ours == env["XDG_CACHE_HOME"] + "/smartcache"
+    elif env.get("HOME", "").startswith("/"):
+        assert ours == env["HOME"].rstrip("/") + "/.cache/smartcache"
+    else:
+        assert ours == f"/tmp/smartcache-{os.geteuid()}"
 
 
 def test_guide_fields_exist_with_guide_types() -> None:
