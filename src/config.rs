@@ -60,8 +60,12 @@ pub enum Limit {
         max: u64,
         zero: Option<&'static str>,
     },
-    /// Text of `min..=max` bytes.
-    Text { min: usize, max: usize },
+    /// Text of `min..=max` bytes, describing `what`.
+    Text {
+        min: usize,
+        max: usize,
+        what: &'static str,
+    },
     /// true/false, 1/0, yes/no, on/off.
     Boolean,
 }
@@ -106,13 +110,20 @@ pub fn limit_of(name: &str) -> Option<Limit> {
             unit: "connections",
             zero: None,
         },
-        "redis_url" | "disk_path" => Limit::Text {
+        "redis_url" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
+            what: "a redis:// or unix:// URL",
+        },
+        "disk_path" => Limit::Text {
+            min: 1,
+            max: TEXT_MAX,
+            what: "a directory path",
         },
         "redis_key_prefix" => Limit::Text {
             min: 0,
             max: KEY_PREFIX_MAX,
+            what: "a key prefix",
         },
         "disk_max_size" => Limit::Bytes {
             min: DISK_MAX_SIZE_MIN,
@@ -250,12 +261,12 @@ impl Config {
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         let v = value.trim();
         match limit_of(name) {
-            Some(Limit::Text { min, max }) if !(min..=max).contains(&v.len()) => {
-                let why = match v.is_empty() {
-                    true => "expected a non-empty text".to_string(),
-                    false => format!("expected at most {max} bytes"),
-                };
-                return Err(bad(name, v, &why));
+            Some(Limit::Text { min, max, what }) if !(min..=max).contains(&v.len()) => {
+                return Err(bad(
+                    name,
+                    v,
+                    &format!("expected {what} of {min}..={max} bytes"),
+                ));
             }
             None => {
                 return Err(Error::config(format!(
