@@ -109,8 +109,8 @@ impl Cache {
         };
         // Hashed alike in every process of the disk_path, so the write log's hashes name keys.
         let l1 = match &writes {
-            Some(log) => MemoryTier::with_hash_seed(l1_options, log.seed()),
-            None => MemoryTier::new(l1_options),
+            Some(log) => MemoryTier::with_hash_seed(l1_options, log.seed())?,
+            None => MemoryTier::new(l1_options)?,
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
         let l2 = match config.redis_enabled {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// An open cache. Opaque; safe to use from many threads at once.
 pub struct sz_cache {
-    inner: Cache,
+    pub(super) inner: Cache,
 }
 
 /// The value under construction in a sz_compute_fn callback. Opaque.
@@ -61,7 +61,7 @@ fn found(yes: bool) -> c_int {
     }
 }
 
-fn ttl(ms: u64) -> Option<Duration> {
+pub(super) fn ttl(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
@@ -381,7 +381,7 @@ impl Drop for LockReleased {
 ///
 /// # Safety
 /// A non-null `buf` points to `cap` writable bytes not otherwise in use during the call.
-unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], Error> {
+pub(super) unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], Error> {
     if cap == 0 {
         Ok(&mut [])
     } else if buf.is_null() {
@@ -394,7 +394,7 @@ unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], E
 
 /// The status of a copying get (sz_cache_get_copy, sz_cache_get_buffered): the value's length
 /// goes to `len_out` on a hit, and so does the length needed when the buffer was too small.
-fn copied_status(
+pub(super) fn copied_status(
     copied: Result<Option<usize>, Error>,
     len_out: &mut usize,
 ) -> Result<c_int, Error> {

@@ -113,15 +113,16 @@ pub struct MemoryTier {
 }
 
 impl MemoryTier {
-    /// A tier hashing keys with a seed of its own.
-    pub fn new(opts: MemoryOptions) -> MemoryTier {
+    /// A tier hashing keys with a seed of its own. `Error::NoMem` when the shards' tables
+    /// cannot be allocated.
+    pub fn new(opts: MemoryOptions) -> Result<MemoryTier> {
         let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
         MemoryTier::with_hash_seed(opts, seed)
     }
 
     /// A tier hashing keys with `seed`: tiers with one seed give every key the same
     /// `key_hash`, which is what lets the write log name keys by hash across processes.
-    pub fn with_hash_seed(opts: MemoryOptions, seed: u64) -> MemoryTier {
+    pub fn with_hash_seed(opts: MemoryOptions, seed: u64) -> Result<MemoryTier> {
         let max_items = opts.max_items.max(1);
         let n = shard_count(max_items, opts.max_bytes);
         let preallocate = max_items <= PREALLOCATE_MAX_ITEMS;
@@ -130,20 +131,20 @@ impl MemoryTier {
                 // Spread the remainder so the shard bounds add up to exactly max_items.
                 let items = max_items / n + usize::from(i < max_items % n);
                 let bytes = opts.max_bytes / n;
-                CachePadded::new(ShardSlot {
-                    shard: RwLock::new(Shard::new(items, bytes, preallocate)),
+                Ok(CachePadded::new(ShardSlot {
+                    shard: RwLock::new(Shard::new(items, bytes, preallocate)?),
                     counters: Default::default(),
-                })
+                }))
             })
-            .collect();
-        MemoryTier {
+            .collect::<Result<_>>()?;
+        Ok(MemoryTier {
             shards,
             get_latency: Histogram::new(),
             live: CachePadded::new(AtomicIsize::new(0)),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
-        }
+        })
     }
 
     pub fn allocator(&self) -> Allocator {

@@ -240,7 +240,8 @@ class SmartCache:
 
     Safe to share between threads. Keys are ``str`` (stored as UTF-8, so ``"a"`` and ``b"a"``
     are the same key) or ``bytes``, 1..65535 bytes long. Values of any picklable type (or
-    per ``serializer``); ``bytes`` and ``str`` are stored raw. Close it with ``close()`` or a
+    per ``serializer``: "pickle", "json", "raw" or a custom object; see docs/value-format.md);
+    ``bytes`` and ``str`` are stored with a one-byte tag. Close it with ``close()`` or a
     ``with`` block; a cache that is garbage-collected is closed then too.
     """
 
