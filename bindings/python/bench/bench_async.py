@@ -239,7 +239,8 @@ def main() -> None:
              "",
              f"Machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run. "
              "Lag figures are only comparable within one run: on a loaded machine the anchor "
-             "itself exceeds 5 ms, and what matters is a library's distance from it.", "",
+             "itself exceeds 5 ms, and what matters is a library's distance from it. A library "
+             "that finishes sooner has fewer probe samples, so its p99 is nearer its maximum.", "",
              "| library | loop lag p99 | p99 after the launch | loop lag max | all gets done in |",
              "|---|---|---|---|---|"]
     for name, rows in lag.items():
