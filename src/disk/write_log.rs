@@ -263,19 +263,28 @@ impl WriteLog {
     }
 
     /// Waits until no copy from disk into Redis of a key of `hash`'s group (`None`: of any
-    /// key) is in flight, or until `max_wait` after the latest one started: a copier that
-    /// died would otherwise hold its count for ever.
+    /// key) is in flight, for at most `max_wait` in all, measured on this process's monotonic
+    /// clock. A group whose latest copy started more than `max_wait` ago, or in the future (a
+    /// wall clock stepped back, a damaged file), holds only counts of copiers that died and is
+    /// not waited for at all. Nothing in the file can stretch the wait past `max_wait`: a
+    /// copier killed in flight leaves its count raised for ever, and under steady copy traffic
+    /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
         std::sync::atomic::fence(SeqCst);
         let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
             Some(g) => g..g + 1,
             None => 0..COPY_GROUPS as u64,
         };
+        let deadline = Instant::now() + max_wait;
         let max_ms = max_wait.as_millis() as u64;
+        let live = |c: &Copies| {
+            // The start time before the clock: a copy starting meanwhile is not "in the future".
+            let started = c.last_start_ms.load(Relaxed);
+            let now = unix_ms();
+            c.count.load(SeqCst) > 0 && started <= now && now - started < max_ms
+        };
         for c in groups.map(|g| self.copies_of(g)) {
-            while c.count.load(SeqCst) > 0
-                && unix_ms().saturating_sub(c.last_start_ms.load(Relaxed)) < max_ms
-            {
+            while live(c) && Instant::now() < deadline {
                 std::thread::yield_now();
             }
         }
