@@ -352,6 +352,18 @@ impl DiskTier {
         Ok(reclaimed)
     }
 
+    /// Takes this tier's locks for `crate::fork` (the writer lock before the counters', as a
+    /// failing write takes them).
+    pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
+        held.push(Box::new(self.lock.hold_for_fork()));
+        held.push(Box::new(self.counters.hold_for_fork()));
+    }
+
+    /// In a forked child: a writer lock of the child's own (see `WriterLock::after_fork`).
+    pub fn after_fork(&self) {
+        self.lock.after_fork(&self.file, &self.path);
+    }
+
     /// Forces the mapping to disk (msync). Not needed for other processes to see writes, which
     /// share the page cache; needed to survive a machine crash.
     pub fn flush(&self) -> Result<()> {
