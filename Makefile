@@ -79,6 +79,17 @@ $(BUILD)/c/static_system_lz4.so.bin: c_tests/static_system_lz4.c c_tests/check.h
 	@mkdir -p $(BUILD)/c
 	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -llz4 -Wl,-rpath,$(LIBDIR)
 
+# Coverage-guided fuzzing (fuzz/, libFuzzer on the stable toolchain; see docs/fuzzing.md):
+# every target for FUZZ_SECONDS each. fuzz-quick, part of `make test`, gives each a short
+# bounded run from the committed seeds and fails on any crash.
+FUZZ_SECONDS       ?= 300
+FUZZ_QUICK_SECONDS ?= 10
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-quick:
+	scripts/fuzz.sh $(FUZZ_QUICK_SECONDS)
+
 # The committed header (and Python declarations) must be what the build generates.
 check-generated: lib
 	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi

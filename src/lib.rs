@@ -18,6 +18,8 @@ pub mod disk;
 pub mod error;
 pub mod ffi;
 pub mod flight;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod latency;
 pub mod memory;
 pub mod redis;

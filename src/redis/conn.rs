@@ -221,28 +221,8 @@ impl Conn {
             broken: false,
         };
         // SAFETY: ctx is a live context from redisConnect*, whose reader hiredis created
-        // (non-NULL) with `fn` pointing at its static default function table. We copy that
-        // table once (it is immutable) and point this reader at our own 'static copy, which
-        // outlives every context; the reader only ever reads through the pointer.
-        unsafe {
-            let reader = (*conn.ctx.as_ptr()).reader;
-            if !reader.is_null() && !(*reader).fns.is_null() {
-                let table = BOUNDED_FUNCTIONS.get_or_init(|| {
-                    let d = &*(*reader).fns;
-                    if let Some(f) = d.createArray {
-                        let _ = DEFAULT_CREATE_ARRAY.set(f);
-                    }
-                    ffi::redisReplyObjectFunctions {
-                        createString: d.createString,
-                        createArray: Some(create_array_bounded),
-                        createInteger: d.createInteger,
-                        createNil: d.createNil,
-                        freeObject: d.freeObject,
-                    }
-                });
-                (*reader).fns = table as *const ffi::redisReplyObjectFunctions as *mut _;
-            }
-        }
+        // (NULL only if out of memory) with its default function table.
+        unsafe { bound_reader((*conn.ctx.as_ptr()).reader) };
         if let Some(why) = conn.context_error() {
             let kind = if Instant::now() >= deadline {
                 ConnErrorKind::Timeout
@@ -363,32 +343,17 @@ impl Conn {
     /// Reads one reply, waiting no later than `deadline`.
     fn read_reply(&mut self, deadline: Instant) -> Result<Reply, ConnError> {
         loop {
-            let mut raw: *mut c_void = ptr::null_mut();
-            // SAFETY: ctx is live and owned; `raw` is a valid out-pointer. On success it is
-            // NULL (no complete reply buffered yet) or a reply object we must free.
-            let rc = unsafe { ffi::redisGetReplyFromReader(self.ctx.as_ptr(), &mut raw) };
-            if rc != ffi::REDIS_OK {
-                let why = match REFUSED_ARRAY.try_with(Cell::take).ok().flatten() {
-                    Some(n) => {
-                        format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})")
-                    }
-                    None => self.context_error().unwrap_or_default(),
-                };
-                let msg = format!("protocol error from {}: {why}", self.peer);
-                return Err(self.fail(ConnErrorKind::Protocol, msg));
-            }
-            if !raw.is_null() {
-                // SAFETY: raw is a complete redisReply tree created by hiredis's reply functions
-                // (ours only wraps createArray and delegates to the default); convert only
-                // reads it, and it is freed exactly once right after.
-                let reply = unsafe { convert(raw as *const ffi::redisReply) };
-                // SAFETY: see above; nothing refers to the tree after conversion.
-                unsafe { ffi::freeReplyObject(raw) };
-                self.pending = self.pending.saturating_sub(1);
-                return reply.map_err(|why| {
+            // SAFETY: ctx is live and owned, and its reader was set up by bound_reader.
+            match unsafe { next_reply((*self.ctx.as_ptr()).reader) } {
+                Ok(Some(reply)) => {
+                    self.pending = self.pending.saturating_sub(1);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(why) => {
                     let msg = format!("protocol error from {}: {why}", self.peer);
-                    self.fail(ConnErrorKind::Protocol, msg)
-                });
+                    return Err(self.fail(ConnErrorKind::Protocol, msg));
+                }
             }
             self.arm(deadline)?;
             // SAFETY: ctx is live and owned; a blocking read bounded by SO_RCVTIMEO.
@@ -475,6 +440,97 @@ impl Conn {
             })
         }
     }
+}
+
+/// Points a hiredis reader at our reply-function table (hiredis's defaults with createArray
+/// bounded). The table is copied from the first reader's defaults once (it is immutable) into a
+/// 'static that outlives every reader; hiredis only ever reads through the pointer.
+///
+/// # Safety
+/// `reader` is NULL or a live reader that hiredis created with its default function table.
+unsafe fn bound_reader(reader: *mut ffi::redisReader) {
+    // SAFETY: per the contract; a NULL reader or table is left alone.
+    unsafe {
+        if reader.is_null() || (*reader).fns.is_null() {
+            return;
+        }
+        let table = BOUNDED_FUNCTIONS.get_or_init(|| {
+            let d = &*(*reader).fns;
+            if let Some(f) = d.createArray {
+                let _ = DEFAULT_CREATE_ARRAY.set(f);
+            }
+            ffi::redisReplyObjectFunctions {
+                createString: d.createString,
+                createArray: Some(create_array_bounded),
+                createInteger: d.createInteger,
+                createNil: d.createNil,
+                freeObject: d.freeObject,
+            }
+        });
+        (*reader).fns = table as *const ffi::redisReplyObjectFunctions as *mut _;
+    }
+}
+
+/// Takes the next complete reply out of a reader's buffer: `Ok(None)` when the bytes so far
+/// do not complete one, `Err` (the message for a protocol error) when they are not RESP or
+/// describe a reply we refuse. After an `Err` the reader is unusable.
+///
+/// # Safety
+/// `reader` is a live hiredis reader set up by [`bound_reader`], used by one thread.
+unsafe fn next_reply(reader: *mut ffi::redisReader) -> Result<Option<Reply>, String> {
+    let mut raw: *mut c_void = ptr::null_mut();
+    // SAFETY: reader is live (contract); `raw` is a valid out-pointer. On success it is NULL
+    // (no complete reply buffered yet) or a reply object we must free.
+    if unsafe { ffi::redisReaderGetReply(reader, &mut raw) } != ffi::REDIS_OK {
+        return Err(match REFUSED_ARRAY.try_with(Cell::take).ok().flatten() {
+            Some(n) => format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})"),
+            // SAFETY: errstr is a 128-byte array that hiredis always NUL-terminates (it is set
+            // to "" at creation and every message is truncated to 127 bytes plus NUL).
+            None => unsafe { CStr::from_ptr((*reader).errstr.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+        });
+    }
+    if raw.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: raw is a complete redisReply tree created by hiredis's reply functions (ours only
+    // wraps createArray and delegates to the default); convert only reads it.
+    let reply = unsafe { convert(raw as *const ffi::redisReply) };
+    // SAFETY: see above; freed exactly once, and nothing refers to the tree after conversion.
+    unsafe { ffi::freeReplyObject(raw) };
+    reply.map(Some)
+}
+
+/// Parses `bytes` as the stream a server sends, with the reader set up exactly as a connection
+/// sets up its own: every complete reply in order, then the protocol error that stopped the
+/// reader, if any. For the fuzz targets (`crate::fuzzing`), which cannot open a socket per input.
+pub(crate) fn parse_reply_stream(bytes: &[u8]) -> (Vec<Reply>, Option<String>) {
+    // SAFETY: redisReaderCreate has no preconditions; it returns NULL or a reader we own.
+    let Some(reader) = NonNull::new(unsafe { ffi::redisReaderCreate() }) else {
+        return (Vec::new(), Some("out of memory".into()));
+    };
+    let reader = reader.as_ptr();
+    let mut replies = Vec::new();
+    // SAFETY: reader is live and owned by this function until redisReaderFree below; Feed
+    // copies `bytes` (valid for bytes.len()) into the reader's own buffer.
+    let error = unsafe {
+        bound_reader(reader);
+        if ffi::redisReaderFeed(reader, bytes.as_ptr().cast(), bytes.len()) != ffi::REDIS_OK {
+            Some("feed failed".to_string())
+        } else {
+            loop {
+                match next_reply(reader) {
+                    Ok(Some(r)) => replies.push(r),
+                    Ok(None) => break None,
+                    Err(why) => break Some(why),
+                }
+            }
+        }
+    };
+    // SAFETY: reader came from redisReaderCreate and is freed exactly once.
+    unsafe { ffi::redisReaderFree(reader) };
+    (replies, error)
 }
 
 /// Copies a hiredis reply tree into an owned [`Reply`]; `Err` for a tree hiredis 0.13 builds
