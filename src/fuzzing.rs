@@ -40,13 +40,16 @@ pub fn disk_header(data: &[u8]) {
 /// A Redis value (frame header, then a payload that may be an LZ4 frame) as the Redis tier
 /// unframes it and the coordinator decompresses it. The first 8 bytes are the clock.
 pub fn redis_frame(data: &[u8]) {
-    let (now, stored) = match data.split_first_chunk::<8>() {
-        Some((now, rest)) => (u64::from_le_bytes(*now), rest),
+    let (now, stored) = match data.get(..8) {
+        Some(now) => (
+            u64::from_le_bytes(now.try_into().expect("8 bytes")),
+            &data[8..],
+        ),
         None => (0, data),
     };
     if let Ok(Decoded::Live(payload, fl, remaining)) = frame::decode(stored.to_vec(), now) {
         assert_eq!(payload.len(), stored.len() - frame::HEADER_LEN);
-        assert!(remaining.is_none_or(|r| !r.is_zero()));
+        assert!(remaining.map_or(true, |r| !r.is_zero()));
         if fl & flags::COMPRESSED != 0 {
             decompress_bounded(&payload);
         }
@@ -284,7 +287,8 @@ mod tests {
     /// in the ordinary test run too, without the fuzzer's instrumentation.
     #[test]
     fn every_fuzz_seed_runs_through_its_entry_point() {
-        let targets: [(&str, fn(&[u8])); 6] = [
+        type EntryPoint = fn(&[u8]);
+        let targets: [(&str, EntryPoint); 6] = [
             ("disk_header", disk_header),
             ("disk_file", disk_file),
             ("redis_frame", redis_frame),
