@@ -7,13 +7,17 @@
 use crate::compress;
 use crate::config::{Config, OPTION_NAMES};
 use crate::disk::format::{record_crc, Geometry, RecordHeader, HEADER_LEN, RECORD_HEADER};
-use crate::redis::conn::{parse_reply_stream, Reply};
+use crate::redis::conn::{Conn, Endpoint, Reply};
 use crate::redis::frame::{self, Decoded};
 use crate::redis::url::RedisUrl;
 use crate::tier::flags;
 use crate::tiered::Cache;
 use once_cell::sync::Lazy;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The disk file's header page and one record header, as the disk tier reads them at open and
 /// on every lookup.
@@ -66,20 +70,63 @@ fn decompress_bounded(payload: &[u8]) {
     }
 }
 
-/// The bytes a server sends, parsed by the hiredis reader exactly as a connection sets it up
-/// (bounded arrays, owned copies). Replies come out complete or the reader stops with an error.
+/// A fake server's listening socket for `redis_replies`, one per process.
+struct FakeServer {
+    dir: PathBuf,
+    listener: UnixListener,
+}
+
+static FAKE_SERVER: Lazy<FakeServer> = Lazy::new(|| {
+    let dir = scratch_dir("redis");
+    let listener = UnixListener::bind(dir.join("redis.sock")).expect("bind the fake server");
+    FakeServer { dir, listener }
+});
+
+/// What a server sends, read by a real connection (`Conn`, over a Unix socket) exactly as the
+/// Redis tier reads it: hiredis's reader with our reply budget, array and line bounds. The
+/// first byte picks how many commands are pipelined (1-4), the second the max_value_size the
+/// connection is held to; the rest is sent as the server's answer, then the server hangs up.
+/// The connection returns one reply per command or an error; what the replies hold came out of
+/// the bytes sent.
 pub fn redis_replies(data: &[u8]) {
-    let (replies, _error) = parse_reply_stream(data);
-    let mut total = 0usize;
-    for r in &replies {
-        total += reply_bytes(r);
+    let (&[commands, size], sent) = data.split_at(data.len().min(2)) else {
+        return;
+    };
+    let server = &*FAKE_SERVER;
+    let ep = Endpoint::Unix {
+        path: server.dir.join("redis.sock"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let Ok(mut conn) = Conn::connect(&ep, "fuzz".into(), Duration::from_secs(5), deadline) else {
+        return;
+    };
+    let Ok((mut peer, _)) = server.listener.accept() else {
+        return;
+    };
+    conn.set_max_value_size(1 << (size % 24));
+    let n = commands as usize % 4 + 1;
+    if n > 1 {
+        conn.expect_values(n);
     }
-    // Everything a reply holds came out of the input.
-    assert!(
-        total <= data.len(),
-        "{total} bytes of replies from {}",
-        data.len()
-    );
+    // The answer fits the socket buffer (inputs are a few KiB), so it is all there before the
+    // client reads; the hang-up ends a reply that never completes.
+    let _ = peer.write_all(sent);
+    let _ = peer.shutdown(std::net::Shutdown::Write);
+    for i in 0..n {
+        let key = format!("key-{i}");
+        if conn.append(&[b"GET", key.as_bytes()]).is_err() {
+            return;
+        }
+    }
+    if let Ok(replies) = conn.finish(deadline) {
+        assert_eq!(replies.len(), n);
+        let total: usize = replies.iter().map(reply_bytes).sum();
+        assert!(
+            total <= sent.len(),
+            "{total} bytes of replies from {}",
+            sent.len()
+        );
+    }
 }
 
 fn reply_bytes(r: &Reply) -> usize {
@@ -151,7 +198,7 @@ struct DiskTemplate {
     files: Vec<(&'static str, Vec<u8>)>,
 }
 
-fn disk_config(dir: &std::path::Path) -> Config {
+fn disk_config(dir: &Path) -> Config {
     let mut cfg = Config::default();
     for (k, v) in [
         ("disk_enabled", "true"),
@@ -174,18 +221,7 @@ fn disk_key(i: usize) -> Vec<u8> {
 }
 
 static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
-    // tmpfs when there is one: every input rewrites both files.
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("smartcache-fuzz-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the fuzz disk_path");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .expect("chmod the fuzz disk_path");
+    let dir = scratch_dir("disk");
     {
         let cache = Cache::open(disk_config(&dir)).expect("open the template cache");
         for i in 0..DISK_KEYS {
@@ -194,7 +230,7 @@ static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
                 1 => "compressible ".repeat(20 + i).into_bytes(),
                 _ => (0..200 + i).map(|b| (b * 7 + i) as u8).collect(),
             };
-            let ttl = (i % 4 == 0).then(|| std::time::Duration::from_secs(3600));
+            let ttl = (i % 4 == 0).then(|| Duration::from_secs(3600));
             cache.set(&disk_key(i), &value, ttl).expect("template set");
         }
         cache.delete(&disk_key(5)).expect("template delete");
@@ -208,17 +244,40 @@ static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
             )
         })
         .collect();
-    // SAFETY: atexit only stores the function pointer; remove_template_dir is an extern "C"
-    // fn that catches nothing because it cannot panic (it ignores every error).
-    unsafe { libc::atexit(remove_template_dir) };
     DiskTemplate { dir, files }
 });
 
-/// Removes the template's directory when the fuzzer exits (it runs for minutes, each run in a
-/// new process with its own directory).
-extern "C" fn remove_template_dir() {
+/// A new private directory (mode 0700, as the disk tier requires) for this process's scratch
+/// files, on tmpfs when there is one (disk_file rewrites its files for every input). Removed
+/// when the process exits.
+fn scratch_dir(what: &str) -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("smartcache-fuzz-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .expect("create a scratch directory");
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: atexit only stores the function pointer; remove_scratch_dirs cannot panic (it
+    // ignores every error), so nothing unwinds into libc.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(remove_scratch_dirs);
+    });
+    dir
+}
+
+/// Removes the scratch directories when the fuzzer exits (each run is a new process).
+extern "C" fn remove_scratch_dirs() {
     if let Some(t) = Lazy::get(&DISK_TEMPLATE) {
         let _ = std::fs::remove_dir_all(&t.dir);
+    }
+    if let Some(s) = Lazy::get(&FAKE_SERVER) {
+        let _ = std::fs::remove_dir_all(&s.dir);
     }
 }
 
@@ -263,26 +322,6 @@ pub fn disk_file(data: &[u8]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_reply_stream_parses_like_a_connection_reads_it() {
-        let (replies, err) =
-            parse_reply_stream(b"+OK\r\n:42\r\n*2\r\n$3\r\nfoo\r\n$-1\r\n$2\r\nab");
-        assert_eq!(
-            replies,
-            [
-                Reply::Status(b"OK".to_vec()),
-                Reply::Integer(42),
-                Reply::Array(vec![Reply::Bulk(b"foo".to_vec()), Reply::Nil]),
-            ]
-        );
-        assert_eq!(err, None, "an incomplete last reply is not an error yet");
-        let (replies, err) = parse_reply_stream(b":1\r\n*2000000\r\n");
-        assert_eq!(replies, [Reply::Integer(1)]);
-        assert!(err.unwrap().contains("refused"));
-        let (_, err) = parse_reply_stream(b"?what\r\n");
-        assert!(err.unwrap().contains("Protocol error"));
-    }
-
     /// Every committed seed (and regression input) of fuzz/corpus goes through its entry point
     /// in the ordinary test run too, without the fuzzer's instrumentation.
     #[test]
@@ -296,7 +335,7 @@ mod tests {
             ("redis_url", redis_url),
             ("config_options", config_options),
         ];
-        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         for (name, run) in targets {
             let mut seeds = 0;
             for entry in std::fs::read_dir(corpus.join(name)).expect(name) {
