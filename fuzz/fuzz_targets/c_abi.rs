@@ -77,6 +77,14 @@ fn text(inp: &mut Input) -> Option<CString> {
     Some(CString::new(&b[..end]).expect("no NUL"))
 }
 
+/// An option's name: one the library knows (most of the time), or fuzzed text, or NULL.
+fn option_name(inp: &mut Input) -> Option<CString> {
+    match inp.u8() {
+        i if i < 200 => Some(CString::new(OPTION_NAMES[i as usize % OPTION_NAMES.len()]).unwrap()),
+        _ => text(inp),
+    }
+}
+
 fn ptr_of(s: &Option<CString>) -> *const c_char {
     s.as_ref().map_or(null(), |s| s.as_ptr())
 }
@@ -143,7 +151,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             } else {
                 cache
             };
-            let rc = match inp.u8() % 18 {
+            let rc = match inp.u8() % 21 {
                 0 => {
                     let (k, kl, _) = key(&mut inp);
                     let v = inp.blob();
@@ -294,12 +302,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 12 => {
                     // An option by its name (or fuzzed text) set to fuzzed text, on a config
                     // handle or NULL.
-                    let name = match inp.u8() {
-                        i if i < 200 => Some(
-                            CString::new(OPTION_NAMES[i as usize % OPTION_NAMES.len()]).unwrap(),
-                        ),
-                        _ => text(&mut inp),
-                    };
+                    let name = option_name(&mut inp);
                     let value = text(&mut inp);
                     let h = if inp.u8() % 16 == 0 { null_mut() } else { cfg };
                     let rc = sz_config_set(h, ptr_of(&name), ptr_of(&value));
@@ -310,12 +313,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     rc
                 }
                 13 => {
-                    let name = match inp.u8() {
-                        i if i < 200 => Some(
-                            CString::new(OPTION_NAMES[i as usize % OPTION_NAMES.len()]).unwrap(),
-                        ),
-                        _ => text(&mut inp),
-                    };
+                    let name = option_name(&mut inp);
                     let mut out: *mut c_char = null_mut();
                     let op = if inp.u8() % 8 == 0 {
                         null_mut()
@@ -390,7 +388,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     } else {
                         &mut b as *mut _
                     };
-                    let rc = sz_cache_get_buffered(bp, k, kl);
+                    let rc = if inp.u8() % 2 == 0 {
+                        sz_cache_get_buffered(bp, k, kl)
+                    } else {
+                        sz_cache_get_memory(bp, k, kl)
+                    };
                     if rc == SZ_OK {
                         assert!(b.len <= cap);
                     }
@@ -403,6 +405,49 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                     let code = i32::from_le_bytes([inp.u8(), inp.u8(), inp.u8(), inp.u8()]);
                     assert!(!sz_status_str(code).is_null());
                     assert!(!sz_version().is_null());
+                    SZ_OK
+                }
+                17 => {
+                    // JSON text (fuzzed; the library validates it) stored in the tagged form.
+                    let (k, kl, _) = key(&mut inp);
+                    let j = inp.blob();
+                    let jp = if j.is_empty() && inp.u8() % 2 == 0 {
+                        null()
+                    } else {
+                        j.as_ptr()
+                    };
+                    let ttl = inp.ttl();
+                    sz_cache_set_json(c, k, kl, jp.cast(), j.len(), ttl)
+                }
+                18 => {
+                    let (k, kl, _) = key(&mut inp);
+                    let cap = inp.u16() as usize % 2048;
+                    let mut buf = vec![0u8; cap];
+                    let bp = if cap == 0 && inp.u8() % 2 == 0 {
+                        null_mut()
+                    } else {
+                        buf.as_mut_ptr()
+                    };
+                    let mut n = usize::MAX;
+                    let np = if inp.u8() % 8 == 0 {
+                        null_mut()
+                    } else {
+                        &mut n as *mut usize
+                    };
+                    let rc = sz_cache_get_json(c, k, kl, bp.cast(), cap, np);
+                    if rc == SZ_OK {
+                        assert!(n <= cap, "copied {n} into {cap}");
+                    }
+                    rc
+                }
+                19 => {
+                    let index = usize::from_le_bytes([inp.u8(), inp.u8(), 0, 0, 0, 0, 0, inp.u8()]);
+                    let name = sz_config_option(index);
+                    assert_eq!(
+                        name.is_null(),
+                        index >= OPTION_NAMES.len(),
+                        "option {index}"
+                    );
                     SZ_OK
                 }
                 _ => {
