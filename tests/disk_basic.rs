@@ -266,8 +266,8 @@ fn foreign_files_are_refused_with_io_and_left_untouched() {
     let g = Geometry::for_size(MB, 1024).unwrap();
     let mut file = vec![0u8; g.file_size as usize];
     g.encode(&mut file[..4096]);
-    file[8] = 2;
-    assert_refused_untouched(&dir, &file, "format version 2");
+    file[8] = 3;
+    assert_refused_untouched(&dir, &file, "format version 3");
 
     // Our magic and version, geometry damaged.
     g.encode(&mut file[..4096]);
