@@ -11,11 +11,20 @@ RELEASE     := $(CURDIR)/target/release
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
 VENV        := $(BUILD)/venv
+,           := ,
 
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples
+        install clean test-python test-go test-examples test-install
+
+# In-repository pkg-config file (header in include/, library in build/lib, with an rpath), so
+# the Go binding builds here exactly as it does against an install: through pkg-config.
+PCDIR       := $(BUILD)/pkgconfig
+# write_pc(output, prefix, libdir, includedir, rpath flags): fills in smartcache.pc.in.
+write_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@|$(4)|g' \
+  -e 's|@RPATH@|$(5)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
+  smartcache.pc.in > $(1)
 
 all: lib
 
@@ -30,12 +39,15 @@ lib:
 	ln -sf libsmartcache.so.$(VERSION) $(LIBDIR)/libsmartcache.so.$(MAJOR)
 	ln -sf libsmartcache.so.$(MAJOR) $(LIBDIR)/libsmartcache.so
 	cp -f $(RELEASE)/libsmartcache.a $(LIBDIR)/libsmartcache.a
+	@mkdir -p $(PCDIR)
+	@$(call write_pc,$(PCDIR)/smartcache.pc,$(CURDIR),$(LIBDIR),$(CURDIR)/include,-Wl$(,)-rpath$(,)$(LIBDIR) )
 
 deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples \
+      test-install
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -75,11 +87,15 @@ test-python:
 	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
 	fi
 
-test-go:
-	@if [ -d bindings/go ]; then cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+# The Go binding finds the library through pkg-config (build/pkgconfig/smartcache.pc here).
+test-go: lib
+	@if [ -d bindings/go ]; then cd bindings/go && export PKG_CONFIG_PATH=$(PCDIR) && \
+	  go vet ./... && $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# A C program and a Go module outside the checkout, built against `make install PREFIX=<tmp>`
+# through pkg-config only (C shared and static, Go with no CGO_* flags), and run.
+test-install: lib
+	scripts/test-install.sh
 
 # Every example under examples/ (C, Go, Python); the Redis ones use the private redis-server.
 test-examples:
@@ -90,8 +106,7 @@ test-examples:
 BENCHTIME ?= 1s
 .PHONY: bench-go
 bench-go: lib
-	cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	cd bindings/go && PKG_CONFIG_PATH=$(PCDIR) \
 	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
 # The main job on embedded defaults (memory + disk, no Redis).
@@ -115,8 +130,7 @@ install: lib
 	ln -sf libsmartcache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsmartcache.so
 	install -m 0644 $(LIBDIR)/libsmartcache.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/smartcache.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
-	  smartcache.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc
+	$(call write_pc,$(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc,$(PREFIX),$${prefix}/lib,$${prefix}/include,)
 
 clean:
 	$(CARGO) clean

@@ -79,8 +79,9 @@ type Config struct {
 	// DiskPath is the directory holding the tier's one file (disk_path; default
 	// /tmp/smartcache).
 	DiskPath string
-	// DiskMaxSize is the size of the file in bytes when it is created (disk_max_size; default
-	// 256 MiB); an existing file keeps the size it was created with.
+	// DiskMaxSize is the most the file grows to, in bytes, laid out when it is created
+	// (disk_max_size; default 256 MiB): it starts with a few MiB on disk and grows as entries
+	// arrive. An existing file keeps the layout it was created with.
 	DiskMaxSize int64
 	// DiskTTL is L3's default lifetime (disk_ttl; default 3600 s; Never = none).
 	DiskTTL time.Duration
