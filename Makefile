@@ -109,16 +109,26 @@ bench-go: lib
 	cd bindings/go && PKG_CONFIG_PATH=$(PCDIR) \
 	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
-# The main job on embedded defaults (memory + disk, no Redis).
-demo: lib
-	@mkdir -p $(BUILD)/demo
+# The main job on embedded defaults (memory + disk, no Redis). Builds only what the demo needs,
+# so a fresh clone runs it quickly: the library alone (no tests, benches or dev-dependencies;
+# the committed header instead of regenerating it with cbindgen) in the `demo` profile (release
+# code without LTO), copied under its soname into build/demo/lib.
+DEMO_LIB    := $(BUILD)/demo/lib
+demo:
+	$(CARGO) build --profile demo --lib --no-default-features
+	@mkdir -p $(DEMO_LIB)
+	cp -f $(CURDIR)/target/demo/libsmartcache.so $(DEMO_LIB)/.libsmartcache.so.new
+	mv -f $(DEMO_LIB)/.libsmartcache.so.new $(DEMO_LIB)/libsmartcache.so.$(MAJOR)
+	ln -sf libsmartcache.so.$(MAJOR) $(DEMO_LIB)/libsmartcache.so
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/c/demo.c -o $(BUILD)/demo/demo \
-	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+	  -L$(DEMO_LIB) -lsmartcache -Wl,-rpath,$(DEMO_LIB)
 	@rm -rf $(BUILD)/demo-cache
 	@echo "--- first run: computes, stores in memory and on disk"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
 	@echo "--- second run, a new process: served from the disk tier"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
+	@echo "--- the disk tier's files take (du):"
+	@du -sh $(BUILD)/demo-cache
 
 bench:
 	scripts/with-redis.sh $(CARGO) bench
