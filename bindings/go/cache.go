@@ -241,11 +241,7 @@ func (c *Cache) Delete(key []byte) (bool, error) {
 
 // DeleteContext is Delete bounded by ctx, as GetContext is Get.
 func (c *Cache) DeleteContext(ctx context.Context, key []byte) (bool, error) {
-	bound, err := redisBound(ctx)
-	if err != nil {
-		return false, err
-	}
-	return c.keyOp("Delete", key, false, bound)
+	return c.keyOpContext(ctx, "Delete", key, false)
 }
 
 // Exists reports whether some tier holds a live entry for key. It neither promotes the entry
@@ -256,11 +252,16 @@ func (c *Cache) Exists(key []byte) (bool, error) {
 
 // ExistsContext is Exists bounded by ctx, as GetContext is Get.
 func (c *Cache) ExistsContext(ctx context.Context, key []byte) (bool, error) {
+	return c.keyOpContext(ctx, "Exists", key, true)
+}
+
+// keyOpContext is keyOp bounded by ctx (see GetContext).
+func (c *Cache) keyOpContext(ctx context.Context, op string, key []byte, exists bool) (bool, error) {
 	bound, err := redisBound(ctx)
 	if err != nil {
 		return false, err
 	}
-	return c.keyOp("Exists", key, true, bound)
+	return c.keyOp(op, key, exists, bound)
 }
 
 // redisBound is the Redis wait ctx allows one call, in whole milliseconds (0: no bound), or
