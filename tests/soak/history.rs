@@ -1,0 +1,366 @@
+//! The operation log the soak's workers write, and the checker that replays it against the
+//! same-host guarantee of docs/coherence.md: a `get` that begins after a `set`, `delete` or
+//! `clear` of its key returned returns the value that write left or a newer one, never an older
+//! one. A miss is never older, so only hits are checked.
+//!
+//! Each worker thread appends to its own file, one `write(2)` per line (nothing buffered, so a
+//! SIGKILL loses nothing that was logged): a `B` line just before the call, an `E` line just
+//! after it. Timestamps are CLOCK_MONOTONIC nanoseconds, one clock for every process of the host.
+//!
+//! ```text
+//! B <seq> <kind> <start_ns> <key> <key> ...
+//! E <seq> <end_ns> <outcome> [<value or -> ...]
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// CLOCK_MONOTONIC: system-wide on Linux, so comparable between the soak's processes.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub const KEYS: usize = 24;
+
+pub fn key_name(k: usize) -> String {
+    format!("soak-{k:02}")
+}
+
+/// The value writer thread `(worker, thread)` stores for `key` in its operation `seq`: it names
+/// its write, and a filler of varying length makes values of different sizes (a value read back
+/// torn or mixed with another would not regenerate to the same bytes).
+pub fn value_for(worker: u32, thread: u32, seq: u64, key: usize) -> String {
+    let mut v = format!("{worker}:{thread}:{seq}:{key}|");
+    let fill = (seq as usize * 7 + key * 13) % 300;
+    v.push_str(&((b'a' + (seq % 26) as u8) as char).to_string().repeat(fill));
+    v
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Get,
+    GetMany,
+    Set,
+    SetMany,
+    Delete,
+    Clear,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Get => "get",
+            Kind::GetMany => "get_many",
+            Kind::Set => "set",
+            Kind::SetMany => "set_many",
+            Kind::Delete => "delete",
+            Kind::Clear => "clear",
+        }
+    }
+    fn parse(s: &str) -> Option<Kind> {
+        [
+            Kind::Get,
+            Kind::GetMany,
+            Kind::Set,
+            Kind::SetMany,
+            Kind::Delete,
+            Kind::Clear,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+    }
+    pub fn is_read(self) -> bool {
+        matches!(self, Kind::Get | Kind::GetMany)
+    }
+}
+
+/// One logged call.
+#[derive(Debug)]
+pub struct Op {
+    pub worker: u32,
+    pub thread: u32,
+    pub seq: u64,
+    pub kind: Kind,
+    /// Key indexes; empty for `clear`.
+    pub keys: Vec<usize>,
+    pub start: u64,
+    /// None: the process was SIGKILLed during the call.
+    pub end: Option<u64>,
+    /// The call returned Ok.
+    pub ok: bool,
+    /// Reads: per key, the value found (None: a miss).
+    pub found: Vec<Option<String>>,
+}
+
+/// Appends the log lines of one worker thread.
+pub struct Logger {
+    file: std::fs::File,
+    line: String,
+}
+
+impl Logger {
+    pub fn create(path: &Path) -> Logger {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        Logger {
+            file,
+            line: String::new(),
+        }
+    }
+
+    /// Logs the start of a call; returns its start time.
+    pub fn begin(&mut self, seq: u64, kind: Kind, keys: &[usize]) -> u64 {
+        self.line.clear();
+        let start = now_ns();
+        write!(self.line, "B {seq} {} {start}", kind.name()).unwrap();
+        keys.iter().for_each(|k| write!(self.line, " {k}").unwrap());
+        self.flush();
+        start
+    }
+
+    /// Logs the end of a call (taken as late as the call returned) and what reads found.
+    pub fn end(&mut self, seq: u64, ok: bool, found: &[Option<&[u8]>]) {
+        let end = now_ns();
+        self.line.clear();
+        write!(self.line, "E {seq} {end} {}", if ok { "ok" } else { "err" }).unwrap();
+        for f in found {
+            match f {
+                // Values are ASCII without spaces by construction; anything else is logged
+                // escaped, never matches a write and so is reported.
+                Some(v) => write!(self.line, " {}", v.escape_ascii()).unwrap(),
+                None => self.line.push_str(" -"),
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write;
+        self.line.push('\n');
+        // One write(2) with O_APPEND: the line is in the page cache once it returns, so a
+        // SIGKILL right after loses nothing.
+        self.file.write_all(self.line.as_bytes()).expect("log line");
+    }
+}
+
+/// Reads the log of thread `thread` of worker `worker`.
+pub fn read_log(path: &Path, worker: u32, thread: u32) -> Vec<Op> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut ops: Vec<Op> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.first() {
+            Some(&"B") => ops.push(Op {
+                worker,
+                thread,
+                seq: f[1].parse().unwrap(),
+                kind: Kind::parse(f[2]).unwrap(),
+                start: f[3].parse().unwrap(),
+                keys: f[4..].iter().map(|k| k.parse().unwrap()).collect(),
+                end: None,
+                ok: false,
+                found: Vec::new(),
+            }),
+            Some(&"E") => {
+                let op = ops.last_mut().expect("E line after its B line");
+                assert_eq!(op.seq, f[1].parse::<u64>().unwrap(), "{}", path.display());
+                op.end = Some(f[2].parse().unwrap());
+                op.ok = f[3] == "ok";
+                op.found = f[4..]
+                    .iter()
+                    .map(|v| (*v != "-").then(|| v.to_string()))
+                    .collect();
+            }
+            _ => panic!("{}: bad log line {line:?}", path.display()),
+        }
+    }
+    ops
+}
+
+/// What the checker counted.
+#[derive(Default, Debug)]
+pub struct Report {
+    pub ops_by_kind: HashMap<&'static str, u64>,
+    pub errors_by_kind: HashMap<&'static str, u64>,
+    /// Calls cut short by a SIGKILL.
+    pub killed_calls: u64,
+    /// Key reads that found a value, each checked.
+    pub hits_checked: u64,
+    pub misses: u64,
+    pub violations: Vec<String>,
+}
+
+/// A write of one key as the checker sees it.
+#[derive(Clone, Copy)]
+struct KeyWrite {
+    op: usize,
+    start: u64,
+    /// When its effects ended at the latest: its return, or its process's death.
+    end: u64,
+    /// It returned Ok: reads that begin after it must not see what it replaced.
+    completed: bool,
+}
+
+/// Checks every hit of `ops`. `death_ns[worker]` is a time after which the worker, SIGKILLed,
+/// was reaped (so its unfinished call can change nothing afterwards).
+///
+/// A hit on value `v` of key `k` by a read `[rs, re]` is allowed iff `v` was written by a set
+/// (or set_many) `W` of `k` that started before `re`, and no write `W2` of `k` (set, set_many,
+/// delete, clear) that returned Ok before `rs` started after `W` ended. `W` in flight when the
+/// read began, `W` concurrent with `W2`, `W` cut short by a SIGKILL (its effects end at the
+/// death), `W` or `W2` failing with an error (maybe applied, maybe not): all allowed.
+pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
+    let mut report = Report::default();
+    let mut by_id: HashMap<(u32, u32, u64), usize> = HashMap::new();
+    let mut writes: Vec<Vec<KeyWrite>> = vec![Vec::new(); KEYS];
+    for (i, op) in ops.iter().enumerate() {
+        *report.ops_by_kind.entry(op.kind.name()).or_default() += 1;
+        if op.end.is_none() {
+            report.killed_calls += 1;
+        } else if !op.ok {
+            *report.errors_by_kind.entry(op.kind.name()).or_default() += 1;
+        }
+        by_id.insert((op.worker, op.thread, op.seq), i);
+        if op.kind.is_read() {
+            continue;
+        }
+        let end = op.end.unwrap_or_else(|| {
+            *death_ns
+                .get(&op.worker)
+                .unwrap_or_else(|| panic!("worker {} cut short but never killed", op.worker))
+        });
+        let w = KeyWrite {
+            op: i,
+            start: op.start,
+            end,
+            completed: op.end.is_some() && op.ok,
+        };
+        let keys: Vec<usize> = match op.kind {
+            Kind::Clear => (0..KEYS).collect(),
+            _ => op.keys.clone(),
+        };
+        keys.into_iter().for_each(|k| writes[k].push(w));
+    }
+    // Per key, the completed writes by end time, with the latest start among those ending
+    // at or before each: a read beginning at `rs` finds by binary search the latest start
+    // `s*` of a write completed before it; a write ending before `s*` is replaced.
+    let completed: Vec<(Vec<u64>, Vec<u64>)> = writes
+        .iter()
+        .map(|ws| {
+            let mut c: Vec<&KeyWrite> = ws.iter().filter(|w| w.completed).collect();
+            c.sort_by_key(|w| w.end);
+            let mut max_start = 0;
+            let starts = c
+                .iter()
+                .map(|w| {
+                    max_start = max_start.max(w.start);
+                    max_start
+                })
+                .collect();
+            (c.iter().map(|w| w.end).collect(), starts)
+        })
+        .collect();
+    for read in ops.iter().filter(|o| o.kind.is_read() && o.ok) {
+        let Some(re) = read.end else { continue };
+        for (&k, found) in read.keys.iter().zip(&read.found) {
+            let Some(v) = found else {
+                report.misses += 1;
+                continue;
+            };
+            report.hits_checked += 1;
+            let (ends, starts) = &completed[k];
+            let n = ends.partition_point(|&e| e < read.start);
+            let latest_start = if n == 0 { 0 } else { starts[n - 1] };
+            let writer = identify(v, k, ops, &by_id);
+            let verdict = match writer {
+                None => Err("no write stored this value".to_string()),
+                Some(wi) => {
+                    let w = writes[k].iter().find(|w| w.op == wi).unwrap();
+                    if w.start >= re {
+                        Err("the write began after the read returned".to_string())
+                    } else if w.end < latest_start {
+                        Err(format!(
+                            "replaced: a write of the key started {} ns after this one \
+                             ended and returned before the read began",
+                            latest_start - w.end
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(why) = verdict {
+                report
+                    .violations
+                    .push(describe(read, k, v, &why, ops, &writes[k]));
+            }
+        }
+    }
+    report
+}
+
+/// The set or set_many that wrote `v` to key `k`, if the bytes are exactly what it wrote.
+fn identify(
+    v: &str,
+    k: usize,
+    ops: &[Op],
+    by_id: &HashMap<(u32, u32, u64), usize>,
+) -> Option<usize> {
+    let head = v.split('|').next()?;
+    let f: Vec<&str> = head.split(':').collect();
+    let [w, t, s, key] = f[..] else { return None };
+    let (w, t, s, key): (u32, u32, u64, usize) = (
+        w.parse().ok()?,
+        t.parse().ok()?,
+        s.parse().ok()?,
+        key.parse().ok()?,
+    );
+    let i = *by_id.get(&(w, t, s))?;
+    let op = &ops[i];
+    let wrote = matches!(op.kind, Kind::Set | Kind::SetMany) && op.keys.contains(&k);
+    (wrote && key == k && value_for(w, t, s, k) == v).then_some(i)
+}
+
+/// A violation with its history excerpt: the read, and the writes of the key around it.
+fn describe(read: &Op, k: usize, v: &str, why: &str, ops: &[Op], writes: &[KeyWrite]) -> String {
+    let head = v.split('|').next().unwrap_or("");
+    let mut s = format!(
+        "read {} by {}.{} #{} of key {k} [{} .. {}] found {head}: {why}\n",
+        read.kind.name(),
+        read.worker,
+        read.thread,
+        read.seq,
+        read.start,
+        read.end.unwrap_or(0)
+    );
+    let near = |w: &&KeyWrite| {
+        w.end + 3_000_000_000 >= read.start && w.start <= read.end.unwrap_or(u64::MAX)
+    };
+    for w in writes.iter().filter(near) {
+        let op = &ops[w.op];
+        let _ = writeln!(
+            s,
+            "  {} by {}.{} #{} [{} .. {}]{}{}",
+            op.kind.name(),
+            op.worker,
+            op.thread,
+            op.seq,
+            op.start,
+            w.end,
+            if op.end.is_none() { " (killed)" } else { "" },
+            if op.end.is_some() && !op.ok { " (error)" } else { "" },
+        );
+    }
+    s
+}
