@@ -17,7 +17,7 @@ C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
         install clean test-python test-go test-examples test-install test-interop \
-        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick
+        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick soak soak-quick
 
 # In-repository pkg-config file (header in include/, library in build/lib, with an rpath), so
 # the Go binding builds here exactly as it does against an install: through pkg-config.
@@ -50,7 +50,7 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick \
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick soak-quick \
       test-python test-wheel test-go test-examples test-interop test-install
 	@echo "make test: all suites passed"
 
@@ -101,6 +101,22 @@ fuzz:
 
 fuzz-quick:
 	scripts/fuzz.sh $(FUZZ_QUICK_SECONDS)
+
+# The consistency soak (tests/soak): worker processes doing random operations on all three
+# tiers while Redis is paused, killed and restarted and writers are SIGKILLed; every hit is
+# checked against the logged history. `make soak` for SOAK_SECONDS (300) with every fault.
+# soak-quick, part of `make test`, runs SOAK_QUICK_SECONDS (60) with writer SIGKILLs only:
+# the Redis faults still find replaced values served after an outage (issue 14, item 3);
+# add them here (drop SOAK_REDIS_FAULTS=0) once that is fixed.
+SOAK_SECONDS       ?= 300
+SOAK_QUICK_SECONDS ?= 60
+SOAK_TEST          := $(CARGO) test --release --test soak -- --ignored --nocapture
+
+soak:
+	SOAK_SECONDS=$(SOAK_SECONDS) $(SOAK_TEST)
+
+soak-quick:
+	SOAK_SECONDS=$(SOAK_QUICK_SECONDS) SOAK_REDIS_FAULTS=0 $(SOAK_TEST)
 
 # The committed header (and Python declarations) must be what the build generates.
 check-generated: lib

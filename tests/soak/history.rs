@@ -198,7 +198,14 @@ pub struct Report {
     /// Key reads that found a value, each checked.
     pub hits_checked: u64,
     pub misses: u64,
-    pub violations: Vec<String>,
+    pub violations: Vec<Violation>,
+}
+
+/// A hit on a replaced value: when its read began, and the history excerpt.
+#[derive(Debug)]
+pub struct Violation {
+    pub read_start: u64,
+    pub text: String,
 }
 
 /// A write of one key as the checker sees it.
@@ -301,9 +308,10 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
                 }
             };
             if let Err(why) = verdict {
-                report
-                    .violations
-                    .push(describe(read, k, v, &why, ops, &writes[k]));
+                report.violations.push(Violation {
+                    read_start: read.start,
+                    text: describe(read, k, v, &why, ops, &writes[k], writer),
+                });
             }
         }
     }
@@ -333,7 +341,15 @@ fn identify(
 }
 
 /// A violation with its history excerpt: the read, and the writes of the key around it.
-fn describe(read: &Op, k: usize, v: &str, why: &str, ops: &[Op], writes: &[KeyWrite]) -> String {
+fn describe(
+    read: &Op,
+    k: usize,
+    v: &str,
+    why: &str,
+    ops: &[Op],
+    writes: &[KeyWrite],
+    writer: Option<usize>,
+) -> String {
     let head = v.split('|').next().unwrap_or("");
     let mut s = format!(
         "read {} by {}.{} #{} of key {k} [{} .. {}] found {head}: {why}\n",
@@ -344,10 +360,22 @@ fn describe(read: &Op, k: usize, v: &str, why: &str, ops: &[Op], writes: &[KeyWr
         read.start,
         read.end.unwrap_or(0)
     );
-    let near = |w: &&KeyWrite| {
-        w.end + 3_000_000_000 >= read.start && w.start <= read.end.unwrap_or(u64::MAX)
-    };
-    for w in writes.iter().filter(near) {
+    // From the write that stored the value to the read: the writes that replaced it.
+    let from = writer
+        .and_then(|wi| writes.iter().find(|w| w.op == wi))
+        .map_or(read.start.saturating_sub(100_000_000), |w| w.start);
+    let near = |w: &&KeyWrite| w.end >= from && w.start <= read.end.unwrap_or(u64::MAX);
+    let mut shown: Vec<&KeyWrite> = writes.iter().filter(near).collect();
+    shown.sort_by_key(|w| w.start);
+    // The first few and the last few: the stored write and the latest replacements.
+    let skip = shown.len().saturating_sub(12);
+    for (i, w) in shown.iter().enumerate() {
+        if (4..4 + skip).contains(&i) {
+            if i == 4 {
+                let _ = writeln!(s, "  ... {skip} more writes");
+            }
+            continue;
+        }
         let op = &ops[w.op];
         let _ = writeln!(
             s,
@@ -359,8 +387,114 @@ fn describe(read: &Op, k: usize, v: &str, why: &str, ops: &[Op], writes: &[KeyWr
             op.start,
             w.end,
             if op.end.is_none() { " (killed)" } else { "" },
-            if op.end.is_some() && !op.ok { " (error)" } else { "" },
+            if op.end.is_some() && !op.ok {
+                " (error)"
+            } else {
+                ""
+            },
         );
     }
     s
+}
+
+#[cfg(test)]
+mod checker_tests {
+    use super::*;
+
+    fn op(thread: u32, seq: u64, kind: Kind, key: usize, span: (u64, Option<u64>)) -> Op {
+        Op {
+            worker: 1,
+            thread,
+            seq,
+            kind,
+            keys: if kind == Kind::Clear {
+                Vec::new()
+            } else {
+                vec![key]
+            },
+            start: span.0,
+            end: span.1,
+            ok: true,
+            found: Vec::new(),
+        }
+    }
+
+    fn read(thread: u32, seq: u64, span: (u64, u64), found: Option<String>) -> Op {
+        let mut r = op(thread, seq, Kind::Get, 0, (span.0, Some(span.1)));
+        r.found = vec![found];
+        r
+    }
+
+    fn violations(ops: &[Op]) -> usize {
+        check(ops, &HashMap::from([(1, 1_000)])).violations.len()
+    }
+
+    #[test]
+    fn a_value_replaced_before_the_read_began_is_a_violation() {
+        let ops = [
+            op(0, 1, Kind::Set, 0, (10, Some(20))),
+            op(0, 2, Kind::Set, 0, (30, Some(40))),
+            read(1, 1, (50, 60), Some(value_for(1, 0, 1, 0))),
+        ];
+        assert_eq!(violations(&ops), 1);
+    }
+
+    #[test]
+    fn a_value_deleted_or_cleared_before_the_read_began_is_a_violation() {
+        for kind in [Kind::Delete, Kind::Clear] {
+            let ops = [
+                op(0, 1, Kind::Set, 0, (10, Some(20))),
+                op(0, 2, kind, 0, (30, Some(40))),
+                read(1, 1, (50, 60), Some(value_for(1, 0, 1, 0))),
+            ];
+            assert_eq!(violations(&ops), 1, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_still_in_flight_or_overlapping_leaves_the_old_value_readable() {
+        // The delete returns after the read began.
+        let in_flight = [
+            op(0, 1, Kind::Set, 0, (10, Some(20))),
+            op(0, 2, Kind::Delete, 0, (30, Some(55))),
+            read(1, 1, (50, 60), Some(value_for(1, 0, 1, 0))),
+        ];
+        assert_eq!(violations(&in_flight), 0);
+        // Two sets overlapping each other: either may be the one left.
+        let overlapping = [
+            op(0, 1, Kind::Set, 0, (10, Some(30))),
+            op(2, 1, Kind::Set, 0, (20, Some(40))),
+            read(1, 1, (50, 60), Some(value_for(1, 0, 1, 0))),
+        ];
+        assert_eq!(violations(&overlapping), 0);
+    }
+
+    #[test]
+    fn a_killed_write_may_have_happened_until_a_later_write_returns() {
+        // Worker 1 dies at 1,000 during the set of seq 2 (no end).
+        let before_rewrite = [
+            op(0, 1, Kind::Set, 0, (10, Some(20))),
+            op(0, 2, Kind::Set, 0, (30, None)),
+            read(1, 1, (2_000, 2_010), Some(value_for(1, 0, 1, 0))),
+            read(1, 2, (2_020, 2_030), Some(value_for(1, 0, 2, 0))),
+        ];
+        assert_eq!(violations(&before_rewrite), 0);
+        let after_rewrite = [
+            op(0, 2, Kind::Set, 0, (30, None)),
+            op(2, 1, Kind::Delete, 0, (1_500, Some(1_600))),
+            read(1, 1, (2_000, 2_010), Some(value_for(1, 0, 2, 0))),
+        ];
+        assert_eq!(violations(&after_rewrite), 1);
+    }
+
+    #[test]
+    fn a_value_no_write_stored_or_not_yet_begun_is_a_violation() {
+        let ops = [
+            op(0, 1, Kind::Set, 0, (100, Some(120))),
+            read(1, 1, (50, 60), Some(value_for(1, 0, 1, 0))),
+            read(1, 2, (130, 140), Some(value_for(1, 0, 1, 0) + "x")),
+            read(1, 3, (130, 140), Some(value_for(1, 0, 9, 0))),
+        ];
+        assert_eq!(violations(&ops), 3);
+    }
 }

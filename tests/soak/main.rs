@@ -25,8 +25,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::redis_server::RedisServer;
-use workload::Rng;
 use worker::{Role, WorkerEnv};
+use workload::Rng;
 
 const MIXED_WORKERS: u32 = 3;
 const WRITER_WORKERS: u32 = 2;
@@ -167,7 +167,11 @@ fn consistency_soak() {
     let mut ops = Vec::new();
     for &id in &all_ids {
         for t in 0..worker::THREADS {
-            ops.extend(history::read_log(&worker::log_path(logs.path(), id, t), id, t));
+            ops.extend(history::read_log(
+                &worker::log_path(logs.path(), id, t),
+                id,
+                t,
+            ));
         }
     }
     let report = history::check(&ops, &death_ns);
@@ -180,7 +184,10 @@ fn consistency_soak() {
         worker::THREADS,
         if redis_faults { "on" } else { "off" }
     );
-    eprintln!("soak: ops by kind {kinds:?}; errors by kind {:?}", report.errors_by_kind);
+    eprintln!(
+        "soak: ops by kind {kinds:?}; errors by kind {:?}",
+        report.errors_by_kind
+    );
     eprintln!(
         "soak: calls cut short by SIGKILL {}; hits checked {}, misses {}",
         report.killed_calls, report.hits_checked, report.misses
@@ -194,8 +201,27 @@ fn consistency_soak() {
         for f in &faults {
             eprintln!("  fault [{} .. {}] {}", f.start, f.end, f.what);
         }
+        // Which fault, if any, came last before each violation.
+        let mut after: HashMap<&str, u64> = HashMap::new();
+        for v in &report.violations {
+            let last = faults.iter().rev().find(|f| f.start < v.read_start);
+            *after
+                .entry(last.map_or("no fault yet", |f| f.what))
+                .or_default() += 1;
+        }
+        eprintln!("soak: violations by the latest fault before the read: {after:?}");
         for v in report.violations.iter().take(20) {
-            eprint!("{v}");
+            let last = faults.iter().rev().find(|f| f.start < v.read_start);
+            if let Some(f) = last {
+                eprintln!(
+                    "after \"{}\" [{} .. {}], read began {} ms after it ended:",
+                    f.what,
+                    f.start,
+                    f.end,
+                    (v.read_start as i64 - f.end as i64) / 1_000_000
+                );
+            }
+            eprint!("{}", v.text);
         }
         panic!(
             "{} reads returned a replaced value (logs kept in {})",
