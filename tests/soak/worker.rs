@@ -131,7 +131,8 @@ fn pick_kind(role: Role, rng: &mut Rng) -> Kind {
 
 fn thread_ops(cache: &Cache, env: &WorkerEnv, thread: u32) {
     let mut log = Logger::create(&log_path(&env.log_dir, env.id, thread));
-    let mut rng = Rng((u64::from(env.id) << 32 | u64::from(thread)) * 0x9E37_79B9 + now_ns() | 1);
+    let stream = (u64::from(env.id) << 32) | u64::from(thread);
+    let mut rng = Rng(stream.wrapping_mul(0x9E37_79B9).wrapping_add(now_ns()) | 1);
     let names: Vec<String> = (0..KEYS).map(key_name).collect();
     let mut seq = 0u64;
     while now_ns() < env.until_ns {
