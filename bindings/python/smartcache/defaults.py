@@ -8,7 +8,9 @@ The rule, in order:
 3. else a memory-only cache with the library defaults, created on first use (and replaced by
    rule 2 as soon as the application opens a cache of its own).
 
-Opened caches are tracked weakly: tracking never keeps a cache alive.
+Opened caches are tracked weakly: tracking never keeps a cache alive. After ``os.fork()`` the
+child forgets the caches the parent opened (rules 2 and 3 start again), so the first cache a
+pre-forked worker opens is its default.
 """
 
 from __future__ import annotations
@@ -78,9 +80,14 @@ def set_default_cache(cache: Optional["SmartCache"] = None) -> Optional["SmartCa
 
 def _forget_after_fork() -> None:
     # The child inherits the parent's objects but not its threads; the lock may have been held
-    # by one of them at fork time.
-    global _lock
+    # by one of them at fork time. The caches the parent opened are the parent's: a pre-forked
+    # worker opens its own (a post_fork hook), and the first one it opens becomes its default
+    # (rule 2 starts again in the child). A cache chosen with set_default_cache() stays
+    # chosen: that was an explicit choice.
+    global _lock, _fallback
     _lock = threading.Lock()
+    _opened.clear()
+    _fallback = None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
