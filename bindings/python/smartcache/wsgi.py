@@ -4,8 +4,9 @@
     app.wsgi_app = CacheMiddleware(app.wsgi_app, cache=cache, ttl=60)   # Flask
 
 Same options and rules as smartcache.asgi.CacheMiddleware. With pre-forking servers
-(gunicorn), open the SmartCache in each worker (a ``post_fork`` hook, or lazily on first
-request) rather than before the fork; workers share entries through the Redis and disk tiers.
+(gunicorn), a SmartCache opened in the master works in the workers; one a worker opens (a
+``post_fork`` hook, or lazily on first request) becomes that worker's default instead.
+Workers share entries through the Redis and disk tiers.
 ``cache=None`` looks the default cache up per request, which suits a cache opened lazily.
 """
 

@@ -150,10 +150,11 @@ def test_closure_keys_are_the_same_in_every_process(tmp_path: Path) -> None:
 
 def test_a_forked_worker_uses_the_first_cache_it_opens() -> None:
     """The guide's pre-fork flow: the master opened a cache before forking, the worker opens
-    its own (a post_fork hook); the worker's @cached results go to the worker's cache."""
+    its own (a post_fork hook); the worker's @cached results go to the worker's cache. Until
+    it opens one, the master's cache (usable after fork) stays the default."""
     code = """
 import os
-from smartcache import SmartCache, SmartCacheConfig, cached
+from smartcache import SmartCache, SmartCacheConfig, cached, get_default_cache
 
 @cached(ttl=60)
 def f(x):
@@ -162,6 +163,8 @@ def f(x):
 master = SmartCache(SmartCacheConfig(memory_capacity=100))
 pid = os.fork()
 if pid == 0:
+    if get_default_cache() is not master:
+        os._exit(2)
     worker = SmartCache(SmartCacheConfig(memory_capacity=100))
     ok = f(1) == 1 and worker.exists(f.cache_key(1)) and not master.exists(f.cache_key(1))
     os._exit(0 if ok else 3)
