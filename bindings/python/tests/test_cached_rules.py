@@ -361,8 +361,9 @@ def test_mypy_strict_keeps_the_signatures() -> None:
                               env=env, timeout=300, cwd=str(PYTHON_DIR))
 
     # The sample, the decorator example of the docs and the package's own modules.
-    good = check(HERE / "typed" / "cached_sample.py", *sorted((PYTHON_DIR / "smartcache").glob("*.py")),
-                 PYTHON_DIR.parent.parent / "examples" / "python" / "cached_decorator.py")
+    package = sorted((PYTHON_DIR / "smartcache").glob("*.py"))
+    example = PYTHON_DIR.parent.parent / "examples" / "python" / "cached_decorator.py"
+    good = check(HERE / "typed" / "cached_sample.py", *package, example)
     assert good.returncode == 0, good.stdout + good.stderr
     bad = check(HERE / "typed" / "cached_errors.py")
     assert bad.returncode == 1, bad.stdout
