@@ -85,6 +85,18 @@
 #define MEMORY_SAMPLE_EVERY 64
 
 /**
+ * Bytes of a tag as stored (the full HMAC-SHA256 output).
+ */
+#define MAC_LEN 32
+
+/**
+ * Bounds of a secret, in bytes, when it is set (empty = signing off).
+ */
+#define MIN_SECRET_LEN 16
+
+#define MAX_SECRET_LEN 4096
+
+/**
  * An open cache. Opaque; safe to use from many threads at once.
  */
 typedef struct sz_cache sz_cache;
@@ -262,6 +274,12 @@ typedef struct {
   uint64_t disk_get_p99_ns;
   uint64_t disk_set_p50_ns;
   uint64_t disk_set_p99_ns;
+  /**
+   * Records refused as a miss because value_secret is set and their MAC was missing or did
+   * not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+   */
+  uint64_t redis_tampered;
+  uint64_t disk_tampered;
 } sz_stats;
 
 /**

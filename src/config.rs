@@ -5,6 +5,7 @@
 //! a TTL of 0 means "no expiry" for that tier.
 
 use crate::error::{Error, Result};
+use crate::sign::Secret;
 use std::path::PathBuf;
 
 /// Longest key accepted by every tier (the disk record stores the key length in 16 bits).
@@ -42,6 +43,11 @@ pub struct Config {
     /// Seconds between background expiry passes (0 = off).
     pub auto_expire_interval: u64,
     pub max_value_size: usize,
+
+    /// Signs every record written to Redis and disk (see `sign`); empty = unsigned.
+    pub value_secret: Secret,
+    /// Also accepted when verifying (never used to sign), for rotating `value_secret`.
+    pub value_secret_previous: Secret,
 }
 
 impl Default for Config {
@@ -66,6 +72,8 @@ impl Default for Config {
             enable_stats: true,
             auto_expire_interval: 60,
             max_value_size: 16 << 20,
+            value_secret: Secret::default(),
+            value_secret_previous: Secret::default(),
         }
     }
 }
@@ -91,6 +99,8 @@ pub const OPTION_NAMES: &[&str] = &[
     "enable_stats",
     "auto_expire_interval",
     "max_value_size",
+    "value_secret",
+    "value_secret_previous",
 ];
 
 impl Config {
@@ -143,6 +153,9 @@ impl Config {
                     n => n,
                 }
             }
+            // Taken as given, untrimmed: every byte is part of the secret.
+            "value_secret" => self.value_secret = Secret::parse(name, value)?,
+            "value_secret_previous" => self.value_secret_previous = Secret::parse(name, value)?,
             _ => return Err(Error::config(format!("unknown option '{name}'"))),
         }
         Ok(())
@@ -170,6 +183,8 @@ impl Config {
             "enable_stats" => self.enable_stats.to_string(),
             "auto_expire_interval" => self.auto_expire_interval.to_string(),
             "max_value_size" => self.max_value_size.to_string(),
+            "value_secret" => self.value_secret.shown(),
+            "value_secret_previous" => self.value_secret_previous.shown(),
             _ => return Err(Error::config(format!("unknown option '{name}'"))),
         })
     }
@@ -182,6 +197,12 @@ impl Config {
         if self.memory_max_bytes != 0 && self.memory_max_bytes < 4096 {
             return Err(Error::config(
                 "memory_max_bytes must be 0 (no byte bound) or at least 4096",
+            ));
+        }
+        if self.value_secret_previous.is_set() && !self.value_secret.is_set() {
+            return Err(Error::config(
+                "value_secret_previous is set without value_secret: set the new secret too \
+                 (the previous one only verifies)",
             ));
         }
         Ok(())

@@ -21,6 +21,7 @@ pub mod flight;
 pub mod latency;
 pub mod memory;
 pub mod redis;
+pub mod sign;
 pub mod stats;
 pub mod tier;
 pub mod tiered;
