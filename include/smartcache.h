@@ -584,8 +584,15 @@ sz_config *sz_config_new(void);
  * jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or
  * unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
  * disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
- * auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/
- * on/off; sizes take an optional K, M or G suffix.
+ * auto_expire_interval (seconds, 0 = off), max_value_size, value_secret, value_secret_previous.
+ * Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
+ *
+ * value_secret: empty (the default) = off; otherwise 16 to 4096 bytes, taken verbatim (not
+ * trimmed). With it, every value written to Redis and disk is signed (HMAC-SHA256) and a value
+ * found there without a valid signature is a miss counted as tampered. value_secret_previous
+ * (same bounds) is accepted when verifying only, for rotating the secret; setting it without
+ * value_secret fails sz_cache_open with SZ_ERR_CONFIG. sz_config_get reports a set secret as
+ * "***", never its text; error messages never contain it.
  *
  * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a bad value (the message names both; the
  * option keeps its previous value); SZ_ERR_INVALID for a NULL argument.

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "49f825b3599be43991ac95df9f7c93993bcf6bfc4f248b5c8f04871c96ecca1f"
+HEADER_SHA256 = "367ce2e563809853336ad07ed636ecae2ce8e02abde6a12c9e26de1abab0cee5"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -200,6 +200,9 @@ class sz_stats(ctypes.Structure):
         ('disk_get_p99_ns', ctypes.c_uint64),
         ('disk_set_p50_ns', ctypes.c_uint64),
         ('disk_set_p99_ns', ctypes.c_uint64),
+        # Records refused as a miss because value_secret is set and their MAC was missing or did * not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+        ('redis_tampered', ctypes.c_uint64),
+        ('disk_tampered', ctypes.c_uint64),
     ]
 
 
@@ -277,7 +280,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items), memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size, jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix, disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats, auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/ on/off; sizes take an optional K, M or G suffix.
+    # Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items), memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size, jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix, disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats, auto_expire_interval (seconds, 0 = off), max_value_size, value_secret, value_secret_previous. Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
     # The current value of option `name` as text, in *out; free it with sz_string_free. Returns SZ_OK, SZ_ERR_CONFIG for an unknown name, SZ_ERR_INVALID for NULL arguments.
     'sz_config_get': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, POINTER(ctypes.c_void_p)], ('cfg', 'name', 'out')),
