@@ -41,6 +41,15 @@ static int check_passed, check_failed;
         return check_failed ? 1 : 0;                                                       \
     } while (0)
 
+/* The cache's counters in the current sz_stats layout; a failing call is a failed check. */
+static inline sz_stats checked_stats(sz_cache *c) {
+    sz_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
+    return s;
+}
+
 /* A quick run (under valgrind) does less of the long loops. */
 static inline int check_quick(void) { return getenv("SMARTCACHE_QUICK") != NULL; }
 

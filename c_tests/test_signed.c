@@ -11,14 +11,6 @@
 #define SECRET "c-fleet-secret-000001"
 #define NEXT_SECRET "c-fleet-secret-000002"
 
-static sz_stats stats_of(sz_cache *c) {
-    sz_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
-    return s;
-}
-
 static int text_has(char *text, const char *needle) {
     int found = text != NULL && strstr(text, needle) != NULL;
     sz_string_free(text);
@@ -74,7 +66,7 @@ static void test_unsigned_values_are_tampered(const char *url, const char *dir) 
     sz_value *v = NULL;
     CHECK_RC(sz_cache_get(r, "k", 1, &v), SZ_NOT_FOUND);
     CHECK(v == NULL);
-    sz_stats s = stats_of(r);
+    sz_stats s = checked_stats(r);
     CHECK(s.redis_tampered == 1 && s.disk_tampered == 1);
     CHECK(s.redis_hits == 0 && s.disk_hits == 0 && s.redis_errors == 0);
     CHECK(text_has(sz_cache_stats_json(r), "\"tampered\":1"));
@@ -108,7 +100,7 @@ static void test_unsigned_values_are_tampered(const char *url, const char *dir) 
     CHECK_RC(sz_cache_get(n, "own", 3, &v), SZ_OK);
     CHECK(v != NULL && sz_value_len(v) == 6 && memcmp(sz_value_data(v), "signed", 6) == 0);
     sz_value_release(v);
-    CHECK(stats_of(n).redis_tampered == 0);
+    CHECK(checked_stats(n).redis_tampered == 0);
     CHECK_RC(sz_cache_clear(n), SZ_OK);
     sz_cache_close(n);
 }
