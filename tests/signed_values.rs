@@ -143,7 +143,11 @@ fn rotation_reads_the_previous_secret_and_an_unrelated_secret_reads_nothing() {
     assert_eq!(redis_tampered(&unrelated), 3);
     assert_eq!(disk_tampered(&unrelated), 3);
     let h = unrelated.health();
-    assert!(h.disk.last_error.unwrap().contains("MAC does not verify"));
+    let last = h.disk.last_error.unwrap();
+    assert!(
+        last.contains("tampered") && last.contains("MAC does not verify"),
+        "{last}"
+    );
     // And a reader whose previous secret is gone no longer reads the old values.
     let moved_on = Cache::open(config(Some(&server), Some(&dir), NEXT_SECRET)).unwrap();
     assert_eq!(get(&moved_on, b"k1"), None);

@@ -254,7 +254,8 @@ impl DiskTier {
                         self.corruptions.fetch_add(1, Ordering::Relaxed);
                     }
                     Probe::Tampered(v) => {
-                        self.counters.tampered(&self.refusal(key, v.reason()));
+                        let why = format!("as tampered: {}", v.reason());
+                        self.counters.tampered(&self.refusal(key, &why));
                         return Ok(None);
                     }
                     Probe::TooLarge(n) => {
