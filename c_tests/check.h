@@ -50,6 +50,16 @@ static inline sz_stats checked_stats(sz_cache *c) {
     return s;
 }
 
+/* Removes a disk_path a test made: the tier's two files, then the directory. */
+static inline void remove_disk_dir(const char *dir) {
+    char file[4200];
+    snprintf(file, sizeof file, "%s/smartcache.l3", dir);
+    remove(file);
+    snprintf(file, sizeof file, "%s/smartcache.writes", dir);
+    remove(file);
+    remove(dir);
+}
+
 /* A quick run (under valgrind) does less of the long loops. */
 static inline int check_quick(void) { return getenv("SMARTCACHE_QUICK") != NULL; }
 

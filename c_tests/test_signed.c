@@ -115,11 +115,6 @@ int main(void) {
     if (mkdtemp(dir) == NULL) return 2;
     test_option_bounds_and_redaction();
     test_unsigned_values_are_tampered(url, dir);
-    char path[128];
-    snprintf(path, sizeof path, "%s/smartcache.l3", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/smartcache.writes", dir);
-    unlink(path);
-    rmdir(dir);
+    remove_disk_dir(dir);
     CHECK_SUMMARY();
 }
