@@ -16,7 +16,7 @@ C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
         install clean test-python test-go test-examples test-interop \
-        wheel sdist sdist-check test-wheel
+        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick
 
 all: lib
 
@@ -30,13 +30,17 @@ lib:
 	mv -f $(LIBDIR)/.libsmartcache.so.new $(LIBDIR)/libsmartcache.so.$(VERSION)
 	ln -sf libsmartcache.so.$(VERSION) $(LIBDIR)/libsmartcache.so.$(MAJOR)
 	ln -sf libsmartcache.so.$(MAJOR) $(LIBDIR)/libsmartcache.so
-	cp -f $(RELEASE)/libsmartcache.a $(LIBDIR)/libsmartcache.a
+	@# The archive as one object whose only globals are the sz_* API: the bundled LZ4, XXH,
+	@# hiredis/sds and jemalloc names become local, so they cannot clash with an application's.
+	scripts/localize-static-symbols.sh include/smartcache.h $(RELEASE)/libsmartcache.a \
+	  $(LIBDIR)/libsmartcache.a
 
 deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-wheel test-go test-examples test-interop
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick \
+      test-python test-wheel test-go test-examples test-interop
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -59,6 +63,33 @@ test-c-memcheck: $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).so.bin)
 	@set -e; for t in $^; do echo "== memcheck $$t"; \
 	  SMARTCACHE_QUICK=1 SMARTCACHE_NO_TSC=1 scripts/with-redis.sh valgrind -q --error-exitcode=3 \
 	    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite $$t; done
+
+# Only the sz_* API is global in the .so and the .a; and an application linking the .a with the
+# system liblz4 gets the system's LZ4 while the cache keeps compressing with its own.
+test-symbols: lib $(BUILD)/c/static_system_lz4.a.bin $(BUILD)/c/static_system_lz4.so.bin
+	scripts/check-exported-symbols.sh include/smartcache.h $(LIBDIR)/libsmartcache.so \
+	  $(LIBDIR)/libsmartcache.a
+	$(BUILD)/c/static_system_lz4.a.bin
+	$(BUILD)/c/static_system_lz4.so.bin
+
+$(BUILD)/c/static_system_lz4.a.bin: c_tests/static_system_lz4.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(LIBDIR)/libsmartcache.a -llz4 $(STATIC_LIBS)
+
+$(BUILD)/c/static_system_lz4.so.bin: c_tests/static_system_lz4.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -llz4 -Wl,-rpath,$(LIBDIR)
+
+# Coverage-guided fuzzing (fuzz/, libFuzzer on the stable toolchain; see docs/fuzzing.md):
+# every target for FUZZ_SECONDS each. fuzz-quick, part of `make test`, gives each a short
+# bounded run from the committed seeds and fails on any crash.
+FUZZ_SECONDS       ?= 300
+FUZZ_QUICK_SECONDS ?= 10
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-quick:
+	scripts/fuzz.sh $(FUZZ_QUICK_SECONDS)
 
 # The committed header (and Python declarations) must be what the build generates.
 check-generated: lib

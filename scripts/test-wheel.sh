@@ -16,7 +16,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/smartcache-wheel.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 python3 -m venv "$dir/venv"
-"$dir/venv/bin/pip" install -q --disable-pip-version-check "$wheel" pytest
+"$dir/venv/bin/pip" install -q --disable-pip-version-check "$wheel" \
+  -r "$root/bindings/python/tests/requirements.txt"
 cp -r "$root/bindings/python/tests" "$dir/tests"
 
 clean_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME"

@@ -3,14 +3,14 @@
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// In-progress computations by key.
 pub struct SingleFlight<T: Clone> {
     flights: Mutex<HashMap<Vec<u8>, Arc<Flight<T>>>>,
 }
 
-struct Flight<T> {
+pub struct Flight<T> {
     result: Mutex<Option<Result<T>>>,
     done: Condvar,
     /// The thread running the computation: if it asks for the same key again from inside its
@@ -27,6 +27,17 @@ impl<T: Clone> Default for SingleFlight<T> {
 }
 
 impl<T: Clone> SingleFlight<T> {
+    /// Held by the thread about to fork (see `crate::fork`).
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, HashMap<Vec<u8>, Arc<Flight<T>>>> {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// In a forked child: the computations in progress were run by parent threads, which do
+    /// not exist here, so nobody would ever finish them; a caller of their keys computes anew.
+    pub fn after_fork(&self) {
+        self.hold_for_fork().clear();
+    }
+
     /// Runs `work` for `key` unless another caller is already running it, in which case waits
     /// for and shares that caller's result (errors included). A panic in `work` is reported to
     /// the waiters as an internal error and then resumed in the caller that ran it.

@@ -7,7 +7,8 @@
 //! - No panic crosses the C boundary; every call returns a status code.
 //!
 //! Caveats:
-//! - The disk tier's file is for local disks only; reopen the cache after `fork()`.
+//! - The disk tier's file is for local disks only.
+//! - A cache opened before `fork()` works in the child as it is (see [`fork`]).
 //! - A failing lower tier degrades to misses and skipped writes; it is reported in stats and
 //!   health, not as an error of the call.
 
@@ -18,6 +19,9 @@ pub mod disk;
 pub mod error;
 pub mod ffi;
 pub mod flight;
+pub mod fork;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod latency;
 pub mod memory;
 pub mod redis;

@@ -61,6 +61,11 @@ impl RateWindow {
         }
     }
 
+    /// Held by the thread about to fork (see `crate::fork`).
+    pub fn hold_for_fork(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, u64)>> {
+        self.samples.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records `total_ops` at `now` and returns operations per second over the window.
     pub fn rate(&self, now: Instant, total_ops: u64) -> f64 {
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,7 +5,7 @@
 //! promoted entry never outlives its original deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Bits stored with every entry in every tier.
@@ -78,6 +78,10 @@ impl TierCounters {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(message.to_string());
         }
+    }
+    /// Held by the thread about to fork (see `crate::fork`).
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub fn snapshot(&self) -> TierSnapshot {
         TierSnapshot {

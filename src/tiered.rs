@@ -12,6 +12,7 @@ use crate::disk::write_log::{Change, WriteLog};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
+use crate::fork::{self, ForkAware, Held};
 use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier, WriteMark};
 use crate::redis::RedisTier;
@@ -20,7 +21,7 @@ use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{clamp_ttl, flags, ttl_from_secs, Hit, TierCounters};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,6 @@ const DISK_EXPIRE_BUDGET: usize = 16_384;
 
 pub struct Cache {
     inner: Arc<Inner>,
-    background: Option<Background>,
 }
 
 struct Inner {
@@ -61,6 +61,14 @@ struct Inner {
     /// The last write to the disk tier failed (file full of unreclaimable data, lock or I/O
     /// error): health shows the tier down until a write succeeds again.
     disk_failing: AtomicBool,
+    /// The expiry and rate-sampling thread. Here rather than in `Cache` so that a forked child
+    /// can replace it (`adopt_process`); `Cache::drop` takes it out, which ends the cycle of
+    /// the thread holding this Inner.
+    background: Mutex<Option<Background>>,
+    /// The fork generation (`crate::fork`) the background threads were started in.
+    generation: AtomicU64,
+    /// This Inner, for restarting the background thread (which holds it) in a forked child.
+    me: std::sync::Weak<Inner>,
 }
 
 /// Up/down state and last error of one tier.
@@ -122,7 +130,8 @@ impl Cache {
             false => None,
         };
         let started = Instant::now();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             memory_ttl: ttl_from_secs(config.memory_ttl),
             l1,
             l2,
@@ -137,14 +146,16 @@ impl Cache {
             bytes_stored: AtomicU64::new(0),
             memory_errors: TierCounters::default(),
             disk_failing: AtomicBool::new(false),
+            background: Mutex::new(None),
+            generation: AtomicU64::new(fork::generation()),
             config,
         });
-        let expire_every = ttl_from_secs(inner.config.auto_expire_interval);
-        let background = match (expire_every, inner.config.enable_stats) {
-            (None, false) => None,
-            _ => Some(Background::start(Arc::clone(&inner), expire_every)?),
-        };
-        Ok(Cache { inner, background })
+        *lock(&inner.background) = Background::start(&inner)?;
+
+        // Weak: a cache closed is not kept alive by the fork handlers.
+        let weak = Arc::downgrade(&inner);
+        fork::register(weak);
+        Ok(Cache { inner })
     }
 
     pub fn config(&self) -> &Config {
@@ -159,7 +170,7 @@ impl Cache {
         inner.sync_memory();
         let stored = match inner.l1.get(key) {
             Some(blob) => blob,
-            None => match inner.get_lower(key) {
+            None => match inner.in_this_process().get_lower(key) {
                 Some(blob) => blob,
                 None => return Ok(None),
             },
@@ -211,6 +222,7 @@ impl Cache {
             None => {
                 block();
                 inner
+                    .in_this_process()
                     .get_lower(key)
                     .map(|b| copy_or_pin(&b, buf, limit, pin_larger))
             }
@@ -263,7 +275,7 @@ impl Cache {
     /// `get` for many keys at once: L1 for each, then the keys still missing from Redis in one
     /// MGET round trip, then from disk. Misses are None, in the keys' order.
     pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Blob>>> {
-        let inner = &*self.inner;
+        let inner = self.inner.in_this_process();
         for (i, key) in keys.iter().enumerate() {
             inner
                 .check_key(key)
@@ -299,7 +311,7 @@ impl Cache {
     /// `set` for many entries at once, all for `ttl`: Redis gets them pipelined in one round
     /// trip. Every key and value is checked before anything is stored.
     pub fn set_many(&self, items: &[(&[u8], &[u8])], ttl: Option<Duration>) -> Result<()> {
-        let inner = &*self.inner;
+        let inner = self.inner.in_this_process();
         for (i, (key, value)) in items.iter().enumerate() {
             inner
                 .check_key(key)
@@ -346,7 +358,7 @@ impl Cache {
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
     pub fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let inner = &*self.inner;
+        let inner = self.inner.in_this_process();
         inner.check_key(key)?;
         inner.store(key, value, ttl).map(drop)
     }
@@ -354,13 +366,13 @@ impl Cache {
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.delete_everywhere(key))
+        Ok(self.inner.in_this_process().delete_everywhere(key))
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        self.inner.sync_memory();
+        self.inner.in_this_process().sync_memory();
         if self.inner.l1.contains(key) {
             return Ok(true);
         }
@@ -381,6 +393,7 @@ impl Cache {
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
+        self.inner.in_this_process();
         // Disk before Redis, as in `set_lower`.
         if let Some(l3) = &self.inner.l3 {
             // Counted in the disk tier's errors when it fails; memory is still cleared.
@@ -430,14 +443,15 @@ impl Cache {
 
     /// Runs one bounded expiry pass over every tier now; returns entries reclaimed.
     pub fn expire_now(&self) -> usize {
-        self.inner.expire_step()
+        self.inner.in_this_process().expire_step()
     }
 
     pub fn stats(&self) -> CacheStats {
-        self.inner.stats()
+        self.inner.in_this_process().stats()
     }
 
     pub fn health(&self) -> Health {
+        self.inner.in_this_process();
         let redis = self.inner.l2.as_ref().map(|l2| {
             let s = l2.stats();
             TierHealth {
@@ -498,7 +512,86 @@ impl Cache {
     }
 }
 
+impl ForkAware for Inner {
+    /// In the order the code nests them: the background slot before the Redis probe's
+    /// (`adopt_process`), the write log's catch-up before the memory shards (`catch_up`), a
+    /// tier's own locks before its counters'.
+    fn hold_locks<'a>(&'a self, held: &mut Vec<Box<dyn Held + 'a>>) {
+        held.push(Box::new(lock(&self.background)));
+        if let Some(log) = &self.writes {
+            held.push(Box::new(log.hold_for_fork()));
+        }
+        if let Some(l3) = &self.l3 {
+            l3.hold_for_fork(held);
+        }
+        held.push(Box::new(self.flights.hold_for_fork()));
+        self.l1.hold_for_fork(held);
+        if let Some(l2) = &self.l2 {
+            l2.hold_for_fork(held);
+        }
+        held.push(Box::new(self.memory_errors.hold_for_fork()));
+        held.push(Box::new(self.rate.hold_for_fork()));
+    }
+
+    /// The memory tier is kept: with a disk tier, the write log (position and all) came along
+    /// with it, and the child, now a writer of its own, applies what its parent and siblings
+    /// write from here on; without one, processes share nothing to be coherent with.
+    fn in_child(&self) {
+        if let Some(log) = &self.writes {
+            log.after_fork();
+        }
+        if let Some(l3) = &self.l3 {
+            l3.after_fork();
+        }
+        if let Some(l2) = &self.l2 {
+            l2.after_fork();
+        }
+        self.flights.after_fork();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Inner {
+    /// Restarts the background threads if this is a forked child that has not yet (they do
+    /// not survive a fork). On slow paths only: one load of a process-wide counter.
+    #[inline]
+    fn in_this_process(&self) -> &Inner {
+        if self.generation.load(Relaxed) != fork::generation() {
+            self.adopt_process(true);
+        }
+        self
+    }
+
+    /// In a forked child: lets go of the parent's threads, and starts this process's own when
+    /// `restart` (false when closing).
+    #[cold]
+    fn adopt_process(&self, restart: bool) {
+        let mut background = lock(&self.background);
+        let now = fork::generation();
+        if self.generation.load(Relaxed) == now {
+            return;
+        }
+        if let Some(parents) = background.take() {
+            parents.abandon();
+        }
+        // A thread that cannot start costs expiry sweeps and rate samples, not correctness:
+        // expired entries are never served anyway. The next call does not try again.
+        if let Some(me) = self.me.upgrade().filter(|_| restart) {
+            *background = Background::start(&me).ok().flatten();
+        }
+        if let Some(l2) = &self.l2 {
+            l2.abandon_probe();
+            if restart {
+                let _ = l2.restart_probe();
+            }
+        }
+        self.generation.store(now, Relaxed);
+        drop(background);
+    }
+
     #[inline]
     fn check_key(&self, key: &[u8]) -> Result<()> {
         if key.is_empty() {
@@ -913,7 +1006,13 @@ struct Background {
 const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Background {
-    fn start(inner: Arc<Inner>, expire_every: Option<Duration>) -> Result<Background> {
+    /// Starts the thread, unless the config gives it nothing to do.
+    fn start(inner: &Arc<Inner>) -> Result<Option<Background>> {
+        let expire_every = ttl_from_secs(inner.config.auto_expire_interval);
+        if expire_every.is_none() && !inner.config.enable_stats {
+            return Ok(None);
+        }
+        let inner = Arc::clone(inner);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
         let tick = match (inner.config.enable_stats, expire_every) {
@@ -950,28 +1049,44 @@ impl Background {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start the background thread: {e}")))?;
-        Ok(Background {
+        Ok(Some(Background {
             stop,
             thread: Some(thread),
-        })
+        }))
+    }
+
+    /// In a forked child, where the thread does not exist: lets go of it without stopping or
+    /// joining it (see `crate::fork::abandon`).
+    fn abandon(mut self) {
+        if let Some(t) = self.thread.take() {
+            fork::abandon(t);
+        }
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
+        let Some(t) = self.thread.take() else {
+            return; // abandoned
+        };
         let (lock, cv) = &*self.stop;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = t.join();
     }
 }
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        // Stop the background thread before the tiers go away.
-        self.background.take();
+        // A child that never adopted its process holds its parent's threads: let go of them
+        // rather than join them.
+        if self.inner.generation.load(Relaxed) != fork::generation() {
+            self.inner.adopt_process(false);
+        }
+        // Stop the background thread before the tiers go away (this also ends the cycle of
+        // the thread holding the Inner).
+        let background = lock(&self.inner.background).take();
+        drop(background);
         if let Some(l3) = &self.inner.l3 {
             // Nothing to report a failure to at close; other processes still see the data.
             let _ = l3.flush();

@@ -110,7 +110,12 @@ fn every_option_at_its_extremes_opens_or_fails_with_a_message() {
 fn a_value_past_each_bound_is_refused_and_the_bound_itself_accepted() {
     for name in OPTION_NAMES {
         let mut c = Config::default();
-        match limit_of(name).expect("every listed option has a limit") {
+        let Some(limit) = limit_of(name) else {
+            // An option that checks its own value (a secret): at least no text of any length.
+            assert!(c.set(name, &"s".repeat(1 << 20)).is_err(), "{name}");
+            continue;
+        };
+        match limit {
             Limit::Count { min, max, zero, .. } | Limit::Bytes { min, max, zero } => {
                 c.set(name, &min.to_string()).unwrap();
                 c.set(name, &max.to_string()).unwrap();

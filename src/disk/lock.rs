@@ -4,16 +4,22 @@
 //! one DiskTier (one descriptor) would all "hold" the same flock. A process-local mutex orders
 //! the threads, then flock(LOCK_EX) on the cache file orders the processes. The kernel drops a
 //! flock when its holder dies, so a writer killed mid-write cannot leave the lock held.
-//! (After fork() the child shares the parent's open file description and thus its flock; the
-//! crate asks callers to reopen the cache after fork.)
+//! After fork() the child shares the parent's open file description, and with it the parent's
+//! flock: `after_fork` gives the child a description of its own under the same descriptor
+//! number.
 
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 pub struct WriterLock {
     local: Mutex<()>,
+    /// A forked child could not get a description of its own (`after_fork`): locking would
+    /// share the parent's flock, so every write is refused instead.
+    shared_with_parent: AtomicBool,
 }
 
 /// Held while writing; dropping it releases the file lock, then the mutex.
@@ -32,7 +38,32 @@ impl WriterLock {
     pub fn new() -> WriterLock {
         WriterLock {
             local: Mutex::new(()),
+            shared_with_parent: AtomicBool::new(false),
         }
+    }
+
+    /// Held by the thread about to fork (see `crate::fork`): no thread of this process holds
+    /// the flock at the instant of the fork.
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, ()> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In a forked child: points `file`'s descriptor number at a new open file description of
+    /// `path`, so the child's flock excludes its parent's (a shared description would let both
+    /// write at once). The mapping is untouched.
+    pub fn after_fork(&self, file: &File, path: &Path) {
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .ok()
+            // SAFETY: both descriptors are open for the call (`reopened` and `file` own them);
+            // dup3 atomically makes file's number refer to reopened's description, keeping
+            // close-on-exec, and `reopened` then closes its own number only.
+            .filter(
+                |f| unsafe { libc::dup3(f.as_raw_fd(), file.as_raw_fd(), libc::O_CLOEXEC) } >= 0,
+            );
+        self.shared_with_parent.store(reopened.is_none(), Relaxed);
     }
 
     /// Blocks until this thread is the only writer on `file` host-wide.
@@ -40,6 +71,11 @@ impl WriterLock {
         // A thread that panicked while writing left at worst an unreferenced partial record:
         // the file's own invariants do not depend on the mutex, so poisoning is ignored.
         let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared_with_parent.load(Relaxed) {
+            return Err(Error::io(
+                "after fork() the cache file could not be reopened for this process's lock",
+            ));
+        }
         flock(file, libc::LOCK_EX)?;
         Ok(WriterGuard {
             file,

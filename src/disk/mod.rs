@@ -393,6 +393,18 @@ impl DiskTier {
         Ok(reclaimed)
     }
 
+    /// Takes this tier's locks for `crate::fork` (the writer lock before the counters', as a
+    /// failing write takes them).
+    pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
+        held.push(Box::new(self.lock.hold_for_fork()));
+        held.push(Box::new(self.counters.hold_for_fork()));
+    }
+
+    /// In a forked child: a writer lock of the child's own (see `WriterLock::after_fork`).
+    pub fn after_fork(&self) {
+        self.lock.after_fork(&self.file, &self.path);
+    }
+
     /// Forces the mapping to disk (msync). Not needed for other processes to see writes, which
     /// share the page cache; needed to survive a machine crash.
     pub fn flush(&self) -> Result<()> {
@@ -402,17 +414,20 @@ impl DiskTier {
     }
 
     pub fn stats(&self) -> DiskStats {
-        let (mut entries, mut bytes_used) = (0, 0);
+        // The segment table lives in the shared file, so its words may be anything: sums
+        // saturate, and are capped at what the index and the ring can hold.
+        let (mut entries, mut bytes_used) = (0u64, 0u64);
         for s in 0..self.geo.seg_count as usize {
             let (count, bytes) = self.seg_account(s);
-            entries += count.load(Ordering::Relaxed);
-            bytes_used += bytes.load(Ordering::Relaxed);
+            entries = entries.saturating_add(count.load(Ordering::Relaxed));
+            bytes_used = bytes_used.saturating_add(bytes.load(Ordering::Relaxed));
         }
+        let slots = self.geo.buckets.saturating_mul(format::BUCKET_SLOTS as u64);
         DiskStats {
             counters: self.counters.snapshot(),
             corruptions: self.corruptions.load(Ordering::Relaxed),
-            entries,
-            bytes_used,
+            entries: entries.min(slots),
+            bytes_used: bytes_used.min(self.ring.capacity()),
             capacity: self.ring.capacity(),
             path: self.path.clone(),
         }

@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.
@@ -96,7 +96,8 @@ pub struct WriteLog {
     len: u64,
     seed: u64,
     /// Tells this handle's entries from others' (it has applied its own writes already).
-    writer: u64,
+    /// Renewed in a forked child (`after_fork`): parent and child are different writers.
+    writer: AtomicU64,
     /// Position up to which this handle's memory tier has applied the log. Advanced by
     /// `catch_up`, and by `record` past this handle's own entry when it is the next one.
     applied: AtomicU64,
@@ -209,7 +210,7 @@ impl WriteLog {
             entries,
             len,
             seed,
-            writer: random_u64() | 1,
+            writer: AtomicU64::new(random_u64() | 1),
             applied: AtomicU64::new(0),
             catching_up: Mutex::new(()),
         };
@@ -222,6 +223,19 @@ impl WriteLog {
     /// same keys to all of them.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Held by the thread about to fork (see `crate::fork`): no catch-up is half done then.
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, ()> {
+        self.catching_up.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// In a forked child: the child writes as a writer of its own, so that its parent and its
+    /// siblings apply its entries (and it applies theirs, the parent's included). Its memory
+    /// tier and `applied` are the parent's, which agree with each other; the parent's own
+    /// entries it then applies again cost at most needless invalidations.
+    pub fn after_fork(&self) {
+        self.writer.store(random_u64() | 1, Relaxed);
     }
 
     fn next(&self) -> &AtomicU64 {
@@ -249,19 +263,28 @@ impl WriteLog {
     }
 
     /// Waits until no copy from disk into Redis of a key of `hash`'s group (`None`: of any
-    /// key) is in flight, or until `max_wait` after the latest one started: a copier that
-    /// died would otherwise hold its count for ever.
+    /// key) is in flight, for at most `max_wait` in all, measured on this process's monotonic
+    /// clock. A group whose latest copy started more than `max_wait` ago, or in the future (a
+    /// wall clock stepped back, a damaged file), holds only counts of copiers that died and is
+    /// not waited for at all. Nothing in the file can stretch the wait past `max_wait`: a
+    /// copier killed in flight leaves its count raised for ever, and under steady copy traffic
+    /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
         std::sync::atomic::fence(SeqCst);
         let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
             Some(g) => g..g + 1,
             None => 0..COPY_GROUPS as u64,
         };
+        let deadline = Instant::now() + max_wait;
         let max_ms = max_wait.as_millis() as u64;
+        let live = |c: &Copies| {
+            // The start time before the clock: a copy starting meanwhile is not "in the future".
+            let started = c.last_start_ms.load(Relaxed);
+            let now = unix_ms();
+            c.count.load(SeqCst) > 0 && started <= now && now - started < max_ms
+        };
         for c in groups.map(|g| self.copies_of(g)) {
-            while c.count.load(SeqCst) > 0
-                && unix_ms().saturating_sub(c.last_start_ms.load(Relaxed)) < max_ms
-            {
+            while live(c) && Instant::now() < deadline {
                 std::thread::yield_now();
             }
         }
@@ -294,7 +317,7 @@ impl WriteLog {
             Change::All => (KIND_ALL, 0),
         };
         e.hash.store(hash, Release);
-        e.writer.store(self.writer, Release);
+        e.writer.store(self.writer.load(Relaxed), Release);
         e.kind.store(kind, Release);
         e.stamp.store(pos.wrapping_add(1), Release);
         // Nothing unapplied before our own entry: step over it, so a handle that writes alone
@@ -317,9 +340,10 @@ impl WriteLog {
         // More than a ring behind (or `next` went backwards: the file was damaged).
         let mut all = target.wrapping_sub(start) > self.len;
         let mut pos = start;
+        let me = self.writer.load(Relaxed);
         while !all && pos != target {
             match self.read(pos) {
-                Some((writer, _)) if writer == self.writer => {}
+                Some((writer, _)) if writer == me => {}
                 Some((_, Change::Key(h))) => apply(Change::Key(h)),
                 Some((_, Change::All)) | None => all = true,
             }

@@ -104,6 +104,13 @@ impl Allocator {
 static ARENA: Lazy<Option<c_int>> =
     Lazy::new(|| create_id(c"arenas.create").map(|index| je::MALLOCX_ARENA(index as usize)));
 
+/// Initializes jemalloc (and with it its own fork handlers) and the dedicated arena now, so
+/// that handlers registered afterwards (`crate::fork`) run their prepare step before
+/// jemalloc's.
+pub fn initialize_allocator() {
+    Lazy::force(&ARENA);
+}
+
 /// Runs a jemalloc "*.create" control (arenas.create, tcache.create), which answers the new
 /// object's unsigned int id; None when jemalloc refuses (e.g. no tcache ids left).
 fn create_id(name: &std::ffi::CStr) -> Option<c_uint> {

@@ -434,6 +434,14 @@ impl MemoryTier {
         }
     }
 
+    /// Takes every shard's write lock, for `crate::fork`: no get or write of another thread
+    /// is half done at the instant of the fork.
+    pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
+        for slot in self.shards.iter() {
+            held.push(Box::new(write(&slot.shard)));
+        }
+    }
+
     /// Drops every entry; returns how many there were. Pinned values stay valid.
     pub fn clear(&self) -> usize {
         self.shards

@@ -9,7 +9,7 @@
 //! alive and do not count toward opening.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -101,6 +101,11 @@ impl Breaker {
         self.open.store(false, Ordering::Release);
     }
 
+    /// Held by the thread about to fork (see `crate::fork`).
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, bool> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Starts the probe thread. `probe` returns true when Redis answered; `on_close` runs just
     /// before the breaker closes (the tier drops stale pooled connections there).
     pub fn spawn_probe(
@@ -152,8 +157,21 @@ pub struct ProbeThread {
     handle: Option<JoinHandle<()>>,
 }
 
+impl ProbeThread {
+    /// In a forked child, where the thread does not exist: lets go of it without stopping or
+    /// joining it (see `crate::fork::abandon`).
+    pub fn abandon(mut self) {
+        if let Some(h) = self.handle.take() {
+            crate::fork::abandon(h);
+        }
+    }
+}
+
 impl Drop for ProbeThread {
     fn drop(&mut self) {
+        if self.handle.is_none() {
+            return; // abandoned
+        }
         {
             let mut stop = self
                 .breaker

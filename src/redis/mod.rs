@@ -81,7 +81,8 @@ pub struct RedisStats {
 pub struct RedisTier {
     inner: Arc<Inner>,
     // Declared after `inner` only for readability: Drop below stops the probe explicitly.
-    probe: Option<ProbeThread>,
+    // Behind a mutex only so a forked child can replace it (`restart_probe`).
+    probe: Mutex<Option<ProbeThread>>,
 }
 
 struct Inner {
@@ -164,32 +165,42 @@ impl RedisTier {
             }
         }
 
-        let probing = Arc::clone(&inner);
-        let closing = Arc::clone(&inner);
-        let probe = inner
-            .breaker
-            .spawn_probe(
-                PROBE_INTERVAL,
-                move || match probing.pool.probe() {
-                    Ok(()) => true,
-                    Err(e) => {
-                        // Kept apart from `errors` so a long outage does not inflate the
-                        // count by one per probe; health shows why Redis is still down.
-                        *lock(&probing.probe_error) = Some(Error::backend(e.message).to_string());
-                        false
-                    }
-                },
-                // Sockets opened before the outage point at a dead or restarted server.
-                move || {
-                    closing.pool.reset();
-                    *lock(&closing.probe_error) = None;
-                },
-            )
-            .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))?;
+        let probe = spawn_probe(&inner)?;
         Ok(RedisTier {
             inner,
-            probe: Some(probe),
+            probe: Mutex::new(Some(probe)),
         })
+    }
+
+    /// Takes this tier's locks for `crate::fork`.
+    pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
+        let i = &*self.inner;
+        i.pool.hold_for_fork(held);
+        held.push(Box::new(i.breaker.hold_for_fork()));
+        held.push(Box::new(lock(&i.probe_error)));
+        held.push(Box::new(lock(&self.probe)));
+        held.push(Box::new(i.counters.hold_for_fork()));
+    }
+
+    /// In a forked child, single threaded: the parent's sockets are let go of (see
+    /// `Pool::after_fork`). The probe thread is restarted later by `restart_probe`: threads
+    /// must not be started inside the fork handler.
+    pub fn after_fork(&self) {
+        self.inner.pool.after_fork();
+    }
+
+    /// In a forked child: lets go of the parent's probe thread, which does not exist here.
+    pub fn abandon_probe(&self) {
+        if let Some(old) = lock(&self.probe).take() {
+            old.abandon();
+        }
+    }
+
+    /// In a forked child, after `abandon_probe`: a probe thread of this process's own.
+    pub fn restart_probe(&self) -> Result<()> {
+        let probe = spawn_probe(&self.inner)?;
+        *lock(&self.probe) = Some(probe);
+        Ok(())
     }
 
     /// The TTL the coordinator uses when the caller gives none (`redis_ttl`; None = no expiry).
@@ -494,8 +505,34 @@ impl RedisTier {
 impl Drop for RedisTier {
     fn drop(&mut self) {
         // Stops and joins the probe thread (at most one probe timeout) before the pool closes.
-        self.probe.take();
+        lock(&self.probe).take();
     }
+}
+
+/// Starts the breaker's probe thread for the tier.
+fn spawn_probe(inner: &Arc<Inner>) -> Result<ProbeThread> {
+    let probing = Arc::clone(inner);
+    let closing = Arc::clone(inner);
+    inner
+        .breaker
+        .spawn_probe(
+            PROBE_INTERVAL,
+            move || match probing.pool.probe() {
+                Ok(()) => true,
+                Err(e) => {
+                    // Kept apart from `errors` so a long outage does not inflate the
+                    // count by one per probe; health shows why Redis is still down.
+                    *lock(&probing.probe_error) = Some(Error::backend(e.message).to_string());
+                    false
+                }
+            },
+            // Sockets opened before the outage point at a dead or restarted server.
+            move || {
+                closing.pool.reset();
+                *lock(&closing.probe_error) = None;
+            },
+        )
+        .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))
 }
 
 impl Inner {

@@ -133,6 +133,31 @@ impl Pool {
         }
     }
 
+    /// Takes the pool's and the resolver's locks for `crate::fork`.
+    pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
+        held.push(Box::new(self.lock()));
+        if let Some(r) = &self.resolver {
+            held.push(Box::new(r.hold_for_fork()));
+        }
+    }
+
+    /// In a forked child: the connections are the parent's sockets. The idle ones are closed
+    /// (this process's copy of the descriptor only: nothing is sent, the parent's exchanges
+    /// go on), the lent ones belonged to parent threads that do not exist here and are
+    /// outdated, so the child dials its own. A DNS lookup in flight was the parent's too.
+    pub fn after_fork(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let inherited = {
+            let mut st = self.lock();
+            st.open = 0;
+            std::mem::take(&mut st.idle)
+        };
+        drop(inherited);
+        if let Some(r) = &self.resolver {
+            r.after_fork();
+        }
+    }
+
     /// Drops idle connections and outdates lent ones.
     pub fn reset(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);

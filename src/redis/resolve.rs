@@ -141,6 +141,17 @@ impl Resolver {
         }
     }
 
+    /// Held by the thread about to fork (see `crate::fork`).
+    pub fn hold_for_fork(&self) -> MutexGuard<'_, impl Sized> {
+        self.lock()
+    }
+
+    /// In a forked child: a lookup in flight ran on a parent thread, which does not exist
+    /// here and will never answer; the next call starts one of its own.
+    pub fn after_fork(&self) {
+        self.lock().in_flight = false;
+    }
+
     /// Starts a lookup thread unless one is running.
     fn start_lookup(&self, st: &mut State) -> Result<(), ConnError> {
         if st.in_flight {

@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 _DEFAULT_WORKERS = 32
 BATCH_MAX = 256
+RESUME_PER_ITERATION = 32
 _lock = threading.Lock()
 _executor: Optional[ThreadPoolExecutor] = None
 
@@ -112,7 +113,17 @@ def _flush(key: Tuple[asyncio.AbstractEventLoop, BatchFn]) -> None:
 def _deliver(chunk: Waiting, done: "asyncio.Future[List[Any]]") -> None:
     error = asyncio.CancelledError() if done.cancelled() else done.exception()
     results = [None] * len(chunk) if error is not None else done.result()
-    for (_, fut), result in zip(chunk, results):
+    _resume(done.get_loop(), list(zip(chunk, results)), error, 0)
+
+
+def _resume(loop: asyncio.AbstractEventLoop, answers: List[Tuple[Tuple[Any, Any], Any]],
+            error: Optional[BaseException], start: int) -> None:
+    """Answers the callers of a batch, RESUME_PER_ITERATION per loop iteration: waking all of
+    a large batch's coroutines in one iteration would hold the loop up for as long as they
+    take to run (other tasks, timers, I/O would wait); a slice at a time keeps the loop
+    turning between them."""
+    end = start + RESUME_PER_ITERATION
+    for (_, fut), result in answers[start:end]:
         if fut.done():  # its caller was cancelled
             continue
         if error is not None:
@@ -121,6 +132,8 @@ def _deliver(chunk: Waiting, done: "asyncio.Future[List[Any]]") -> None:
             fut.set_exception(result.error)
         else:
             fut.set_result(result)
+    if end < len(answers):
+        loop.call_soon(_resume, loop, answers, error, end)
 
 
 def _forget_after_fork() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
 import pickle
 import sys
 import threading
@@ -297,6 +298,16 @@ class SmartCache:
         self._has_lower_tiers = bool(config.redis_enabled or config.disk_enabled)
         if _track:  # the first cache opened becomes @cached's default (see defaults.py)
             defaults.cache_opened(self)
+        _OPEN_CACHES.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child of os.fork(), where only the forking thread exists: the calls and gets
+        the parent's other threads had in progress never finish here, so they no longer count
+        as in flight (close() would wait for them for ever), their receive buffers are free,
+        and a close lock one of them held is replaced. The library rebuilds its own state."""
+        self._inflight.clear()
+        self._free_buffers[:] = self._all_buffers
+        self._close_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -698,6 +709,18 @@ class SmartCache:
             "library_version": lib.sz_version().decode(),
         }
 
+
+# Every open SmartCache, for the fork handler below.
+_OPEN_CACHES: "weakref.WeakSet[SmartCache]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_OPEN_CACHES):
+        if not cache.closed:
+            cache._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # The frames whose local `buf` is a receive buffer in use (see _buffers_held_up_this_stack).
 _GET_CODES = (SmartCache.get.__code__, SmartCache._get_uncommon.__code__)

@@ -63,7 +63,7 @@ def get_default_cache() -> "SmartCache":
         return _fallback
 
 
-def set_default_cache(cache: Optional["SmartCache"]) -> Optional["SmartCache"]:
+def set_default_cache(cache: Optional["SmartCache"] = None) -> Optional["SmartCache"]:
     """Makes ``cache`` the default of ``@cached`` (None: back to the first cache opened, see
     the module's rule). Returns the cache previously chosen this way (None if none was); the
     caller decides whether to close it."""
