@@ -326,3 +326,13 @@ fn values_over_max_value_size_in_redis_or_on_disk_are_misses() {
     writer.set(b"fits", &vec![7u8; 16 << 10], None).unwrap();
     assert_eq!(get(&reader, b"fits").map(|v| v.len()), Some(16 << 10));
 }
+
+#[test]
+fn the_option_fuzz_target_takes_secrets_without_reading_them_back() {
+    // The config fuzz target checks that what `get` shows is accepted by `set`; a secret shows
+    // as a placeholder instead, which the target must allow (and check).
+    smartcache::fuzzing::config_options(
+        b"value_secret=fuzz-seed-secret-0001\nvalue_secret_previous=fuzz-seed-secret-0000\n\
+          value_secret=\nvalue_secret=short\n20=another-secret-000001",
+    );
+}
