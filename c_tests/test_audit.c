@@ -9,14 +9,6 @@ static int compute_one(void *user_data, const void *key, size_t key_len, sz_sink
     return sz_sink_write(sink, "computed", 8);
 }
 
-static sz_stats stats_of(sz_cache *c) {
-    sz_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
-    return s;
-}
-
 /* sz_stats: "hits, misses: Gets answered by any tier / by none", hit_ratio = hits / (hits +
  * misses). One get_or_compute that misses and computes is one get answered by no tier: it must
  * count one miss, not two (the bug: the leader's re-check under the single-flight lock counted a
@@ -26,14 +18,14 @@ static void test_get_or_compute_counts_one_miss(void) {
     sz_value *v = NULL;
     CHECK_RC(sz_cache_get_or_compute(c, "k", 1, 0, compute_one, NULL, &v), SZ_OK);
     sz_value_release(v);
-    sz_stats s = stats_of(c);
+    sz_stats s = checked_stats(c);
     CHECK(s.hits == 0);
     CHECK(s.misses == 1);
 
     v = NULL;
     CHECK_RC(sz_cache_get_or_compute(c, "k", 1, 0, compute_one, NULL, &v), SZ_OK);
     sz_value_release(v);
-    s = stats_of(c);
+    s = checked_stats(c);
     CHECK(s.hits == 1 && s.misses == 1);
     CHECK(s.hit_ratio > 0.49 && s.hit_ratio < 0.51);
     sz_cache_close(c);
@@ -83,7 +75,7 @@ static void test_compression_enabled_compresses(void) {
     unsigned char *zeros = calloc(len, 1);
     CHECK(zeros != NULL);
     CHECK_RC(sz_cache_set(c, "z", 1, zeros, len, 0), SZ_OK);
-    sz_stats s = stats_of(c);
+    sz_stats s = checked_stats(c);
     CHECK(s.compression_ratio > 2.0);
     CHECK(s.memory_bytes < len / 2);
     /* and it reads back whole, decompressed into the handle */

@@ -4,14 +4,6 @@
 #include <time.h>
 #include "check.h"
 
-static sz_stats stats_of(sz_cache *c) {
-    sz_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
-    return s;
-}
-
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
@@ -34,7 +26,7 @@ static void test_ops_per_second_is_recent_on_first_read(void) {
         CHECK_RC(sz_cache_set(c, key, (size_t)n, "v", 1, 0), SZ_OK);
     }
     sleep_ms(6500);
-    sz_stats s = stats_of(c);
+    sz_stats s = checked_stats(c);
     /* Over the last ~5 s there were no operations at all; allow a little slack. */
     if (!(s.ops_per_second < 100.0))
         fprintf(stderr, "ops_per_second after 6.5 s idle: %.1f (a lifetime average)\n",
@@ -46,7 +38,7 @@ static void test_ops_per_second_is_recent_on_first_read(void) {
     for (int i = 0; i < 20000; i++)
         CHECK_RC(sz_cache_set(c, "x", 1, "v", 1, 0), SZ_OK);
     sleep_ms(6500);
-    s = stats_of(c);
+    s = checked_stats(c);
     if (!(s.ops_per_second < 100.0))
         fprintf(stderr, "ops_per_second after a burst and 6.5 s idle: %.1f\n", s.ops_per_second);
     CHECK(s.ops_per_second < 100.0);
