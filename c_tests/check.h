@@ -69,4 +69,22 @@ static inline sz_cache *open_with(const char *const *opts) {
     return c;
 }
 
+/* The cache's stats (a failed read counts as a failed check). */
+static inline sz_stats stats_of(sz_cache *c) {
+    sz_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
+    return s;
+}
+
+/* The cache's health; a failed read prints why (and leaves the fields zero). */
+static inline sz_health health_of(sz_cache *c) {
+    sz_health h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    if (sz_cache_health(c, &h) != SZ_OK) fprintf(stderr, "health: %s\n", sz_last_error());
+    return h;
+}
+
 #endif
