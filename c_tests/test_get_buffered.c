@@ -522,7 +522,7 @@ static void test_hooks_with_redis_tier(void) {
         return;
     }
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "c-audit3-%ld:", (long)getpid());
+    snprintf(prefix, sizeof prefix, "c-get-buffered-%ld:", (long)getpid());
     const char *opts[] = {"redis_enabled",    "true", "redis_url",        url,
                           "redis_key_prefix", prefix, "redis_timeout_ms", "5000",
                           NULL};

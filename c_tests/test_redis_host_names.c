@@ -7,7 +7,7 @@
  * bound to 127.0.0.1). "The system resolver" is getaddrinfo: this program defines its own
  * getaddrinfo, which the library's calls resolve to (both the .so and the .a builds), to play a
  * DNS server that stalls, answers several addresses, or changes its answer, for host names under
- * ".audit4.test"; every other name goes to the real resolver.
+ * ".hostnames.test"; every other name goes to the real resolver.
  *
  * test_blackholed_first_address found a bug (a first address that never answers used up every
  * call's whole budget, so the second was never tried and the tier stayed down for good); fixed
@@ -117,42 +117,42 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     if (node == NULL) return call_real_gai(node, service, hints, res);
     if (atomic_load(&api_thread_set) && pthread_equal(pthread_self(), api_thread) &&
         (strcmp(node, "localhost") == 0 || strcmp(node, "no-such-host.invalid") == 0 ||
-         strstr(node, ".audit4.test") != NULL))
+         strstr(node, ".hostnames.test") != NULL))
         atomic_fetch_add(&lookups_on_api_thread, 1);
     if (strcmp(node, "localhost") == 0) atomic_fetch_add(&n_localhost, 1);
     if (strcmp(node, "no-such-host.invalid") == 0) atomic_fetch_add(&n_invalid, 1);
-    size_t n = strlen(node), sfx = strlen(".audit4.test");
-    if (n <= sfx || strcmp(node + n - sfx, ".audit4.test") != 0)
+    size_t n = strlen(node), sfx = strlen(".hostnames.test");
+    if (n <= sfx || strcmp(node + n - sfx, ".hostnames.test") != 0)
         return call_real_gai(node, service, hints, res);
 
-    if (strcmp(node, "slow.audit4.test") == 0) { /* a DNS server that answers late */
+    if (strcmp(node, "slow.hostnames.test") == 0) { /* a DNS server that answers late */
         atomic_fetch_add(&n_slow, 1);
         wait_gate(&slow_open, 1, 8000);
         return call_real_gai("127.0.0.1", service, hints, res);
     }
-    if (strcmp(node, "hang.audit4.test") == 0) { /* one that answers (almost) never */
+    if (strcmp(node, "hang.hostnames.test") == 0) { /* one that answers (almost) never */
         atomic_fetch_add(&n_hang, 1);
         wait_gate(&hang_open, 1, 8000);
         return EAI_AGAIN;
     }
-    if (strcmp(node, "multi.audit4.test") == 0) { /* a dead address first, then the server */
+    if (strcmp(node, "multi.hostnames.test") == 0) { /* a dead address first, then the server */
         atomic_fetch_add(&n_multi, 1);
         return dead_then_live(service, hints, res);
     }
-    if (strcmp(node, "flip.audit4.test") == 0) { /* the host moves to the server's address */
+    if (strcmp(node, "flip.hostnames.test") == 0) { /* the host moves to the server's address */
         atomic_fetch_add(&n_flip, 1);
         return call_real_gai(atomic_load(&flip_good) ? "127.0.0.1" : "127.0.0.2", service, hints,
                              res);
     }
-    if (strcmp(node, "blackhole.audit4.test") == 0) { /* first address never answers a SYN */
+    if (strcmp(node, "blackhole.hostnames.test") == 0) { /* first address never answers a SYN */
         atomic_fetch_add(&n_blackhole, 1);
         return dead_then_live(service, hints, res);
     }
-    if (strcmp(node, "fresh.audit4.test") == 0) { /* answers at once */
+    if (strcmp(node, "fresh.hostnames.test") == 0) { /* answers at once */
         atomic_fetch_add(&n_fresh, 1);
         return call_real_gai("127.0.0.1", service, hints, res);
     }
-    if (strcmp(node, "keep.audit4.test") == 0) { /* answers, then fails on request */
+    if (strcmp(node, "keep.hostnames.test") == 0) { /* answers, then fails on request */
         atomic_fetch_add(&n_keep, 1);
         if (atomic_load(&keep_fail) == 2) { /* stalls (until released, at most 8 s) */
             wait_gate(&keep_stall_open, 1, 8000);
@@ -161,7 +161,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         if (atomic_load(&keep_fail)) return EAI_NONAME;
         return call_real_gai("127.0.0.1", service, hints, res);
     }
-    if (strcmp(node, "reuse.audit4.test") == 0) { /* answers once, then stalls on request */
+    if (strcmp(node, "reuse.hostnames.test") == 0) { /* answers once, then stalls on request */
         atomic_fetch_add(&n_reuse, 1);
         wait_gate(&reuse_stall, 0, 8000);
         return call_real_gai("127.0.0.1", service, hints, res);
@@ -182,7 +182,7 @@ static void url_for(char *buf, size_t cap, const char *host) {
 /* A cache on the private server by its address (not through a host name): proves what reached
  * Redis. Empty L1, same prefix. */
 /* The options of a Redis-only cache that reaches the server by `host` (what it resolves to is
- * up to the fake getaddrinfo above), under a key prefix of its own: "audit4-<tag>-<pid>:". */
+ * up to the fake getaddrinfo above), under a key prefix of its own: "hostnames-<tag>-<pid>:". */
 struct host_opts {
     char url[128], prefix[64];
     const char *opts[9];
@@ -191,7 +191,7 @@ struct host_opts {
 static void host_opts(struct host_opts *o, const char *host, const char *tag,
                       const char *timeout_ms) {
     url_for(o->url, sizeof o->url, host);
-    snprintf(o->prefix, sizeof o->prefix, "audit4-%s-%ld:", tag, (long)getpid());
+    snprintf(o->prefix, sizeof o->prefix, "hostnames-%s-%ld:", tag, (long)getpid());
     const char *opts[] = {"redis_enabled",    "true",     "redis_url", o->url, "redis_key_prefix",
                           o->prefix,          "redis_timeout_ms", timeout_ms, NULL};
     memcpy(o->opts, opts, sizeof opts);
@@ -423,7 +423,7 @@ static int wait_redis_up(sz_cache *c, long max_ms, sz_health *h) {
 static void test_slow_dns(void) {
     printf("-- redis: DNS answering late\n");
     struct host_opts o;
-    host_opts(&o, "slow.audit4.test", "slow", "100");
+    host_opts(&o, "slow.hostnames.test", "slow", "100");
     const char *prefix = o.prefix, *const *opts = o.opts;
     set_gate(&slow_open, 0);
     double worst = 0;
@@ -461,7 +461,7 @@ static void test_slow_dns(void) {
 static void test_hung_dns_close(void) {
     printf("-- redis: DNS never answering, then close\n");
     char url[128];
-    url_for(url, sizeof url, "hang.audit4.test");
+    url_for(url, sizeof url, "hang.hostnames.test");
     const char *opts[] = {"redis_enabled", "true", "redis_url", url, "redis_timeout_ms", "100",
                           NULL};
     set_gate(&hang_open, 0);
@@ -488,9 +488,9 @@ static void test_hung_dns_close(void) {
 static void test_stuck_lookup_does_not_block_other_hosts(void) {
     printf("-- redis: a stuck lookup of one host, another host's cache\n");
     char url_hang[128], url_fresh[128], prefix[64];
-    url_for(url_hang, sizeof url_hang, "hang.audit4.test");
-    url_for(url_fresh, sizeof url_fresh, "fresh.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-fresh-%ld:", (long)getpid());
+    url_for(url_hang, sizeof url_hang, "hang.hostnames.test");
+    url_for(url_fresh, sizeof url_fresh, "fresh.hostnames.test");
+    snprintf(prefix, sizeof prefix, "hostnames-fresh-%ld:", (long)getpid());
     set_gate(&hang_open, 0);
     const char *oh[] = {"redis_enabled", "true", "redis_url", url_hang, "redis_timeout_ms", "100",
                         NULL};
@@ -538,7 +538,7 @@ static void test_blackholed_first_address(void) {
         fprintf(stderr, "  filler connect: %s\n", strerror(errno));
 
     struct host_opts o;
-    host_opts(&o, "blackhole.audit4.test", "bh", "200");
+    host_opts(&o, "blackhole.hostnames.test", "bh", "200");
     const char *prefix = o.prefix, *const *opts = o.opts;
     double worst = 0;
     int rc;
@@ -567,7 +567,7 @@ static void test_blackholed_first_address(void) {
 static void test_multi_address(void) {
     printf("-- redis: several addresses, the first dead\n");
     struct host_opts o;
-    host_opts(&o, "multi.audit4.test", "multi", "5000");
+    host_opts(&o, "multi.hostnames.test", "multi", "5000");
     const char *prefix = o.prefix, *const *opts = o.opts;
     sz_cache *c = open_with(opts);
     CHECK(atomic_load(&n_multi) >= 1);
@@ -586,7 +586,7 @@ static void test_multi_address(void) {
 static void test_answer_refreshed_when_no_address_accepts(void) {
     printf("-- redis: host moves, refresh when no address accepts\n");
     struct host_opts o;
-    host_opts(&o, "flip.audit4.test", "flip", "100");
+    host_opts(&o, "flip.hostnames.test", "flip", "100");
     const char *prefix = o.prefix, *const *opts = o.opts;
     atomic_store(&flip_good, 0);
     sz_cache *c = open_with(opts);
@@ -645,8 +645,8 @@ static int redis_connected_clients(void) {
 static void test_answer_reused(void) {
     printf("-- redis: answer reused by new pooled connections\n");
     char url[128], prefix[64];
-    url_for(url, sizeof url, "reuse.audit4.test");
-    snprintf(prefix, sizeof prefix, "audit4-reuse-%ld:", (long)getpid());
+    url_for(url, sizeof url, "reuse.hostnames.test");
+    snprintf(prefix, sizeof prefix, "hostnames-reuse-%ld:", (long)getpid());
     reuse_prefix = prefix;
     /* 3 s: room for a busy machine, yet a connection that waited for the stalled lookup (8 s)
      * would fail. */
@@ -742,16 +742,16 @@ static void own_redis_stop(void) {
 static void test_failed_refresh_keeps_answer(int stall) {
     printf("-- redis: %s refresh keeps the last good answer\n", stall ? "stuck" : "failed");
     set_gate(&keep_stall_open, 0);
-    snprintf(own_dir, sizeof own_dir, "/tmp/sc-audit4-redis-XXXXXX");
+    snprintf(own_dir, sizeof own_dir, "/tmp/sc-hostnames-redis-XXXXXX");
     if (mkdtemp(own_dir) == NULL || (own_port = free_port()) <= 0 || !own_redis_start()) {
         fprintf(stderr, "  cannot start a redis-server of our own\n");
         CHECK(0);
         return;
     }
     char url[128];
-    snprintf(url, sizeof url, "redis://keep.audit4.test:%d/0", own_port);
+    snprintf(url, sizeof url, "redis://keep.hostnames.test:%d/0", own_port);
     const char *opts[] = {"redis_enabled", "true", "redis_url", url, "redis_timeout_ms", "1000",
-                          "redis_key_prefix", "audit4-keep:", NULL};
+                          "redis_key_prefix", "hostnames-keep:", NULL};
     atomic_store(&keep_fail, 0);
     sz_cache *c = open_with(opts);
     CHECK_RC(sz_cache_set(c, "k", 1, "v1", 2, 60000), SZ_OK);
@@ -791,7 +791,7 @@ static void test_failed_refresh_keeps_answer(int stall) {
     if (up) {
         CHECK_RC(sz_cache_set(c, "after", 5, "v2", 2, 60000), SZ_OK);
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "redis-cli -p %d exists audit4-keep:after 2>/dev/null | grep -qx 1",
+        snprintf(cmd, sizeof cmd, "redis-cli -p %d exists hostnames-keep:after 2>/dev/null | grep -qx 1",
                  own_port);
         CHECK(system(cmd) == 0);
     }

@@ -80,7 +80,7 @@ def test_close_races_gets_disk_tier(tmp_path: Any) -> None:
 
 
 def test_close_races_gets_redis_tier() -> None:
-    prefix = f"audit3-close-{uuid.uuid4().hex[:8]}:"
+    prefix = f"close-race-{uuid.uuid4().hex[:8]}:"
     _close_race(SmartCacheConfig(memory_capacity=10, redis_enabled=True,
                                  redis_url=redis_url_or_fail(), redis_key_prefix=prefix,
                                  redis_timeout_ms=1000), 2000)

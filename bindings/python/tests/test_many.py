@@ -242,7 +242,7 @@ def test_set_many_ttl(cache: SmartCache) -> None:
 
 
 def test_many_through_redis() -> None:
-    prefix = f"audit3-many-{uuid.uuid4().hex[:8]}:"
+    prefix = f"many-{uuid.uuid4().hex[:8]}:"
     cfg = SmartCacheConfig(redis_enabled=True, redis_url=redis_url_or_fail(),
                            redis_key_prefix=prefix, redis_timeout_ms=1000)
     with SmartCache(cfg) as a, SmartCache(cfg) as b:

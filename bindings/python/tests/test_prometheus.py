@@ -159,7 +159,7 @@ def test_prometheus_with_disk_tier(tmp_path: Any) -> None:
 
 
 def test_prometheus_with_redis_tier() -> None:
-    prefix = f"audit3-prom-{uuid.uuid4().hex[:8]}:"
+    prefix = f"prom-{uuid.uuid4().hex[:8]}:"
     cfg = SmartCacheConfig(redis_enabled=True, redis_url=redis_url_or_fail(),
                            redis_key_prefix=prefix, redis_timeout_ms=1000)
     with SmartCache(cfg) as a, SmartCache(cfg) as b:

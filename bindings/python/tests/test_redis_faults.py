@@ -50,7 +50,7 @@ def test_health_reports_redis_down_when_every_command_is_refused(redis_with_pass
     nothing (the same happens for any command-level refusal)."""
     url = f"redis://127.0.0.1:{redis_with_password}/0"  # no password: every command is refused
     with SmartCache(SmartCacheConfig(redis_enabled=True, redis_url=url,
-                                     redis_key_prefix="audit:")) as c:
+                                     redis_key_prefix="refused:")) as c:
         for i in range(5):
             c.set(f"k{i}", "v")
         h = c.health_check()

@@ -37,7 +37,7 @@ def localhost_url() -> str:
 
 
 def prefix() -> str:
-    return f"audit4-py-{uuid.uuid4().hex[:10]}:"
+    return f"hostnames-py-{uuid.uuid4().hex[:10]}:"
 
 
 def test_redis_localhost_url_end_to_end() -> None:

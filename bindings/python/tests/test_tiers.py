@@ -133,7 +133,7 @@ def test_promotion_from_redis_does_not_outlive_the_redis_entry() -> None:
 
     url = redis_url_or_fail()
     port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
-    prefix = f"audit-skew-{os.getpid()}:"
+    prefix = f"promotion-skew-{os.getpid()}:"
     ahead_ms = 600_000
     with SmartCache(SmartCacheConfig(redis_enabled=True, redis_url=url,
                                      redis_key_prefix=prefix)) as c:
