@@ -88,4 +88,13 @@ static inline sz_cache *open_with(const char *const *opts) {
     return c;
 }
 
+/* The cache's health; a failed read prints why (and leaves the fields zero). */
+static inline sz_health health_of(sz_cache *c) {
+    sz_health h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    if (sz_cache_health(c, &h) != SZ_OK) fprintf(stderr, "health: %s\n", sz_last_error());
+    return h;
+}
+
 #endif

@@ -1,18 +1,7 @@
 /* TTL expiry, eviction by items and by bytes, pinned values outliving their entries. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
-#include <time.h>
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+#include "clock.h"
 
 /* An entry set with a ttl of ttl_ms at or after `set_start` must still be live at a check that
  * started before set_start + ttl_ms (less 1 ms for the cache's clock, which errs early). A busy
