@@ -231,6 +231,9 @@ pub struct Violation {
     pub text: String,
 }
 
+/// How many violations `check` describes with a history excerpt.
+pub const DESCRIBED: usize = 20;
+
 /// A write of one key as the checker sees it.
 #[derive(Clone, Copy)]
 struct KeyWrite {
@@ -254,6 +257,8 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
     let mut report = Report::default();
     let mut by_id: HashMap<(u32, u32, u64), usize> = HashMap::new();
     let mut writes: Vec<Vec<KeyWrite>> = vec![Vec::new(); KEYS];
+    // By op index: the op as a write (its span is the same for each of its keys).
+    let mut as_write: Vec<Option<KeyWrite>> = vec![None; ops.len()];
     for (i, op) in ops.iter().enumerate() {
         *report.ops_by_kind.entry(op.kind.name()).or_default() += 1;
         if op.end.is_none() {
@@ -276,6 +281,7 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
             end,
             completed: op.end.is_some() && op.ok,
         };
+        as_write[i] = Some(w);
         let keys: Vec<usize> = match op.kind {
             Kind::Clear => (0..KEYS).collect(),
             _ => op.keys.clone(),
@@ -316,7 +322,7 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
             let verdict = match writer {
                 None => Err("no write stored this value".to_string()),
                 Some(wi) => {
-                    let w = writes[k].iter().find(|w| w.op == wi).unwrap();
+                    let w = as_write[wi].expect("identify finds sets only");
                     if w.start >= re {
                         Err("the write began after the read returned".to_string())
                     } else if w.end < latest_start {
@@ -331,9 +337,23 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
                 }
             };
             if let Err(why) = verdict {
+                // The first ones with their history excerpt (each a scan of the key's writes).
+                let described = report.violations.len() < DESCRIBED;
                 report.violations.push(Violation {
                     read_start: read.start,
-                    text: describe(read, k, v, &why, ops, &writes[k], writer),
+                    text: if !described {
+                        why
+                    } else {
+                        describe(
+                            read,
+                            k,
+                            v,
+                            &why,
+                            ops,
+                            &writes[k],
+                            writer.and_then(|wi| as_write[wi]),
+                        )
+                    },
                 });
             }
         }
@@ -366,7 +386,7 @@ fn describe(
     why: &str,
     ops: &[Op],
     writes: &[KeyWrite],
-    writer: Option<usize>,
+    writer: Option<KeyWrite>,
 ) -> String {
     let head = v.split('|').next().unwrap_or("");
     let mut s = format!(
@@ -379,9 +399,7 @@ fn describe(
         read.end.unwrap_or(0)
     );
     // From the write that stored the value to the read: the writes that replaced it.
-    let from = writer
-        .and_then(|wi| writes.iter().find(|w| w.op == wi))
-        .map_or(read.start.saturating_sub(100_000_000), |w| w.start);
+    let from = writer.map_or(read.start.saturating_sub(100_000_000), |w| w.start);
     let near = |w: &&KeyWrite| w.end >= from && w.start <= read.end.unwrap_or(u64::MAX);
     let mut shown: Vec<&KeyWrite> = writes.iter().filter(near).collect();
     shown.sort_by_key(|w| w.start);
