@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "1dfd359ffeeab7415f918289531f7e07cf7753403848bf951bd1b7edc6bdaa76"
+HEADER_SHA256 = "628b5cfb21e7c5cfca7887e236cc7126e532712b4345c660e9885a9c5082b67c"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
