@@ -248,7 +248,9 @@ fn open_as_another_user(dir: &Path) -> Option<String> {
         .expect("setpriv runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The harness prints "test <name> ... " on the same line before the child's output.
-    let line = stdout.lines().find_map(|l| l.find("PROBE-").map(|at| &l[at..]));
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("PROBE-").map(|at| &l[at..]));
     Some(
         line.unwrap_or_else(|| {
             panic!(

@@ -272,11 +272,12 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
         let file = match (name, &s.disk_file) {
             ("disk", Some(d)) => format!(
                 ",\"entries\":{},\"bytes_used\":{},\"capacity\":{},\"corruptions\":{},\
-                 \"path\":{}",
+                 \"skipped\":{},\"path\":{}",
                 d.entries,
                 d.bytes_used,
                 d.capacity,
                 d.corruptions,
+                d.skipped,
                 quote(&d.path.display().to_string())
             ),
             _ => String::new(),
@@ -555,6 +556,7 @@ mod tests {
                 bytes_used: 4096,
                 capacity: 1 << 20,
                 corruptions: 2,
+                skipped: 3,
                 path: "/var/cache/\"x\"/smartcache.l3".into(),
                 ..Default::default()
             }),
@@ -569,6 +571,7 @@ mod tests {
             "\"bytes_used\":4096",
             "\"capacity\":1048576",
             "\"corruptions\":2",
+            "\"skipped\":3",
             "\"path\":\"/var/cache/\\\"x\\\"/smartcache.l3\"}",
         ] {
             assert!(disk.contains(want), "{want} missing from {disk}");
