@@ -11,12 +11,21 @@ RELEASE     := $(CURDIR)/target/release
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
 VENV        := $(BUILD)/venv
+,           := ,
 
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples test-interop \
+        install clean test-python test-go test-examples test-install test-interop \
         wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick
+
+# In-repository pkg-config file (header in include/, library in build/lib, with an rpath), so
+# the Go binding builds here exactly as it does against an install: through pkg-config.
+PCDIR       := $(BUILD)/pkgconfig
+# write_pc(output, prefix, libdir, includedir, rpath flags): fills in smartcache.pc.in.
+write_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@|$(4)|g' \
+  -e 's|@RPATH@|$(5)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
+  smartcache.pc.in > $(1)
 
 all: lib
 
@@ -34,24 +43,26 @@ lib:
 	@# hiredis/sds and jemalloc names become local, so they cannot clash with an application's.
 	scripts/localize-static-symbols.sh include/smartcache.h $(RELEASE)/libsmartcache.a \
 	  $(LIBDIR)/libsmartcache.a
+	@mkdir -p $(PCDIR)
+	@$(call write_pc,$(PCDIR)/smartcache.pc,$(CURDIR),$(LIBDIR),$(CURDIR)/include,-Wl$(,)-rpath$(,)$(LIBDIR) )
 
 deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
 test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick \
-      test-python test-wheel test-go test-examples test-interop
+      test-python test-wheel test-go test-examples test-interop test-install
 	@echo "make test: all suites passed"
 
 test-rust:
 	scripts/with-redis.sh $(CARGO) test --release --lib --tests
 
 # Each C test built twice: against the shared library and against the static one.
-$(BUILD)/c/%.so.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+$(BUILD)/c/%.so.bin: c_tests/%.c $(wildcard c_tests/*.h) include/smartcache.h lib
 	@mkdir -p $(BUILD)/c
 	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
 
-$(BUILD)/c/%.a.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+$(BUILD)/c/%.a.bin: c_tests/%.c $(wildcard c_tests/*.h) include/smartcache.h lib
 	@mkdir -p $(BUILD)/c
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(LIBDIR)/libsmartcache.a $(STATIC_LIBS)
 
@@ -110,11 +121,15 @@ test-python:
 	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
 	fi
 
-test-go:
-	@if [ -d bindings/go ]; then cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+# The Go binding finds the library through pkg-config (build/pkgconfig/smartcache.pc here).
+test-go: lib
+	@if [ -d bindings/go ]; then cd bindings/go && export PKG_CONFIG_PATH=$(PCDIR) && \
+	  go vet ./... && $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# A C program and a Go module outside the checkout, built against `make install PREFIX=<tmp>`
+# through pkg-config only (C shared and static, Go with no CGO_* flags), and run.
+test-install: lib
+	scripts/test-install.sh
 
 # The Python wheel: the library make lib built (stripped of debug info by setup.py), in a
 # py3-none wheel that setup.py has auditwheel retag manylinux after checking its system
@@ -165,20 +180,29 @@ test-examples:
 BENCHTIME ?= 1s
 .PHONY: bench-go
 bench-go: lib
-	cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	cd bindings/go && PKG_CONFIG_PATH=$(PCDIR) \
 	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
-# The main job on embedded defaults (memory + disk, no Redis).
-demo: lib
-	@mkdir -p $(BUILD)/demo
+# The main job on embedded defaults (memory + disk, no Redis). Builds only what the demo needs,
+# so a fresh clone runs it quickly: the library alone (no tests, benches or dev-dependencies;
+# the committed header instead of regenerating it with cbindgen) in the `demo` profile (release
+# code without LTO), copied under its soname into build/demo/lib.
+DEMO_LIB    := $(BUILD)/demo/lib
+demo:
+	$(CARGO) build --profile demo --lib --no-default-features
+	@mkdir -p $(DEMO_LIB)
+	cp -f $(CURDIR)/target/demo/libsmartcache.so $(DEMO_LIB)/.libsmartcache.so.new
+	mv -f $(DEMO_LIB)/.libsmartcache.so.new $(DEMO_LIB)/libsmartcache.so.$(MAJOR)
+	ln -sf libsmartcache.so.$(MAJOR) $(DEMO_LIB)/libsmartcache.so
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/c/demo.c -o $(BUILD)/demo/demo \
-	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+	  -L$(DEMO_LIB) -lsmartcache -Wl,-rpath,$(DEMO_LIB)
 	@rm -rf $(BUILD)/demo-cache
 	@echo "--- first run: computes, stores in memory and on disk"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
 	@echo "--- second run, a new process: served from the disk tier"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
+	@echo "--- the disk tier's files take (du):"
+	@du -sh $(BUILD)/demo-cache
 
 bench:
 	scripts/with-redis.sh $(CARGO) bench
@@ -190,8 +214,7 @@ install: lib
 	ln -sf libsmartcache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsmartcache.so
 	install -m 0644 $(LIBDIR)/libsmartcache.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/smartcache.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
-	  smartcache.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc
+	$(call write_pc,$(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc,$(PREFIX),$${prefix}/lib,$${prefix}/include,)
 
 clean:
 	$(CARGO) clean

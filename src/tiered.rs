@@ -16,6 +16,7 @@ use crate::fork::{self, ForkAware, Held};
 use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier, WriteMark};
 use crate::redis::RedisTier;
+use crate::sign::Signer;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{clamp_ttl, flags, ttl_from_secs, Hit, TierCounters};
 use std::borrow::Cow;
@@ -98,11 +99,14 @@ impl Cache {
         // A disk_path holding a file that is not ours fails the open (SZ_ERR_IO): silently
         // running without the configured tier would hide the problem.
         let l3 = match config.disk_enabled {
-            true => Some(DiskTier::open(
-                &config.disk_path,
-                config.disk_max_size,
-                config.max_value_size,
-            )?),
+            true => Some(
+                DiskTier::open(
+                    &config.disk_path,
+                    config.disk_max_size,
+                    config.max_value_size,
+                )?
+                .with_signer(Signer::from_config(&config)),
+            ),
             false => None,
         };
         let writes = match config.disk_enabled {

@@ -5,9 +5,15 @@
 //! build are shared by every process on the host and survive upgrades.
 
 use crate::config::MAX_KEY_LEN;
+use crate::sign::MAC_LEN;
 
 pub(crate) const MAGIC: [u8; 8] = *b"SCACHEL3";
-pub(crate) const VERSION: u32 = 1;
+/// Version 2: the file is sparse and grows as it is used (`disk::grow`); the header gains the
+/// bitmap of reserved index chunks. Version 1 files (reserved whole at creation) are still read:
+/// every part of them counts as reserved.
+pub(crate) const VERSION: u32 = 2;
+/// The fully reserved layout, still opened.
+pub(crate) const VERSION_FULLY_RESERVED: u32 = 1;
 /// The header occupies the whole first page so the mutable fields never share a page with data.
 pub(crate) const HEADER_LEN: u64 = 4096;
 /// Bytes of the header covered by the geometry checksum (stored right after them).
@@ -15,6 +21,11 @@ const GEOMETRY_LEN: usize = 72;
 const GEOMETRY_CRC_OFF: usize = 72;
 /// Absolute log position of the next record (mutable, own cache line).
 pub(crate) const HEAD_OFF: usize = 128;
+/// Bitmap of the index chunks whose blocks are reserved (mutable; bit `c % 64` of word `c / 64`).
+pub(crate) const INDEX_RESERVED_OFF: usize = 1024;
+pub(crate) const INDEX_RESERVED_WORDS: usize = 64;
+/// Index chunks the bitmap can describe; a chunk is at least a page of buckets.
+pub(crate) const INDEX_CHUNKS_MAX: u64 = INDEX_RESERVED_WORDS as u64 * 64;
 
 /// Slots per index bucket: a key lives in one of the 8 slots of the bucket its hash selects, so a
 /// probe is bounded by two cache lines and never needs tombstones.
@@ -55,6 +66,11 @@ fn le_u64(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
+/// The format version a header claims (the caller has checked it is at least 12 bytes).
+pub fn header_version(hdr: &[u8]) -> u32 {
+    le_u32(hdr, 8)
+}
+
 fn le_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }
@@ -75,7 +91,8 @@ impl Geometry {
         let rest = budget
             .checked_sub(index_bytes)
             .ok_or_else(|| "disk_max_size too small for the index".to_string())?;
-        let biggest = record_len(MAX_KEY_LEN, max_value_size);
+        // A signed record stores its MAC with the value.
+        let biggest = record_len(MAX_KEY_LEN, max_value_size.saturating_add(MAC_LEN));
         let mut seg_size = (rest / TARGET_SEGMENTS / PAGE * PAGE).max(round_up(biggest, PAGE));
         let mut seg_count = 0;
         let mut segtab_bytes = 0;
@@ -108,6 +125,22 @@ impl Geometry {
             seg_size,
             seg_count,
         })
+    }
+
+    /// log2 of the buckets in one index chunk, the unit in which the index is reserved: a page
+    /// at least, and few enough chunks for the header's bitmap.
+    pub fn index_chunk_shift(&self) -> u32 {
+        let per_chunk = self
+            .buckets
+            .div_ceil(INDEX_CHUNKS_MAX)
+            .max(PAGE / BUCKET_BYTES)
+            .next_power_of_two();
+        per_chunk.trailing_zeros()
+    }
+
+    /// The index region's bytes, page-rounded (the segment table starts at or after its end).
+    pub fn index_bytes(&self) -> u64 {
+        round_up(self.buckets * BUCKET_BYTES, PAGE)
     }
 
     pub fn ring_bytes(&self) -> u64 {
@@ -146,8 +179,8 @@ impl Geometry {
         if hdr[0..8] != MAGIC {
             return Err("not a SmartCache L3 file (wrong magic)".into());
         }
-        let version = le_u32(hdr, 8);
-        if version != VERSION {
+        let version = header_version(hdr);
+        if version != VERSION && version != VERSION_FULLY_RESERVED {
             return Err(format!(
                 "format version {version}, this build reads version {VERSION}"
             ));
@@ -216,7 +249,11 @@ pub struct RecordHeader {
     pub crc: u32,
     pub flags: u8,
     pub key_len: u16,
+    /// Bytes of the stored value, the MAC included when `mac_len` is not 0.
     pub value_len: u32,
+    /// 0 = unsigned; MAC_LEN = the stored value starts with an HMAC-SHA256 (crate::sign,
+    /// domain "disk") over key, flags, expiry and the rest of the value.
+    pub mac_len: u8,
     pub pos: u64,
     /// Absolute wall-clock deadline in unix milliseconds; 0 = never expires.
     pub expires_ms: u64,
@@ -233,14 +270,22 @@ impl RecordHeader {
         b[5] = RECORD_MARK;
         b[6..8].copy_from_slice(&self.key_len.to_le_bytes());
         b[8..12].copy_from_slice(&self.value_len.to_le_bytes());
+        b[12] = self.mac_len;
         b[16..24].copy_from_slice(&self.pos.to_le_bytes());
         b[24..32].copy_from_slice(&self.expires_ms.to_le_bytes());
         b
     }
 
-    /// None when the bytes cannot be a record header at all.
+    /// None when the bytes cannot be a record header at all. (Builds from before signing
+    /// required bytes 12..16 to be zero, so they read a signed record as damage, never as a
+    /// value with a MAC glued to its front.)
     pub fn decode(b: &[u8; RECORD_HEADER]) -> Option<RecordHeader> {
-        if b[5] != RECORD_MARK || le_u32(b, 12) != 0 {
+        let mac_len = b[12];
+        if b[5] != RECORD_MARK
+            || b[13..16] != [0, 0, 0]
+            || !(mac_len == 0 || mac_len as usize == MAC_LEN)
+            || le_u32(b, 8) < mac_len as u32
+        {
             return None;
         }
         Some(RecordHeader {
@@ -248,6 +293,7 @@ impl RecordHeader {
             flags: b[4],
             key_len: u16::from_le_bytes([b[6], b[7]]),
             value_len: le_u32(b, 8),
+            mac_len,
             pos: le_u64(b, 16),
             expires_ms: le_u64(b, 24),
         })
@@ -258,12 +304,15 @@ impl RecordHeader {
     }
 }
 
-/// The checksum a record stores: over header bytes 4..32 (everything but the crc), key, value.
-pub fn record_crc(header: &[u8; RECORD_HEADER], key: &[u8], value: &[u8]) -> u32 {
+/// The checksum a record stores: over header bytes 4..32 (everything but the crc), key, and
+/// the stored value, given in parts (a signed record's MAC, then its value).
+pub fn record_crc(header: &[u8; RECORD_HEADER], key: &[u8], value: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[4..]);
     h.update(key);
-    h.update(value);
+    for part in value {
+        h.update(part);
+    }
     h.finalize()
 }
 
@@ -323,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn index_chunks_are_whole_pages_and_fit_the_bitmap() {
+        for size in [64 << 10, 1 << 20, 256 << 20, 16 << 30] {
+            let g = Geometry::for_size(size, 1024).unwrap();
+            let per_chunk = 1u64 << g.index_chunk_shift();
+            assert_eq!(per_chunk * BUCKET_BYTES % PAGE, 0, "{g:?}");
+            assert!(g.buckets.div_ceil(per_chunk) <= INDEX_CHUNKS_MAX, "{g:?}");
+        }
+    }
+
+    #[test]
     fn too_small_sizes_are_refused() {
         assert!(Geometry::for_size(4096, 10).is_err());
         assert!(Geometry::for_size(MIN_FILE_SIZE - 1, 10).is_err());
@@ -342,6 +401,12 @@ mod tests {
         let mut bad = hdr.clone();
         bad[8] = 9;
         assert!(Geometry::decode(&bad).unwrap_err().contains("version 9"));
+        // Version 1 (reserved whole at creation) is still read.
+        let mut old = hdr.clone();
+        old[8] = 1;
+        let crc = crc32fast::hash(&old[..GEOMETRY_LEN]);
+        old[GEOMETRY_CRC_OFF..GEOMETRY_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Geometry::decode(&old).unwrap(), g);
         let mut bad = hdr.clone();
         bad[60] ^= 1;
         assert!(Geometry::decode(&bad).unwrap_err().contains("checksum"));
@@ -360,11 +425,23 @@ mod tests {
             flags: 1,
             key_len: 65535,
             value_len: 123_456,
+            mac_len: MAC_LEN as u8,
             pos: 1 << 40,
             expires_ms: 1_700_000_000_000,
         };
         assert_eq!(RecordHeader::decode(&h.encode()), Some(h));
         assert_eq!(RecordHeader::decode(&[0u8; RECORD_HEADER]), None);
+        // A MAC length other than 0 or MAC_LEN, or longer than the value, is not a record.
+        for (at, v) in [(12, 16u8), (13, 1), (15, 1)] {
+            let mut b = h.encode();
+            b[at] = v;
+            assert_eq!(RecordHeader::decode(&b), None, "byte {at} = {v}");
+        }
+        let short = RecordHeader {
+            value_len: MAC_LEN as u32 - 1,
+            ..h
+        };
+        assert_eq!(RecordHeader::decode(&short.encode()), None);
         assert_eq!(h.record_len() % RECORD_ALIGN, 0);
         assert_eq!(record_len(1, 1), 40);
     }
@@ -376,19 +453,20 @@ mod tests {
             flags: 0,
             key_len: 1,
             value_len: 1,
+            mac_len: 0,
             pos: 0,
             expires_ms: 0,
         }
         .encode();
-        let base = record_crc(&h, b"k", b"v");
-        assert_ne!(base, record_crc(&h, b"k", b"w"));
-        assert_ne!(base, record_crc(&h, b"j", b"v"));
+        let base = record_crc(&h, b"k", &[b"v"]);
+        assert_ne!(base, record_crc(&h, b"k", &[b"w"]));
+        assert_ne!(base, record_crc(&h, b"j", &[b"v"]));
         let mut h2 = h;
         h2[24] = 1;
-        assert_ne!(base, record_crc(&h2, b"k", b"v"));
+        assert_ne!(base, record_crc(&h2, b"k", &[b"v"]));
         let mut h3 = h;
         h3[0] = 0xff; // the crc field itself is not covered
-        assert_eq!(base, record_crc(&h3, b"k", b"v"));
+        assert_eq!(base, record_crc(&h3, b"k", &[b"v"]));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! L3: the memory-mapped disk tier (see DESIGN.md "L3" and docs/disk-format.md).
+//! L3: the memory-mapped disk tier (see docs/architecture.md and docs/disk-format.md).
 //!
 //! One file, `<disk_path>/smartcache.l3`, mapped shared by every process that opens the
 //! directory. Readers take no lock: they copy a record out of the mapping and trust the copy only
@@ -10,6 +10,7 @@
 
 mod file;
 pub mod format;
+mod grow;
 pub mod index;
 pub mod lock;
 pub mod ring;
@@ -17,11 +18,12 @@ pub mod write_log;
 
 use crate::config::MAX_KEY_LEN;
 use crate::error::{Error, Result};
-use crate::tier::{Hit, TierCounters, TierSnapshot};
+use crate::sign::{Domain, Signed, Signer, Verdict, MAC_LEN};
+use crate::tier::{shown_key, Hit, TierCounters, TierSnapshot};
 use file::io_err;
 use format::{
-    key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF, RECORD_ALIGN,
-    RECORD_HEADER, SEGTAB_ENTRY_BYTES,
+    header_version, key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF,
+    INDEX_RESERVED_OFF, RECORD_ALIGN, RECORD_HEADER, SEGTAB_ENTRY_BYTES,
 };
 use index::{tag_of, Index, Slot};
 use lock::WriterLock;
@@ -72,12 +74,16 @@ pub struct DiskTier {
     file: File,
     lock: WriterLock,
     max_value_size: usize,
+    /// Signs records written and checks records read (None: `value_secret` unset).
+    signer: Option<Signer>,
     counters: TierCounters,
     corruptions: AtomicU64,
     /// See [`DiskStats::skipped`].
     skipped: AtomicU64,
     /// Next index slot expire_step examines (per process; any starting point is correct).
     expire_cursor: AtomicU64,
+    /// Bytes at the start of the ring this process knows are reserved on disk (grow.rs).
+    ring_reserved: AtomicU64,
     path: PathBuf,
 }
 
@@ -98,6 +104,10 @@ enum Probe {
     /// The record's segment was reclaimed while we copied it: the copy means nothing.
     Raced,
     Corrupt,
+    /// Intact, but its MAC is missing or wrong while a secret is set.
+    Tampered(Verdict),
+    /// Intact, but its value is longer than this cache's max_value_size.
+    TooLarge(usize),
 }
 
 /// A record examined under the writer lock.
@@ -128,9 +138,13 @@ impl DiskTier {
     pub fn open(dir: &Path, max_size: u64, max_value_size: usize) -> Result<DiskTier> {
         let (file, path) = file::open_or_create(dir, FILE_NAME, || {
             let geo = Geometry::for_size(max_size, max_value_size).map_err(Error::config)?;
-            let mut hdr = vec![0u8; HEADER_LEN as usize];
-            geo.encode(&mut hdr);
-            Ok((geo.file_size, hdr))
+            let mut header = vec![0u8; HEADER_LEN as usize];
+            geo.encode(&mut header);
+            Ok(file::NewFile {
+                size: geo.file_size,
+                reserved: grow::reserved_at_creation(&geo),
+                header,
+            })
         })?;
         let mut hdr = vec![0u8; HEADER_LEN as usize];
         let got =
@@ -144,8 +158,9 @@ impl DiskTier {
             .len();
         if len < geo.file_size {
             // Mapping past EOF would SIGBUS on first touch; restoring the length makes the lost
-            // tail read as zeroes, which every record check rejects.
-            file::reserve(&file, geo.file_size)
+            // tail read as zeroes, which every record check rejects (its blocks are reserved
+            // again below, with everything else the file says is in use).
+            file.set_len(geo.file_size)
                 .map_err(|e| io_err(&path, "cannot restore the truncated file's length", e))?;
             corruptions = 1;
         }
@@ -160,8 +175,17 @@ impl DiskTier {
         .map_err(|e| io_err(&path, "cannot map", e))?;
         let base = map.as_mut_ptr();
         // SAFETY: decode() checked that the index region [index_off, index_off + buckets * 128)
-        // lies inside file_size and is page-aligned; it is only accessed through atomic slots.
-        let index = unsafe { Index::new(base.add(geo.index_off as usize), geo.buckets) };
+        // lies inside file_size and is page-aligned; the reserved-chunks bitmap lies inside the
+        // header page at an 8-aligned offset; the chunk shift comes from the same geometry.
+        // Both are only accessed through atomics.
+        let index = unsafe {
+            Index::new(
+                base.add(geo.index_off as usize),
+                geo.buckets,
+                base.add(INDEX_RESERVED_OFF),
+                geo.index_chunk_shift(),
+            )
+        };
         let tier = DiskTier {
             map,
             base,
@@ -171,14 +195,25 @@ impl DiskTier {
             file,
             lock: WriterLock::new(),
             max_value_size,
+            signer: None,
             counters: TierCounters::default(),
             corruptions: AtomicU64::new(corruptions),
             skipped: AtomicU64::new(0),
             expire_cursor: AtomicU64::new(0),
+            ring_reserved: AtomicU64::new(0),
             path,
         };
         tier.check_head()?;
+        tier.reserve_what_is_recorded(header_version(&hdr))?;
         Ok(tier)
+    }
+
+    /// Signs every record this tier writes, and serves only records whose MAC verifies (see
+    /// `crate::sign` and docs/disk-format.md). None: records are written unsigned and every
+    /// intact record is served.
+    pub fn with_signer(mut self, signer: Option<Signer>) -> DiskTier {
+        self.signer = signer;
+        self
     }
 
     /// The head is the one mutable header word the geometry crc cannot cover. Any value is safe
@@ -244,6 +279,19 @@ impl DiskTier {
                     Probe::Corrupt => {
                         self.corruptions.fetch_add(1, Ordering::Relaxed);
                     }
+                    Probe::Tampered(v) => {
+                        let why = format!("as tampered: {}", v.reason());
+                        self.counters.tampered(&self.refusal(key, &why));
+                        return Ok(None);
+                    }
+                    Probe::TooLarge(n) => {
+                        let why = format!(
+                            "value of {n} bytes is over max_value_size {}",
+                            self.max_value_size
+                        );
+                        self.counters.error(&self.refusal(key, &why));
+                        return Ok(None);
+                    }
                 }
             }
             if !raced {
@@ -251,6 +299,17 @@ impl DiskTier {
             }
         }
         Ok(None)
+    }
+
+    /// Why a record of `key` was refused, for last_error.
+    #[cold]
+    fn refusal(&self, key: &[u8], why: &str) -> String {
+        Error::io(format!(
+            "key '{}' in {} refused: {why}",
+            shown_key(key),
+            self.path.display()
+        ))
+        .to_string()
     }
 
     /// Stores a value. ttl None = never expires; the deadline is stored as absolute unix ms so
@@ -264,8 +323,9 @@ impl DiskTier {
                 self.max_value_size
             )));
         }
-        let len = record_len(key.len(), value.len());
-        if len > self.geo.seg_size || value.len() > u32::MAX as usize {
+        let mac_len = if self.signer.is_some() { MAC_LEN } else { 0 };
+        let len = record_len(key.len(), value.len() + mac_len);
+        if len > self.geo.seg_size || value.len() + mac_len > u32::MAX as usize {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Err(Error::TooLarge(format!(
                 "record of {len} bytes exceeds the disk segment size {}",
@@ -336,8 +396,13 @@ impl DiskTier {
         let mut cursor = self.expire_cursor.load(Ordering::Relaxed) % total;
         let mut reclaimed = 0;
         for _ in 0..(max_entries as u64).min(total) {
-            let slot = &self.index.bucket(cursor / 8)[(cursor % 8) as usize];
+            let bucket = self.index.bucket(cursor / 8);
+            let at = (cursor % 8) as usize;
             cursor = (cursor + 1) % total;
+            // A bucket of an unreserved chunk is empty (and its slots are not to be touched).
+            let Some(slot) = bucket.get(at) else {
+                continue;
+            };
             if slot.tag() == 0 {
                 continue;
             }
@@ -502,8 +567,12 @@ impl DiskTier {
             return Probe::Raced;
         }
         // The copy is now known to be what the writer wrote (or what the disk damaged).
-        if h.pos != pos || record_crc(&hb, key, &value) != h.crc {
+        if h.pos != pos || record_crc(&hb, key, &[&value]) != h.crc {
             return Probe::Corrupt;
+        }
+        let mac_len = h.mac_len as usize;
+        if vlen - mac_len > self.max_value_size {
+            return Probe::TooLarge(vlen - mac_len);
         }
         // The clock is read only for entries that expire: it is a measurable share of a hit.
         let remaining = match h.expires_ms {
@@ -513,6 +582,23 @@ impl DiskTier {
                 _ => return Probe::Expired,
             },
         };
+        if let Some(signer) = &self.signer {
+            let record = Signed {
+                key,
+                flags: h.flags,
+                expires_ms: h.expires_ms,
+                value: &value[mac_len..],
+            };
+            match signer.verify(
+                Domain::Disk,
+                &record,
+                (mac_len > 0).then(|| &value[..mac_len]),
+            ) {
+                Verdict::Valid => {}
+                refused => return Probe::Tampered(refused),
+            }
+        }
+        value.drain(..mac_len);
         Probe::Hit(Hit {
             value,
             flags: h.flags,
@@ -539,7 +625,7 @@ impl DiskTier {
             return Probe::Raced;
         }
         let (k, v) = body.split_at(h.key_len as usize);
-        if h.pos == loc.pos && record_crc(hb, k, v) == h.crc {
+        if h.pos == loc.pos && record_crc(hb, k, &[v]) == h.crc {
             Probe::Other
         } else {
             Probe::Corrupt
@@ -604,13 +690,30 @@ impl DiskTier {
     }
 
     fn write(&self, key: &[u8], value: &[u8], flags: u8, expires_ms: u64) -> Result<()> {
+        // Signed outside the lock: it costs about a microsecond per KiB.
+        let mac = self.signer.as_ref().map(|s| {
+            s.sign(
+                Domain::Disk,
+                &Signed {
+                    key,
+                    flags,
+                    expires_ms,
+                    value,
+                },
+            )
+        });
+        let mac: &[u8] = mac.as_ref().map_or(&[], |m| m.as_slice());
         let _g = self.locked()?;
-        let len = record_len(key.len(), value.len());
+        let len = record_len(key.len(), mac.len() + value.len());
         let head = self.head().load(Ordering::Relaxed);
         let place = self
             .ring
             .place(head, len)
             .ok_or_else(|| io_err(&self.path, "cannot place a record", "log position overflow"))?;
+        let hash = key_hash(key);
+        let bucket_no = self.index.bucket_of(hash);
+        // Before any store: a full disk fails this set, with the file as it was.
+        self.reserve_for_write(place.end, bucket_no)?;
         if self.ring.seq(place.pos) != self.ring.seq(head) {
             // Entering a segment kills its previous lap: publish that before overwriting it, so
             // a reader that copies any new byte is certain to see the head move (settle()).
@@ -622,11 +725,12 @@ impl DiskTier {
             crc: 0,
             flags,
             key_len: key.len() as u16,
-            value_len: value.len() as u32,
+            value_len: (mac.len() + value.len()) as u32,
+            mac_len: mac.len() as u8,
             pos: place.pos,
             expires_ms,
         };
-        h.crc = record_crc(&h.encode(), key, value);
+        h.crc = record_crc(&h.encode(), key, &[mac, value]);
         let hb = h.encode();
         let at = self.data_ptr(place.pos);
         // SAFETY: place() keeps the record inside one segment of the mapping; the space from the
@@ -634,20 +738,17 @@ impl DiskTier {
         unsafe {
             ptr::copy_nonoverlapping(hb.as_ptr(), at, RECORD_HEADER);
             ptr::copy_nonoverlapping(key.as_ptr(), at.add(RECORD_HEADER), key.len());
-            ptr::copy_nonoverlapping(
-                value.as_ptr(),
-                at.add(RECORD_HEADER + key.len()),
-                value.len(),
-            );
+            let at_value = at.add(RECORD_HEADER + key.len());
+            ptr::copy_nonoverlapping(mac.as_ptr(), at_value, mac.len());
+            ptr::copy_nonoverlapping(value.as_ptr(), at_value.add(mac.len()), value.len());
         }
         self.reclaim(place.pos, place.end);
         // Release: a reader that sees the new head, or the slot published after it, sees the
         // complete record.
         self.head().store(place.end, Ordering::Release);
 
-        let hash = key_hash(key);
         let tag = tag_of(hash);
-        let bucket = self.index.bucket(self.index.bucket_of(hash));
+        let bucket = self.index.bucket(bucket_no);
         let target = match self.find_held(bucket, tag, key, place.end) {
             Some((i, old_pos, old)) => {
                 self.account(old_pos, old.record_len(), -1);

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "628b5cfb21e7c5cfca7887e236cc7126e532712b4345c660e9885a9c5082b67c"
+HEADER_SHA256 = "8ce74cd0636afdbb6eefdd38833170ccc3a3f970b8e17e0bbaab58da12087623"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -202,6 +202,9 @@ class sz_stats(ctypes.Structure):
         ('disk_get_p99_ns', ctypes.c_uint64),
         ('disk_set_p50_ns', ctypes.c_uint64),
         ('disk_set_p99_ns', ctypes.c_uint64),
+        # Records refused as a miss because value_secret is set and their MAC was missing or did * not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+        ('redis_tampered', ctypes.c_uint64),
+        ('disk_tampered', ctypes.c_uint64),
     ]
 
 
@@ -267,6 +270,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_or_compute': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, sz_compute_fn, ctypes.c_void_p, POINTER(POINTER(sz_value))], ('c', 'key', 'key_len', 'ttl_ms', 'compute', 'user_data', 'out')),
     # Appends `len` bytes to the value being produced (for sz_compute_fn callbacks only). Returns SZ_OK or SZ_ERR_INVALID.
     'sz_sink_write': (ctypes.c_int, [POINTER(sz_sink), ctypes.c_void_p, ctypes.c_size_t], ('sink', 'data', 'len')),
+    # Bounds how long every later call made by this thread may wait on Redis to `timeout_ms` milliseconds: the shorter of it and the cache's `redis_timeout_ms` applies, for every cache. 0 removes the bound. A caller with a deadline of its own (a request budget, a Go `context.Context`) sets it before its calls; other threads are not affected. Returns SZ_OK.
+    'sz_thread_redis_timeout': (ctypes.c_int, [ctypes.c_uint32], ('timeout_ms',)),
     # Runs one bounded pass of expiry over every tier now (the background thread does this every auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
     'sz_cache_expire_now': (ctypes.c_int, [POINTER(sz_cache)], ('c',)),
     # Fills *out with the cache's counters; set out->struct_size = sizeof(sz_stats) first. Returns SZ_OK, or SZ_ERR_INVALID for NULL or a struct_size too small.
@@ -281,7 +286,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes
+    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a   set secret as "***", never its text; error messages never contain it.
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
     # The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL past the last: lets a program or binding walk every option. Static; never free it.
     'sz_config_option': (ctypes.c_char_p, [ctypes.c_size_t], ('index',)),

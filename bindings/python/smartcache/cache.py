@@ -10,6 +10,7 @@ import pickle
 import sys
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple,
@@ -18,7 +19,13 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping,
 from . import _native, _offload, defaults
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
-from .errors import CacheClosedError, InvalidArgumentError, SmartCacheError, error_for
+from .errors import (
+    CacheClosedError,
+    InvalidArgumentError,
+    SecurityWarning,
+    SmartCacheError,
+    error_for,
+)
 from .serializers import TAG_PICKLE, Codec, SerializerSpec
 
 Key = Union[str, bytes]
@@ -72,10 +79,18 @@ _fast_get_memory = _pylib._FuncPtr(("sz_cache_get_memory", _pylib))
 _fast_get_memory.restype = _native.FUNCTIONS["sz_cache_get_memory"][0]
 # What the memory-only get returns on a miss: a fresh object no stored value can be.
 _MEMORY_MISS = object()
-_RELEASE_GIL = _native.sz_release_fn(
-    ctypes.cast(ctypes.pythonapi.PyEval_SaveThread, ctypes.c_void_p).value)
-_REACQUIRE_GIL = _native.sz_reacquire_fn(
-    ctypes.cast(ctypes.pythonapi.PyEval_RestoreThread, ctypes.c_void_p).value)
+
+
+def _address(function: Any) -> int:
+    """The address of a C function of the interpreter (never NULL: it is linked in)."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    if address is None:
+        raise ImportError(f"smartcache: {function} has no address")
+    return address
+
+
+_RELEASE_GIL = _native.sz_release_fn(_address(ctypes.pythonapi.PyEval_SaveThread))
+_REACQUIRE_GIL = _native.sz_reacquire_fn(_address(ctypes.pythonapi.PyEval_RestoreThread))
 _c_size_t = ctypes.c_size_t
 # Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
 _SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
@@ -236,6 +251,13 @@ class CacheStats:
         return dict(self.__dict__)
 
 
+_UNSIGNED_PICKLE = (
+    "SmartCache opened with the pickle serializer, the Redis tier on and no value_secret: "
+    "anyone who can write to that Redis (or sit on the network path to it) can store a pickle "
+    "that runs code in this process on the next get(). Set SmartCacheConfig.value_secret "
+    "(values are then signed and unsigned ones refused), or use serializer='json'.")
+
+
 class SmartCache:
     """A multi-tier cache (memory L1, Redis L2, disk L3) in the native library.
 
@@ -255,6 +277,8 @@ class SmartCache:
         self.config: SmartCacheConfig = config
         self._codec = Codec(serializer)
         config.validate()
+        if self._codec.name == "pickle" and config.redis_enabled and not config.value_secret:
+            warnings.warn(_UNSIGNED_PICKLE, SecurityWarning, stacklevel=2)
         cfg = config._to_native()
         handle = _CachePtr()
         try:

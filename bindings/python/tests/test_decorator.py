@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from smartcache import SmartCache, cached, get_default_cache, set_default_cache
+from smartcache import SmartCache, SmartCacheConfig, cached, get_default_cache, set_default_cache
 
 
 def test_results_are_cached_and_wraps_metadata(default_cache: SmartCache) -> None:
@@ -82,8 +83,11 @@ def test_key_canonical_form_and_type_sensitivity(default_cache: SmartCache) -> N
     assert key(x=1, y=2) == key(y=2, x=1)
     assert key(Color.RED) != key(1)
     assert key(Query("a")) == key(Query("a")) != key(Query("b"))
-    # key_prefix is a namespace in front of the function's identity, which is always there.
-    prefix = f"canon:{__name__}.{g.__qualname__}"
+    # key_prefix is a namespace in front of the function's identity, which is always there
+    # (a local function's identity ends with a discriminator of its code and closure).
+    prefix = key(1).split(":(")[0]
+    assert re.fullmatch(f"canon:{re.escape(f'{__name__}.{g.__qualname__}')}@[0-9a-f]{{16}}",
+                        prefix), prefix
     assert key(1) == f"{prefix}:(*args=(i1),**kwargs={{}})"
     long_key = key("x" * 500)
     assert long_key.startswith(f"{prefix}:sha256:")
@@ -113,8 +117,9 @@ def test_default_prefix_is_module_and_qualname(default_cache: SmartCache) -> Non
     def named(x: int) -> int:
         return x
 
-    assert named.cache_key(1).startswith(  # type: ignore[attr-defined]
-        f"{__name__}.test_default_prefix_is_module_and_qualname.<locals>.named:(")
+    assert re.match(  # a local function: its identity then its discriminator
+        re.escape(f"{__name__}.test_default_prefix_is_module_and_qualname.<locals>.named@")
+        + "[0-9a-f]{16}:\\(", named.cache_key(1))
 
 
 def test_keys_are_stable_across_processes(tmp_path: Path) -> None:
@@ -348,3 +353,39 @@ def test_bad_decorator_arguments() -> None:
         cached(key_prefix=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cache"):
         cached(cache="x")  # type: ignore[arg-type]
+
+
+def test_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
+    """Guide, Cache Analytics: ``stats.hit_ratio`` / ``stats.misses`` are the cache's hit/miss
+    ratios. One @cached call that computes (one miss) and one that is served (one hit) is 1 hit,
+    1 miss, 50%. The bug: the decorator's single-flight re-check ran a second get() on the
+    cache, so every computed call counted two misses and the ratio read 33%."""
+    with SmartCache(SmartCacheConfig()) as c:
+        @cached(ttl=600, key_prefix="user_data", cache=c)
+        def get_user_data(user_id: int) -> dict:
+            return {"user_id": user_id}
+
+        get_user_data(1)
+        get_user_data(1)
+        stats = c.get_stats()
+        assert (stats.hits, stats.misses) == (1, 1)
+        assert f"{stats.hit_ratio:.2%}" == "50.00%"
+
+
+def test_async_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
+    """As above, for a coroutine function (guide: @cached covers sync and async functions):
+    its single-flight path also re-reads the cache and counts a second miss."""
+    import asyncio
+
+    with SmartCache(SmartCacheConfig()) as c:
+        @cached(ttl=600, key_prefix="user_data_async", cache=c)
+        async def get_user_data(user_id: int) -> dict:
+            return {"user_id": user_id}
+
+        async def main() -> None:
+            await get_user_data(1)
+            await get_user_data(1)
+
+        asyncio.run(main())
+        stats = c.get_stats()
+        assert (stats.hits, stats.misses) == (1, 1)
