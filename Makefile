@@ -231,6 +231,11 @@ install: lib
 	install -m 0644 $(LIBDIR)/libsmartcache.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/smartcache.h $(DESTDIR)$(PREFIX)/include/
 	$(call write_pc,$(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc,$(PREFIX),$${prefix}/lib,$${prefix}/include,)
+	@# The dynamic loader's cache must learn the new soname, or programs linked against it
+	@# build but fail to start (a prefix the loader does not search needs LD_LIBRARY_PATH or an
+	@# rpath; see the guide). Not when staging into DESTDIR: the package manager does it.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; fi
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,8 @@
  * extreme values and a cache opened: nothing aborts or hangs. Each value is refused by
  * sz_config_set with SZ_ERR_CONFIG and a message naming the option, or the cache opens and
  * works, or sz_cache_open fails with SZ_ERR_CONFIG or SZ_ERR_NOMEM and a message (SZ_ERR_IO
- * too for a disk_path the filesystem cannot hold). */
+ * too for a disk_path the filesystem cannot hold). A value or name that is not UTF-8 is a bad
+ * option (SZ_ERR_CONFIG with a message), not a bad argument (SZ_ERR_INVALID is for NULL). */
 #define _GNU_SOURCE
 #include "check.h"
 #include <stdint.h>
@@ -12,7 +13,7 @@
 
 static const char *const extremes[] = {
     "0", "1", "-1", "4294967295", "4294967296", "18446744073709551615",
-    "18446744073709551616", "", "nonsense",
+    "18446744073709551616", "", "nonsense", "\xff\xfe not UTF-8",
 };
 
 static unsigned long long option_value(const sz_config *cfg, const char *name) {
@@ -87,6 +88,16 @@ int main(void) {
     CHECK(sz_config_option(names) == NULL);
     CHECK(sz_config_option(SIZE_MAX) == NULL);
     CHECK(refused > 0 && opened > 0);
+
+    sz_config *cfg = sz_config_new();
+    CHECK(cfg != NULL);
+    CHECK_RC(sz_config_set(cfg, "disk_\xff", "1"), SZ_ERR_CONFIG);
+    CHECK(strstr(sz_last_error(), "UTF-8") != NULL);
+    CHECK_RC(sz_config_set(cfg, "redis_url", "redis://\xc3("), SZ_ERR_CONFIG);
+    CHECK(strstr(sz_last_error(), "redis_url") != NULL && strstr(sz_last_error(), "UTF-8"));
+    CHECK_RC(sz_config_set(cfg, "redis_url", NULL), SZ_ERR_INVALID);
+    CHECK_RC(sz_config_set(cfg, NULL, "x"), SZ_ERR_INVALID);
+    sz_config_free(cfg);
     printf("%zu options: %d values refused by sz_config_set, %d opened, %d refused by open\n",
            names, refused, opened, failed);
 

@@ -679,9 +679,9 @@ sz_config *sz_config_new(void);
  * sz_cache_open (SZ_ERR_CONFIG), and what it allocates up front for them can fail with
  * SZ_ERR_NOMEM; neither aborts.
  *
- * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a value out of range (the message names
- * both and the accepted range; the option keeps its previous value); SZ_ERR_INVALID for a
- * NULL argument.
+ * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name, a value out of range (the message names
+ * both and the accepted range; the option keeps its previous value) or a name or value that
+ * is not UTF-8; SZ_ERR_INVALID for a NULL argument.
  *
  * # Safety
  * `cfg` is NULL or from sz_config_new; `name`, `value` are NULL or NUL-terminated strings.

@@ -180,3 +180,117 @@ fn created_directories_are_0700_and_files_0600_and_reopen() {
     let cache = Cache::open(disk_config(&dir)).unwrap();
     assert_eq!(cache.get(b"k").unwrap().unwrap().value(), b"v");
 }
+
+#[test]
+fn a_symlinked_directory_is_refused_however_its_path_ends() {
+    let real = TempDir::new("owner-trailing-real");
+    let links = TempDir::new("owner-trailing-links");
+    let link = links.path().join("dir-link");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    let l = link.to_str().unwrap();
+    // A trailing "/" or "." makes the kernel follow the link despite O_NOFOLLOW.
+    for spelling in [
+        format!("{l}/"),
+        format!("{l}/."),
+        format!("{l}//"),
+        format!("{l}/./"),
+    ] {
+        assert_refused(Path::new(&spelling), &link, &["symbolic link"]);
+    }
+    assert!(
+        std::fs::read_dir(real.path()).unwrap().next().is_none(),
+        "nothing was created through the link"
+    );
+}
+
+/// Env var naming the directory [`open_as_another_user`] opens a cache on.
+const PROBE_DIR: &str = "SMARTCACHE_OWNERSHIP_PROBE_DIR";
+
+/// Not a check on its own (ignored in normal runs): the child half of
+/// [`open_as_another_user`], run under setpriv as the other user. Prints open's error.
+#[test]
+#[ignore]
+fn child_prints_why_opening_the_probe_dir_fails() {
+    let Some(dir) = std::env::var_os(PROBE_DIR) else {
+        return;
+    };
+    match Cache::open(disk_config(Path::new(&dir))) {
+        Ok(_) => println!("PROBE-OPENED"),
+        Err(e) => println!("PROBE-ERROR {} {e}", e.code()),
+    }
+}
+
+/// Opens a cache on `dir` as uid OTHER_UID in a child process (this test binary again, under
+/// setpriv); returns the child's "PROBE-..." line, None when not root.
+fn open_as_another_user(dir: &Path) -> Option<String> {
+    if euid() != 0 {
+        eprintln!("skipped: playing a second user with setpriv needs root");
+        return None;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &OTHER_UID.to_string(),
+            "--regid",
+            &OTHER_UID.to_string(),
+            "--clear-groups",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_prints_why_opening_the_probe_dir_fails",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE_DIR, dir)
+        .output()
+        .expect("setpriv runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The harness prints "test <name> ... " on the same line before the child's output.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("PROBE-").map(|at| &l[at..]));
+    Some(
+        line.unwrap_or_else(|| {
+            panic!(
+                "no probe line: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string(),
+    )
+}
+
+#[test]
+fn permission_denied_names_the_owner_and_mode_of_what_was_refused() {
+    // Another user's (here root's) private directory.
+    let theirs = TempDir::new("owner-eacces-dir");
+    std::fs::set_permissions(theirs.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(line) = open_as_another_user(theirs.path()) else {
+        return;
+    };
+    let io = smartcache::error::status::SZ_ERR_IO;
+    for needle in [
+        format!("PROBE-ERROR {io} "),
+        theirs.path().display().to_string(),
+        "ermission denied".to_string(),
+        format!("owned by uid {}, mode 0700", euid()),
+    ] {
+        assert!(line.contains(&needle), "'{needle}' missing from: {line}");
+    }
+
+    // The other user's own directory holding a file of ours (root's) it cannot open.
+    let shared = TempDir::new("owner-eacces-file");
+    Cache::open(disk_config(shared.path())).unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(shared.path(), Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let line = open_as_another_user(shared.path()).unwrap();
+    for needle in [
+        format!("PROBE-ERROR {io} "),
+        shared.file().display().to_string(),
+        format!("owned by uid {}, mode 0600", euid()),
+    ] {
+        assert!(line.contains(&needle), "'{needle}' missing from: {line}");
+    }
+}

@@ -167,3 +167,36 @@ fn get_many_falls_back_to_disk_per_key() {
     );
     assert_eq!(b.stats().disk.unwrap().hits, 2);
 }
+
+/// A file laid out with segments smaller than max_value_size allows (64 KiB of disk for values
+/// up to 2 GiB) still opens; a value too large for its segments is kept by memory, not stored on
+/// disk, counted as skipped there (not as an error of the tier), and gone from the file.
+#[test]
+fn a_value_too_large_for_the_disk_segments_is_skipped_on_disk_and_counted() {
+    let dir = TempDir::new("tiered-geometry");
+    let mut c = config(&dir);
+    c.set("disk_max_size", "64K").unwrap();
+    c.set("max_value_size", "2G").unwrap();
+    c.set("compression_enabled", "false").unwrap();
+    let a = Cache::open(c.clone()).unwrap();
+    a.set(b"small", b"fits", None).unwrap();
+    let big = vec![7u8; 64 << 10];
+    a.set(b"big", b"old, small enough", None).unwrap();
+    a.set(b"big", &big, None).unwrap();
+    assert_eq!(
+        a.get(b"big").unwrap().unwrap().value(),
+        &big[..],
+        "memory keeps it"
+    );
+    let s = a.stats();
+    let disk = s.disk_file.expect("disk figures");
+    assert_eq!(disk.skipped, 1, "{disk:?}");
+    assert_eq!(
+        disk.counters.errors, 0,
+        "not a failure of the tier: {disk:?}"
+    );
+    drop(a);
+    let b = Cache::open(c).unwrap();
+    assert_eq!(b.get(b"small").unwrap().unwrap().value(), b"fits");
+    assert!(b.get(b"big").unwrap().is_none(), "neither value is on disk");
+}

@@ -128,6 +128,30 @@ fn clear_removes_only_our_prefix_and_delete_reports_existence() {
     assert_eq!(tier.get(b"k5").unwrap(), None);
 }
 
+/// With a small max_value_size a SCAN batch is held to a small budget, so clear asks for few
+/// keys per batch: every key goes however long the keys are, and nothing else.
+#[test]
+fn clear_with_a_tiny_max_value_size_removes_every_long_key_in_small_batches() {
+    let server = RedisServer::start();
+    let mut c = config(&server, "tiny:");
+    c.max_value_size = 1;
+    let tier = RedisTier::open(&c).unwrap();
+    let long = vec![b'x'; smartcache::config::MAX_KEY_LEN - 8];
+    for i in 0..200u32 {
+        let mut k = long.clone();
+        k.extend_from_slice(&i.to_be_bytes());
+        tier.set(&k, b"v", 0, None).unwrap();
+    }
+    server.cmd_str(&["SET", "other:key", "keep"]).assert_ok();
+    assert_eq!(server.cmd_str(&["DBSIZE"]).int(), 201);
+    tier.clear().unwrap();
+    assert_eq!(server.cmd_str(&["DBSIZE"]).int(), 1);
+    assert_eq!(
+        server.cmd_str(&["GET", "other:key"]).bulk().unwrap(),
+        b"keep"
+    );
+}
+
 #[test]
 fn two_tiers_with_one_prefix_share_entries_other_prefixes_do_not() {
     let server = RedisServer::start();
@@ -396,4 +420,40 @@ fn a_refused_connection_names_the_host_and_the_address_tried() {
             .contains(&format!("cannot connect to localhost:{port} (")),
         "{e}"
     );
+}
+
+/// The derived prefix names the directory the disk tier opened: `lnk/../y` with `lnk -> a/b`
+/// is `a/y` to the kernel (`..` climbs from the link's target), so it must share `a/y`'s
+/// Redis keys, not those of the unrelated `y` beside the link.
+#[test]
+fn a_derived_prefix_follows_dot_dot_after_a_symlink_like_the_kernel() {
+    let server = RedisServer::start();
+    let base = std::env::temp_dir().join(format!("sc-redis-dotdot-{}", std::process::id()));
+    for d in ["a/b", "a/y", "y"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink(base.join("a/b"), base.join("lnk")).unwrap();
+    let cache = smartcache::Cache::open(Config {
+        disk_enabled: true,
+        disk_path: base.join("lnk/../y"),
+        disk_max_size: 1 << 20,
+        auto_expire_interval: 0,
+        redis_key_prefix: None,
+        ..config(&server, "")
+    })
+    .unwrap();
+    cache.set(b"k", b"v", None).unwrap();
+    assert!(
+        base.join("a/y/smartcache.l3").exists(),
+        "the kernel's directory"
+    );
+    assert!(!base.join("y/smartcache.l3").exists());
+    let expect = |dir: &str| {
+        let p = smartcache::redis::derived_prefix(&base.join(dir));
+        server.cmd(&[b"EXISTS", &full_key(&p, b"k")]).int()
+    };
+    assert_eq!(expect("a/y"), 1);
+    assert_eq!(expect("y"), 0);
+    drop(cache);
+    std::fs::remove_dir_all(&base).unwrap();
 }

@@ -2,7 +2,8 @@
 //! connection: a bulk announced as ~1 TB and then streamed, a status line that never ends, an
 //! array of a billion elements, an array within the length limit whose elements never stop,
 //! arrays nested deeper than any reply of ours, and an honest-looking value over
-//! max_value_size. Each call returns within the timeout, its error is counted, and the
+//! max_value_size, and a well-formed SCAN batch whose 64 KiB keys never end (`clear` budgets a
+//! batch like one value too, not at 500 of the longest keys: ~64 MiB). Each call returns within the timeout, its error is counted, and the
 //! process's peak RSS (VmHWM) grows by less than 64 MiB over all of them (with a 4 MiB
 //! max_value_size; the probe thread's connection is attacked too, and the allocator may copy a
 //! growing buffer, so a few budgets' worth is expected; unbounded, the first case alone
@@ -52,6 +53,16 @@ fn over_max_value_size(c: TcpStream) {
     stream(c, b"$3145728\r\n", &[b'z'; 65536]);
 }
 
+/// A SCAN reply `[cursor 0, [key, key, ...]]` of a million keys of the longest length, each
+/// a legal key: only the batch's total can be refused.
+fn endless_scan_keys(c: TcpStream) {
+    let key = [b'k'; 65535];
+    let mut chunk = b"$65535\r\n".to_vec();
+    chunk.extend_from_slice(&key);
+    chunk.extend_from_slice(b"\r\n");
+    stream(c, b"*2\r\n$1\r\n0\r\n*1048576\r\n", &chunk);
+}
+
 /// Peak resident memory of this process, bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -66,7 +77,7 @@ fn peak_rss() -> u64 {
 #[test]
 fn hostile_replies_are_refused_within_the_timeout_and_bounded_memory() {
     type Answer = fn(TcpStream);
-    let cases: [(&str, Answer, usize, &str); 6] = [
+    let cases: [(&str, Answer, usize, &str); 7] = [
         ("huge bulk", huge_bulk, 4 << 20, "reply larger than"),
         (
             "endless status",
@@ -93,6 +104,12 @@ fn hostile_replies_are_refused_within_the_timeout_and_bounded_memory() {
             1 << 20,
             "max_value_size plus",
         ),
+        (
+            "endless SCAN keys",
+            endless_scan_keys,
+            1 << 20,
+            "reply larger than",
+        ),
     ];
     // Resets VmHWM to the current RSS where the kernel allows it (Linux >= 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -110,12 +127,13 @@ fn hostile_replies_are_refused_within_the_timeout_and_bounded_memory() {
         })
         .unwrap();
         type Call<'a> = Box<dyn Fn() -> smartcache::Result<()> + 'a>;
-        let calls: [(&str, Call); 2] = [
+        let calls: [(&str, Call); 3] = [
             ("get", Box::new(|| tier.get(b"k").map(|_| ()))),
             (
                 "get_many",
                 Box::new(|| tier.get_many(&[b"a".as_slice(), b"b"]).map(|_| ())),
             ),
+            ("clear", Box::new(|| tier.clear())),
         ];
         for (op, call) in calls {
             let errors = tier.stats().tier.errors;

@@ -38,6 +38,7 @@ pub(crate) fn open_or_create(
     name: &str,
     layout: impl FnOnce() -> Result<NewFile>,
 ) -> Result<(File, PathBuf)> {
+    let dir = &without_trailing_dots(dir);
     let dir_fd = open_owned_dir(dir)?;
     let path = dir.join(name);
     let file = match open_owned(&dir_fd, dir, name)? {
@@ -75,10 +76,33 @@ fn foreign(meta: &Metadata) -> Option<String> {
     }
 }
 
+/// `dir` without `.` components, repeated or trailing slashes: `link/`, `link/.` and `link//`
+/// make the kernel follow `link` even under O_NOFOLLOW (the last component is then `.` or
+/// empty), so they are opened as `link`, which O_NOFOLLOW refuses. `..` is left to the kernel.
+pub(crate) fn without_trailing_dots(dir: &Path) -> PathBuf {
+    dir.components().collect()
+}
+
+/// Who owns `path` and its mode, from lstat (which needs no permission on `path` itself, only
+/// search permission on its parent): says why an open failed with EACCES.
+fn owner_and_mode(path: &Path) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) => format!(
+            " (owned by uid {}, mode {:04o}; this process runs as uid {})",
+            m.uid(),
+            m.mode() & 0o7777,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            unsafe { libc::geteuid() }
+        ),
+        Err(_) => String::new(),
+    }
+}
+
 /// Opens the cache directory itself (creating it, and missing parents, with mode 0700), never
 /// through a symlink at its last component, and checks that it is ours: a directory someone
 /// else owns or can write to lets them plant or swap our files.
 pub(crate) fn open_owned_dir(dir: &Path) -> Result<File> {
+    let dir = &without_trailing_dots(dir);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -93,6 +117,11 @@ pub(crate) fn open_owned_dir(dir: &Path) -> Result<File> {
                 dir,
                 "refusing to use",
                 "it is a symbolic link or not a directory (give the real directory's path)",
+            ),
+            Some(libc::EACCES) => io_err(
+                dir,
+                "cannot open the cache directory",
+                format!("{e}{}", owner_and_mode(dir)),
             ),
             _ => io_err(dir, "cannot open the cache directory", e),
         })?;
@@ -125,6 +154,11 @@ pub(crate) fn open_owned(dir_fd: &File, dir: &Path, name: &str) -> Result<Option
         return match e.raw_os_error() {
             Some(libc::ENOENT) => Ok(None),
             Some(libc::ELOOP) => Err(io_err(&path, "refusing to use", "it is a symbolic link")),
+            Some(libc::EACCES) => Err(io_err(
+                &path,
+                "cannot open",
+                format!("{e}{}", owner_and_mode(&path)),
+            )),
             _ => Err(io_err(&path, "cannot open", e)),
         };
     }

@@ -56,6 +56,10 @@ pub struct DiskStats {
     pub bytes_used: u64,
     /// Bytes of the data ring.
     pub capacity: u64,
+    /// Writes by this process not stored because the record is larger than one of the file's
+    /// segments: the file was laid out (disk_max_size too small for two segments of the
+    /// largest record, or an older, smaller max_value_size) with segments that cannot hold it.
+    pub skipped: u64,
     pub path: PathBuf,
 }
 
@@ -74,6 +78,8 @@ pub struct DiskTier {
     signer: Option<Signer>,
     counters: TierCounters,
     corruptions: AtomicU64,
+    /// See [`DiskStats::skipped`].
+    skipped: AtomicU64,
     /// Next index slot expire_step examines (per process; any starting point is correct).
     expire_cursor: AtomicU64,
     /// Bytes at the start of the ring this process knows are reserved on disk (grow.rs).
@@ -192,6 +198,7 @@ impl DiskTier {
             signer: None,
             counters: TierCounters::default(),
             corruptions: AtomicU64::new(corruptions),
+            skipped: AtomicU64::new(0),
             expire_cursor: AtomicU64::new(0),
             ring_reserved: AtomicU64::new(0),
             path,
@@ -319,6 +326,7 @@ impl DiskTier {
         let mac_len = if self.signer.is_some() { MAC_LEN } else { 0 };
         let len = record_len(key.len(), value.len() + mac_len);
         if len > self.geo.seg_size || value.len() + mac_len > u32::MAX as usize {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
             return Err(Error::TooLarge(format!(
                 "record of {len} bytes exceeds the disk segment size {}",
                 self.geo.seg_size
@@ -453,6 +461,7 @@ impl DiskTier {
             entries: entries.min(slots),
             bytes_used: bytes_used.min(self.ring.capacity()),
             capacity: self.ring.capacity(),
+            skipped: self.skipped.load(Ordering::Relaxed),
             path: self.path.clone(),
         }
     }

@@ -2,6 +2,7 @@
 
 use super::{boundary, boundary_ptr, handle, out_arg, text};
 use crate::config::{Config, OPTION_NAMES};
+use crate::error::Error;
 use once_cell::sync::OnceCell;
 use std::ffi::{c_char, c_int, CString};
 
@@ -47,9 +48,9 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
 /// sz_cache_open (SZ_ERR_CONFIG), and what it allocates up front for them can fail with
 /// SZ_ERR_NOMEM; neither aborts.
 ///
-/// Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a value out of range (the message names
-/// both and the accepted range; the option keeps its previous value); SZ_ERR_INVALID for a
-/// NULL argument.
+/// Returns SZ_OK; SZ_ERR_CONFIG for an unknown name, a value out of range (the message names
+/// both and the accepted range; the option keeps its previous value) or a name or value that
+/// is not UTF-8; SZ_ERR_INVALID for a NULL argument.
 ///
 /// # Safety
 /// `cfg` is NULL or from sz_config_new; `name`, `value` are NULL or NUL-terminated strings.
@@ -63,10 +64,24 @@ pub unsafe extern "C" fn sz_config_set(
         // SAFETY: per this function's contract.
         let cfg = unsafe { out_arg(cfg, "cfg") }?;
         // SAFETY: per this function's contract.
-        let (name, value) = unsafe { (text(name, "name")?, text(value, "value")?) };
+        let name = unsafe { text(name, "option name") }.map_err(utf8_as_config)?;
+        // SAFETY: per this function's contract.
+        let value = unsafe { text(value, &format!("the value of option {name}")) }
+            .map_err(utf8_as_config)?;
         cfg.inner.set(name, value)?;
         Ok(super::SZ_OK)
     })
+}
+
+/// A name or value that is not UTF-8 is a bad option (SZ_ERR_CONFIG), not a bad argument:
+/// SZ_ERR_INVALID stays for NULL.
+fn utf8_as_config(e: Error) -> Error {
+    match e {
+        Error::Invalid(m) if m.ends_with("UTF-8") => {
+            Error::config(format!("{m} (options are UTF-8 text)"))
+        }
+        other => other,
+    }
 }
 
 /// The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL

@@ -279,11 +279,12 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
         let file = match (name, &s.disk_file) {
             ("disk", Some(d)) => format!(
                 ",\"entries\":{},\"bytes_used\":{},\"capacity\":{},\"corruptions\":{},\
-                 \"path\":{}",
+                 \"skipped\":{},\"path\":{}",
                 d.entries,
                 d.bytes_used,
                 d.capacity,
                 d.corruptions,
+                d.skipped,
                 quote(&d.path.display().to_string())
             ),
             _ => String::new(),
@@ -574,6 +575,7 @@ mod tests {
                 bytes_used: 4096,
                 capacity: 1 << 20,
                 corruptions: 2,
+                skipped: 3,
                 path: "/var/cache/\"x\"/smartcache.l3".into(),
                 ..Default::default()
             }),
@@ -588,6 +590,7 @@ mod tests {
             "\"bytes_used\":4096",
             "\"capacity\":1048576",
             "\"corruptions\":2",
+            "\"skipped\":3",
             "\"path\":\"/var/cache/\\\"x\\\"/smartcache.l3\"}",
         ] {
             assert!(disk.contains(want), "{want} missing from {disk}");

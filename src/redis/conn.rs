@@ -436,13 +436,14 @@ impl Conn {
             .saturating_add(REPLY_OVERHEAD);
     }
 
-    /// The next reply read may carry `n` strings of up to `each` bytes besides one value (a
-    /// SCAN batch of keys).
-    pub fn expect_strings(&mut self, n: usize, each: usize) {
-        self.next_budget = each
-            .saturating_add(NODE_BYTES)
-            .saturating_mul(n)
-            .saturating_add(self.one_value_budget());
+    /// The next reply read is a batch of keys of up to `each` bytes (a SCAN batch): it gets the
+    /// budget of one value, about max_value_size + 1 MiB, so a hostile server cannot make a
+    /// SCAN hold more than a GET could. Returns how many keys to ask for (SCAN's COUNT, at most
+    /// `most`) so that twice that many (COUNT is a hint; a batch may run past it) fit.
+    pub fn expect_keys(&mut self, most: usize, each: usize) -> usize {
+        self.next_budget = self.one_value_budget();
+        let per_key = each.saturating_add(NODE_BYTES);
+        (self.next_budget / per_key / 2).clamp(1, most)
     }
 
     /// Marks the connection unusable (the caller saw a reply it cannot trust).

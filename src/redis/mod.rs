@@ -28,8 +28,10 @@
 //! Host names are looked up off the calling thread (see [`resolve`]): a DNS server that does
 //! not answer delays a call no more than Redis not answering does.
 //!
-//! **clear** deletes only keys under the prefix, with `SCAN MATCH <escaped prefix>* COUNT 500`
-//! and `UNLINK` per batch; never FLUSHDB. Each SCAN/UNLINK has its own timeout, so clearing a
+//! **clear** deletes only keys under the prefix, with `SCAN MATCH <escaped prefix>* COUNT n`
+//! and `UNLINK` per batch; never FLUSHDB. n is 500, or fewer when max_value_size is small: a
+//! batch's reply is held to one value's budget (about max_value_size + 1 MiB), and twice n of
+//! the longest keys must fit in it; a batch past the budget fails the clear. Each SCAN/UNLINK has its own timeout, so clearing a
 //! huge keyspace takes as long as it needs but never hangs on a dead server.
 
 pub mod breaker;
@@ -125,9 +127,9 @@ impl From<ConnError> for CallError {
 
 pub use prefix::derived_prefix;
 
-/// Keys asked for per SCAN of `clear`.
+/// Most keys asked for per SCAN of `clear` (fewer when max_value_size is small and the
+/// longest keys of a batch would not fit its reply budget, see `Conn::expect_keys`).
 const SCAN_COUNT: usize = 500;
-const SCAN_COUNT_TEXT: &[u8] = b"500";
 
 impl RedisTier {
     /// Bad URL -> `Err(Error::Config)` naming redis_url. Redis down at open is not an error:
@@ -349,8 +351,10 @@ impl RedisTier {
         loop {
             let (next, keys) = self.inner.run(|c, d| {
                 // COUNT is a hint: a batch can run past it (a bucket is returned whole).
+                // A batch past the budget is a protocol error, so the clear fails rather than
+                // returning with keys left.
                 let key_len = crate::config::MAX_KEY_LEN + self.inner.prefix.len();
-                c.expect_strings(2 * SCAN_COUNT, key_len);
+                let count = c.expect_keys(SCAN_COUNT, key_len).to_string();
                 let reply = c.command(
                     &[
                         b"SCAN",
@@ -358,7 +362,7 @@ impl RedisTier {
                         b"MATCH",
                         &pattern,
                         b"COUNT",
-                        SCAN_COUNT_TEXT,
+                        count.as_bytes(),
                     ],
                     d,
                 )?;

@@ -9,11 +9,11 @@
 //!
 //! The path is canonicalized first so that spellings of one directory (`/srv/app/`,
 //! `/srv//app`, `/srv/./app`, a symlink to it, a relative path) name one cache: symlinks are
-//! resolved as far as the path exists; the part that does not exist yet is normalised
-//! lexically (`.` dropped, `..` removing the previous component).
+//! resolved as far as the path exists, in order, the way the kernel walks it (`link/..` is the
+//! parent of the link's target, not the directory holding the link); only the part that does
+//! not exist yet is normalised lexically (`.` dropped, `..` removing the previous component).
 
 use sha2::{Digest, Sha256};
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -33,7 +33,12 @@ pub fn derived_prefix(disk_path: &Path) -> String {
     out
 }
 
-/// `path` made absolute, its existing part with symlinks resolved, the rest normalised.
+/// `path` made absolute and resolved the way the kernel resolves it: component by component
+/// from the root, each existing one with its symlinks resolved (so `link/..` is the parent of
+/// the link's *target*), `.` dropped; once a component does not exist, the rest cannot be
+/// symlinks and is applied lexically. The disk tier opens its directory before the Redis tier
+/// derives the prefix, so with the disk tier on the whole path exists and this is exactly the
+/// directory it opened.
 pub fn canonical_path(path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
@@ -42,30 +47,25 @@ pub fn canonical_path(path: &Path) -> PathBuf {
             .unwrap_or_else(|_| PathBuf::from("/"))
             .join(path)
     };
-    let lexical = normalise(&absolute);
-    // The longest existing ancestor is resolved by the kernel; what lies below it is appended.
-    let mut existing = lexical.as_path();
-    let mut rest: Vec<&OsStr> = Vec::new();
-    loop {
-        if let Ok(resolved) = std::fs::canonicalize(existing) {
-            return rest.iter().rev().fold(resolved, |p, c| p.join(c));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name);
-                existing = parent;
-            }
-            _ => return lexical,
-        }
+    if let Ok(resolved) = std::fs::canonicalize(&absolute) {
+        return resolved;
     }
-}
-
-/// Drops `.` and empty components and applies `..`, without touching the filesystem.
-fn normalise(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
-    for c in path.components() {
+    let mut exists = true;
+    for c in absolute.components() {
         match c {
-            Component::Normal(n) => out.push(n),
+            Component::Normal(n) => {
+                let next = out.join(n);
+                out = match exists.then(|| std::fs::canonicalize(&next)) {
+                    Some(Ok(resolved)) => resolved,
+                    _ => {
+                        exists = false;
+                        next
+                    }
+                };
+            }
+            // `out` holds no symlinks (resolved, or below a component that does not exist),
+            // so its lexical parent is the kernel's `..`.
             Component::ParentDir => {
                 out.pop();
             }
@@ -100,9 +100,29 @@ mod tests {
             base.join("real/./app"),
             base.join("real/x/../app"),
             link.join("app"),
+            link.join("../real/app"),
         ] {
             assert_eq!(derived_prefix(&spelling), want, "{}", spelling.display());
         }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn dot_dot_after_a_symlink_climbs_from_its_target_like_the_kernel() {
+        let base = std::env::temp_dir().join(format!("sc-prefix-dotdot-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::create_dir_all(base.join("a/y")).unwrap();
+        std::fs::create_dir_all(base.join("y")).unwrap();
+        std::os::unix::fs::symlink(base.join("a/b"), base.join("lnk")).unwrap();
+        // Existing: the kernel opens a/y.
+        let via_link = derived_prefix(&base.join("lnk/../y"));
+        assert_eq!(via_link, derived_prefix(&base.join("a/y")));
+        assert_ne!(via_link, derived_prefix(&base.join("y")));
+        // Not existing yet below the link: still climbs from the target.
+        assert_eq!(
+            derived_prefix(&base.join("lnk/../new/app")),
+            derived_prefix(&base.join("a/new/app"))
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "eeefa227e1b7bb6a6fda4663b3201b94b363e3ab18d3cd0ad22c34ab6e88438c"
+HEADER_SHA256 = "8ce74cd0636afdbb6eefdd38833170ccc3a3f970b8e17e0bbaab58da12087623"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
