@@ -128,10 +128,14 @@ impl Index {
         self.buckets.div_ceil(1 << self.chunk_shift)
     }
 
-    /// The first bucket of a chunk and how many it holds.
+    /// The first bucket of a chunk and how many it holds. `c` may be one past the last chunk
+    /// (the end of a range of chunks): its first bucket may then lie past the index, holding none.
     pub fn chunk_buckets(&self, c: u64) -> (u64, u64) {
         let first = c << self.chunk_shift;
-        (first, (1u64 << self.chunk_shift).min(self.buckets - first))
+        (
+            first,
+            (1u64 << self.chunk_shift).min(self.buckets.saturating_sub(first)),
+        )
     }
 
     fn reserved_word(&self, c: u64) -> &AtomicU64 {
