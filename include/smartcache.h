@@ -422,11 +422,12 @@ int sz_cache_get_many(sz_cache *c,
 /**
  * Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in
  * every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
- * checked before anything is stored.
+ * checked against every limit before anything is stored: any error means nothing was stored.
  *
  * Returns SZ_OK; SZ_ERR_INVALID for a NULL argument or an empty key (naming its index);
- * SZ_ERR_TOO_LARGE for a key or value over its limit (nothing stored). With n == 0 the arrays
- * may be NULL.
+ * SZ_ERR_TOO_LARGE for a key or value over its limit (max_value_size, or with memory as the
+ * only tier memory's per-shard byte budget, on the compressed size), naming its index. With
+ * n == 0 the arrays may be NULL.
  *
  * # Safety
  * `c` from sz_cache_open; when n > 0, the four arrays hold n elements each and every pointer

@@ -266,51 +266,23 @@ impl Cache {
     }
 
     /// `set` for many entries at once, all for `ttl`: Redis gets them pipelined in one round
-    /// trip. Every key and value is checked before anything is stored.
+    /// trip. Every key and value is checked against every limit (after compression, where the
+    /// limit is on what is stored) before anything is stored: an error means nothing stored.
     pub fn set_many(&self, items: &[(&[u8], &[u8])], ttl: Option<Duration>) -> Result<()> {
         let inner = &*self.inner;
+        let ttl = ttl.map(clamp_ttl);
+        let mut entries = Vec::with_capacity(items.len());
         for (i, (key, value)) in items.iter().enumerate() {
             inner
                 .check_key(key)
                 .map_err(|e| e.about(&format!("keys[{i}]")))?;
-            inner
-                .check_value(value)
+            let entry = inner
+                .prepare(key, value, ttl)
                 .map_err(|e| e.about(&format!("vals[{i}]")))?;
+            entries.push(entry);
         }
-        let ttl = ttl.map(clamp_ttl);
-        let encoded: Vec<(Cow<[u8]>, u8)> = items.iter().map(|(_, v)| inner.encode(v)).collect();
-        // Disk before Redis, as in `set_lower`.
-        if let Some(l3) = &inner.l3 {
-            let ttl = ttl.or(inner.disk_ttl);
-            for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
-                inner.set_l3(l3, key, stored, *entry_flags, ttl);
-            }
-        }
-        if let Some(l2) = &inner.l2 {
-            let ttl = ttl.or(l2.default_ttl());
-            let batch: Vec<_> = items
-                .iter()
-                .zip(&encoded)
-                .map(|((k, _), (v, f))| (*k, &v[..], *f, ttl))
-                .collect();
-            // A failed or skipped batch is counted by the tier; memory still gets the values.
-            let _ = inner.timed(TierId::Redis, Op::Set, || l2.set_many(&batch));
-        }
-        // Memory last, as in `store`.
-        let mut first_error = None;
-        for ((key, _), (stored, entry_flags)) in items.iter().zip(&encoded) {
-            let stored = inner
-                .l1
-                .make_blob(key, stored, *entry_flags, ttl.or(inner.memory_ttl));
-            match stored.and_then(|blob| inner.timed_memory(Op::Set, || inner.l1.insert_blob(blob)))
-            {
-                Err(Error::TooLarge(_)) if inner.has_lower_tiers() => {}
-                Err(e) => first_error = first_error.or(Some(e)),
-                Ok(()) => {}
-            }
-            inner.tell_others(Some(key));
-        }
-        first_error.map_or(Ok(()), Err)
+        inner.write(&entries, ttl);
+        Ok(())
     }
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
@@ -350,7 +322,7 @@ impl Cache {
 
     /// Removes this cache's entries from every tier.
     pub fn clear(&self) -> Result<()> {
-        // Disk before Redis, as in `set_lower`.
+        // Disk before Redis, as in `write`.
         if let Some(l3) = &self.inner.l3 {
             // Counted in the disk tier's errors when it fails; memory is still cleared.
             let _ = l3.clear();
@@ -360,7 +332,7 @@ impl Cache {
             let _ = l2.clear();
         }
         self.inner.wait_for_copies_to_redis(None);
-        // Memory last, as in `store`.
+        // Memory last, as in `write`.
         self.inner.l1.clear();
         self.inner.tell_others(None);
         Ok(())
@@ -634,38 +606,74 @@ impl Inner {
     /// Stores `value` in every tier (compressed when that pays) for `ttl` (None = each tier's
     /// default; clamped to MAX_TTL); returns the entry as stored in memory.
     fn store(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<Blob> {
-        self.check_value(value)?;
         let ttl = ttl.map(clamp_ttl);
+        let entry = self.prepare(key, value, ttl)?;
+        self.write(std::slice::from_ref(&entry), ttl);
+        Ok(entry.blob)
+    }
+
+    /// Encodes `value` for `key` and builds its memory entry, checking every limit a write
+    /// could fail on, so that `write` cannot fail half way through a batch.
+    fn prepare<'v>(
+        &self,
+        key: &'v [u8],
+        value: &'v [u8],
+        ttl: Option<Duration>,
+    ) -> Result<Prepared<'v>> {
+        self.check_value(value)?;
         let (stored, entry_flags) = self.encode(value);
         let blob = self
             .l1
             .make_blob(key, &stored, entry_flags, ttl.or(self.memory_ttl))?;
-        // Memory last: a get that missed memory and read the lower tiers before this write
-        // reached them holds an older value, and memory's write count refuses it only if the
-        // count moves after the lower tiers have the new one (see `promote`).
-        self.set_lower(key, &stored, entry_flags, ttl);
-        let in_l1 = self.timed_memory(Op::Set, || self.l1.insert_blob(blob.clone()));
-        self.tell_others(Some(key));
-        match in_l1 {
-            // Too large for memory's byte budget but kept by a lower tier: served from there.
-            Err(Error::TooLarge(_)) if self.l2.is_some() || self.l3.is_some() => Ok(blob),
-            Err(e) => Err(e),
-            Ok(()) => Ok(blob),
+        // Too large for memory's byte budget but kept by a lower tier: served from there.
+        if !self.has_lower_tiers() {
+            self.l1.check_fits(&blob)?;
         }
+        Ok(Prepared {
+            key,
+            given: value.len(),
+            stored,
+            entry_flags,
+            blob,
+        })
     }
 
-    /// Write-through below L1; an explicit ttl applies to every tier, otherwise each tier's own.
-    /// Disk before Redis: see `promote_to_redis`.
-    fn set_lower(&self, key: &[u8], stored: &[u8], entry_flags: u8, ttl: Option<Duration>) {
+    /// Stores prepared entries in every tier: disk, then Redis (see `promote_to_redis`), then
+    /// memory, then tells the other processes. Memory last: a get that missed memory and read
+    /// the lower tiers before this write reached them holds an older value, and memory's write
+    /// count refuses it only if the count moves after the lower tiers have the new one (see
+    /// `promote`). A lower tier's failure is counted by that tier, never the caller's.
+    fn write(&self, entries: &[Prepared<'_>], ttl: Option<Duration>) {
+        if self.config.enable_stats {
+            for e in entries {
+                self.bytes_given.fetch_add(e.given as u64, Relaxed);
+                self.bytes_stored.fetch_add(e.stored.len() as u64, Relaxed);
+            }
+        }
         if let Some(l3) = &self.l3 {
-            self.set_l3(l3, key, stored, entry_flags, ttl.or(self.disk_ttl));
+            let ttl = ttl.or(self.disk_ttl);
+            for e in entries {
+                self.set_l3(l3, e.key, &e.stored, e.entry_flags, ttl);
+            }
         }
         if let Some(l2) = &self.l2 {
-            // A failed or skipped write is counted by the tier; memory still gets the value.
             let ttl = ttl.or(l2.default_ttl());
-            let _ = self.timed(TierId::Redis, Op::Set, || {
-                l2.set(key, stored, entry_flags, ttl)
+            let _ = self.timed(TierId::Redis, Op::Set, || match entries {
+                [e] => l2.set(e.key, &e.stored, e.entry_flags, ttl),
+                _ => {
+                    let batch: Vec<_> = entries
+                        .iter()
+                        .map(|e| (e.key, &e.stored[..], e.entry_flags, ttl))
+                        .collect();
+                    l2.set_many(&batch)
+                }
             });
+        }
+        for e in entries {
+            // Checked by `prepare`: only a blob too large for memory's budget fails here, and
+            // then only with a lower tier holding it.
+            let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+            self.tell_others(Some(e.key));
         }
     }
 
@@ -686,16 +694,10 @@ impl Inner {
     /// What to store for `value`: its LZ4 frame when compression is on and pays, else itself.
     fn encode<'v>(&self, value: &'v [u8]) -> (Cow<'v, [u8]>, u8) {
         let c = &self.config;
-        let (stored, entry_flags) =
-            match compress::compress(value, c.compression_enabled, c.compression_min_size) {
-                Some(frame) => (Cow::Owned(frame), flags::COMPRESSED),
-                None => (Cow::Borrowed(value), 0),
-            };
-        if c.enable_stats {
-            self.bytes_given.fetch_add(value.len() as u64, Relaxed);
-            self.bytes_stored.fetch_add(stored.len() as u64, Relaxed);
+        match compress::compress(value, c.compression_enabled, c.compression_min_size) {
+            Some(frame) => (Cow::Owned(frame), flags::COMPRESSED),
+            None => (Cow::Borrowed(value), 0),
         }
-        (stored, entry_flags)
     }
 
     /// The plain value of a stored entry: the entry itself, or its decompressed copy in a
@@ -746,7 +748,7 @@ impl Inner {
                 .unwrap_or(false)
         });
         self.wait_for_copies_to_redis(Some(key));
-        // Memory last, as in `store`.
+        // Memory last, as in `write`.
         let in_l1 = self.timed_memory(Op::Delete, || self.l1.delete(key));
         self.tell_others(Some(key));
         in_l1 || in_l2 || in_l3
@@ -824,6 +826,18 @@ impl Inner {
             uptime: now.duration_since(self.started),
         }
     }
+}
+
+/// An entry checked against every limit, ready for every tier (see `Inner::prepare`).
+struct Prepared<'v> {
+    key: &'v [u8],
+    /// Length of the value given to set.
+    given: usize,
+    /// What the tiers store for it (its LZ4 frame when compressed).
+    stored: Cow<'v, [u8]>,
+    entry_flags: u8,
+    /// Memory's entry for it.
+    blob: Blob,
 }
 
 /// A promoted entry's lifetime: what it has left, and no more than the receiving tier's TTL.

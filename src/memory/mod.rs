@@ -309,6 +309,27 @@ impl MemoryTier {
         self.store(blob, Store::Promote(mark))
     }
 
+    /// Err(TooLarge) when `blob` could never be stored (over the per-shard byte budget), so a
+    /// batch can be checked whole before any of it is stored.
+    pub fn check_fits(&self, blob: &Blob) -> Result<()> {
+        let hash = self.hash(blob.key());
+        match read(&self.slot(hash).shard).fits(blob) {
+            true => Ok(()),
+            false => Err(self.too_large(blob)),
+        }
+    }
+
+    #[cold]
+    fn too_large(&self, blob: &Blob) -> Error {
+        Error::TooLarge(format!(
+            "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
+             (memory_max_bytes / {} shards)",
+            blob.footprint(),
+            self.opts.max_bytes / self.shards.len(),
+            self.shards.len()
+        ))
+    }
+
     fn store(&self, blob: Blob, how: Store) -> Result<bool> {
         let hash = match how {
             Store::Set => self.hash(blob.key()),
@@ -323,13 +344,7 @@ impl MemoryTier {
                 Store::Set => shard.count_write(hash),
             }
             if !shard.fits(&blob) {
-                return Err(Error::TooLarge(format!(
-                    "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
-                     (memory_max_bytes / {} shards)",
-                    blob.footprint(),
-                    self.opts.max_bytes / self.shards.len(),
-                    self.shards.len()
-                )));
+                return Err(self.too_large(&blob));
             }
             let before = shard.entries() as isize;
             // Room left in the whole cache, given to this shard: it evicts its own entries once
