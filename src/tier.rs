@@ -1,8 +1,9 @@
 //! What the tiers share: the shape of a hit in a lower tier, entry flags, and per-tier counters.
 //!
 //! Each tier (memory, redis, disk) exposes plain methods `get/set/delete/clear/stats`; the
-//! coordinator in `tiered.rs` composes them. Lifetimes cross tiers as *remaining* time, so a
-//! promoted entry never outlives its original deadline.
+//! coordinator in `tiered.rs` composes them. Lifetimes cross tiers as *absolute* deadlines
+//! (rounded down), so a promoted entry never outlives its deadline in the tier it came from: a
+//! duration would be counted again from a later instant by the receiving tier.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -20,8 +21,17 @@ pub struct Hit {
     /// The stored bytes (still compressed when `flags & COMPRESSED`).
     pub value: Vec<u8>,
     pub flags: u8,
-    /// Time left before the entry expires; None = no expiry.
-    pub remaining: Option<Duration>,
+    /// When the entry expires in the tier it was read from, in unix nanoseconds (wall clock),
+    /// never later than that tier's own deadline; None = no expiry.
+    pub expires_ns: Option<u64>,
+}
+
+impl Hit {
+    /// Time left before the entry expires (rounded down, zero once passed); None = no expiry.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.expires_ns
+            .map(|at| Duration::from_nanos(at.saturating_sub(crate::clock::unix_ns())))
+    }
 }
 
 /// Counters of one lower tier. Relaxed atomics: these tiers cost microseconds per call, so one

@@ -1,11 +1,12 @@
 //! The coordinator: one cache over the enabled tiers.
 //!
 //! get reads L1, then the lower tiers in order, and copies a lower-tier hit into the tiers
-//! above it with the entry's *remaining* lifetime; set writes through to every enabled tier
+//! above it with the entry's *absolute* deadline; set writes through to every enabled tier
 //! (an explicit ttl applies to all, otherwise each tier's default); delete and clear reach
 //! every tier. A lower tier that fails degrades to a miss or a skipped write, counted in its
 //! stats and shown in health; it never fails the call.
 
+use crate::clock;
 use crate::compress;
 use crate::config::{Config, MAX_KEY_LEN};
 use crate::disk::write_log::{Change, WriteLog};
@@ -536,10 +537,12 @@ impl Inner {
     /// `mark` was taken before the lower tier was asked: memory keeps the copy only if no set
     /// or delete of the key finished meanwhile (the copy would be older than what it left).
     fn promote(&self, key: &[u8], hit: Hit, from_l3: bool, mark: WriteMark) -> Option<Blob> {
-        if hit.remaining == Some(Duration::ZERO) {
-            // Expired between the tier's check and now: nothing left to serve or promote.
-            return None;
-        }
+        // The source's absolute deadline on memory's clock, rounded early. None: it expired
+        // between the tier's check and now, nothing left to serve or promote.
+        let deadline = match hit.expires_ns {
+            Some(at) => Some(clock::deadline_at_unix_ns(at)?),
+            None => None,
+        };
         if hit.flags & !flags::COMPRESSED != 0 {
             // Flags this build does not know: a newer writer's format, not to be misread.
             return None;
@@ -549,8 +552,11 @@ impl Inner {
                 self.promote_to_redis(l2, key, &hit);
             }
         }
-        let ttl = capped(hit.remaining, self.memory_ttl);
-        let blob = self.l1.make_blob(key, &hit.value, hit.flags, ttl).ok()?;
+        let deadline = earliest(deadline, clock::deadline_after(self.memory_ttl));
+        let blob = self
+            .l1
+            .make_blob_until(key, &hit.value, hit.flags, deadline)
+            .ok()?;
         // A promotion L1 cannot take (or must not) is not the caller's failure: the value is
         // still served, as a get that ran before the write would have served it.
         let _ = self.l1.promote(blob.clone(), mark);
@@ -578,9 +584,12 @@ impl Inner {
         if !still_on_disk() {
             return;
         }
-        let ttl = capped(hit.remaining, l2.default_ttl());
+        let tier_limit = l2
+            .default_ttl()
+            .map(|t| clock::unix_ns().saturating_add(t.as_nanos() as u64));
+        let expires_ns = earliest(hit.expires_ns, tier_limit);
         let stored = self.timed(TierId::Redis, Op::Set, || {
-            l2.promote(key, &hit.value, hit.flags, ttl)
+            l2.promote(key, &hit.value, hit.flags, expires_ns)
         });
         let Ok(Some(frame)) = stored else { return };
         // A Redis that refuses scripts gets a plain delete: at worst a newer value is dropped
@@ -840,9 +849,10 @@ struct Prepared<'v> {
     blob: Blob,
 }
 
-/// A promoted entry's lifetime: what it has left, and no more than the receiving tier's TTL.
-fn capped(remaining: Option<Duration>, tier_ttl: Option<Duration>) -> Option<Duration> {
-    match (remaining, tier_ttl) {
+/// The earlier of two deadlines (None = never): a promoted entry keeps its source's deadline
+/// and gets no more than the receiving tier's TTL.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }

@@ -275,6 +275,18 @@ impl MemoryTier {
             .ok_or_else(|| no_memory(value.len()))
     }
 
+    /// `make_blob` expiring at `deadline` (memory clock ticks; None = never): an entry copied
+    /// from a lower tier keeps that tier's absolute deadline, not a duration counted anew.
+    pub fn make_blob_until(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u8,
+        deadline: Option<clock::Ticks>,
+    ) -> Result<Blob> {
+        Blob::new(self.alloc, key, value, flags, deadline).ok_or_else(|| no_memory(value.len()))
+    }
+
     /// A keyless block of `val_len` bytes for the caller to fill, expiring with `like`: the
     /// decompressed copy of a stored entry, handed out pinned but never stored.
     pub fn make_detached(&self, val_len: usize, like: &Blob) -> Result<Blob> {
