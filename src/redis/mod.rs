@@ -253,6 +253,20 @@ impl RedisTier {
             .is_some_and(|v| matches!(frame::decode(v, frame::now_ms()), Ok(Decoded::Live(..)))))
     }
 
+    /// What `get` would return, not counted as a hit or miss (a re-check by the coordinator).
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let Some(stored) = self.fetch(key)? else {
+            return Ok(None);
+        };
+        let now_ms = frame::now_ms();
+        Ok(match frame::decode(stored, now_ms) {
+            Ok(Decoded::Live(value, flags, remaining)) => {
+                Some(live_hit(value, flags, remaining, now_ms))
+            }
+            _ => None,
+        })
+    }
+
     /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
     pub fn set(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
         let k = self.inner.key(key);
@@ -569,13 +583,7 @@ impl Inner {
         match frame::decode(stored, now_ms) {
             Ok(Decoded::Live(value, flags, remaining)) => {
                 self.counters.hit();
-                // The frame's absolute expiry, given back as the time left after `now_ms`.
-                let expires_ms = remaining.map(|r| now_ms + r.as_millis() as u64);
-                Some(Hit {
-                    value,
-                    flags,
-                    expires_ns: expires_ms.map(|ms| ms.saturating_mul(1_000_000)),
-                })
+                Some(live_hit(value, flags, remaining, now_ms))
             }
             Ok(Decoded::Expired) => {
                 self.counters.miss();
@@ -594,6 +602,17 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// A live frame's payload as a hit; `remaining` was counted from `now_ms`, so the frame's
+/// absolute expiry comes back exactly.
+fn live_hit(value: Vec<u8>, flags: u8, remaining: Option<Duration>, now_ms: u64) -> Hit {
+    let expires_ms = remaining.map(|r| now_ms + r.as_millis() as u64);
+    Hit {
+        value,
+        flags,
+        expires_ns: expires_ms.map(|ms| ms.saturating_mul(1_000_000)),
     }
 }
 
