@@ -92,6 +92,8 @@ pub trait LowerTier: Send + Sync {
     fn expire_step(&self) -> usize {
         0
     }
+    /// Upkeep the background thread runs about once a second.
+    fn tick(&self) {}
 }
 
 /// Counters of one lower tier. Relaxed atomics: these tiers cost microseconds per call, so one

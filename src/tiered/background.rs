@@ -21,7 +21,9 @@ impl Background {
     pub(super) fn start(inner: Arc<Inner>, expire_every: Option<Duration>) -> Result<Background> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
-        let tick = match (inner.config.enable_stats, expire_every) {
+        // Stats sample, and Redis replays what an outage left pending, once a second.
+        let every_second = inner.config.enable_stats || inner.config.redis_enabled;
+        let tick = match (every_second, expire_every) {
             (true, Some(e)) => e.min(RATE_SAMPLE_EVERY),
             (true, None) => RATE_SAMPLE_EVERY,
             (false, e) => e.unwrap_or(RATE_SAMPLE_EVERY),
@@ -46,6 +48,7 @@ impl Background {
                         if inner.config.enable_stats {
                             inner.sample_rate();
                         }
+                        inner.tick();
                         if expire_every.is_some_and(|e| last_expiry.elapsed() >= e) {
                             last_expiry = Instant::now();
                             inner.expire_step();

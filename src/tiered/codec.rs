@@ -51,7 +51,7 @@ impl Inner {
     pub(super) fn undecodable(&self, key: &[u8], why: &str) {
         self.memory_errors.error(why);
         // Every tier holds the same frame: left below, it would be promoted again on each get.
-        self.write(Mutation::Delete(key));
+        let _ = self.write(Mutation::Delete(key));
     }
 }
 

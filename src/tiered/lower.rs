@@ -1,5 +1,6 @@
-//! The tiers below memory as `LowerTier`s: Redis as it is, the disk file with the coordinator's
-//! own state around it (its default TTL, and whether its writes are failing).
+//! The tiers below memory as `LowerTier`s: Redis with the invalidations that could not reach it
+//! (replayed before it is read again), the disk file with its default TTL and whether its
+//! writes are failing.
 
 use crate::clock;
 use crate::disk::DiskTier;
@@ -7,37 +8,124 @@ use crate::error::{Error, Result};
 use crate::latency::TierId;
 use crate::redis::RedisTier;
 use crate::tier::{Entry, Hit, LowerTier, TierHealth};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-impl LowerTier for RedisTier {
+/// Keys whose invalidation could not reach Redis that are remembered one by one; past this, a
+/// whole clear of the prefix is remembered instead (an outage long enough to overflow costs
+/// Redis's entries of this cache, never a stale read).
+const MAX_PENDING_KEYS: usize = 10_000;
+
+/// Invalidations that could not reach Redis (breaker open, timeout, error): Redis may still
+/// hold what they replaced. Replayed before this process reads Redis again.
+#[derive(Default)]
+struct Pending {
+    keys: HashSet<Vec<u8>>,
+    /// A clear, or an overflowed queue: every key under the prefix is to go.
+    clear: bool,
+}
+
+/// The Redis tier, with the invalidations that could not reach it: a set, delete or clear that
+/// failed in Redis is remembered, and reads skip Redis (a miss, so the disk serves) until they
+/// have been replayed — by the next Redis read, or by the background thread within a second of
+/// Redis answering again.
+pub struct RedisLayer {
+    pub tier: Arc<RedisTier>,
+    /// Something is pending: the one atomic load a read pays while nothing is.
+    dirty: AtomicBool,
+    pending: Mutex<Pending>,
+}
+
+impl RedisLayer {
+    pub fn new(tier: Arc<RedisTier>) -> RedisLayer {
+        RedisLayer {
+            tier,
+            dirty: AtomicBool::new(false),
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    /// Notes `keys` whose write did not reach Redis (or may not have: a timeout).
+    fn remember<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        let mut p = lock(&self.pending);
+        if !p.clear {
+            p.keys.extend(keys.into_iter().map(<[u8]>::to_vec));
+            if p.keys.len() > MAX_PENDING_KEYS {
+                p.keys = HashSet::new();
+                p.clear = true;
+            }
+        }
+        self.dirty.store(true, Release);
+    }
+
+    fn remember_clear(&self) {
+        let mut p = lock(&self.pending);
+        p.keys = HashSet::new();
+        p.clear = true;
+        self.dirty.store(true, Release);
+    }
+
+    /// Replays what is pending. Ok once nothing is (Redis may serve reads); Err while Redis
+    /// may still hold a replaced value, or while another thread is replaying.
+    pub fn settle(&self) -> Result<()> {
+        if !self.dirty.load(Acquire) {
+            return Ok(());
+        }
+        let Ok(mut p) = self.pending.try_lock() else {
+            return Err(Error::backend(
+                "redis: invalidations pending from an outage",
+            ));
+        };
+        if p.clear {
+            self.tier.clear()?;
+            p.clear = false;
+        }
+        while let Some(key) = p.keys.iter().next().cloned() {
+            self.tier.delete(&key)?;
+            p.keys.remove(&key);
+        }
+        self.dirty.store(false, Release);
+        Ok(())
+    }
+}
+
+impl LowerTier for RedisLayer {
     fn id(&self) -> TierId {
         TierId::Redis
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Hit>> {
-        RedisTier::get(self, key)
+        self.settle()?;
+        self.tier.get(key)
     }
 
     /// One MGET: one round trip.
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Hit>>> {
-        RedisTier::get_many(self, keys)
+        self.settle()?;
+        self.tier.get_many(keys)
     }
 
     fn peek(&self, key: &[u8]) -> Result<Option<Hit>> {
-        RedisTier::peek(self, key)
+        self.settle()?;
+        self.tier.peek(key)
     }
 
     /// One SET, or the batch pipelined in one round trip.
     fn set_many(&self, entries: &[Entry<'_>], ttl: Option<Duration>) -> Result<()> {
-        let ttl = ttl.or(self.default_ttl());
-        match entries {
-            [(key, stored, flags)] => self.set(key, stored, *flags, ttl),
+        let ttl = ttl.or(self.tier.default_ttl());
+        let written = match entries {
+            [(key, stored, flags)] => self.tier.set(key, stored, *flags, ttl),
             _ => {
                 let batch: Vec<_> = entries.iter().map(|&(k, v, f)| (k, v, f, ttl)).collect();
-                RedisTier::set_many(self, &batch)
+                self.tier.set_many(&batch)
             }
+        };
+        if written.is_err() {
+            self.remember(entries.iter().map(|e| e.0));
         }
+        written
     }
 
     fn fill_if_absent(
@@ -47,29 +135,47 @@ impl LowerTier for RedisTier {
         flags: u8,
         expires_ns: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
+        self.settle()?;
         let tier_limit = self
+            .tier
             .default_ttl()
             .map(|t| clock::unix_ns().saturating_add(t.as_nanos() as u64));
-        self.promote(key, value, flags, earliest(expires_ns, tier_limit))
+        self.tier
+            .promote(key, value, flags, earliest(expires_ns, tier_limit))
     }
 
     /// Compare-and-delete in one script; a Redis that refuses scripts fails here, and the
     /// caller then deletes the key outright.
     fn withdraw(&self, key: &[u8], token: &[u8]) -> Result<bool> {
-        RedisTier::withdraw(self, key, token)
+        self.tier.withdraw(key, token)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
-        RedisTier::delete(self, key)
+        let deleted = self.tier.delete(key);
+        if deleted.is_err() {
+            self.remember([key]);
+        }
+        deleted
     }
 
-    /// Only the keys under this cache's prefix.
+    /// Only the keys under this cache's prefix. A clear that could not finish is remembered
+    /// and replayed before this process reads Redis again. It fails the call only while Redis
+    /// is up (a stall past the timeout, an error): other processes can read the entries it
+    /// left. A Redis that is down (breaker open) serves nobody; it is cleared when it returns,
+    /// as a delete missed during an outage is.
     fn clear(&self) -> Result<()> {
-        RedisTier::clear(self)
+        let cleared = self.tier.clear();
+        if cleared.is_err() {
+            self.remember_clear();
+            if !self.tier.is_up() {
+                return Ok(());
+            }
+        }
+        cleared
     }
 
     fn report(&self) -> TierHealth {
-        let s = self.stats();
+        let s = self.tier.stats();
         TierHealth {
             enabled: true,
             up: s.up,
@@ -84,8 +190,19 @@ impl LowerTier for RedisTier {
     }
 
     fn hits(&self) -> u64 {
-        self.stats().tier.hits
+        self.tier.stats().tier.hits
     }
+
+    /// Replays pending invalidations once Redis answers again, so other processes do not wait
+    /// for this one's next read of Redis.
+    fn tick(&self) {
+        let _ = self.settle();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only whole-value updates happen under this lock: poisoning cannot leave it torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Index slots each expiry step visits in the disk tier. The step holds the cross-process writer

@@ -31,7 +31,7 @@ use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{clamp_ttl, flags, ttl_from_secs, LowerTier, TierCounters};
 use background::Background;
 use codec::copy_or_pin;
-use lower::DiskLayer;
+use lower::{DiskLayer, RedisLayer};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ struct Inner {
     /// The tiers below memory, in read order (Redis, then disk); writes go in reverse.
     lower: Vec<Arc<dyn LowerTier>>,
     /// The same tiers by type, for what only they report (stats, the disk file's fill).
-    redis: Option<Arc<RedisTier>>,
+    redis: Option<Arc<RedisLayer>>,
     disk: Option<Arc<DiskLayer>>,
     /// With the disk tier: how sets, deletes and clears of the other processes sharing the
     /// file reach this one's memory tier (and this one's reach theirs).
@@ -111,7 +111,9 @@ impl Cache {
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
         let redis = match config.redis_enabled {
-            true => Some(Arc::new(RedisTier::open(&config)?)),
+            true => Some(Arc::new(RedisLayer::new(Arc::new(RedisTier::open(
+                &config,
+            )?)))),
             false => None,
         };
         // The read order; adding a tier means adding it here, where it is read.
@@ -140,8 +142,12 @@ impl Cache {
             config,
         });
         let expire_every = ttl_from_secs(inner.config.auto_expire_interval);
-        let background = match (expire_every, inner.config.enable_stats) {
-            (None, false) => None,
+        let background = match (
+            expire_every,
+            inner.config.enable_stats,
+            inner.config.redis_enabled,
+        ) {
+            (None, false, false) => None,
             _ => Some(Background::start(Arc::clone(&inner), expire_every)?),
         };
         Ok(Cache { inner, background })
@@ -267,8 +273,7 @@ impl Cache {
                 .map_err(|e| e.about(&format!("vals[{i}]")))?;
             entries.push(entry);
         }
-        inner.write(Mutation::Set(&entries, ttl));
-        Ok(())
+        inner.write(Mutation::Set(&entries, ttl)).map(drop)
     }
 
     /// Stores `value` under `key` in every tier. `ttl` None = each tier's default.
@@ -281,7 +286,7 @@ impl Cache {
     /// Removes `key` from every tier; true if any tier had it.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        Ok(self.inner.write(Mutation::Delete(key)))
+        self.inner.write(Mutation::Delete(key))
     }
 
     /// True if some tier has a live entry for `key` (no promotion, no access recorded).
@@ -295,10 +300,11 @@ impl Cache {
         Ok(self.inner.lower.iter().any(in_lower))
     }
 
-    /// Removes this cache's entries from every tier.
+    /// Removes this cache's entries from every tier. Err when a lower tier could not finish
+    /// (Redis down or too slow for redis_timeout_ms): memory and the other tiers are cleared,
+    /// and this process reads Redis again only after it has finished the clear there.
     pub fn clear(&self) -> Result<()> {
-        self.inner.write(Mutation::Clear);
-        Ok(())
+        self.inner.write(Mutation::Clear).map(drop)
     }
 
     /// The value of `key`; on a miss, runs `compute` once however many callers ask at the same

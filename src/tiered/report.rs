@@ -16,6 +16,11 @@ impl Inner {
         self.rate.rate(Instant::now(), self.l1.op_count());
     }
 
+    /// The lower tiers' upkeep, about once a second (see `LowerTier::tick`).
+    pub(super) fn tick(&self) {
+        self.lower.iter().for_each(|t| t.tick());
+    }
+
     pub(super) fn expire_step(&self) -> usize {
         let lower: usize = self.lower.iter().map(|t| t.expire_step()).sum();
         self.l1.expire_step(EXPIRE_BUDGET_PER_SHARD) + lower
@@ -55,7 +60,7 @@ impl Inner {
 
     pub(super) fn stats(&self) -> CacheStats {
         let memory = self.l1.stats();
-        let redis = self.redis.as_ref().map(|r| r.stats().tier);
+        let redis = self.redis.as_ref().map(|r| r.tier.stats().tier);
         let disk_file = self.disk.as_ref().map(|d| d.file.stats());
         let disk = disk_file.as_ref().map(|d| d.counters.clone());
         // Every memory miss of a get goes on down, so a lower-tier hit turns one of them into

@@ -37,7 +37,7 @@ impl Inner {
     pub(super) fn store(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<Blob> {
         let ttl = ttl.map(clamp_ttl);
         let entry = self.prepare(key, value, ttl)?;
-        self.write(Mutation::Set(std::slice::from_ref(&entry), ttl));
+        self.write(Mutation::Set(std::slice::from_ref(&entry), ttl))?;
         Ok(entry.blob)
     }
 
@@ -77,10 +77,13 @@ impl Inner {
     ///    moves after the lower tiers have the new one (see `Inner::promote`);
     /// 4. tell the other processes on the disk_path, once every tier they read has it.
     ///
-    /// A lower tier's failure is counted by that tier and never fails the call; a delete
+    /// A lower tier's failure is counted by that tier, and the tier makes sure what it failed
+    /// to replace is never read from it (see `RedisLayer`); it fails only a clear, which would
+    /// otherwise report done while other processes could still read cleared entries. A delete
     /// returns whether any tier had the key.
-    pub(super) fn write(&self, mutation: Mutation<'_>) -> bool {
+    pub(super) fn write(&self, mutation: Mutation<'_>) -> Result<bool> {
         let mut found = false;
+        let mut unfinished = None;
         if let Mutation::Set(entries, _) = &mutation {
             if self.config.enable_stats {
                 for e in entries.iter() {
@@ -103,7 +106,9 @@ impl Inner {
                     found |= had.unwrap_or(false);
                 }
                 Mutation::Clear => {
-                    let _ = tier.clear();
+                    if let Err(e) = tier.clear() {
+                        unfinished.get_or_insert(e);
+                    }
                 }
             }
         }
@@ -130,7 +135,7 @@ impl Inner {
             Mutation::Delete(key) => self.tell_others(Some(key)),
             Mutation::Clear => self.tell_others(None),
         }
-        found
+        unfinished.map_or(Ok(found), Err)
     }
 
     /// After a delete (of `key` and the others of its group; None: a clear) has reached the
