@@ -15,7 +15,8 @@ VENV        := $(BUILD)/venv
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples
+        install clean test-python test-go test-examples test-interop \
+        wheel sdist sdist-check test-wheel
 
 all: lib
 
@@ -35,7 +36,7 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-go test-examples
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-wheel test-go test-examples test-interop
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -64,6 +65,9 @@ check-generated: lib
 	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi
 	@git diff --exit-code -- include/ bindings/python/smartcache/_native.py || \
 	  { echo "generated files are stale: commit the regenerated include/smartcache.h / _native.py"; exit 1; }
+	@# The Go module carries copies of the licence texts (a module zip holds no symlinks).
+	@cmp -s LICENSE-MIT bindings/go/LICENSE-MIT && cmp -s LICENSE-APACHE bindings/go/LICENSE-APACHE || \
+	  { echo "bindings/go/LICENSE-* differ from the repository's LICENSE-*: copy them again"; exit 1; }
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -80,6 +84,46 @@ test-go:
 	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
 	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# The Python wheel: the library make lib built (stripped of debug info by setup.py), in a
+# py3-none wheel that setup.py has auditwheel retag manylinux after checking its system
+# dependencies (hiredis and lz4 are linked in statically: the .so needs only libc and
+# libgcc_s); auditwheel show prints the verdict.
+WHEEL_DIR := $(BUILD)/wheel
+WHEEL_TOOLS := PATH=$(VENV)/bin:$$PATH
+wheel: deps lib
+	@rm -rf $(WHEEL_DIR) bindings/python/build
+	SMARTCACHE_PREBUILT_LIB=$(LIBDIR)/libsmartcache.so.$(VERSION) $(WHEEL_TOOLS) \
+	  $(VENV)/bin/python -m build --no-isolation --wheel --outdir $(WHEEL_DIR) bindings/python
+	$(WHEEL_TOOLS) auditwheel show $(WHEEL_DIR)/smartcache-*manylinux*.whl
+	@size=$$(stat -c %s $(WHEEL_DIR)/smartcache-*manylinux*.whl); echo "wheel: $$size bytes"; \
+	  [ $$size -lt 5242880 ] || { echo "the wheel is over 5 MiB"; exit 1; }
+
+# The wheel installed into a fresh venv outside the checkout passes the Python suite there.
+test-wheel: wheel
+	scripts/with-redis.sh scripts/test-wheel.sh $(WHEEL_DIR)/smartcache-*manylinux*.whl
+
+# The sdist: the Python package plus the crate's sources under rust/ (built with cargo).
+sdist: deps
+	@rm -rf $(BUILD)/sdist bindings/python/build
+	$(VENV)/bin/python -m build --no-isolation --sdist --outdir $(BUILD)/sdist bindings/python
+
+# A wheel built from the sdist alone, in a directory of its own (a full cargo build of the
+# crate, so not part of make test), then the wheel test against it. Its cargo target directory
+# is kept in build/ so that a second run is incremental.
+sdist-check: sdist
+	@rm -rf $(BUILD)/sdist-check && mkdir -p $(BUILD)/sdist-check
+	tar -xzf $(BUILD)/sdist/smartcache-$(VERSION).tar.gz -C $(BUILD)/sdist-check
+	cd $(BUILD)/sdist-check/smartcache-$(VERSION) && env -u SMARTCACHE_PREBUILT_LIB \
+	  CARGO_TARGET_DIR=$(BUILD)/sdist-target $(WHEEL_TOOLS) $(VENV)/bin/python -m build \
+	  --no-isolation --wheel --outdir $(BUILD)/sdist-check .
+	scripts/with-redis.sh scripts/test-wheel.sh $(BUILD)/sdist-check/smartcache-*manylinux*.whl
+
+# Values every language reads (docs/value-format.md): Python, C and Go processes write and
+# read each other's JSON-tagged and raw values through a shared disk file and a private Redis.
+test-interop: lib
+	SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so SMARTCACHE_LIBDIR=$(LIBDIR) PYTHONPATH=$(CURDIR)/bindings/python \
+	  scripts/with-redis.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/interop
 
 # Every example under examples/ (C, Go, Python); the Redis ones use the private redis-server.
 test-examples:

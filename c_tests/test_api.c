@@ -454,6 +454,63 @@ static void test_get_buffered_hooks(void) {
     unlink(path);
 }
 
+/* sz_cache_get_memory: the memory tier only; a miss there is SZ_NOT_FOUND at once, uncounted,
+ * and nothing below memory is asked (no hook call: it never blocks). */
+static void test_get_memory(void) {
+    uint8_t buf[64];
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sc-c-memory-%d", (int)getpid());
+    const char *const disk[] = {"disk_enabled", "true", "disk_path", path,
+                                "compression_min_size", "64", NULL};
+    sz_cache *writer = open_with(disk);
+    CHECK_RC(sz_cache_set(writer, "on-disk", 7, "from L3", 7, 0), SZ_OK);
+    uint8_t big[4096];
+    memset(big, 'z', sizeof big); /* compressible: stored compressed */
+    CHECK_RC(sz_cache_set(writer, "big", 3, big, sizeof big, 0), SZ_OK);
+    sz_cache *reader = open_with(disk); /* its memory tier is empty */
+    releases = reacquires = 0;
+    sz_get_buffer gb = {.cache = reader, .data = buf, .cap = sizeof buf, .release = count_release,
+                       .reacquire = count_reacquire};
+    sz_stats before = {.struct_size = sizeof before}, after = {.struct_size = sizeof after};
+    CHECK_RC(sz_cache_stats(reader, &before), SZ_OK);
+    CHECK_RC(sz_cache_get_memory(&gb, "on-disk", 7), SZ_NOT_FOUND); /* on disk, not in memory */
+    CHECK_RC(sz_cache_stats(reader, &after), SZ_OK);
+    CHECK(after.misses == before.misses && after.hits == before.hits);
+    CHECK(releases == 0 && reacquires == 0);
+    CHECK_RC(sz_cache_get_buffered(&gb, "on-disk", 7), SZ_OK); /* the full get promotes it */
+    memset(buf, 0, sizeof buf);
+    gb.len = 0;
+    CHECK_RC(sz_cache_get_memory(&gb, "on-disk", 7), SZ_OK);
+    CHECK(gb.len == 7 && memcmp(buf, "from L3", 7) == 0);
+    CHECK_RC(sz_cache_stats(reader, &after), SZ_OK);
+    CHECK(after.hits == before.hits + 2 && after.misses == before.misses);
+
+    /* A compressed value too big for the buffer: decompressed and handed over pinned. */
+    sz_get_buffer pin = {.cache = reader, .data = buf, .cap = sizeof buf, .pin_larger = 1};
+    CHECK_RC(sz_cache_get_buffered(&pin, "big", 3), SZ_ERR_BUFFER_TOO_SMALL);
+    sz_value_release(pin.value);
+    CHECK_RC(sz_cache_get_memory(&pin, "big", 3), SZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(pin.len == sizeof big && pin.value && sz_value_len(pin.value) == sizeof big &&
+          memcmp(sz_value_data(pin.value), big, sizeof big) == 0);
+    sz_value_release(pin.value);
+
+    /* Bad input: every NULL is named, nothing crashes. */
+    CHECK_RC(sz_cache_get_memory(NULL, "k", 1), SZ_ERR_INVALID);
+    CHECK(strstr(sz_last_error(), "get buffer") != NULL);
+    sz_get_buffer closed = {.data = buf, .cap = sizeof buf};
+    CHECK_RC(sz_cache_get_memory(&closed, "k", 1), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_memory(&gb, NULL, 3), SZ_ERR_INVALID);
+    CHECK_RC(sz_cache_get_memory(&gb, "", 0), SZ_ERR_INVALID);
+    sz_cache_close(reader);
+    sz_cache_close(writer);
+    char file[96];
+    snprintf(file, sizeof file, "%s/smartcache.l3", path);
+    unlink(file);
+    snprintf(file, sizeof file, "%s/smartcache.writes", path);
+    unlink(file);
+    rmdir(path);
+}
+
 int main(void) {
     test_version();
     test_config();
@@ -461,6 +518,7 @@ int main(void) {
     test_crud();
     test_get_buffered();
     test_get_buffered_hooks();
+    test_get_memory();
     test_bad_input();
     test_get_or_compute();
     test_stats_health_json();

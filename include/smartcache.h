@@ -30,6 +30,53 @@
 
 
 /**
+ * memory_capacity: the ghost queue takes 4 bytes per item of capacity at open, so 2^32
+ * items asks for 16 GiB up front (an allocation that fails is SZ_ERR_NOMEM, not an abort).
+ */
+#define MEMORY_CAPACITY_MAX (1 << 32)
+
+/**
+ * memory_max_bytes: 0 (no byte bound) or within these.
+ */
+#define MEMORY_MAX_BYTES_MIN 4096
+
+#define MEMORY_MAX_BYTES_MAX (1 << 48)
+
+/**
+ * compression_min_size: LZ4 takes inputs of up to ~2 GiB; larger values are never tried.
+ */
+#define COMPRESSION_MIN_SIZE_MAX (uint64_t)UINT32_MAX
+
+/**
+ * redis_timeout_ms: ten minutes is already far past what a cache call should wait.
+ */
+#define REDIS_TIMEOUT_MS_MAX 600000
+
+#define REDIS_POOL_SIZE_MAX 1024
+
+/**
+ * Longest redis_url and disk_path, bytes (PATH_MAX including its NUL is 4096).
+ */
+#define TEXT_MAX 4095
+
+/**
+ * Longest redis_key_prefix, bytes: it is repeated in every key sent to Redis.
+ */
+#define KEY_PREFIX_MAX 1024
+
+#define DISK_MAX_SIZE_MAX (1 << 38)
+
+/**
+ * auto_expire_interval, seconds (0 = off): at least one pass a day.
+ */
+#define AUTO_EXPIRE_INTERVAL_MAX 86400
+
+/**
+ * max_value_size: 2 GiB, so a value and its record or frame header fit 32-bit lengths.
+ */
+#define MAX_VALUE_SIZE_MAX (1 << 31)
+
+/**
  * Success.
  */
 #define SZ_OK 0
@@ -78,6 +125,11 @@
  * A bug in the library (a caught panic). Please report it with sz_last_error().
  */
 #define SZ_ERR_INTERNAL -99
+
+/**
+ * The first byte of a value in the JSON-tagged form; the JSON text follows it.
+ */
+#define SZ_TAG_JSON 74
 
 /**
  * One in this many memory-tier operations per thread is timed (a power of two).
@@ -401,6 +453,20 @@ int sz_cache_get_copy(sz_cache *c,
 int sz_cache_get_buffered(sz_get_buffer *b, const void *key, size_t key_len);
 
 /**
+ * sz_cache_get_buffered restricted to the memory tier: the same buffer, copy and results, but
+ * a key the memory tier does not hold answers SZ_NOT_FOUND at once, without asking Redis or
+ * the disk tier. It never blocks on network or disk I/O (b->release / b->reacquire are never
+ * called), so an event loop may call it inline and hand only a miss to a worker thread for
+ * the full sz_cache_get_buffered. A miss here is not counted in the stats (the full get that
+ * follows counts it); a hit is counted as one. A value stored compressed that does not decode
+ * also answers SZ_NOT_FOUND here (the full get counts it and drops it from every tier).
+ *
+ * # Safety
+ * As for sz_cache_get_buffered.
+ */
+int sz_cache_get_memory(sz_get_buffer *b, const void *key, size_t key_len);
+
+/**
  * Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
  * still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a
  * pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
@@ -462,6 +528,11 @@ int sz_cache_exists(sz_cache *c, const void *key, size_t key_len);
 /**
  * Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
  * values stay valid until released.
+ *
+ * Returns SZ_OK; SZ_ERR_BACKEND when Redis is up but could not finish the clear within
+ * redis_timeout_ms (or refused it): memory and disk are cleared, this process reads Redis
+ * again only once the clear has finished there, but until then other processes could read
+ * what it left. With Redis down the clear is finished there when it returns (SZ_OK).
  *
  * # Safety
  * `c` is NULL or from sz_cache_open.
@@ -562,21 +633,40 @@ void sz_string_free(char *s);
 sz_config *sz_config_new(void);
 
 /**
- * Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items),
- * memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size,
- * jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or
- * unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
- * disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
- * auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/
- * on/off; sizes take an optional K, M or G suffix.
+ * Sets option `name` to `value` (both NUL-terminated text). Names and accepted values:
+ * - memory_capacity: 1..=2^32 items
+ * - memory_max_bytes: 0 (no byte bound) or 4096..=2^48
+ * - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century)
+ * - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans
+ * - compression_min_size: 0..=4294967295 bytes
+ * - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes
+ * - redis_timeout_ms: 1..=600000
+ * - redis_pool_size: 1..=1024 connections
+ * - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path)
+ * - disk_path: a directory, 1..=4095 bytes
+ * - disk_max_size: 65536..=2^38 bytes
+ * - auto_expire_interval: 0 (off) or 1..=86400 seconds
+ * - max_value_size: 1..=2^31 bytes
  *
- * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a bad value (the message names both; the
- * option keeps its previous value); SZ_ERR_INVALID for a NULL argument.
+ * Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
+ * sz_config_option lists the names. Options that depend on each other are checked by
+ * sz_cache_open (SZ_ERR_CONFIG), and what it allocates up front for them can fail with
+ * SZ_ERR_NOMEM; neither aborts.
+ *
+ * Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a value out of range (the message names
+ * both and the accepted range; the option keeps its previous value); SZ_ERR_INVALID for a
+ * NULL argument.
  *
  * # Safety
  * `cfg` is NULL or from sz_config_new; `name`, `value` are NULL or NUL-terminated strings.
  */
 int sz_config_set(sz_config *cfg, const char *name, const char *value);
+
+/**
+ * The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL
+ * past the last: lets a program or binding walk every option. Static; never free it.
+ */
+const char *sz_config_option(size_t index);
 
 /**
  * The current value of option `name` as text, in *out; free it with sz_string_free.
@@ -594,6 +684,46 @@ int sz_config_get(const sz_config *cfg, const char *name, char **out);
  * `cfg` is NULL or from sz_config_new and not freed before.
  */
 void sz_config_free(sz_config *cfg);
+
+/**
+ * Stores the JSON text `json` (json_len bytes of UTF-8, not NUL-terminated; json may be NULL
+ * only when json_len is 0) under `key` in the JSON-tagged form that Python's
+ * `serializer="json"` and Go's GetJSON read: the byte SZ_TAG_JSON, then the text. `ttl_ms` as
+ * in sz_cache_set. The text is stored as given: the library does not check that it is JSON.
+ *
+ * Returns SZ_OK; SZ_ERR_INVALID (NULL argument, empty key, text not UTF-8);
+ * SZ_ERR_TOO_LARGE; SZ_ERR_NOMEM; as sz_cache_set otherwise.
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_set_json(sz_cache *c,
+                      const void *key,
+                      size_t key_len,
+                      const void *json,
+                      size_t json_len,
+                      uint64_t ttl_ms);
+
+/**
+ * Copies the JSON text of `key`, stored in the JSON-tagged form, into `buf` (buf_cap bytes;
+ * buf may be NULL when buf_cap is 0) without its tag byte, and sets *json_len to the text's
+ * length. When buf_cap > *json_len a NUL byte follows the text, so a buffer one byte longer
+ * than the text receives a C string.
+ *
+ * Returns SZ_OK; SZ_NOT_FOUND; SZ_ERR_BUFFER_TOO_SMALL, with *json_len set to the text's
+ * length and buf untouched; SZ_ERR_INVALID for NULL arguments and for a value that is not in
+ * the JSON-tagged form (empty, or another first byte: written raw, as bytes/str, or pickled;
+ * sz_last_error() names the byte found); SZ_ERR_TOO_LARGE (key).
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; `c` from sz_cache_open.
+ */
+int sz_cache_get_json(sz_cache *c,
+                      const void *key,
+                      size_t key_len,
+                      void *buf,
+                      size_t buf_cap,
+                      size_t *json_len);
 
 /**
  * The message of this thread's last failing call ("" if none failed yet).

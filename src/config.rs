@@ -10,6 +10,168 @@ use std::path::PathBuf;
 /// Longest key accepted by every tier (the disk record stores the key length in 16 bits).
 pub const MAX_KEY_LEN: usize = 65_535;
 
+/// The range every option is checked against at [`Config::set`] (docs/guide.md lists them, as
+/// does the comment of `sz_config_set`). Each bound is what the library can honour without
+/// aborting, overflowing or silently giving up a tier, with room to spare for real use.
+pub mod bounds {
+    use crate::tier::MAX_TTL;
+
+    /// memory_capacity: the ghost queue takes 4 bytes per item of capacity at open, so 2^32
+    /// items asks for 16 GiB up front (an allocation that fails is SZ_ERR_NOMEM, not an abort).
+    pub const MEMORY_CAPACITY_MAX: u64 = 1 << 32;
+    /// memory_max_bytes: 0 (no byte bound) or within these.
+    pub const MEMORY_MAX_BYTES_MIN: u64 = 4096;
+    pub const MEMORY_MAX_BYTES_MAX: u64 = 1 << 48;
+    /// Every TTL option, seconds: a century, what every tier can hold as a deadline.
+    pub const TTL_MAX_SECS: u64 = MAX_TTL.as_secs();
+    /// compression_min_size: LZ4 takes inputs of up to ~2 GiB; larger values are never tried.
+    pub const COMPRESSION_MIN_SIZE_MAX: u64 = u32::MAX as u64;
+    /// redis_timeout_ms: ten minutes is already far past what a cache call should wait.
+    pub const REDIS_TIMEOUT_MS_MAX: u64 = 600_000;
+    pub const REDIS_POOL_SIZE_MAX: u64 = 1024;
+    /// Longest redis_url and disk_path, bytes (PATH_MAX including its NUL is 4096).
+    pub const TEXT_MAX: usize = 4095;
+    /// Longest redis_key_prefix, bytes: it is repeated in every key sent to Redis.
+    pub const KEY_PREFIX_MAX: usize = 1024;
+    /// disk_max_size: the format's smallest layout, and the largest whose segments (1/64 of
+    /// the file each) still fit the 32-bit segment offsets of the format.
+    pub const DISK_MAX_SIZE_MIN: u64 = crate::disk::format::MIN_FILE_SIZE;
+    pub const DISK_MAX_SIZE_MAX: u64 = 1 << 38;
+    /// auto_expire_interval, seconds (0 = off): at least one pass a day.
+    pub const AUTO_EXPIRE_INTERVAL_MAX: u64 = 86_400;
+    /// max_value_size: 2 GiB, so a value and its record or frame header fit 32-bit lengths.
+    pub const MAX_VALUE_SIZE_MAX: u64 = 1 << 31;
+}
+
+/// What values an option accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A whole number in `min..=max` of `unit`; `zero`, when set, also accepts 0 with that
+    /// meaning.
+    Count {
+        min: u64,
+        max: u64,
+        unit: &'static str,
+        zero: Option<&'static str>,
+    },
+    /// A byte size (optional K/M/G suffix) in `min..=max`; `zero` as for `Count`.
+    Bytes {
+        min: u64,
+        max: u64,
+        zero: Option<&'static str>,
+    },
+    /// Text of `min..=max` bytes, describing `what`.
+    Text {
+        min: usize,
+        max: usize,
+        what: &'static str,
+    },
+    /// true/false, 1/0, yes/no, on/off.
+    Boolean,
+}
+
+/// The values option `name` accepts (None for an unknown name): the one table `set` checks
+/// against and the tests probe.
+pub fn limit_of(name: &str) -> Option<Limit> {
+    use bounds::*;
+    let seconds = |zero| Limit::Count {
+        min: 1,
+        max: TTL_MAX_SECS,
+        unit: "seconds",
+        zero: Some(zero),
+    };
+    Some(match name {
+        "memory_capacity" => Limit::Count {
+            min: 1,
+            max: MEMORY_CAPACITY_MAX,
+            unit: "items",
+            zero: None,
+        },
+        "memory_max_bytes" => Limit::Bytes {
+            min: MEMORY_MAX_BYTES_MIN,
+            max: MEMORY_MAX_BYTES_MAX,
+            zero: Some("no byte bound"),
+        },
+        "memory_ttl" | "redis_ttl" | "disk_ttl" => seconds("no expiry"),
+        "compression_min_size" => Limit::Bytes {
+            min: 0,
+            max: COMPRESSION_MIN_SIZE_MAX,
+            zero: None,
+        },
+        "redis_timeout_ms" => Limit::Count {
+            min: 1,
+            max: REDIS_TIMEOUT_MS_MAX,
+            unit: "milliseconds",
+            zero: None,
+        },
+        "redis_pool_size" => Limit::Count {
+            min: 1,
+            max: REDIS_POOL_SIZE_MAX,
+            unit: "connections",
+            zero: None,
+        },
+        "redis_url" => Limit::Text {
+            min: 1,
+            max: TEXT_MAX,
+            what: "a redis:// or unix:// URL",
+        },
+        "disk_path" => Limit::Text {
+            min: 1,
+            max: TEXT_MAX,
+            what: "a directory path",
+        },
+        "redis_key_prefix" => Limit::Text {
+            min: 0,
+            max: KEY_PREFIX_MAX,
+            what: "a key prefix",
+        },
+        "disk_max_size" => Limit::Bytes {
+            min: DISK_MAX_SIZE_MIN,
+            max: DISK_MAX_SIZE_MAX,
+            zero: None,
+        },
+        "auto_expire_interval" => Limit::Count {
+            min: 1,
+            max: AUTO_EXPIRE_INTERVAL_MAX,
+            unit: "seconds",
+            zero: Some("off"),
+        },
+        "max_value_size" => Limit::Bytes {
+            min: 1,
+            max: MAX_VALUE_SIZE_MAX,
+            zero: None,
+        },
+        "compression_enabled"
+        | "jemalloc_enabled"
+        | "redis_enabled"
+        | "disk_enabled"
+        | "enable_stats" => Limit::Boolean,
+        _ => return None,
+    })
+}
+
+/// The default disk_path, private to the effective user: `$XDG_CACHE_HOME/smartcache`, else
+/// `$HOME/.cache/smartcache`, else `/tmp/smartcache-<euid>`. Relative or empty variables are
+/// ignored (as the XDG spec asks). A fixed name in world-writable /tmp could be pre-created by
+/// another user; the disk tier refuses a directory it does not own (see `disk::file`), so the
+/// default must be one that only this user would create.
+pub fn default_disk_path() -> PathBuf {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(xdg) = absolute("XDG_CACHE_HOME") {
+        return xdg.join("smartcache");
+    }
+    if let Some(home) = absolute("HOME") {
+        return home.join(".cache").join("smartcache");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    PathBuf::from(format!("/tmp/smartcache-{euid}"))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// L1 bound in items.
@@ -60,7 +222,7 @@ impl Default for Config {
             redis_pool_size: 4,
             redis_key_prefix: None,
             disk_enabled: false,
-            disk_path: PathBuf::from("/tmp/smartcache"),
+            disk_path: default_disk_path(),
             disk_max_size: 256 << 20,
             disk_ttl: 3600,
             enable_stats: true,
@@ -94,15 +256,32 @@ pub const OPTION_NAMES: &[&str] = &[
 ];
 
 impl Config {
-    /// Sets one option from its text form. The error names the option and the bad value.
+    /// Sets one option from its text form, checked against its bound (see [`limit_of`]). The
+    /// error names the option, the bad value (shortened when long) and the accepted range.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         let v = value.trim();
+        match limit_of(name) {
+            Some(Limit::Text { min, max, what }) if !(min..=max).contains(&v.len()) => {
+                return Err(bad(
+                    name,
+                    v,
+                    &format!("expected {what} of {min}..={max} bytes"),
+                ));
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "unknown option '{}'",
+                    shortened(name)
+                )))
+            }
+            _ => {}
+        }
         match name {
-            "memory_capacity" => self.memory_capacity = positive(name, v)?,
-            "memory_max_bytes" => self.memory_max_bytes = size(name, v)?,
-            "memory_ttl" => self.memory_ttl = seconds(name, v)?,
+            "memory_capacity" => self.memory_capacity = number(name, v)? as usize,
+            "memory_max_bytes" => self.memory_max_bytes = number(name, v)? as usize,
+            "memory_ttl" => self.memory_ttl = number(name, v)?,
             "compression_enabled" => self.compression_enabled = boolean(name, v)?,
-            "compression_min_size" => self.compression_min_size = size(name, v)?,
+            "compression_min_size" => self.compression_min_size = number(name, v)? as usize,
             "jemalloc_enabled" => self.jemalloc_enabled = boolean(name, v)?,
             "redis_enabled" => self.redis_enabled = boolean(name, v)?,
             "redis_url" => {
@@ -110,15 +289,9 @@ impl Config {
                 crate::redis::url::RedisUrl::parse(v)?;
                 self.redis_url = v.to_string()
             }
-            "redis_ttl" => self.redis_ttl = seconds(name, v)?,
-            "redis_timeout_ms" => self.redis_timeout_ms = positive::<u64>(name, v)?,
-            "redis_pool_size" => {
-                let n: usize = positive(name, v)?;
-                if n > 1024 {
-                    return Err(bad(name, value, "at most 1024 connections"));
-                }
-                self.redis_pool_size = n
-            }
+            "redis_ttl" => self.redis_ttl = number(name, v)?,
+            "redis_timeout_ms" => self.redis_timeout_ms = number(name, v)?,
+            "redis_pool_size" => self.redis_pool_size = number(name, v)? as usize,
             "redis_key_prefix" => {
                 self.redis_key_prefix = if v.is_empty() {
                     None
@@ -127,23 +300,13 @@ impl Config {
                 }
             }
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
-            "disk_path" => {
-                if v.is_empty() {
-                    return Err(bad(name, value, "expected a directory path"));
-                }
-                self.disk_path = PathBuf::from(v)
-            }
-            "disk_max_size" => self.disk_max_size = size(name, v)? as u64,
-            "disk_ttl" => self.disk_ttl = seconds(name, v)?,
+            "disk_path" => self.disk_path = PathBuf::from(v),
+            "disk_max_size" => self.disk_max_size = number(name, v)?,
+            "disk_ttl" => self.disk_ttl = number(name, v)?,
             "enable_stats" => self.enable_stats = boolean(name, v)?,
-            "auto_expire_interval" => self.auto_expire_interval = seconds(name, v)?,
-            "max_value_size" => {
-                self.max_value_size = match size(name, v)? {
-                    0 => return Err(bad(name, value, "expected a size above 0")),
-                    n => n,
-                }
-            }
-            _ => return Err(Error::config(format!("unknown option '{name}'"))),
+            "auto_expire_interval" => self.auto_expire_interval = number(name, v)?,
+            "max_value_size" => self.max_value_size = number(name, v)? as usize,
+            _ => unreachable!("limit_of knows every option"),
         }
         Ok(())
     }
@@ -170,26 +333,47 @@ impl Config {
             "enable_stats" => self.enable_stats.to_string(),
             "auto_expire_interval" => self.auto_expire_interval.to_string(),
             "max_value_size" => self.max_value_size.to_string(),
-            _ => return Err(Error::config(format!("unknown option '{name}'"))),
+            _ => {
+                return Err(Error::config(format!(
+                    "unknown option '{}'",
+                    shortened(name)
+                )))
+            }
         })
     }
 
     /// Checks the options against each other; called by open.
     pub fn validate(&self) -> Result<()> {
-        if self.max_value_size > u32::MAX as usize {
-            return Err(Error::config("max_value_size must be below 4 GiB"));
-        }
-        if self.memory_max_bytes != 0 && self.memory_max_bytes < 4096 {
-            return Err(Error::config(
-                "memory_max_bytes must be 0 (no byte bound) or at least 4096",
-            ));
+        // Each option was checked against its own bound by `set`; a Config built in Rust may
+        // bypass `set`, so the bounds that protect open are checked again here.
+        for name in OPTION_NAMES {
+            let mut probe = Config::default();
+            probe.set(name, &self.get(name)?)?;
         }
         Ok(())
     }
 }
 
+/// At most this much of a rejected name or value is quoted back in a message.
+const QUOTE_MAX: usize = 64;
+
+/// `s`, or its first QUOTE_MAX bytes (on a char boundary) and how long it was.
+pub(crate) fn shortened(s: &str) -> String {
+    if s.len() <= QUOTE_MAX {
+        return s.to_string();
+    }
+    let mut end = QUOTE_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
 fn bad(name: &str, value: &str, why: &str) -> Error {
-    Error::config(format!("bad value '{value}' for option '{name}': {why}"))
+    Error::config(format!(
+        "bad value '{}' for option '{name}': {why}",
+        shortened(value)
+    ))
 }
 
 fn boolean(name: &str, v: &str) -> Result<bool> {
@@ -200,25 +384,39 @@ fn boolean(name: &str, v: &str) -> Result<bool> {
     }
 }
 
-fn seconds(name: &str, v: &str) -> Result<u64> {
-    v.parse::<u64>().map_err(|_| {
-        bad(
-            name,
-            v,
-            "expected a whole number of seconds (0 = no expiry)",
-        )
-    })
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(name: &str, v: &str) -> Result<T> {
-    match v.parse::<T>() {
-        Ok(n) if n > T::default() => Ok(n),
-        _ => Err(bad(name, v, "expected a whole number above 0")),
+/// A numeric option's value, parsed as its [`Limit`] says and checked against its range.
+fn number(name: &str, v: &str) -> Result<u64> {
+    let (n, min, max, unit, zero_allowed) = match limit_of(name) {
+        Some(Limit::Count {
+            min,
+            max,
+            unit,
+            zero,
+        }) => {
+            let n = v.parse::<u64>().map_err(|_| {
+                bad(
+                    name,
+                    v,
+                    &format!("expected a whole number, {min}..={max} {unit}"),
+                )
+            })?;
+            (n, min, max, unit, zero)
+        }
+        Some(Limit::Bytes { min, max, zero }) => (size(name, v)?, min, max, "bytes", zero),
+        _ => return Err(Error::Internal(format!("option '{name}' is not a number"))),
+    };
+    if (min..=max).contains(&n) || (n == 0 && zero_allowed.is_some()) {
+        return Ok(n);
     }
+    let why = match zero_allowed {
+        Some(meaning) => format!("expected 0 ({meaning}) or {min}..={max} {unit}"),
+        None => format!("expected {min}..={max} {unit}"),
+    };
+    Err(bad(name, v, &why))
 }
 
 /// A byte size: a whole number with an optional K, M or G suffix (powers of 1024).
-fn size(name: &str, v: &str) -> Result<usize> {
+fn size(name: &str, v: &str) -> Result<u64> {
     let upper = v.to_ascii_uppercase();
     let digits = upper.trim_end_matches(['B', 'I']);
     let (num, shift) = match digits.chars().last() {
@@ -228,7 +426,7 @@ fn size(name: &str, v: &str) -> Result<usize> {
         _ if digits.len() == upper.len() => (digits, 0),
         _ => return Err(bad(name, v, "expected bytes, optionally with K, M or G")),
     };
-    let n: usize = num
+    let n: u64 = num
         .trim()
         .parse()
         .map_err(|_| bad(name, v, "expected bytes, optionally with K, M or G"))?;
@@ -283,8 +481,8 @@ mod tests {
         let mut c = Config::default();
         c.set("disk_max_size", "64M").unwrap();
         assert_eq!(c.disk_max_size, 64 << 20);
-        c.set("memory_max_bytes", "2KiB").unwrap();
-        assert_eq!(c.memory_max_bytes, 2048);
+        c.set("memory_max_bytes", "8KiB").unwrap();
+        assert_eq!(c.memory_max_bytes, 8192);
         c.set("memory_max_bytes", "10g").unwrap();
         assert_eq!(c.memory_max_bytes, 10 << 30);
         c.set("compression_min_size", "512").unwrap();

@@ -60,7 +60,8 @@ fn hit_ratios(trace: &[u64], capacity: usize) -> (f64, f64) {
         max_bytes: 0,
         jemalloc: true,
         count_stats: false,
-    });
+    })
+    .expect("memory tier");
     let mut lru = Lru {
         cap: capacity,
         stamp: 0,

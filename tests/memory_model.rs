@@ -43,7 +43,8 @@ fn run(seed: u64, ops: usize, capacity: usize, keys: u64) {
         max_bytes: 0,
         jemalloc: seed % 2 == 0,
         count_stats: true,
-    });
+    })
+    .expect("memory tier");
     let mut model = Model {
         map: HashMap::new(),
     };

@@ -152,10 +152,46 @@ fn two_tiers_with_one_prefix_share_entries_other_prefixes_do_not() {
         derived("/srv/app1/cache/"),
         derived("/srv/app2/cache"),
     );
-    assert_eq!(w1.key_prefix(), b"sc:/srv/app1/cache:");
+    let want = smartcache::redis::derived_prefix(std::path::Path::new("/srv/app1/cache"));
+    assert_eq!(w1.key_prefix(), want.as_bytes());
     w1.set(b"page", b"html", 0, None).unwrap();
     assert_eq!(w2.get(b"page").unwrap().unwrap().value, b"html");
     assert_eq!(app2.get(b"page").unwrap(), None);
+}
+
+/// With prefixes made of the path as text, `/x` gave `sc:/x:` and `/x:y` gave `sc:/x:y:`: the
+/// first cache's key `y:k` was the second's `k`, and the first's clear deleted the second's.
+#[test]
+fn derived_prefixes_of_x_and_x_colon_y_share_no_keys() {
+    let server = RedisServer::start();
+    let open = |path: &str| {
+        let mut c = config(&server, "");
+        c.redis_key_prefix = None;
+        c.disk_path = path.into();
+        RedisTier::open(&c).unwrap()
+    };
+    let (x, xy) = (open("/x"), open("/x:y"));
+    x.set(b"y:k", b"from /x", 0, None).unwrap();
+    xy.set(b"k", b"from /x:y", 0, None).unwrap();
+    assert_eq!(server.cmd(&[b"DBSIZE"]).int(), 2, "two distinct Redis keys");
+    assert_eq!(x.get(b"y:k").unwrap().unwrap().value, b"from /x");
+    assert_eq!(xy.get(b"k").unwrap().unwrap().value, b"from /x:y");
+    assert_eq!(xy.get(b"y:k").unwrap(), None);
+
+    x.clear().unwrap();
+    assert_eq!(x.get(b"y:k").unwrap(), None);
+    assert_eq!(
+        xy.get(b"k").unwrap().unwrap().value,
+        b"from /x:y",
+        "x's clear left x:y's key"
+    );
+    x.set(b"y:k", b"again", 0, None).unwrap();
+    xy.clear().unwrap();
+    assert_eq!(
+        x.get(b"y:k").unwrap().unwrap().value,
+        b"again",
+        "x:y's clear left x's key"
+    );
 }
 
 #[test]

@@ -15,10 +15,10 @@ use smartcache::redis::breaker::BreakerState;
 use smartcache::redis::RedisTier;
 use smartcache::Config;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::fake_redis::{fake_server, read_some};
 use support::redis_server::{free_port, RedisServer};
 
 const TIMEOUT_MS: u64 = 100;
@@ -357,23 +357,6 @@ fn paused_server_bounds_a_single_call() {
         samples.add("drop", t.elapsed());
         server.resume();
     });
-}
-
-/// A fake "Redis" on a loopback port; `answer` gets each accepted connection.
-fn fake_server(answer: fn(std::net::TcpStream)) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || answer(conn));
-        }
-    });
-    port
-}
-
-fn read_some(c: &mut std::net::TcpStream) -> bool {
-    let mut buf = [0u8; 65536];
-    matches!(c.read(&mut buf), Ok(n) if n > 0)
 }
 
 fn ok_to_everything(mut c: std::net::TcpStream) {

@@ -7,6 +7,12 @@ use smartcache::{Cache, Config};
 use std::time::{Duration, Instant};
 use support::redis_server::RedisServer;
 
+/// The Redis key under which a cache on `disk_path` with the derived prefix stores `key`.
+fn stored(disk_path: &str, key: &str) -> Vec<u8> {
+    let prefix = smartcache::redis::derived_prefix(std::path::Path::new(disk_path));
+    format!("{prefix}{key}").into_bytes()
+}
+
 fn config(server: &RedisServer, disk_path: &str) -> Config {
     Config {
         redis_enabled: true,
@@ -28,10 +34,12 @@ fn writes_go_through_and_lower_hits_are_promoted_with_remaining_ttl() {
     a.set(b"page", b"<html>", Some(Duration::from_secs(20)))
         .unwrap();
     // Derived prefix from disk_path; explicit ttl applies to Redis too.
-    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/app:page"]).int();
+    let pttl = server.cmd(&[b"PTTL", &stored("/srv/app", "page")]).int();
     assert!(pttl > 0 && pttl <= 20_000, "{pttl}");
     a.set(b"default-ttl", b"x", None).unwrap();
-    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/app:default-ttl"]).int();
+    let pttl = server
+        .cmd(&[b"PTTL", &stored("/srv/app", "default-ttl")])
+        .int();
     assert!(
         pttl > 590_000 && pttl <= 600_000,
         "redis_ttl applies: {pttl}"
@@ -62,14 +70,19 @@ fn writes_go_through_and_lower_hits_are_promoted_with_remaining_ttl() {
     // delete reaches Redis; clear stays inside the prefix.
     assert!(a.delete(b"default-ttl").unwrap());
     assert_eq!(
-        server.cmd(&[b"EXISTS", b"sc:/srv/app:default-ttl"]).int(),
+        server
+            .cmd(&[b"EXISTS", &stored("/srv/app", "default-ttl")])
+            .int(),
         0
     );
     server.cmd_str(&["SET", "unrelated", "keep"]).assert_ok();
     let elsewhere = Cache::open(config(&server, "/srv/other")).unwrap();
     elsewhere.set(b"page", b"theirs", None).unwrap();
     a.clear().unwrap();
-    assert_eq!(server.cmd(&[b"EXISTS", b"sc:/srv/app:page"]).int(), 0);
+    assert_eq!(
+        server.cmd(&[b"EXISTS", &stored("/srv/app", "page")]).int(),
+        0
+    );
     assert_eq!(server.cmd_str(&["EXISTS", "unrelated"]).int(), 1);
     assert_eq!(elsewhere.get(b"page").unwrap().unwrap().value(), b"theirs");
 
@@ -112,7 +125,10 @@ fn dead_redis_degrades_to_l1_and_shows_in_health() {
         std::thread::sleep(Duration::from_millis(10));
     }
     cache.set(b"after", b"back", None).unwrap();
-    assert_eq!(server.cmd(&[b"EXISTS", b"sc:/srv/deg:after"]).int(), 1);
+    assert_eq!(
+        server.cmd(&[b"EXISTS", &stored("/srv/deg", "after")]).int(),
+        1
+    );
 }
 
 #[test]
@@ -138,7 +154,9 @@ fn compressed_values_travel_through_redis_as_frames() {
         .copied()
         .collect();
     a.set(b"doc", &doc, Some(Duration::from_secs(30))).unwrap();
-    let raw = server.cmd(&[b"STRLEN", b"sc:/srv/compress:doc"]).int();
+    let raw = server
+        .cmd(&[b"STRLEN", &stored("/srv/compress", "doc")])
+        .int();
     assert!(raw > 0 && raw < 2_000, "stored {raw} bytes for 20000");
     // Another worker misses in L1, reads the frame from Redis, decodes it once.
     let b = Cache::open(cfg).unwrap();
@@ -167,7 +185,9 @@ fn batches_take_one_round_trip_and_fall_back_per_tier() {
         .collect();
     server.cmd(&[b"CONFIG", b"RESETSTAT"]).assert_ok();
     a.set_many(&items, Some(Duration::from_secs(60))).unwrap();
-    let pttl = server.cmd(&[b"PTTL", b"sc:/srv/batch:user:7"]).int();
+    let pttl = server
+        .cmd(&[b"PTTL", &stored("/srv/batch", "user:7")])
+        .int();
     assert!(pttl > 55_000 && pttl <= 60_000, "{pttl}");
 
     // A second worker: L1 empty, so the batch goes to Redis: one MGET for 99 keys (one is

@@ -70,14 +70,16 @@ type Config struct {
 	// RedisPoolSize is the number of Redis connections, 1..1024 (redis_pool_size; default 4).
 	RedisPoolSize int
 	// RedisKeyPrefix namespaces this cache's keys in Redis (redis_key_prefix; default: derived
-	// by the library as "sc:" + disk_path + ":", so caches with the same DiskPath share their
-	// Redis entries). Caches share entries exactly when their prefixes (and Redis) match.
+	// by the library as "sc:" + 32 hex digits of SHA-256(canonical disk_path) + ":", so caches
+	// with the same DiskPath share their Redis entries and others never overlap). Caches share entries exactly when their prefixes (and Redis) match.
 	RedisKeyPrefix string
 
 	// DiskEnabled turns on the disk tier, L3 (disk_enabled; default false).
 	DiskEnabled bool
-	// DiskPath is the directory holding the tier's one file (disk_path; default
-	// /tmp/smartcache).
+	// DiskPath is the directory holding the tier's files (disk_path; default per user:
+	// $XDG_CACHE_HOME/smartcache, else $HOME/.cache/smartcache, else /tmp/smartcache-<euid>).
+	// It and its files must belong to the process's effective user and not be writable by
+	// group or others, and must not be symbolic links; otherwise Open fails with CodeIO.
 	DiskPath string
 	// DiskMaxSize is the size of the file in bytes when it is created (disk_max_size; default
 	// 256 MiB); an existing file keeps the size it was created with.

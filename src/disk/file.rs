@@ -1,12 +1,17 @@
 //! Opening and creating the files the disk tier shares between processes: the L3 file and
 //! the write log. Each is created complete (sized, blocks reserved, header written) under a
 //! temporary name and hard-linked into place, so no process ever sees a half-written header.
+//!
+//! The directory and both files are trusted only when they belong to this user (see
+//! [`open_owned_dir`] and [`open_owned`]): whoever can write to them can make us read values
+//! they chose (code, for a pickle-using binding) or read ours.
 
 use crate::error::{Error, Result};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::CString;
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,35 +19,118 @@ pub(crate) fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Erro
     Error::io(format!("{}: {what}: {e}", path.display()))
 }
 
-/// Opens `<dir>/<name>` read-write, creating `dir` (mode 0700) and the file (mode 0600) if
-/// missing. A new file gets `layout()`'s size, its blocks reserved, and the header bytes at
-/// offset 0. Refuses anything that is not a regular file; checking the header is the caller's.
+/// Opens `<dir>/<name>` read-write, creating `dir` (and missing parents, mode 0700) and the
+/// file (mode 0600) if missing. A new file gets `layout()`'s size, its blocks reserved, and the
+/// header bytes at offset 0. The directory and the file must be ours (see [`open_owned_dir`],
+/// [`open_owned`]); checking the header is the caller's.
 pub(crate) fn open_or_create(
     dir: &Path,
     name: &str,
     layout: impl FnOnce() -> Result<(u64, Vec<u8>)>,
 ) -> Result<(File, PathBuf)> {
+    let dir_fd = open_owned_dir(dir)?;
+    let path = dir.join(name);
+    let file = match open_owned(&dir_fd, dir, name)? {
+        Some(f) => f,
+        None => {
+            let (size, header) = layout()?;
+            create(dir, name, size, &header)?;
+            open_owned(&dir_fd, dir, name)?
+                .ok_or_else(|| io_err(&path, "cannot open", "it vanished after creation"))?
+        }
+    };
+    Ok((file, path))
+}
+
+/// Why a directory or file we did not make safe for ourselves is refused: `None` when `meta`
+/// (from fstat on the opened descriptor) belongs to the effective uid and is not writable by
+/// group or others.
+fn foreign(meta: &Metadata) -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != euid {
+        Some(format!(
+            "owned by uid {}, mode {mode:04o}; it must belong to uid {euid}, which this process \
+             runs as",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "owned by uid {}, mode {mode:04o}; it must not be writable by group or others \
+             (chmod go-w)",
+            meta.uid()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Opens the cache directory itself (creating it, and missing parents, with mode 0700), never
+/// through a symlink at its last component, and checks that it is ours: a directory someone
+/// else owns or can write to lets them plant or swap our files.
+pub(crate) fn open_owned_dir(dir: &Path) -> Result<File> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| io_err(dir, "cannot create the cache directory", e))?;
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => io_err(
+                dir,
+                "refusing to use",
+                "it is a symbolic link or not a directory (give the real directory's path)",
+            ),
+            _ => io_err(dir, "cannot open the cache directory", e),
+        })?;
+    let meta = d.metadata().map_err(|e| io_err(dir, "cannot stat", e))?;
+    match foreign(&meta) {
+        Some(why) => Err(io_err(dir, "refusing to use the cache directory", why)),
+        None => Ok(d),
+    }
+}
+
+/// Opens `name` in the checked directory `dir_fd` read-write, refusing a symlink (O_NOFOLLOW),
+/// anything but a regular file, and a file not ours (see [`foreign`]). `None` when it does not
+/// exist.
+pub(crate) fn open_owned(dir_fd: &File, dir: &Path, name: &str) -> Result<Option<File>> {
     let path = dir.join(name);
-    let file = match OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            let (size, header) = layout()?;
-            create(dir, name, size, &header)?
-        }
-        Err(e) => return Err(io_err(&path, "cannot open", e)),
+    let c_name =
+        CString::new(name).map_err(|_| io_err(&path, "cannot open", "NUL in file name"))?;
+    // SAFETY: dir_fd is an open directory descriptor kept alive by the borrow; c_name is a
+    // NUL-terminated string outliving the call. The returned descriptor, if any, is owned
+    // solely by the File made from it below.
+    let fd = unsafe {
+        libc::openat(
+            dir_fd.as_raw_fd(),
+            c_name.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
     };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            Some(libc::ELOOP) => Err(io_err(&path, "refusing to use", "it is a symbolic link")),
+            _ => Err(io_err(&path, "cannot open", e)),
+        };
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
     let meta = file
         .metadata()
         .map_err(|e| io_err(&path, "cannot stat", e))?;
     if !meta.is_file() {
         return Err(io_err(&path, "refusing to use", "not a regular file"));
     }
-    Ok((file, path))
+    match foreign(&meta) {
+        Some(why) => Err(io_err(&path, "refusing to use", why)),
+        None => Ok(Some(file)),
+    }
 }
 
 /// Reads up to buf.len() bytes from the start of the file; returns how many there were.
@@ -124,8 +212,8 @@ fn remove_orphaned_temp_files(dir: &Path, name: &str) {
 
 /// Creates `<dir>/<name>` complete under a temporary name, then links it into place, so no
 /// process ever sees a half-initialised header (which it would refuse as not ours, forever).
-/// If another process links its file first, we use theirs.
-fn create(dir: &Path, name: &str, size: u64, header: &[u8]) -> Result<File> {
+/// If another process links its file first, we use theirs. The caller opens the result.
+fn create(dir: &Path, name: &str, size: u64, header: &[u8]) -> Result<()> {
     remove_orphaned_temp_files(dir, name);
     let path = dir.join(name);
     let nanos = SystemTime::now()
@@ -156,10 +244,5 @@ fn create(dir: &Path, name: &str, size: u64, header: &[u8]) -> Result<File> {
         }
     })();
     let _ = fs::remove_file(&tmp);
-    result?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, "cannot open", e))
+    result
 }

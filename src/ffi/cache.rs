@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// An open cache. Opaque; safe to use from many threads at once.
 pub struct sz_cache {
-    inner: Cache,
+    pub(super) inner: Cache,
 }
 
 /// The value under construction in a sz_compute_fn callback. Opaque.
@@ -61,7 +61,7 @@ fn found(yes: bool) -> c_int {
     }
 }
 
-fn ttl(ms: u64) -> Option<Duration> {
+pub(super) fn ttl(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
@@ -302,23 +302,69 @@ pub unsafe extern "C" fn sz_cache_get_buffered(
             Some(f) => cache.inner.get_copy_yielding(k, dst, pin_larger, f),
             None => cache.inner.get_copy_yielding(k, dst, pin_larger, || ()),
         };
-        let copied = match copied {
-            Ok(Some(Copied::Into(n))) => {
-                if previous > n {
-                    dst[n..previous].fill(0); // the buffer's tail stays zeroed, see sz_get_buffer
-                }
-                Ok(Some(n))
-            }
-            Ok(Some(Copied::Pinned(v))) => {
-                let n = v.value().len();
-                b.value = into_handle(v);
-                Err(Error::BufferTooSmall(n))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        copied_status(copied, &mut b.len)
+        buffered_status(b, dst, previous, copied)
     })
+}
+
+/// sz_cache_get_buffered restricted to the memory tier: the same buffer, copy and results, but
+/// a key the memory tier does not hold answers SZ_NOT_FOUND at once, without asking Redis or
+/// the disk tier. It never blocks on network or disk I/O (b->release / b->reacquire are never
+/// called), so an event loop may call it inline and hand only a miss to a worker thread for
+/// the full sz_cache_get_buffered. A miss here is not counted in the stats (the full get that
+/// follows counts it); a hit is counted as one. A value stored compressed that does not decode
+/// also answers SZ_NOT_FOUND here (the full get counts it and drops it from every tier).
+///
+/// # Safety
+/// As for sz_cache_get_buffered.
+#[no_mangle]
+pub unsafe extern "C" fn sz_cache_get_memory(
+    b: *mut sz_get_buffer,
+    key: *const c_void,
+    key_len: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let b = unsafe { out_arg(b, "get buffer")? };
+        b.value = std::ptr::null_mut();
+        // SAFETY: per this function's contract, b's fields describe a live cache and buffer.
+        let (cache, k, dst) = unsafe {
+            (
+                handle(b.cache, "get buffer's cache")?,
+                key_arg(key.cast(), key_len)?,
+                receive_buffer(b.data, b.cap)?,
+            )
+        };
+        let previous = b.len.min(dst.len());
+        let copied = cache.inner.get_copy_memory(k, dst, b.pin_larger != 0);
+        buffered_status(b, dst, previous, copied)
+    })
+}
+
+/// The status of a get into a sz_get_buffer: keeps the buffer's tail zeroed after a copy (the
+/// bytes from the value's end up to `previous`, the last value's end) and hands a value too big
+/// for it over pinned in b->value.
+fn buffered_status(
+    b: &mut sz_get_buffer,
+    dst: &mut [u8],
+    previous: usize,
+    copied: Result<Option<Copied>, Error>,
+) -> Result<c_int, Error> {
+    let copied = match copied {
+        Ok(Some(Copied::Into(n))) => {
+            if previous > n {
+                dst[n..previous].fill(0); // the buffer's tail stays zeroed, see sz_get_buffer
+            }
+            Ok(Some(n))
+        }
+        Ok(Some(Copied::Pinned(v))) => {
+            let n = v.value().len();
+            b.value = into_handle(v);
+            Err(Error::BufferTooSmall(n))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    copied_status(copied, &mut b.len)
 }
 
 /// The token of a released caller lock: dropping it takes the lock back.
@@ -335,7 +381,7 @@ impl Drop for LockReleased {
 ///
 /// # Safety
 /// A non-null `buf` points to `cap` writable bytes not otherwise in use during the call.
-unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], Error> {
+pub(super) unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], Error> {
     if cap == 0 {
         Ok(&mut [])
     } else if buf.is_null() {
@@ -348,7 +394,7 @@ unsafe fn receive_buffer<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], E
 
 /// The status of a copying get (sz_cache_get_copy, sz_cache_get_buffered): the value's length
 /// goes to `len_out` on a hit, and so does the length needed when the buffer was too small.
-fn copied_status(
+pub(super) fn copied_status(
     copied: Result<Option<usize>, Error>,
     len_out: &mut usize,
 ) -> Result<c_int, Error> {
@@ -516,6 +562,11 @@ pub unsafe extern "C" fn sz_cache_exists(
 
 /// Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
 /// values stay valid until released.
+///
+/// Returns SZ_OK; SZ_ERR_BACKEND when Redis is up but could not finish the clear within
+/// redis_timeout_ms (or refused it): memory and disk are cleared, this process reads Redis
+/// again only once the clear has finished there, but until then other processes could read
+/// what it left. With Redis down the clear is finished there when it returns (SZ_OK).
 ///
 /// # Safety
 /// `c` is NULL or from sz_cache_open.

@@ -1,7 +1,8 @@
 //! Configuration handles.
 
 use super::{boundary, boundary_ptr, handle, out_arg, text};
-use crate::config::Config;
+use crate::config::{Config, OPTION_NAMES};
+use once_cell::sync::OnceCell;
 use std::ffi::{c_char, c_int, CString};
 
 /// Options for sz_cache_open, set by name. Opaque.
@@ -20,16 +21,29 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
     })
 }
 
-/// Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items),
-/// memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size,
-/// jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or
-/// unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix,
-/// disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats,
-/// auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/
-/// on/off; sizes take an optional K, M or G suffix.
+/// Sets option `name` to `value` (both NUL-terminated text). Names and accepted values:
+/// - memory_capacity: 1..=2^32 items
+/// - memory_max_bytes: 0 (no byte bound) or 4096..=2^48
+/// - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century)
+/// - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans
+/// - compression_min_size: 0..=4294967295 bytes
+/// - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes
+/// - redis_timeout_ms: 1..=600000
+/// - redis_pool_size: 1..=1024 connections
+/// - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path)
+/// - disk_path: a directory, 1..=4095 bytes
+/// - disk_max_size: 65536..=2^38 bytes
+/// - auto_expire_interval: 0 (off) or 1..=86400 seconds
+/// - max_value_size: 1..=2^31 bytes
 ///
-/// Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a bad value (the message names both; the
-/// option keeps its previous value); SZ_ERR_INVALID for a NULL argument.
+/// Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
+/// sz_config_option lists the names. Options that depend on each other are checked by
+/// sz_cache_open (SZ_ERR_CONFIG), and what it allocates up front for them can fail with
+/// SZ_ERR_NOMEM; neither aborts.
+///
+/// Returns SZ_OK; SZ_ERR_CONFIG for an unknown name or a value out of range (the message names
+/// both and the accepted range; the option keeps its previous value); SZ_ERR_INVALID for a
+/// NULL argument.
 ///
 /// # Safety
 /// `cfg` is NULL or from sz_config_new; `name`, `value` are NULL or NUL-terminated strings.
@@ -47,6 +61,20 @@ pub unsafe extern "C" fn sz_config_set(
         cfg.inner.set(name, value)?;
         Ok(super::SZ_OK)
     })
+}
+
+/// The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL
+/// past the last: lets a program or binding walk every option. Static; never free it.
+#[no_mangle]
+pub extern "C" fn sz_config_option(index: usize) -> *const c_char {
+    static NAMES: OnceCell<Vec<CString>> = OnceCell::new();
+    let names = NAMES.get_or_init(|| {
+        OPTION_NAMES
+            .iter()
+            .filter_map(|n| CString::new(*n).ok())
+            .collect()
+    });
+    names.get(index).map_or(std::ptr::null(), |n| n.as_ptr())
 }
 
 /// The current value of option `name` as text, in *out; free it with sz_string_free.

@@ -6,12 +6,14 @@
 
 mod cache;
 mod config;
+mod json;
 mod stats;
 mod status;
 mod value;
 
 pub use cache::*;
 pub use config::*;
+pub use json::*;
 pub use stats::*;
 pub use status::*;
 pub use value::*;

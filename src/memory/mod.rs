@@ -113,15 +113,16 @@ pub struct MemoryTier {
 }
 
 impl MemoryTier {
-    /// A tier hashing keys with a seed of its own.
-    pub fn new(opts: MemoryOptions) -> MemoryTier {
+    /// A tier hashing keys with a seed of its own. `Error::NoMem` when the shards' tables
+    /// cannot be allocated.
+    pub fn new(opts: MemoryOptions) -> Result<MemoryTier> {
         let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
         MemoryTier::with_hash_seed(opts, seed)
     }
 
     /// A tier hashing keys with `seed`: tiers with one seed give every key the same
     /// `key_hash`, which is what lets the write log name keys by hash across processes.
-    pub fn with_hash_seed(opts: MemoryOptions, seed: u64) -> MemoryTier {
+    pub fn with_hash_seed(opts: MemoryOptions, seed: u64) -> Result<MemoryTier> {
         let max_items = opts.max_items.max(1);
         let n = shard_count(max_items, opts.max_bytes);
         let preallocate = max_items <= PREALLOCATE_MAX_ITEMS;
@@ -130,20 +131,20 @@ impl MemoryTier {
                 // Spread the remainder so the shard bounds add up to exactly max_items.
                 let items = max_items / n + usize::from(i < max_items % n);
                 let bytes = opts.max_bytes / n;
-                CachePadded::new(ShardSlot {
-                    shard: RwLock::new(Shard::new(items, bytes, preallocate)),
+                Ok(CachePadded::new(ShardSlot {
+                    shard: RwLock::new(Shard::new(items, bytes, preallocate)?),
                     counters: Default::default(),
-                })
+                }))
             })
-            .collect();
-        MemoryTier {
+            .collect::<Result<_>>()?;
+        Ok(MemoryTier {
             shards,
             get_latency: Histogram::new(),
             live: CachePadded::new(AtomicIsize::new(0)),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
-        }
+        })
     }
 
     pub fn allocator(&self) -> Allocator {
@@ -178,17 +179,31 @@ impl MemoryTier {
     /// Runs `f` on the live entry of `key` under the shard's read lock (no pin taken).
     #[inline]
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
-        self.lookup(key, self.opts.count_stats, f)
+        let count = self.opts.count_stats;
+        self.lookup(key, count, count, f)
     }
 
     /// A pinned reference to the live value of `key`, not counted as a hit or miss: for a
     /// caller that already counted this get (the re-check of a single-flight).
     pub fn peek(&self, key: &[u8]) -> Option<Blob> {
-        self.lookup(key, false, Blob::clone)
+        self.lookup(key, false, false, Blob::clone)
+    }
+
+    /// `get_with` that counts a hit but not a miss: for a memory-only probe whose miss the
+    /// caller follows with a full get, which counts that miss (once).
+    #[inline]
+    pub fn probe_with<R>(&self, key: &[u8], f: impl FnOnce(&Blob) -> R) -> Option<R> {
+        self.lookup(key, self.opts.count_stats, false, f)
     }
 
     #[inline]
-    fn lookup<R>(&self, key: &[u8], count: bool, f: impl FnOnce(&Blob) -> R) -> Option<R> {
+    fn lookup<R>(
+        &self,
+        key: &[u8],
+        count_hit: bool,
+        count_miss: bool,
+        f: impl FnOnce(&Blob) -> R,
+    ) -> Option<R> {
         let hash = self.hash(key);
         let slot = self.slot(hash);
         let now = clock::now();
@@ -198,7 +213,7 @@ impl MemoryTier {
                 Lookup::Hit(b) => {
                     let r = f(b);
                     drop(shard);
-                    if count {
+                    if count_hit {
                         let seen = slot.counters.hits.fetch_add(1, Relaxed);
                         self.sample_latency(seen, now);
                     }
@@ -208,7 +223,7 @@ impl MemoryTier {
                 Lookup::Miss => false,
             }
         };
-        if count {
+        if count_miss {
             let seen = slot.counters.misses.fetch_add(1, Relaxed);
             self.sample_latency(seen, now);
         }

@@ -10,6 +10,8 @@
 //! by the expiry sweep is taken out of its slot at once (`None`) so its memory is freed then.
 
 use super::blob::{Blob, STATE_DEAD, STATE_FREQ_MASK, STATE_IN_MAIN};
+use crate::error::{Error, Result};
+use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 
 pub struct S3Fifo {
@@ -34,15 +36,18 @@ impl S3Fifo {
     /// The queues grow on demand rather than being sized up front: while a cache fills, every
     /// entry sits in the small queue, and in steady state 90% sit in main, so sizing both for
     /// the capacity would hold twice the memory that is ever used.
-    pub fn new(item_capacity: usize) -> S3Fifo {
+    ///
+    /// The ghost is sized now, from the capacity; an allocation that fails is `Error::NoMem`.
+    pub fn new(item_capacity: usize) -> Result<S3Fifo> {
+        let item_capacity = item_capacity.max(1);
         let small_target = (item_capacity / 10).max(1);
-        S3Fifo {
+        Ok(S3Fifo {
             small: VecDeque::new(),
             main: VecDeque::new(),
-            ghost: Ghost::new(item_capacity - small_target.min(item_capacity - 1)),
+            ghost: Ghost::new(item_capacity - small_target.min(item_capacity - 1))?,
             small_target,
             bytes: 0,
-        }
+        })
     }
 
     /// Queue slots in use, tombstones included: what the item bound counts.
@@ -170,14 +175,31 @@ impl S3Fifo {
 /// fingerprints: 4 bytes per slot instead of a hash set's ~20, at the price of occasional
 /// collisions, which only cost an entry its place in the wrong queue.
 struct Ghost {
-    slots: Vec<u32>,
+    slots: Box<[u32]>,
 }
 
 impl Ghost {
-    fn new(len: usize) -> Ghost {
-        Ghost {
-            slots: vec![0; len.max(1)],
+    /// Zeroed slots from the allocator's zeroed path (pages the kernel hands out lazily, so a
+    /// large ghost costs nothing until used), failing with `Error::NoMem` instead of aborting.
+    fn new(len: usize) -> Result<Ghost> {
+        let len = len.max(1);
+        let no_memory = || {
+            Error::NoMem(format!(
+                "memory tier: cannot allocate the eviction ghost of {len} slots \
+                 (lower memory_capacity)"
+            ))
+        };
+        let layout = Layout::array::<u32>(len).map_err(|_| no_memory())?;
+        // SAFETY: the layout has a non-zero size (len >= 1, u32 is 4 bytes).
+        let ptr = unsafe { alloc::alloc_zeroed(layout) }.cast::<u32>();
+        if ptr.is_null() {
+            return Err(no_memory());
         }
+        // SAFETY: ptr is a fresh allocation from the global allocator with the layout of
+        // [u32; len], fully zeroed (a valid u32 each), owned by nobody else; Box<[u32]> frees
+        // it with that same layout.
+        let slots = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+        Ok(Ghost { slots })
     }
 
     #[inline]
@@ -232,7 +254,7 @@ mod tests {
 
     #[test]
     fn unaccessed_newcomers_leave_first_in_fifo_order() {
-        let mut p = S3Fifo::new(10);
+        let mut p = S3Fifo::new(10).unwrap();
         for k in 0..10 {
             p.admit(blob(k), hash(&k.to_le_bytes()));
         }
@@ -242,7 +264,7 @@ mod tests {
 
     #[test]
     fn accessed_newcomer_moves_to_main_and_survives_a_scan() {
-        let mut p = S3Fifo::new(10);
+        let mut p = S3Fifo::new(10).unwrap();
         let hot = blob(1000);
         p.admit(hot.clone(), hash(&1000u32.to_le_bytes()));
         hot.touch();
@@ -259,7 +281,7 @@ mod tests {
 
     #[test]
     fn ghost_hit_admits_into_main() {
-        let mut p = S3Fifo::new(10);
+        let mut p = S3Fifo::new(10).unwrap();
         p.admit(blob(7), hash(&7u32.to_le_bytes()));
         assert_eq!(victim(&mut p), 7);
         let again = blob(7);
@@ -269,7 +291,7 @@ mod tests {
 
     #[test]
     fn tombstones_are_reclaimed_and_bytes_return_to_zero() {
-        let mut p = S3Fifo::new(10);
+        let mut p = S3Fifo::new(10).unwrap();
         let b = blob(1);
         p.admit(b.clone(), 1);
         S3Fifo::bury(&b);
@@ -281,7 +303,7 @@ mod tests {
 
     #[test]
     fn sweep_takes_out_matching_entries_and_wraps() {
-        let mut p = S3Fifo::new(100);
+        let mut p = S3Fifo::new(100).unwrap();
         for k in 0..20 {
             p.admit(blob(k), hash(&k.to_le_bytes()));
         }

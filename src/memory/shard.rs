@@ -5,6 +5,7 @@
 use super::blob::Blob;
 use super::policy::{Evicted, S3Fifo};
 use crate::clock::Ticks;
+use crate::error::{Error, Result};
 use hashbrown::HashTable;
 
 /// Keys of a shard fall into this many groups (by hash) for counting writes.
@@ -68,20 +69,27 @@ impl Evictions {
 }
 
 impl Shard {
-    pub fn new(max_items: usize, max_bytes: usize, preallocate: bool) -> Shard {
+    /// A shard for `max_items`; with `preallocate` its index is sized now. Allocation failure
+    /// is `Error::NoMem`, never an abort.
+    pub fn new(max_items: usize, max_bytes: usize, preallocate: bool) -> Result<Shard> {
         let max_items = max_items.max(1);
-        Shard {
-            index: if preallocate {
-                HashTable::with_capacity(max_items)
-            } else {
-                HashTable::new()
-            },
-            policy: S3Fifo::new(max_items),
+        let mut index = HashTable::new();
+        if preallocate {
+            // The table is empty, so nothing is rehashed and the hash function is never called.
+            index.try_reserve(max_items, |_: &Blob| 0).map_err(|_| {
+                Error::NoMem(format!(
+                    "memory tier: cannot allocate an index for {max_items} items"
+                ))
+            })?;
+        }
+        Ok(Shard {
+            index,
+            policy: S3Fifo::new(max_items)?,
             max_items,
             max_bytes,
             sweep_cursor: 0,
             write_epochs: [0; WRITE_EPOCH_GROUPS],
-        }
+        })
     }
 
     /// The write count of `hash`'s group (see `write_epochs`).
@@ -299,7 +307,7 @@ mod tests {
 
     #[test]
     fn insert_get_replace_remove() {
-        let mut s = Shard::new(100, 0, true);
+        let mut s = Shard::new(100, 0, true).unwrap();
         put(&mut s, b"a", b"1", None);
         assert_eq!(get(&s, b"a").as_deref(), Some(&b"1"[..]));
         let d = put(&mut s, b"a", b"2", None);
@@ -313,7 +321,7 @@ mod tests {
 
     #[test]
     fn item_bound_holds_under_overwrites_and_deletes() {
-        let mut s = Shard::new(50, 0, false);
+        let mut s = Shard::new(50, 0, false).unwrap();
         for i in 0..10_000u32 {
             let k = (i % 80).to_le_bytes();
             put(&mut s, &k, &i.to_le_bytes(), None);
@@ -327,7 +335,7 @@ mod tests {
 
     #[test]
     fn byte_bound_holds() {
-        let mut s = Shard::new(1_000_000, 64 * 1024, false);
+        let mut s = Shard::new(1_000_000, 64 * 1024, false).unwrap();
         for i in 0..5000u32 {
             put(&mut s, &i.to_le_bytes(), &[0u8; 300], None);
             assert!(s.bytes() <= 64 * 1024);
@@ -337,7 +345,7 @@ mod tests {
 
     #[test]
     fn expired_is_not_a_hit_and_sweep_frees_it() {
-        let mut s = Shard::new(100, 0, true);
+        let mut s = Shard::new(100, 0, true).unwrap();
         put(&mut s, b"old", b"x", Some(5));
         put(&mut s, b"new", b"y", Some(1000));
         assert!(matches!(s.get(h(b"old"), b"old", 5), Lookup::Expired));
@@ -353,7 +361,7 @@ mod tests {
 
     #[test]
     fn clear_empties() {
-        let mut s = Shard::new(100, 0, true);
+        let mut s = Shard::new(100, 0, true).unwrap();
         for i in 0..10u8 {
             put(&mut s, &[i], b"v", None);
         }

@@ -8,6 +8,7 @@ fn tier(max_items: usize, max_bytes: usize) -> MemoryTier {
         jemalloc: true,
         count_stats: true,
     })
+    .expect("memory tier")
 }
 
 #[test]
@@ -180,7 +181,8 @@ fn system_allocator_when_jemalloc_off() {
         max_bytes: 0,
         jemalloc: false,
         count_stats: true,
-    });
+    })
+    .expect("memory tier");
     t.insert(b"k", b"v", 0, None).unwrap();
     assert_eq!(t.stats().allocator, "system");
 }
@@ -192,7 +194,8 @@ fn stats_off_counts_nothing() {
         max_bytes: 0,
         jemalloc: true,
         count_stats: false,
-    });
+    })
+    .expect("memory tier");
     t.insert(b"k", b"v", 0, None).unwrap();
     t.get(b"k");
     t.get(b"x");

@@ -11,10 +11,17 @@
 //!   SIGPIPE, whose default action kills the host process. We block SIGPIPE on the calling
 //!   thread around writes and consume the one we caused before restoring the thread's mask.
 //!   The process-wide disposition is never touched.
-//! - **Bounded array replies.** hiredis 0.13 callocs an array header's element vector up front
-//!   (`*100000000` = 800 MB) and frees it by walking every slot; a garbage-speaking server could
-//!   make one call allocate gigabytes and spend seconds freeing. Each context's reader gets a
-//!   reply-function table whose createArray refuses more than `MAX_ARRAY_LEN` elements.
+//! - **Bounded replies.** hiredis 0.13 buffers a bulk string until all of its announced length
+//!   has arrived (`$999999999999` then a stream of bytes grows the buffer without end), callocs
+//!   an array header's element vector up front (`*100000000` = 800 MB), and nests up to seven
+//!   levels. A hostile or broken server could so make one call hold gigabytes. Each reply is
+//!   held to a budget (see [`ReplyBudget`]): every reply object hiredis builds is charged to it
+//!   through our reply-function table, whose hooks refuse a string longer than the largest
+//!   value plus its frame, an array longer than `MAX_ARRAY_LEN` or nested deeper than
+//!   `MAX_DEPTH`, and anything past the budget; and the bytes waiting in the reader's buffer
+//!   are checked against what is left of it after every read. A refusal is a protocol error:
+//!   the connection is dropped and the call counted as an error. A connection thus holds at
+//!   most about max_value_size + 1 MiB for a one-value reply (n values for an MGET of n keys).
 //! - Binary-safe commands (argv + lengths), pipelining (append, then flush and read), and
 //!   replies copied into an owned [`Reply`] so no hiredis memory escapes this module.
 //!
@@ -40,34 +47,154 @@ const SLACK: Duration = Duration::from_millis(2);
 /// are refused as protocol errors before hiredis allocates anything for them.
 pub(crate) const MAX_ARRAY_LEN: usize = 1 << 20;
 
-type CreateArray = extern "C" fn(*const ffi::redisReadTask, c_int) -> *mut c_void;
+/// Deepest array nesting accepted: 0 is a top-level array; SCAN's `[cursor, [keys]]` is the
+/// deepest reply any of our commands gets.
+pub(crate) const MAX_DEPTH: usize = 1;
 
-/// hiredis's own createArray, captured from its default table the first time we connect.
-static DEFAULT_CREATE_ARRAY: OnceCell<CreateArray> = OnceCell::new();
-/// The default reply functions with createArray replaced by [`create_array_bounded`]; shared
-/// read-only by every context (hiredis never writes through `reader->fn`).
-static BOUNDED_FUNCTIONS: OnceCell<ffi::redisReplyObjectFunctions> = OnceCell::new();
+/// What a frame may add to a value on top of max_value_size (header, MAC, an incompressible
+/// value's LZ4 framing), with room to spare.
+pub(crate) const FRAME_SLACK: usize = 64 << 10;
 
-thread_local! {
-    /// The array length the hook just refused on this thread, for the error message.
-    static REFUSED_ARRAY: Cell<Option<c_int>> = const { Cell::new(None) };
+/// Longest line accepted (status, error, integer, or a header): hiredis rescans an incomplete
+/// line from its start on every read, so an endless one would cost quadratic time long before
+/// it reached the byte budget. Redis's own lines are far shorter.
+pub(crate) const MAX_LINE: usize = 64 << 10;
+
+/// A reply may hold, besides its values, this much for everything else (array slots, nodes,
+/// status lines, keys of a SCAN batch are budgeted separately).
+pub(crate) const REPLY_OVERHEAD: usize = 1 << 20;
+
+/// Bytes charged per reply object, on top of its string or slots: hiredis's redisReply (48)
+/// and the allocator's header.
+const NODE_BYTES: usize = 64;
+
+/// The default max_value_size (16 MiB), for a connection nobody told otherwise.
+const DEFAULT_MAX_STRING: usize = (16 << 20) + FRAME_SLACK;
+
+/// The bytes a reply may still take, charged by the reply hooks while hiredis builds it.
+/// Thread-local because hiredis gives the hooks no context we own; a reply is read start to
+/// finish on one thread inside [`Conn::read_reply`], which installs the budget first.
+#[derive(Debug, Clone, Copy)]
+struct ReplyBudget {
+    /// Bytes left for the reply's objects.
+    left: usize,
+    /// Longest single string.
+    max_string: usize,
+    /// Why the hooks refused, for the error message.
+    refused: Option<Refusal>,
 }
 
-/// createArray for hiredis's reader: refuses absurd lengths (NULL makes the reader stop with an
-/// error), otherwise delegates to hiredis's default. Only hiredis's reader calls it, with its
-/// own task pointer, which is passed through untouched. It must not unwind into C, hence
-/// `try_with` (a thread-local being destroyed is simply not recorded).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    String(usize),
+    Array(i64),
+    Depth,
+    Budget,
+    Line,
+}
+
+thread_local! {
+    static BUDGET: Cell<ReplyBudget> = const {
+        Cell::new(ReplyBudget { left: usize::MAX, max_string: usize::MAX, refused: None })
+    };
+}
+
+/// hiredis's own reply functions, captured from its default table the first time we connect.
+static DEFAULT_FUNCTIONS: OnceCell<ffi::redisReplyObjectFunctions> = OnceCell::new();
+/// The reply functions every context's reader uses: hiredis's, each wrapped to charge the
+/// budget first. Shared read-only (hiredis never writes through `reader->fn`).
+static BOUNDED_FUNCTIONS: OnceCell<ffi::redisReplyObjectFunctions> = OnceCell::new();
+
+/// Charges `bytes` to this thread's budget, or records `refusal` and returns false. Never
+/// unwinds (called from C): a thread-local being destroyed refuses.
+fn charge(bytes: usize, refusal: Option<Refusal>) -> bool {
+    BUDGET
+        .try_with(|b| {
+            let mut budget = b.get();
+            let refused = refusal.or((bytes > budget.left).then_some(Refusal::Budget));
+            match refused {
+                Some(r) => budget.refused = Some(r),
+                None => budget.left -= bytes,
+            }
+            b.set(budget);
+            refused.is_none()
+        })
+        .unwrap_or(false)
+}
+
+/// How many arrays enclose the object `task` describes (0 for a top-level reply).
+///
+/// # Safety
+/// `task` is a task of hiredis's reader stack: its `parent` chain ends in NULL within the
+/// reader's nine-entry stack.
+unsafe fn depth(task: *const ffi::redisReadTask) -> usize {
+    let mut n = 0;
+    // SAFETY: per the contract, each parent is a live task of the same stack or NULL.
+    let mut p = unsafe { (*task).parent };
+    while !p.is_null() && n <= 9 {
+        n += 1;
+        // SAFETY: as above.
+        p = unsafe { (*p).parent };
+    }
+    n
+}
+
+// The hooks below are only ever called by hiredis's reader, with its own task pointer and (for
+// strings) a buffer of `len` bytes, both passed through untouched to hiredis's default. They
+// must not unwind into C. Returning NULL makes the reader stop with an error.
+
+extern "C" fn create_string_bounded(
+    task: *const ffi::redisReadTask,
+    s: *mut c_char,
+    len: size_t,
+) -> *mut c_void {
+    let too_long = BUDGET
+        .try_with(|b| len > b.get().max_string)
+        .unwrap_or(true);
+    let ok = charge(
+        len.saturating_add(NODE_BYTES),
+        too_long.then_some(Refusal::String(len)),
+    );
+    match DEFAULT_FUNCTIONS.get().and_then(|d| d.createString) {
+        Some(default) if ok => default(task, s, len),
+        _ => ptr::null_mut(),
+    }
+}
+
 extern "C" fn create_array_bounded(
     task: *const ffi::redisReadTask,
     elements: c_int,
 ) -> *mut c_void {
-    let ok = usize::try_from(elements).is_ok_and(|n| n <= MAX_ARRAY_LEN);
-    match DEFAULT_CREATE_ARRAY.get() {
+    // SAFETY: hiredis passes a task of its reader stack (see `depth`).
+    let refusal = if unsafe { depth(task) } > MAX_DEPTH {
+        Some(Refusal::Depth)
+    } else if !usize::try_from(elements).is_ok_and(|n| n <= MAX_ARRAY_LEN) {
+        Some(Refusal::Array(i64::from(elements)))
+    } else {
+        None
+    };
+    let slots = usize::try_from(elements).unwrap_or(0);
+    let ok = charge(slots * 8 + NODE_BYTES, refusal);
+    match DEFAULT_FUNCTIONS.get().and_then(|d| d.createArray) {
         Some(default) if ok => default(task, elements),
-        _ => {
-            let _ = REFUSED_ARRAY.try_with(|r| r.set(Some(elements)));
-            ptr::null_mut()
-        }
+        _ => ptr::null_mut(),
+    }
+}
+
+extern "C" fn create_integer_bounded(
+    task: *const ffi::redisReadTask,
+    value: libc::c_longlong,
+) -> *mut c_void {
+    match DEFAULT_FUNCTIONS.get().and_then(|d| d.createInteger) {
+        Some(default) if charge(NODE_BYTES, None) => default(task, value),
+        _ => ptr::null_mut(),
+    }
+}
+
+extern "C" fn create_nil_bounded(task: *const ffi::redisReadTask) -> *mut c_void {
+    match DEFAULT_FUNCTIONS.get().and_then(|d| d.createNil) {
+        Some(default) if charge(NODE_BYTES, None) => default(task),
+        _ => ptr::null_mut(),
     }
 }
 
@@ -140,6 +267,10 @@ pub struct Conn {
     /// Commands appended whose replies have not been read.
     pending: usize,
     broken: bool,
+    /// Longest string a reply may carry: max_value_size plus FRAME_SLACK.
+    max_string: usize,
+    /// The budget of the next reply read (see `expect_values`); reset to one value after it.
+    next_budget: usize,
 }
 
 // SAFETY: a Conn owns its redisContext exclusively (it is never aliased or shared) and hiredis
@@ -219,6 +350,8 @@ impl Conn {
             sock_timeout: timeout,
             pending: 0,
             broken: false,
+            max_string: DEFAULT_MAX_STRING,
+            next_budget: DEFAULT_MAX_STRING + REPLY_OVERHEAD,
         };
         // SAFETY: ctx is a live context from redisConnect*, whose reader hiredis created
         // (non-NULL) with `fn` pointing at its static default function table. We copy that
@@ -229,14 +362,18 @@ impl Conn {
             if !reader.is_null() && !(*reader).fns.is_null() {
                 let table = BOUNDED_FUNCTIONS.get_or_init(|| {
                     let d = &*(*reader).fns;
-                    if let Some(f) = d.createArray {
-                        let _ = DEFAULT_CREATE_ARRAY.set(f);
-                    }
-                    ffi::redisReplyObjectFunctions {
+                    let _ = DEFAULT_FUNCTIONS.set(ffi::redisReplyObjectFunctions {
                         createString: d.createString,
-                        createArray: Some(create_array_bounded),
+                        createArray: d.createArray,
                         createInteger: d.createInteger,
                         createNil: d.createNil,
+                        freeObject: d.freeObject,
+                    });
+                    ffi::redisReplyObjectFunctions {
+                        createString: Some(create_string_bounded),
+                        createArray: Some(create_array_bounded),
+                        createInteger: Some(create_integer_bounded),
+                        createNil: Some(create_nil_bounded),
                         freeObject: d.freeObject,
                     }
                 });
@@ -277,6 +414,35 @@ impl Conn {
     /// True once an exchange failed: the connection must not be reused.
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// Sets the largest value a reply may carry (the cache's max_value_size; frames may add
+    /// FRAME_SLACK). Replies are budgeted from it (see `expect_values`).
+    pub fn set_max_value_size(&mut self, max_value_size: usize) {
+        self.max_string = max_value_size.saturating_add(FRAME_SLACK);
+        self.next_budget = self.one_value_budget();
+    }
+
+    fn one_value_budget(&self) -> usize {
+        self.max_string.saturating_add(REPLY_OVERHEAD)
+    }
+
+    /// The next reply read may carry `n` values (an MGET of n keys) instead of one.
+    pub fn expect_values(&mut self, n: usize) {
+        self.next_budget = self
+            .max_string
+            .saturating_add(NODE_BYTES)
+            .saturating_mul(n.max(1))
+            .saturating_add(REPLY_OVERHEAD);
+    }
+
+    /// The next reply read may carry `n` strings of up to `each` bytes besides one value (a
+    /// SCAN batch of keys).
+    pub fn expect_strings(&mut self, n: usize, each: usize) {
+        self.next_budget = each
+            .saturating_add(NODE_BYTES)
+            .saturating_mul(n)
+            .saturating_add(self.one_value_budget());
     }
 
     /// Marks the connection unusable (the caller saw a reply it cannot trust).
@@ -360,18 +526,26 @@ impl Conn {
         }
     }
 
-    /// Reads one reply, waiting no later than `deadline`.
+    /// Reads one reply, waiting no later than `deadline`, within this reply's budget.
     fn read_reply(&mut self, deadline: Instant) -> Result<Reply, ConnError> {
+        let one = self.one_value_budget();
+        let budget = std::mem::replace(&mut self.next_budget, one);
+        BUDGET.with(|b| {
+            b.set(ReplyBudget {
+                left: budget,
+                max_string: self.max_string,
+                refused: None,
+            })
+        });
         loop {
             let mut raw: *mut c_void = ptr::null_mut();
             // SAFETY: ctx is live and owned; `raw` is a valid out-pointer. On success it is
             // NULL (no complete reply buffered yet) or a reply object we must free.
             let rc = unsafe { ffi::redisGetReplyFromReader(self.ctx.as_ptr(), &mut raw) };
             if rc != ffi::REDIS_OK {
-                let why = match REFUSED_ARRAY.try_with(Cell::take).ok().flatten() {
-                    Some(n) => {
-                        format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})")
-                    }
+                let refused = BUDGET.with(|b| b.get().refused);
+                let why = match refused {
+                    Some(r) => self.refusal_message(r, budget),
                     None => self.context_error().unwrap_or_default(),
                 };
                 let msg = format!("protocol error from {}: {why}", self.peer);
@@ -379,7 +553,7 @@ impl Conn {
             }
             if !raw.is_null() {
                 // SAFETY: raw is a complete redisReply tree created by hiredis's reply functions
-                // (ours only wraps createArray and delegates to the default); convert only
+                // (ours only charge the budget and delegate to the defaults); convert only
                 // reads it, and it is freed exactly once right after.
                 let reply = unsafe { convert(raw as *const ffi::redisReply) };
                 // SAFETY: see above; nothing refers to the tree after conversion.
@@ -390,12 +564,84 @@ impl Conn {
                     self.fail(ConnErrorKind::Protocol, msg)
                 });
             }
+            // What is buffered will become this reply's objects: refuse it before it outgrows
+            // what is left of the budget (a bulk header announcing gigabytes, a status line
+            // that never ends).
+            let left = BUDGET.with(|b| b.get().left);
+            let refused = if self.buffered() > left.saturating_add(FRAME_SLACK) {
+                Some(Refusal::Budget)
+            } else if self.overlong_line() {
+                Some(Refusal::Line)
+            } else {
+                None
+            };
+            if let Some(r) = refused {
+                let why = self.refusal_message(r, budget);
+                let msg = format!("protocol error from {}: {why}", self.peer);
+                return Err(self.fail(ConnErrorKind::Protocol, msg));
+            }
             self.arm(deadline)?;
             // SAFETY: ctx is live and owned; a blocking read bounded by SO_RCVTIMEO.
             if unsafe { ffi::redisBufferRead(self.ctx.as_ptr()) } != ffi::REDIS_OK {
                 let errno = std::io::Error::last_os_error().raw_os_error();
                 return Err(self.io_failure(errno, deadline, "read"));
             }
+        }
+    }
+
+    /// Bytes the reader holds that no reply object has been made from yet.
+    fn buffered(&self) -> usize {
+        // SAFETY: ctx is live and owned; its reader was created with it (checked non-NULL at
+        // connect, never replaced); reading two integer fields.
+        unsafe {
+            let reader = (*self.ctx.as_ptr()).reader;
+            if reader.is_null() {
+                return 0;
+            }
+            (*reader).len.saturating_sub((*reader).pos)
+        }
+    }
+
+    /// True when the unparsed bytes start with more than MAX_LINE bytes and no newline: the
+    /// reader is stuck in a line (hiredis leaves an incomplete item, a bulk string's header
+    /// included, unconsumed until it is whole, so a bulk waiting for its data starts with a
+    /// short header line).
+    fn overlong_line(&self) -> bool {
+        if self.buffered() <= MAX_LINE {
+            return false;
+        }
+        // SAFETY: ctx and its reader are live (see `buffered`); `buf` holds `len` initialised
+        // bytes and pos <= len, and buffered() > MAX_LINE bytes lie past `pos`. The slice is
+        // only read, and dropped before hiredis is called again.
+        let head = unsafe {
+            let reader = &*(*self.ctx.as_ptr()).reader;
+            std::slice::from_raw_parts(reader.buf.add(reader.pos) as *const u8, MAX_LINE + 1)
+        };
+        !head.contains(&b'\n')
+    }
+
+    fn refusal_message(&self, r: Refusal, budget: usize) -> String {
+        match r {
+            Refusal::Line => {
+                format!("a line of more than {MAX_LINE} bytes refused (no Redis reply has one)")
+            }
+            Refusal::String(n) => format!(
+                "a {n} byte string refused (longest accepted: {} bytes, max_value_size plus \
+                 its frame)",
+                self.max_string
+            ),
+            Refusal::Array(n) => {
+                format!("array reply of {n} elements refused (limit {MAX_ARRAY_LEN})")
+            }
+            Refusal::Depth => format!(
+                "arrays nested deeper than {} levels refused (none of our commands gets such \
+                 a reply)",
+                MAX_DEPTH + 1
+            ),
+            Refusal::Budget => format!(
+                "reply larger than {budget} bytes refused (max_value_size plus its frame for \
+                 each value asked for, plus {REPLY_OVERHEAD} bytes)"
+            ),
         }
     }
 

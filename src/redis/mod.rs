@@ -3,9 +3,9 @@
 //! [`RedisTier`] is `Send + Sync`; every call takes a pooled connection for one exchange.
 //!
 //! **Keys** are stored as `<prefix><key>`, binary-safe. When `redis_key_prefix` is unset the
-//! prefix is derived from the cache's identity, its `disk_path`:
-//! `"sc:" + disk_path (trailing '/' removed) + ":"`, e.g. `sc:/var/cache/myapp:` (the default
-//! disk_path gives `sc:/tmp/smartcache:`). The disk_path is used even when the disk tier is off.
+//! prefix is derived from the cache's identity, its `disk_path` (see [`prefix`]):
+//! `"sc:" + 32 hex digits of SHA-256(canonical disk_path) + ":"`, e.g.
+//! `sc:0f6c1a...e2:`. The disk_path is used even when the disk tier is off.
 //! Two workers of one app (same config) therefore share their Redis entries, as they share
 //! their disk file, while two differently configured caches do not collide. Set
 //! `redis_key_prefix` to share across hosts whose disk paths differ.
@@ -33,6 +33,7 @@ pub mod breaker;
 pub mod conn;
 pub mod frame;
 pub mod pool;
+pub mod prefix;
 pub mod resolve;
 pub mod url;
 
@@ -113,13 +114,11 @@ impl From<ConnError> for CallError {
     }
 }
 
-/// The derived key prefix (see the module docs).
-pub fn derived_prefix(cfg: &Config) -> String {
-    let path = cfg.disk_path.display().to_string();
-    let trimmed = path.trim_end_matches('/');
-    let id = if trimmed.is_empty() { "/" } else { trimmed };
-    format!("sc:{id}:")
-}
+pub use prefix::derived_prefix;
+
+/// Keys asked for per SCAN of `clear`.
+const SCAN_COUNT: usize = 500;
+const SCAN_COUNT_TEXT: &[u8] = b"500";
 
 impl RedisTier {
     /// Bad URL -> `Err(Error::Config)` naming redis_url. Redis down at open is not an error:
@@ -130,10 +129,11 @@ impl RedisTier {
         let prefix = cfg
             .redis_key_prefix
             .clone()
-            .unwrap_or_else(|| derived_prefix(cfg));
+            .unwrap_or_else(|| derived_prefix(&cfg.disk_path));
         let timeout = Duration::from_millis(cfg.redis_timeout_ms.max(1));
         let inner = Arc::new(Inner {
-            pool: Pool::new(url, timeout, cfg.redis_pool_size),
+            pool: Pool::new(url, timeout, cfg.redis_pool_size)
+                .with_max_value_size(cfg.max_value_size),
             breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
             refusing: AtomicBool::new(false),
             counters: TierCounters::default(),
@@ -352,8 +352,20 @@ impl RedisTier {
         let mut cursor = b"0".to_vec();
         loop {
             let (next, keys) = self.inner.run(|c, d| {
-                let reply =
-                    c.command(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"500"], d)?;
+                // COUNT is a hint: a batch can run past it (a bucket is returned whole).
+                let key_len = crate::config::MAX_KEY_LEN + self.inner.prefix.len();
+                c.expect_strings(2 * SCAN_COUNT, key_len);
+                let reply = c.command(
+                    &[
+                        b"SCAN",
+                        &cursor,
+                        b"MATCH",
+                        &pattern,
+                        b"COUNT",
+                        SCAN_COUNT_TEXT,
+                    ],
+                    d,
+                )?;
                 match reply {
                     Reply::Array(mut parts) if parts.len() == 2 => {
                         match (parts.pop(), parts.pop()) {
@@ -398,9 +410,12 @@ impl RedisTier {
         let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
         args.push(b"MGET");
         args.extend(full.iter().map(Vec::as_slice));
-        let values = self.inner.run(|c, d| match c.command(&args, d)? {
-            Reply::Array(v) if v.len() == keys.len() => Ok(v),
-            other => Err(unexpected("MGET", other)),
+        let values = self.inner.run(|c, d| {
+            c.expect_values(keys.len());
+            match c.command(&args, d)? {
+                Reply::Array(v) if v.len() == keys.len() => Ok(v),
+                other => Err(unexpected("MGET", other)),
+            }
         })?;
         let mut out = Vec::with_capacity(keys.len());
         for (key, v) in keys.iter().zip(values) {
@@ -677,19 +692,19 @@ fn glob_escape(s: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     #[test]
-    fn prefix_derives_from_disk_path() {
-        let mut a = Config::default();
-        assert_eq!(derived_prefix(&a), "sc:/tmp/smartcache:");
-        a.disk_path = PathBuf::from("/var/cache/app/");
-        assert_eq!(derived_prefix(&a), "sc:/var/cache/app:");
-        let mut b = a.clone();
-        b.memory_capacity = 5; // same identity, other tuning: shared
-        assert_eq!(derived_prefix(&a), derived_prefix(&b));
-        b.disk_path = PathBuf::from("/var/cache/other");
-        assert_ne!(derived_prefix(&a), derived_prefix(&b));
+    fn prefix_derives_from_disk_path_alone() {
+        let a = PathBuf::from("/var/cache/app/");
+        assert_eq!(
+            derived_prefix(&a),
+            derived_prefix(Path::new("/var/cache/app"))
+        );
+        assert_ne!(
+            derived_prefix(&a),
+            derived_prefix(Path::new("/var/cache/other"))
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Pool {
     resolver: Option<Resolver>,
     timeout: Duration,
     size: usize,
+    /// Largest value a reply may carry (see `Conn::set_max_value_size`).
+    max_value_size: Option<usize>,
     state: Mutex<State>,
     returned: Condvar,
     generation: AtomicU64,
@@ -52,6 +54,7 @@ impl Pool {
             resolver,
             timeout,
             size: size.max(1),
+            max_value_size: None,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
@@ -144,6 +147,13 @@ impl Pool {
         self.returned.notify_all();
     }
 
+    /// Replies on this pool's connections may carry values of up to `n` bytes (plus their
+    /// frame); anything larger is a protocol error (see `Conn`).
+    pub fn with_max_value_size(mut self, n: usize) -> Pool {
+        self.max_value_size = Some(n);
+        self
+    }
+
     /// Connections currently open (idle + lent).
     pub fn open_connections(&self) -> usize {
         self.lock().open
@@ -152,6 +162,9 @@ impl Pool {
     /// Connects, then AUTH and SELECT as the URL says.
     fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {
         let mut conn = self.connect(deadline)?;
+        if let Some(n) = self.max_value_size {
+            conn.set_max_value_size(n);
+        }
         if let Some(password) = &self.url.password {
             let reply = match &self.url.user {
                 Some(user) => {

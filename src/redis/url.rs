@@ -76,7 +76,7 @@ impl RedisUrl {
         parsed.map_err(|why: String| {
             Error::config(format!(
                 "bad value '{}' for option 'redis_url': {why}",
-                redact(url)
+                crate::config::shortened(&redact(url))
             ))
         })
     }

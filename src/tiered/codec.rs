@@ -31,19 +31,21 @@ impl Inner {
 
     #[cold]
     fn decompress(&self, stored: Blob) -> Option<Blob> {
-        let limit = self.config.max_value_size;
-        let decoded = compress::original_len(stored.value(), limit).and_then(|len| {
-            let mut plain = self.l1.make_detached(len, &stored)?;
-            compress::decompress_into(stored.value(), plain.value_mut())?;
-            Ok(plain)
-        });
-        match decoded {
+        match self.decompressed(&stored) {
             Ok(plain) => Some(plain),
             Err(e) => {
                 self.undecodable(stored.key(), &e.to_string());
                 None
             }
         }
+    }
+
+    /// The decompressed copy of a compressed entry, in a handle of its own; touches no tier.
+    pub(super) fn decompressed(&self, stored: &Blob) -> Result<Blob> {
+        let len = compress::original_len(stored.value(), self.config.max_value_size)?;
+        let mut plain = self.l1.make_detached(len, stored)?;
+        compress::decompress_into(stored.value(), plain.value_mut())?;
+        Ok(plain)
     }
 
     /// Counts a value that would not decode and drops it from memory so it is not met again.

@@ -106,8 +106,8 @@ impl Cache {
         };
         // Hashed alike in every process of the disk_path, so the write log's hashes name keys.
         let l1 = match &writes {
-            Some(log) => MemoryTier::with_hash_seed(l1_options, log.seed()),
-            None => MemoryTier::new(l1_options),
+            Some(log) => MemoryTier::with_hash_seed(l1_options, log.seed())?,
+            None => MemoryTier::new(l1_options)?,
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
         let redis = match config.redis_enabled {
@@ -234,6 +234,33 @@ impl Cache {
                 block();
                 inner.undecodable(key, &why);
                 Ok(None)
+            }
+            other => other.transpose(),
+        }
+    }
+
+    /// `get_copy_yielding` restricted to the memory tier: never asks Redis or the disk tier and
+    /// never writes to them, so it never blocks on I/O (an async caller runs it on its event
+    /// loop and sends only a miss to a thread). A miss is not counted: the caller follows it
+    /// with a full get that counts it. A value that would need a lower tier's help (one that
+    /// does not decode, which the full get drops from every tier) is reported as a miss too.
+    pub fn get_copy_memory(
+        &self,
+        key: &[u8],
+        buf: &mut [u8],
+        pin_larger: bool,
+    ) -> Result<Option<Copied>> {
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        inner.sync_memory();
+        let limit = inner.config.max_value_size;
+        match inner
+            .l1
+            .probe_with(key, |b| copy_or_pin(b, buf, limit, pin_larger))
+        {
+            None | Some(Err(Error::Internal(_))) => Ok(None),
+            Some(Ok(Copied::Pinned(stored))) if stored.entry_flags() & flags::COMPRESSED != 0 => {
+                Ok(inner.decompressed(&stored).ok().map(Copied::Pinned))
             }
             other => other.transpose(),
         }

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests (each test file includes this with `mod support;`).
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod fake_redis;
 pub mod redis_server;

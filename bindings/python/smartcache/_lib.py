@@ -1,9 +1,11 @@
 """Finds and loads libsmartcache, and binds the generated declarations to it.
 
-Lookup order (first hit wins), so that a developer, a wheel and a system install all work:
+Lookup order (first hit wins), so that a wheel, a developer and a system install all work:
 
-1. ``SMARTCACHE_LIB``: an explicit path (tests and CI point it at ``build/lib``);
-2. a copy shipped inside this package directory (``smartcache/libsmartcache.so*``);
+1. a copy shipped inside this package directory (``smartcache/libsmartcache.so*``): what a
+   wheel installs, so an installed package always uses the library built with it;
+2. ``SMARTCACHE_LIB``: an explicit path (tests and CI point it at ``build/lib`` for a checkout,
+   whose package directory holds no library);
 3. the repository's own build output, ``<repo>/build/lib/libsmartcache.so``, when the package
    is imported from a checkout (editable install or ``PYTHONPATH=bindings/python``);
 4. the system: ``ctypes.util.find_library("smartcache")``, then ``libsmartcache.so.0`` through
@@ -34,11 +36,11 @@ _REPO_ROOT = _PKG_DIR.parent.parent.parent
 def _candidates() -> List[Tuple[str, str]]:
     """(description, path-or-name) pairs in lookup order."""
     out: List[Tuple[str, str]] = []
+    for name in ("libsmartcache.so", f"libsmartcache.so.{_native.SZ_VERSION_MAJOR}"):
+        out.append(("package directory", str(_PKG_DIR / name)))
     env = os.environ.get("SMARTCACHE_LIB")
     if env:
         out.append(("$SMARTCACHE_LIB", env))
-    for name in ("libsmartcache.so", f"libsmartcache.so.{_native.SZ_VERSION_MAJOR}"):
-        out.append(("package directory", str(_PKG_DIR / name)))
     out.append(("repository build output", str(_REPO_ROOT / "build" / "lib" / "libsmartcache.so")))
     found = ctypes.util.find_library("smartcache")
     if found:

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "c06bda76f0699dab58c6bc8a8bb4801c0a8ee324232a8b7bd38a9a382b211b85"
+HEADER_SHA256 = "65d76f1de6a9a00ab48605f912e048752f0476d2a72177b41f56a7375a185bbf"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -40,6 +40,8 @@ SZ_ERR_CONFIG = -6
 SZ_ERR_BUFFER_TOO_SMALL = -7
 # A bug in the library (a caught panic). Please report it with sz_last_error().
 SZ_ERR_INTERNAL = -99
+# The first byte of a value in the JSON-tagged form; the JSON text follows it.
+SZ_TAG_JSON = 74
 
 # Every status code by value, for messages.
 STATUS_NAMES: Dict[int, str] = {
@@ -249,6 +251,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_copy': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'val_len')),
     # sz_cache_get_copy with the cache, buffer and length out-parameter gathered in `b`: the same lookup, copy and results, in three arguments instead of six. It exists for bindings whose foreign calls cost per argument (Python's ctypes spends ~45 ns converting each one, more than a memory-tier lookup takes) and, with b->release / b->reacquire, for callers that keep a global lock across memory hits.
     'sz_cache_get_buffered': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
+    # sz_cache_get_buffered restricted to the memory tier: the same buffer, copy and results, but a key the memory tier does not hold answers SZ_NOT_FOUND at once, without asking Redis or the disk tier. It never blocks on network or disk I/O (b->release / b->reacquire are never called), so an event loop may call it inline and hand only a miss to a worker thread for the full sz_cache_get_buffered. A miss here is not counted in the stats (the full get that follows counts it); a hit is counted as one. A value stored compressed that does not decode also answers SZ_NOT_FOUND here (the full get counts it and drops it from every tier).
+    'sz_cache_get_memory': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
     # Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
     'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),
     # Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked against every limit before anything is stored: any error means nothing was stored.
@@ -277,12 +281,18 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names: memory_capacity (items), memory_max_bytes, memory_ttl (seconds, 0 = none), compression_enabled, compression_min_size, jemalloc_enabled, redis_enabled, redis_url (`redis://[user:password@]host:port/db` or unix:///path?db=N), redis_ttl, redis_timeout_ms, redis_pool_size, redis_key_prefix, disk_enabled, disk_path (a directory), disk_max_size, disk_ttl, enable_stats, auto_expire_interval (seconds, 0 = off), max_value_size. Booleans take true/false/1/0/yes/no/ on/off; sizes take an optional K, M or G suffix.
+    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
+    # The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL past the last: lets a program or binding walk every option. Static; never free it.
+    'sz_config_option': (ctypes.c_char_p, [ctypes.c_size_t], ('index',)),
     # The current value of option `name` as text, in *out; free it with sz_string_free. Returns SZ_OK, SZ_ERR_CONFIG for an unknown name, SZ_ERR_INVALID for NULL arguments.
     'sz_config_get': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, POINTER(ctypes.c_void_p)], ('cfg', 'name', 'out')),
     # Frees a configuration. NULL is a no-op.
     'sz_config_free': (None, [POINTER(sz_config)], ('cfg',)),
+    # Stores the JSON text `json` (json_len bytes of UTF-8, not NUL-terminated; json may be NULL only when json_len is 0) under `key` in the JSON-tagged form that Python's `serializer="json"` and Go's GetJSON read: the byte SZ_TAG_JSON, then the text. `ttl_ms` as in sz_cache_set. The text is stored as given: the library does not check that it is JSON.
+    'sz_cache_set_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ('c', 'key', 'key_len', 'json', 'json_len', 'ttl_ms')),
+    # Copies the JSON text of `key`, stored in the JSON-tagged form, into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) without its tag byte, and sets *json_len to the text's length. When buf_cap > *json_len a NUL byte follows the text, so a buffer one byte longer than the text receives a C string.
+    'sz_cache_get_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'json_len')),
     # The message of this thread's last failing call ("" if none failed yet).
     'sz_last_error': (ctypes.c_char_p, [], ()),
     # The library's version, "MAJOR.MINOR.PATCH"; compare with SZ_VERSION from the header. Static; never free it.

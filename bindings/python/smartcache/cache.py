@@ -11,9 +11,10 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union, cast
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple,
+                    Union, cast)
 
-from . import _native
+from . import _native, _offload, defaults
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
 from .errors import CacheClosedError, InvalidArgumentError, SmartCacheError, error_for
@@ -65,6 +66,11 @@ _fast_set = _untyped("sz_cache_set")
 _pylib = ctypes.PyDLL(lib._name, handle=lib._handle)
 _fast_get_buffered = _pylib._FuncPtr(("sz_cache_get_buffered", _pylib))
 _fast_get_buffered.restype = _native.FUNCTIONS["sz_cache_get_buffered"][0]
+# The same, memory tier only (never blocks on I/O): the async API's inline first try.
+_fast_get_memory = _pylib._FuncPtr(("sz_cache_get_memory", _pylib))
+_fast_get_memory.restype = _native.FUNCTIONS["sz_cache_get_memory"][0]
+# What the memory-only get returns on a miss: a fresh object no stored value can be.
+_MEMORY_MISS = object()
 _RELEASE_GIL = _native.sz_release_fn(
     ctypes.cast(ctypes.pythonapi.PyEval_SaveThread, ctypes.c_void_p).value)
 _REACQUIRE_GIL = _native.sz_reacquire_fn(
@@ -147,6 +153,50 @@ class _Buffer:
         self.st.len = 0
 
 
+def _buffered_get(c_get: Any) -> Callable[..., Any]:
+    """SmartCache.get over the C get `c_get` (sz_cache_get_buffered, or sz_cache_get_memory for
+    the async API's inline memory-tier try): one body, so both decode alike. The two share
+    one code object, which _GET_CODES relies on."""
+
+    def get(self: "SmartCache", key: Key, default: Any = None) -> Any:
+        try:
+            kb = key.encode() if type(key) is str else _key_bytes(key)
+        except UnicodeEncodeError:
+            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
+        free = self._free_buffers
+        try:
+            buf = free.pop()
+        except IndexError:
+            buf = self._new_buffer()
+        try:
+            # Checked although the library refuses a retired buffer anyway: without it, a
+            # thread calling get() in a loop would keep reusing its still-live buffer and
+            # close() would wait for it forever.
+            if self._h is None:
+                raise CacheClosedError("this SmartCache is closed; open a new one")
+            n = len(kb)
+            rc = c_get(buf.ref, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n))
+            if rc == _OK:
+                raw = buf.raw
+                # Fast path: unpickle the whole buffer in place, no length, no slice (~150 ns
+                # less). The library keeps every byte after the value zero (see sz_get_buffer),
+                # and a zero byte is no pickle opcode: loads either meets the value's STOP
+                # opcode or fails, so it decodes exactly what a slice of the value would.
+                if raw[0] == self._pickle_tag:
+                    try:
+                        return _loads(raw)
+                    except Exception:
+                        pass  # the codec below reports it as a SerializationError
+                return self._codec.decode(buf.view[:buf.st.len])
+            if rc == _NOT_FOUND:
+                return default
+            return self._get_uncommon(rc, buf)
+        finally:
+            free.append(buf)
+
+    return get
+
+
 @dataclass
 class CacheStats:
     """A snapshot of a cache's counters (``SmartCache.get_stats()``).
@@ -190,12 +240,13 @@ class SmartCache:
 
     Safe to share between threads. Keys are ``str`` (stored as UTF-8, so ``"a"`` and ``b"a"``
     are the same key) or ``bytes``, 1..65535 bytes long. Values of any picklable type (or
-    per ``serializer``); ``bytes`` and ``str`` are stored raw. Close it with ``close()`` or a
+    per ``serializer``: "pickle", "json", "raw" or a custom object; see docs/value-format.md);
+    ``bytes`` and ``str`` are stored with a one-byte tag. Close it with ``close()`` or a
     ``with`` block; a cache that is garbage-collected is closed then too.
     """
 
     def __init__(self, config: Optional[SmartCacheConfig] = None, *,
-                 serializer: SerializerSpec = "pickle") -> None:
+                 serializer: SerializerSpec = "pickle", _track: bool = True) -> None:
         if config is None:
             config = SmartCacheConfig()
         elif not isinstance(config, SmartCacheConfig):
@@ -226,6 +277,10 @@ class SmartCache:
         self._free_buffers: List[_Buffer] = []
         self._all_buffers: List[_Buffer] = []
         self._finalizer = weakref.finalize(self, lib.sz_cache_close, handle)
+        # With Redis or disk on, a get may wait on I/O: the async API sends those off the loop.
+        self._has_lower_tiers = bool(config.redis_enabled or config.disk_enabled)
+        if _track:  # the first cache opened becomes @cached's default (see defaults.py)
+            defaults.cache_opened(self)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -295,8 +350,17 @@ class SmartCache:
         return CacheClosedError("this SmartCache is closed; open a new one")
 
     # -- operations -----------------------------------------------------------------------
-    def get(self, key: Key, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default`` when there is none (missing or
+    if TYPE_CHECKING:
+        def get(self, key: Key, default: Any = None) -> Any:
+            ...
+
+        def _get_memory(self, key: Key, default: Any = None) -> Any:
+            ...
+    else:
+        get = _buffered_get(_fast_get_buffered)
+        # get() that consults the memory tier only, answering `default` on a memory miss.
+        _get_memory = _buffered_get(_fast_get_memory)
+    get.__doc__ = """The value stored under ``key``, or ``default`` when there is none (missing or
         expired). A stored ``None`` is returned as ``None``; pass a sentinel ``default`` to
         tell the two apart.
 
@@ -304,40 +368,6 @@ class SmartCache:
         decoded from there (pickle stops at its STOP opcode, so it reads the buffer in place).
         That measured faster than a pinned sz_cache_get handle, which costs four C calls plus
         string_at (see docs/BENCHMARKS-python.md)."""
-        try:
-            kb = key.encode() if type(key) is str else _key_bytes(key)
-        except UnicodeEncodeError:
-            kb = _key_bytes(key)  # raises InvalidArgumentError naming the problem
-        free = self._free_buffers
-        try:
-            buf = free.pop()
-        except IndexError:
-            buf = self._new_buffer()
-        try:
-            # Checked although the library refuses a retired buffer anyway: without it, a
-            # thread calling get() in a loop would keep reusing its still-live buffer and
-            # close() would wait for it forever.
-            if self._h is None:
-                raise CacheClosedError("this SmartCache is closed; open a new one")
-            n = len(kb)
-            rc = _fast_get_buffered(buf.ref, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n))
-            if rc == _OK:
-                raw = buf.raw
-                # Fast path: unpickle the whole buffer in place, no length, no slice (~150 ns
-                # less). The library keeps every byte after the value zero (see sz_get_buffer),
-                # and a zero byte is no pickle opcode: loads either meets the value's STOP
-                # opcode or fails, so it decodes exactly what a slice of the value would.
-                if raw[0] == self._pickle_tag:
-                    try:
-                        return _loads(raw)
-                    except Exception:
-                        pass  # the codec below reports it as a SerializationError
-                return self._codec.decode(buf.view[:buf.st.len])
-            if rc == _NOT_FOUND:
-                return default
-            return self._get_uncommon(rc, buf)
-        finally:
-            free.append(buf)
 
     def _new_buffer(self) -> _Buffer:
         buf = _Buffer(_BUFFER_INITIAL)
@@ -498,6 +528,79 @@ class SmartCache:
         finally:
             self._inflight.pop()
 
+    # -- async API (Django-style: the sync calls' arguments and results) ---------------------
+    # A memory hit is answered inline, on the loop, without a thread hop: sz_cache_get_memory
+    # never waits on I/O. Everything that may wait on Redis or the disk runs on the worker
+    # threads of _offload, so the loop never waits on it. A cache with neither tier does no I/O
+    # at all and answers every call inline.
+    async def aget(self, key: Key, default: Any = None) -> Any:
+        """``get`` for coroutines."""
+        if not self._has_lower_tiers:
+            return self.get(key, default)
+        value = self._get_memory(key, _MEMORY_MISS)
+        if value is not _MEMORY_MISS:
+            return value
+        _key_bytes(key)  # a bad key fails this call only, not the batch it would join
+        found = await _offload.batched(self._get_found, key)
+        return default if found is _MEMORY_MISS else found
+
+    def _get_found(self, keys: List[Key]) -> List[Any]:
+        """The values of `keys` (_MEMORY_MISS where missing) from one get_many: a batch of the
+        memory misses of agets made in the same event-loop iteration (see _offload.batched).
+        If the batch fails (a value that does not decode), each key is read on its own, so only
+        the aget of the bad key fails."""
+        try:
+            found = self.get_many(keys)
+        except CacheClosedError:
+            raise
+        except SmartCacheError:
+            return [_offload.outcome(self.get, k, _MEMORY_MISS) for k in keys]
+        return [found.get(k, _MEMORY_MISS) for k in keys]
+
+    async def aget_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
+        """``get_many`` for coroutines: the keys in memory inline, the rest in one call off
+        the loop."""
+        keys = list(keys)
+        if not self._has_lower_tiers:
+            return self.get_many(keys)
+        found: Dict[Key, Any] = {}
+        missing: List[Key] = []
+        for key in keys:
+            value = self._get_memory(key, _MEMORY_MISS)
+            if value is _MEMORY_MISS:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing:
+            found.update(await _offload.run(self.get_many, missing))
+        return found
+
+    async def aset(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
+        """``set`` for coroutines."""
+        await self._off_loop(self.set, key, value, ttl)
+
+    async def aset_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
+        """``set_many`` for coroutines."""
+        await self._off_loop(self.set_many, mapping, ttl)
+
+    async def adelete(self, key: Key) -> bool:
+        """``delete`` for coroutines."""
+        return bool(await self._off_loop(self.delete, key))
+
+    async def aexists(self, key: Key) -> bool:
+        """``exists`` for coroutines."""
+        return bool(await self._off_loop(self.exists, key))
+
+    async def aclear(self) -> None:
+        """``clear`` for coroutines."""
+        await self._off_loop(self.clear)
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker thread when it may wait on Redis or the disk, else inline."""
+        if not self._has_lower_tiers:
+            return fn(*args)
+        return await _offload.run(fn, *args)
+
     # -- observability --------------------------------------------------------------------
     def get_stats(self) -> CacheStats:
         """Counters and per-tier details, from one library snapshot (sz_cache_stats_json)."""
@@ -582,5 +685,6 @@ class SmartCache:
 
 # The frames whose local `buf` is a receive buffer in use (see _buffers_held_up_this_stack).
 _GET_CODES = (SmartCache.get.__code__, SmartCache._get_uncommon.__code__)
+assert SmartCache._get_memory.__code__ is SmartCache.get.__code__
 
 __all__ = ["SmartCache", "CacheStats", "SmartCacheError"]

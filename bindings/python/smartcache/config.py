@@ -14,7 +14,7 @@ import ctypes
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional, Tuple, Union, cast
 
 from . import _native
@@ -32,6 +32,17 @@ _COUNT_FIELDS = frozenset({"memory_capacity", "redis_timeout_ms", "redis_pool_si
 _SIZE_FIELDS = frozenset({
     "memory_max_bytes", "compression_min_size", "disk_max_size", "max_value_size",
 })
+
+
+def default_disk_path() -> str:
+    """The library's default disk_path for the effective user: ``$XDG_CACHE_HOME/smartcache``,
+    else ``$HOME/.cache/smartcache``, else ``/tmp/smartcache-<euid>`` (relative or empty
+    variables are ignored). Mirrors src/config.rs; a test compares the two."""
+    for var, tail in (("XDG_CACHE_HOME", "smartcache"), ("HOME", ".cache/smartcache")):
+        base = os.environ.get(var, "")
+        if os.path.isabs(base):
+            return os.path.join(base, tail)
+    return f"/tmp/smartcache-{os.geteuid()}"
 
 
 @dataclass
@@ -60,8 +71,9 @@ class SmartCacheConfig:
     redis_ttl: int = 1800
     #: Enable the disk tier (L3).
     disk_enabled: bool = False
-    #: A directory; the disk tier keeps one file in it.
-    disk_path: PathLike = "/tmp/smartcache"
+    #: A directory; the disk tier keeps one file in it. Default: private to this user (see
+    #: default_disk_path); it must belong to this user and not be writable by others.
+    disk_path: PathLike = field(default_factory=default_disk_path)
     #: L3 default TTL, seconds.
     disk_ttl: int = 3600
     #: Count hits/misses/etc. (get_stats() is all zeros without it).
@@ -78,8 +90,9 @@ class SmartCacheConfig:
     redis_timeout_ms: int = 100
     #: Redis connections per cache (1..1024).
     redis_pool_size: int = 4
-    #: Prefix of every Redis key; None = derived by the library as "sc:" + disk_path + ":",
-    #: so caches with the same disk_path share Redis entries and others do not.
+    #: Prefix of every Redis key; None = derived by the library as "sc:" + 32 hex digits of
+    #: SHA-256(canonical disk_path) + ":", so caches with the same disk_path share Redis
+    #: entries and others do not.
     redis_key_prefix: Optional[str] = None
     #: Size of the disk tier's file when it is created (an existing file keeps its size).
     disk_max_size: Size = 256 << 20

@@ -1,12 +1,21 @@
-"""``@cached``: function-result caching with stable keys and single-flight.
+"""``@cached``: function-result caching with stable keys, single-flight and refresh-ahead.
 
-Keys. A call's key is ``<key_prefix>:(<canonical arguments>)`` where key_prefix defaults to
-``module.qualname`` and the arguments are bound to the signature (``inspect.signature(f).bind``
-+ ``apply_defaults``), so ``f(1, b=2)``, ``f(a=1, b=2)`` and ``f(1)`` (when b defaults to 2) are
-the same entry. Values are encoded canonically (dicts and sets sorted, type-tagged: ``1`` and
-``"1"`` differ) without ``hash()``, which is salted per process for str/bytes: the same call
-gets the same key in every process, so entries in a shared tier (Redis, disk) are reused.
-Keys longer than 200 bytes become ``<key_prefix>:sha256:<hex of the arguments>``.
+Which cache. ``@cached(cache=c)`` uses ``c``. Without it the wrapper looks the default up at
+each call (``smartcache.defaults``): the cache given to ``set_default_cache()``, else the
+first SmartCache the process opened that is still open, else a memory-only cache created on
+first use. So the guide's flow (configure a multi-tier SmartCache, then decorate) stores
+results in every tier that cache has.
+
+Keys. A call's key is ``[<key_prefix>:]<module>.<qualname>:(<canonical arguments>)``. The
+function's identity is always in it, so two functions never share entries; ``key_prefix`` is
+only a namespace in front (e.g. per application or per deployment, so a ``clear`` by prefix
+or a Redis key pattern can find them). The arguments are bound to the signature
+(``inspect.signature(f).bind`` + ``apply_defaults``), so ``f(1, b=2)``, ``f(a=1, b=2)`` and
+``f(1)`` (when b defaults to 2) are the same entry. Values are encoded canonically (dicts and
+sets sorted, type-tagged: ``1`` and ``"1"`` differ) without ``hash()``, which is salted per
+process for str/bytes: the same call gets the same key in every process, so entries in a
+shared tier (Redis, disk) are reused. Keys longer than 200 bytes become
+``<prefix>:sha256:<hex of the arguments>``.
 
 Arguments must have a stable text form: None, bool, int, float, str, bytes, tuple, list, dict,
 set, frozenset, Enum members, objects whose class defines ``__repr__`` without an address in
@@ -14,9 +23,32 @@ it (dataclasses, datetime, Decimal, UUID, ...), or objects with a ``__cache_key_
 Anything else (e.g. a plain object whose repr is ``<Foo object at 0x7f...>``) raises TypeError
 rather than silently caching per memory address.
 
+Methods. A function defined in a class whose first parameter is named ``self`` or ``cls`` is
+a method, and that first argument is keyed by this rule:
+
+- ``cls`` (classmethods): the class's module and qualified name, so subclasses get entries
+  of their own;
+- ``self``: its ``__cache_key__()`` when it defines one, else its stable ``repr`` (a
+  dataclass, ...) when it has one, else nothing: an object with neither (a service, client
+  or repository object) counts as stateless, and every instance shares the entries. Give a
+  class whose methods' results depend on its state a ``__cache_key__()``.
+
 Single-flight. Ten threads calling a cached function with the same missing arguments run it
 once: the first becomes the leader, the others wait on its Event and receive its result (or
-its exception). Coroutine functions get the same with per-key asyncio futures.
+its exception). Coroutine functions run the computation in a task of its own that every
+caller awaits through ``asyncio.shield``: cancelling any caller, the one that started it
+included, leaves the computation running for the others (and its result is still cached).
+
+Async. ``async def`` functions read and write the cache through the async API (``aget`` /
+``aset``): a memory hit is answered on the loop, Redis and disk work off it.
+
+Refresh-ahead. With ``refresh_ahead=0.8`` (needs a ``ttl``), a caller that finds an entry past
+80% of its lifetime gets the cached value at once and one background recomputation starts
+(a thread for plain functions, a task for coroutine functions; at most one per key at a time,
+and none while a computation of that key is running). Its entries then hold the value in an
+envelope with the time it was written and its ttl, ``{"__smartcache_cached__": 1, "t": <unix
+time>, "ttl": <seconds>, "v": <value>}``, which every serializer can carry; an entry that is
+not such an envelope (written before refresh-ahead was turned on) counts as a miss.
 
 Clearing. ``f.cache_clear()`` deletes the entries this wrapper wrote, from a registry of the
 keys it stored (per cache, held in this process). The alternative, a per-function generation
@@ -26,10 +58,6 @@ cleared before it; and a per-process random generation would break the stable cr
 keys. The registry's limit: entries that *other processes* wrote into a shared tier are not
 reached (the C ABI has no delete-by-prefix); use ``f.invalidate(...)`` for a specific call,
 which computes the key and so works for every process's entry.
-
-The default cache. With ``cache=None`` the wrapper uses the module-level default cache at
-call time: created on first use as ``SmartCache(SmartCacheConfig())`` (memory tier only,
-library defaults: 1000 items, 300 s TTL), replaceable with ``set_default_cache(cache)``.
 """
 
 from __future__ import annotations
@@ -40,46 +68,30 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import threading
+import time
 import warnings
 import weakref
-from typing import Any, Callable, Dict, MutableMapping, Optional, Set, Tuple, TypeVar, Union, cast
+from typing import (Any, Callable, Dict, MutableMapping, Optional, Set, Tuple, TypeVar, Union,
+                    cast, overload)
+
+try:
+    from typing import ParamSpec
+except ImportError:  # Python 3.8/3.9: P appears only in annotations, which are never evaluated
+    ParamSpec = TypeVar  # type: ignore[misc,assignment]
 
 from .cache import SmartCache
-from .config import SmartCacheConfig
+from .defaults import get_default_cache, set_default_cache
 from .errors import SmartCacheError
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _MISSING = object()
 _HASH_OVER = 200
-
-_default_cache: Optional[SmartCache] = None
-_default_lock = threading.Lock()
-
-
-def get_default_cache() -> SmartCache:
-    """The cache ``@cached`` uses when given none; created on first use (memory tier only,
-    library defaults)."""
-    global _default_cache
-    cache = _default_cache
-    if cache is None or cache.closed:
-        with _default_lock:
-            if _default_cache is None or _default_cache.closed:
-                _default_cache = SmartCache(SmartCacheConfig())
-            cache = _default_cache
-    return cache
-
-
-def set_default_cache(cache: Optional[SmartCache]) -> Optional[SmartCache]:
-    """Replaces the default cache of ``@cached`` (None = create a fresh one on next use).
-    Returns the previous one; the caller decides whether to close it."""
-    global _default_cache
-    if cache is not None and not isinstance(cache, SmartCache):
-        raise TypeError(f"expected a SmartCache or None, not {type(cache).__name__}")
-    with _default_lock:
-        previous, _default_cache = _default_cache, cache
-    return previous
+_ENVELOPE = "__smartcache_cached__"
+_log = logging.getLogger("smartcache")
 
 
 # --- canonical argument text ------------------------------------------------------------------
@@ -134,20 +146,48 @@ class _Flight:
         self.leader = leader
 
 
+def _receiver_rule(func: Callable[..., Any]) -> Optional[str]:
+    """"self" or "cls" when `func` is a method by the module's rule, else None."""
+    params = list(inspect.signature(func).parameters.values())
+    owner, _, _ = func.__qualname__.rpartition(".")
+    if not params or not owner or owner.endswith("<locals>"):
+        return None
+    first = params[0]
+    if first.name in ("self", "cls") and first.kind in (
+            inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        return first.name
+    return None
+
+
+def _receiver_text(value: Any) -> str:
+    """The key text of a method's self/cls argument (see the module's rule)."""
+    if isinstance(value, type):
+        return f"c{value.__module__}.{value.__qualname__}"
+    if callable(getattr(value, "__cache_key__", None)):
+        return _canon(value)
+    try:
+        return _canon(value)
+    except TypeError:
+        return "-"  # no stable form: a stateless object, its instances share entries
+
+
 class _CachedFunction:
     """State shared by the sync and async wrappers of one decorated function."""
 
     def __init__(self, func: Callable[..., Any], ttl: Optional[float], key_prefix: Optional[str],
-                 cache: Optional[SmartCache]) -> None:
+                 cache: Optional[SmartCache], refresh_ahead: Optional[float]) -> None:
         self.func = func
         self.ttl = ttl
-        self.prefix = key_prefix if key_prefix is not None else \
-            f"{func.__module__}.{func.__qualname__}"
+        self.refresh_ahead = refresh_ahead
+        identity = f"{func.__module__}.{func.__qualname__}"
+        self.prefix = f"{key_prefix}:{identity}" if key_prefix else identity
         self.explicit_cache = cache
         self.signature = inspect.signature(func)
+        self.receiver = _receiver_rule(func)
         self.lock = threading.Lock()
         self.flights: Dict[str, _Flight] = {}
-        self.async_flights: Dict[Tuple[int, str], "asyncio.Future[Any]"] = {}
+        self.refreshing: Set[str] = set()
+        self.async_flights: Dict[Tuple[int, str], "asyncio.Task[Any]"] = {}
         # Keys written, per cache (weak: a closed and dropped cache takes its set with it).
         self.written: MutableMapping[SmartCache, Set[str]] = weakref.WeakKeyDictionary()
 
@@ -160,7 +200,9 @@ class _CachedFunction:
         parts = []
         for name, value in bound.arguments.items():
             kind = self.signature.parameters[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
+            if name == self.receiver:
+                parts.append(f"{name}={_receiver_text(value)}")
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
                 parts.append(f"*{name}={_canon(tuple(value))}")
             elif kind is inspect.Parameter.VAR_KEYWORD:
                 parts.append(f"**{name}={_canon(dict(value))}")
@@ -173,27 +215,67 @@ class _CachedFunction:
             return f"{self.prefix}:sha256:{digest}"
         return full
 
-    def store(self, cache: SmartCache, key: str, value: Any) -> None:
-        """Caches a result. A result that cannot be cached (unpicklable, too large) is still
-        returned to the callers, with a warning: caching is an optimisation, the call worked."""
-        try:
-            cache.set(key, value, ttl=self.ttl)
-        except (SmartCacheError, ValueError, TypeError) as e:
-            warnings.warn(f"@cached {self.prefix}: result not cached: {e}", RuntimeWarning,
-                          stacklevel=4)
-            return
+    # -- what is stored ---------------------------------------------------------------------
+    def wrap(self, value: Any) -> Any:
+        """What is stored for a result: the result, or with refresh-ahead its envelope."""
+        if self.refresh_ahead is None:
+            return value
+        return {_ENVELOPE: 1, "t": time.time(), "ttl": self.ttl, "v": value}
+
+    def unwrap(self, entry: Any) -> Tuple[Any, bool]:
+        """(result, due for a refresh) of a stored entry; result _MISSING when the entry is not
+        what this function stores (see the module's refresh-ahead notes)."""
+        if self.refresh_ahead is None:
+            return entry, False
+        if not (isinstance(entry, dict) and entry.get(_ENVELOPE) == 1 and "v" in entry):
+            return _MISSING, False
+        written, ttl = entry.get("t"), entry.get("ttl")
+        if not isinstance(written, (int, float)) or not isinstance(ttl, (int, float)):
+            return _MISSING, False
+        return entry["v"], time.time() - written >= self.refresh_ahead * ttl
+
+    def failed_to_store(self, error: Exception) -> None:
+        """A result that cannot be cached (unpicklable, too large) is still returned to the
+        callers, with a warning: caching is an optimisation, the call worked."""
+        warnings.warn(f"@cached {self.prefix}: result not cached: {error}", RuntimeWarning,
+                      stacklevel=5)
+
+    def remember(self, cache: SmartCache, key: str) -> None:
         with self.lock:
             keys = self.written.get(cache)
             if keys is None:
                 keys = self.written[cache] = set()
             keys.add(key)
 
+    def store(self, cache: SmartCache, key: str, value: Any) -> None:
+        try:
+            cache.set(key, self.wrap(value), ttl=self.ttl)
+        except (SmartCacheError, ValueError, TypeError) as e:
+            self.failed_to_store(e)
+            return
+        self.remember(cache, key)
+
+    async def astore(self, cache: SmartCache, key: str, value: Any) -> None:
+        try:
+            await cache.aset(key, self.wrap(value), ttl=self.ttl)
+        except (SmartCacheError, ValueError, TypeError) as e:
+            self.failed_to_store(e)
+            return
+        self.remember(cache, key)
+
+    def recheck(self, cache: SmartCache, key: str) -> Any:
+        """The result a leader that finished meanwhile stored (it stored it in memory too), or
+        _MISSING. Memory only: never waits on I/O, and counts no second miss."""
+        return self.unwrap(cache._get_memory(key, _MISSING))[0]
+
     # -- sync -------------------------------------------------------------------------------
     def call(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         key = self.key(args, kwargs)
         cache = self.cache()
-        value = cache.get(key, _MISSING)
+        value, due = self.unwrap(cache.get(key, _MISSING))
         if value is not _MISSING:
+            if due:
+                self.refresh_in_thread(cache, key, args, kwargs)
             return value
         me = threading.get_ident()
         with self.lock:
@@ -210,10 +292,7 @@ class _CachedFunction:
                 raise flight.error
             return flight.result
         try:
-            # The previous leader may have stored it between our miss and our flight. exists()
-            # first: our get above already counted this call's miss, and a second get would
-            # count another.
-            value = cache.get(key, _MISSING) if cache.exists(key) else _MISSING
+            value = self.recheck(cache, key)
             if value is _MISSING:
                 value = self.func(*args, **kwargs)
                 self.store(cache, key, value)
@@ -227,42 +306,70 @@ class _CachedFunction:
                 del self.flights[key]
             flight.event.set()
 
+    def refresh_in_thread(self, cache: SmartCache, key: str, args: Tuple[Any, ...],
+                          kwargs: Dict[str, Any]) -> None:
+        """Starts one background recomputation of `key` unless one is already running."""
+        with self.lock:
+            if key in self.refreshing or key in self.flights:
+                return
+            self.refreshing.add(key)
+
+        def refresh() -> None:
+            try:
+                self.store(cache, key, self.func(*args, **kwargs))
+            except Exception:
+                _log.exception("@cached %s: refresh-ahead failed; the cached value stays until "
+                               "it expires", self.prefix)
+            finally:
+                with self.lock:
+                    self.refreshing.discard(key)
+
+        threading.Thread(target=refresh, name="smartcache-refresh", daemon=True).start()
+
     # -- async ------------------------------------------------------------------------------
     async def acall(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         key = self.key(args, kwargs)
         cache = self.cache()
-        value = cache.get(key, _MISSING)
+        value, due = self.unwrap(await cache.aget(key, _MISSING))
         if value is not _MISSING:
+            if due:
+                self.flight(cache, key, args, kwargs, recheck=False)
             return value
+        # shield: cancelling this caller (whichever started the task) leaves it running for
+        # the other callers.
+        return await asyncio.shield(self.flight(cache, key, args, kwargs, recheck=True))
+
+    def flight(self, cache: SmartCache, key: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+               recheck: bool) -> "asyncio.Task[Any]":
+        """The task computing `key` on this loop: the running one, or a new one."""
         loop = asyncio.get_running_loop()
         fkey = (id(loop), key)
         with self.lock:
-            fut = self.async_flights.get(fkey)
-            leader = fut is None
-            if leader:
-                fut = self.async_flights[fkey] = loop.create_future()
-        assert fut is not None
-        if not leader:
-            # shield: a waiter being cancelled must not cancel the leader's shared future.
-            return await asyncio.shield(fut)
-        try:
-            # As in call(): exists() does not count a second miss.
-            value = cache.get(key, _MISSING) if cache.exists(key) else _MISSING
-            if value is _MISSING:
-                value = await self.func(*args, **kwargs)
-                self.store(cache, key, value)
-            fut.set_result(value)
-            return value
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # mark retrieved: with no waiters asyncio would log it as lost
-            raise
-        finally:
-            with self.lock:
+            task = self.async_flights.get(fkey)
+            if task is None:
+                task = loop.create_task(self.acompute(cache, key, args, kwargs, recheck))
+                self.async_flights[fkey] = task
+                task.add_done_callback(functools.partial(self.landed, fkey, recheck))
+        return task
+
+    async def acompute(self, cache: SmartCache, key: str, args: Tuple[Any, ...],
+                       kwargs: Dict[str, Any], recheck: bool) -> Any:
+        value = self.recheck(cache, key) if recheck else _MISSING
+        if value is _MISSING:
+            value = await self.func(*args, **kwargs)
+            await self.astore(cache, key, value)
+        return value
+
+    def landed(self, fkey: Tuple[int, str], awaited: bool, task: "asyncio.Task[Any]") -> None:
+        with self.lock:
+            if self.async_flights.get(fkey) is task:
                 del self.async_flights[fkey]
+        # Retrieved here so a flight nobody awaits any more (all callers cancelled, or a
+        # refresh) is not reported as "exception never retrieved"; callers still get it.
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not awaited:
+            _log.error("@cached %s: refresh-ahead failed; the cached value stays until it "
+                       "expires", self.prefix, exc_info=error)
 
     # -- management -------------------------------------------------------------------------
     def invalidate(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
@@ -287,21 +394,8 @@ class _CachedFunction:
         return removed
 
 
-def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optional[str] = None,
-           cache: Optional[SmartCache] = None) -> Any:
-    """Caches a function's results in a SmartCache (``ttl`` seconds; None = tier defaults).
-
-    Usable as ``@cached(ttl=600, key_prefix="user_data")`` or bare ``@cached``. Works on plain
-    and ``async def`` functions. The wrapper gains:
-
-    - ``cache_clear()``: removes the entries it wrote (returns how many existed);
-    - ``invalidate(*args, **kwargs)``: removes the entry of that call (True if it existed);
-    - ``cache_key(*args, **kwargs)``: the key of that call, for inspection.
-
-    A result of None is cached like any other value.
-    """
-    if callable(ttl) and key_prefix is None and cache is None:  # bare @cached
-        return cached()(ttl)
+def _check_arguments(ttl: Optional[float], key_prefix: Optional[str],
+                     cache: Optional[SmartCache], refresh_ahead: Optional[float]) -> None:
     if ttl is not None:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
             raise ValueError(f"@cached ttl must be a positive number of seconds or None, "
@@ -310,9 +404,53 @@ def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optio
         raise TypeError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
     if cache is not None and not isinstance(cache, SmartCache):
         raise TypeError(f"cache must be a SmartCache or None, not {type(cache).__name__}")
+    if refresh_ahead is not None:
+        if isinstance(refresh_ahead, bool) or not isinstance(refresh_ahead, (int, float)) \
+                or not 0 < refresh_ahead < 1:
+            raise ValueError(f"refresh_ahead must be a fraction of the ttl between 0 and 1 "
+                             f"(e.g. 0.8), got {refresh_ahead!r}")
+        if ttl is None:
+            raise ValueError("refresh_ahead needs a ttl: it is a fraction of the entry's "
+                             "lifetime")
 
-    def decorate(func: F) -> F:
-        state = _CachedFunction(func, ttl, key_prefix, cache)
+
+@overload
+def cached(ttl: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def cached(ttl: Optional[float] = None, key_prefix: Optional[str] = None,
+           cache: Optional[SmartCache] = None, refresh_ahead: Optional[float] = None
+           ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optional[str] = None,
+           cache: Optional[SmartCache] = None, refresh_ahead: Optional[float] = None) -> Any:
+    """Caches a function's results in a SmartCache (``ttl`` seconds; None = tier defaults).
+
+    Usable as ``@cached(ttl=600, key_prefix="user_data")`` or bare ``@cached``. Works on plain
+    and ``async def`` functions, methods and classmethods (either order with
+    ``@classmethod``/``@staticmethod``), and keeps the function's signature for type checkers.
+    See the module documentation for the cache used, the keys, the self/cls rule,
+    single-flight and ``refresh_ahead``. The wrapper gains:
+
+    - ``cache_clear()``: removes the entries it wrote (returns how many existed);
+    - ``invalidate(*args, **kwargs)``: removes the entry of that call (True if it existed);
+    - ``cache_key(*args, **kwargs)``: the key of that call, for inspection.
+
+    A result of None is cached like any other value.
+    """
+    if callable(ttl) or isinstance(ttl, (classmethod, staticmethod)):  # bare @cached
+        if key_prefix is not None or cache is not None or refresh_ahead is not None:
+            raise TypeError("@cached takes ttl, key_prefix, cache and refresh_ahead as keywords "
+                            "when it is given any")
+        return cached()(ttl)
+    _check_arguments(ttl, key_prefix, cache, refresh_ahead)
+
+    def decorate(func: Any) -> Any:
+        if isinstance(func, (classmethod, staticmethod)):  # @cached above @classmethod
+            return type(func)(decorate(func.__func__))
+        state = _CachedFunction(func, ttl, key_prefix, cache, refresh_ahead)
         wrapper: Any
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
@@ -328,7 +466,11 @@ def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optio
         wrapper.invalidate = lambda *a, **kw: state.invalidate(a, kw)
         wrapper.cache_key = lambda *a, **kw: state.key(a, kw)
         wrapper.cache_info = lambda: {"key_prefix": state.prefix, "ttl": state.ttl,
+                                      "refresh_ahead": state.refresh_ahead,
                                       "cache": state.cache()}
-        return cast(F, wrapper)
+        return wrapper
 
     return decorate
+
+
+__all__ = ["cached", "get_default_cache", "set_default_cache"]

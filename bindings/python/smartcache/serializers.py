@@ -5,6 +5,10 @@ type that was ``set``: ``bytes`` and ``str`` are stored raw (tag ``B`` / ``S`` +
 anything else goes through the cache's serializer: pickle (the default), JSON, or a custom object
 with ``dumps(obj) -> bytes`` and ``loads(bytes) -> obj``.
 
+The ``raw`` serializer adds no tag at all: it stores bytes exactly as given and returns whatever
+bytes are stored, so values pass unchanged to and from programs in other languages (the C and
+Go APIs store plain bytes). docs/value-format.md describes every form.
+
 Pickle needs no extra tag: every pickle of protocol 2 or later begins with the PROTO opcode
 ``0x80``, which no other tag uses, so a pickled value is stored exactly as pickle produced it
 (no concatenation copy on set) and handed to ``pickle.loads`` straight from the library's
@@ -17,17 +21,18 @@ import json
 import pickle
 from typing import Any, Protocol, Union, cast, runtime_checkable
 
+from ._native import SZ_TAG_JSON
 from .errors import SerializationError
 
 TAG_PICKLE = 0x80  # pickle's own PROTO opcode (protocol >= 2)
 TAG_BYTES = ord("B")
 TAG_STR = ord("S")
-TAG_JSON = ord("J")
+TAG_JSON = SZ_TAG_JSON  # 'J', shared with sz_cache_set_json / sz_cache_get_json
 TAG_CUSTOM = ord("C")
 
 _B = b"B"
 _S = b"S"
-_J = b"J"
+_J = bytes([TAG_JSON])
 _C = b"C"
 
 
@@ -46,13 +51,13 @@ SerializerSpec = Union[str, Serializer]
 class Codec:
     """Encodes and decodes values for one cache, according to its serializer choice."""
 
-    __slots__ = ("name", "_custom", "_allow_pickle")
+    __slots__ = ("name", "_custom", "_allow_pickle", "_raw")
 
     def __init__(self, serializer: SerializerSpec = "pickle") -> None:
         if isinstance(serializer, str):
-            if serializer not in ("pickle", "json"):
+            if serializer not in ("pickle", "json", "raw"):
                 raise ValueError(
-                    f"serializer must be 'pickle', 'json' or an object with dumps/loads, "
+                    f"serializer must be 'pickle', 'json', 'raw' or an object with dumps/loads, "
                     f"not {serializer!r}")
             self.name = serializer
             self._custom = None
@@ -61,14 +66,17 @@ class Codec:
             self.name = "custom"
             self._custom = serializer
         else:
-            raise TypeError("serializer must be 'pickle', 'json' or an object with dumps() and "
-                            f"loads(), not {type(serializer).__name__}")
+            raise TypeError("serializer must be 'pickle', 'json', 'raw' or an object with dumps() "
+                            f"and loads(), not {type(serializer).__name__}")
         # A cache told to use json/custom must not unpickle what it finds: choosing a
         # non-pickle serializer is how a user keeps untrusted stores from running pickle code.
         self._allow_pickle = self.name == "pickle"
+        self._raw = self.name == "raw"
 
     def encode(self, value: Any) -> bytes:
         t = type(value)
+        if self._raw:
+            return _raw_bytes(value)
         if t is bytes:
             return _B + cast(bytes, value)
         if t is str:
@@ -97,6 +105,8 @@ class Codec:
 
     def decode(self, buf: Union[bytes, memoryview]) -> Any:
         """The value stored in ``buf`` (a view of the library's bytes; not kept after return)."""
+        if self._raw:
+            return bytes(buf)
         if not len(buf):
             raise SerializationError("stored value is empty: it was not written by smartcache's "
                                      "Python binding")
@@ -127,3 +137,18 @@ class Codec:
                                      f"{type(e).__name__}: {e}") from e
         raise SerializationError(f"stored value has unknown tag {tag:#04x}: it was not written by "
                                  "smartcache's Python binding")
+
+
+def _raw_bytes(value: Any) -> bytes:
+    """What the raw serializer stores for ``value``: its bytes, unchanged. Anything that is not
+    bytes-like is refused rather than converted, because a guessed conversion (str to UTF-8,
+    int to text) would be read back as bytes and silently differ from what was set."""
+    if type(value) is bytes:
+        return cast(bytes, value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    t = type(value)
+    raise SerializationError(
+        f"the raw serializer stores bytes only (bytes, bytearray or memoryview), not "
+        f"{t.__module__}.{t.__qualname__}: encode the value first, or open the cache with "
+        "serializer='json' or 'pickle'")

@@ -16,6 +16,13 @@ from smartcache._native import SZ_ERR_CONFIG
 TIER_UNAVAILABLE = "not available in this build"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "checkout: checks files of the repository (the C header, the generated "
+        "declarations, the examples) rather than the package; `make test-wheel`, which runs "
+        "this suite outside the repository against an installed wheel, leaves these out")
+
+
 def open_or_skip(config: SmartCacheConfig, **kwargs: object) -> SmartCache:
     """Opens a cache; skips the test only when the library says a tier it needs is not in
     this build (SZ_ERR_CONFIG, "not available in this build"). Any other failure fails."""

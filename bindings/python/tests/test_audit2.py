@@ -9,6 +9,7 @@ import pytest
 from smartcache._lib import lib
 
 
+@pytest.mark.checkout
 @pytest.mark.parametrize("symbol", ["sz_cache_get_many", "sz_cache_set_many"])
 def test_c_abi_exports_the_batch_calls(symbol: str) -> None:
     """Issue 5 (L2), Deliver item 2: "Batch calls in the C ABI: `sz_cache_get_many` /

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,30 @@ from smartcache import (ConfigError, SmartCache, SmartCacheConfig,
 def test_defaults_equal_library_defaults() -> None:
     ours = dict(SmartCacheConfig().options())
     assert ours == library_defaults()
+
+
+@pytest.mark.parametrize("env", [
+    {"XDG_CACHE_HOME": "/xdg/cache", "HOME": "/home/u"},
+    {"XDG_CACHE_HOME": "relative/ignored", "HOME": "/home/u/"},
+    {"HOME": "/home/u"},
+    {"XDG_CACHE_HOME": "", "HOME": ""},
+    {},
+])
+def test_default_disk_path_is_per_user_and_the_library_s(env: dict) -> None:
+    # A fresh interpreter per environment: both sides read the variables when asked.
+    code = ("import json; from smartcache import SmartCacheConfig, library_defaults; "
+            "print(json.dumps([SmartCacheConfig().disk_path, library_defaults()['disk_path']]))")
+    base = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "HOME")}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, check=True,
+                         capture_output=True, text=True).stdout
+    ours, library = json.loads(out)
+    assert ours == library
+    if env.get("XDG_CACHE_HOME", "").startswith("/"):
+        assert ours == env["XDG_CACHE_HOME"] + "/smartcache"
+    elif env.get("HOME", "").startswith("/"):
+        assert ours == env["HOME"].rstrip("/") + "/.cache/smartcache"
+    else:
+        assert ours == f"/tmp/smartcache-{os.geteuid()}"
 
 
 def test_guide_fields_exist_with_guide_types() -> None:
@@ -40,14 +68,19 @@ def test_wrong_types_are_type_errors_naming_the_field(field: str, value: object)
 
 
 @pytest.mark.parametrize("field,value,fragment", [
-    ("memory_capacity", 0, "above 0"),
+    ("memory_capacity", 0, "1..=4294967296 items"),
+    ("memory_capacity", 2**64 - 1, "1..=4294967296 items"),
+    ("memory_max_bytes", 100, "0 \\(no byte bound\\) or 4096"),
     ("memory_ttl", -1, "negative"),
     ("memory_ttl", 1.5, "whole number"),
     ("redis_url", "http://x", "redis://"),
     ("redis_pool_size", 100000, "1024"),
     ("disk_path", "", "directory"),
     ("disk_max_size", "12X", "K, M or G"),
-    ("redis_timeout_ms", 0, "above 0"),
+    ("redis_timeout_ms", 0, "1..=600000"),
+    ("redis_timeout_ms", 2**64 - 1, "1..=600000"),
+    ("disk_max_size", 1 << 40, "65536..="),
+    ("disk_path", "/" + "x" * (1 << 20), "4095 bytes"),
 ])
 def test_bad_values_are_config_errors_naming_the_field(field: str, value: object,
                                                        fragment: str) -> None:
@@ -68,12 +101,6 @@ def test_sizes_take_suffixes_and_paths_take_pathlike(tmp_path: Path) -> None:
         cache.set("k", 1)
         assert cache.get("k") == 1
         assert cache.get_stats().memory_max_bytes == 8192
-
-
-def test_inconsistent_options_fail_at_open() -> None:
-    c = SmartCacheConfig(memory_max_bytes=100)  # each option parses; together they do not
-    with pytest.raises(ConfigError, match="memory_max_bytes"):
-        SmartCache(c)
 
 
 def test_mutation_after_construction_is_checked_at_open() -> None:

@@ -82,9 +82,12 @@ def test_key_canonical_form_and_type_sensitivity(default_cache: SmartCache) -> N
     assert key(x=1, y=2) == key(y=2, x=1)
     assert key(Color.RED) != key(1)
     assert key(Query("a")) == key(Query("a")) != key(Query("b"))
-    assert key(1) == "canon:(*args=(i1),**kwargs={})"
+    # key_prefix is a namespace in front of the function's identity, which is always there.
+    prefix = f"canon:{__name__}.{g.__qualname__}"
+    assert key(1) == f"{prefix}:(*args=(i1),**kwargs={{}})"
     long_key = key("x" * 500)
-    assert long_key.startswith("canon:sha256:") and len(long_key) == len("canon:sha256:") + 64
+    assert long_key.startswith(f"{prefix}:sha256:")
+    assert len(long_key) == len(f"{prefix}:sha256:") + 64
 
 
 def test_unstable_arguments_are_refused(default_cache: SmartCache) -> None:
@@ -301,24 +304,28 @@ def test_explicit_cache_and_ttl() -> None:
         assert calls == 2
 
 
-def test_default_cache_is_lazy_and_replaceable() -> None:
+def test_set_default_cache_chooses_until_closed() -> None:
     previous = set_default_cache(None)
     try:
         @cached
         def bare(x: int) -> int:
             return x + 1
 
+        chosen = SmartCache()
+        assert set_default_cache(chosen) is None
+        assert get_default_cache() is chosen
         assert bare(1) == 2
-        created = get_default_cache()
-        assert created.exists(bare.cache_key(1))  # type: ignore[attr-defined]
+        assert chosen.exists(bare.cache_key(1))  # type: ignore[attr-defined]
         replacement = SmartCache()
-        assert set_default_cache(replacement) is created
+        assert set_default_cache(replacement) is chosen
         assert not replacement.exists(bare.cache_key(1))  # type: ignore[attr-defined]
         bare(1)
         assert replacement.exists(bare.cache_key(1))  # type: ignore[attr-defined]
-        created.close()
+        chosen.close()
         replacement.close()
-        assert get_default_cache() not in (created, replacement)  # a closed default is replaced
+        # A closed choice no longer counts: the first cache still open, or a fresh one.
+        assert get_default_cache() not in (chosen, replacement)
+        assert not get_default_cache().closed
         with pytest.raises(TypeError):
             set_default_cache("nope")  # type: ignore[arg-type]
     finally:

@@ -9,18 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import smartcache
 from smartcache import _native, cache as cache_mod
 
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.checkout
 def test_generated_declarations_are_current() -> None:
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_ffi.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.checkout
 def test_generator_is_deterministic_and_rejects_unknown_constructs(tmp_path: Path) -> None:
     gen = REPO / "scripts" / "gen_ffi.py"
     out1, out2 = tmp_path / "a.py", tmp_path / "b.py"
@@ -77,10 +81,7 @@ def test_hot_path_arguments_follow_the_generated_prototypes() -> None:
 
 
 def test_missing_library_lists_every_place_tried(tmp_path: Path) -> None:
-    # A copy of the package outside the repository, so the build output is not found either.
-    pkg = tmp_path / "smartcache"
-    shutil.copytree(Path(smartcache.__file__).parent, pkg,
-                    ignore=shutil.ignore_patterns("libsmartcache.so*", "__pycache__"))
+    _package_copy(tmp_path, with_library=False)
     env = dict(os.environ, SMARTCACHE_LIB=str(tmp_path / "nope" / "libsmartcache.so"),
                LD_LIBRARY_PATH="", PYTHONPATH=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", "import smartcache"], capture_output=True,
@@ -94,8 +95,32 @@ def test_missing_library_lists_every_place_tried(tmp_path: Path) -> None:
     assert str(tmp_path / "nope" / "libsmartcache.so") in err
 
 
-def test_library_env_var_wins(tmp_path: Path) -> None:
-    env = dict(os.environ, SMARTCACHE_LIB=str(Path(smartcache.lib_path).resolve()))
+def _package_copy(tmp_path: Path, with_library: bool) -> Path:
+    """A copy of the package outside the repository (so its build output is not found),
+    holding the loaded library as libsmartcache.so or no library at all."""
+    pkg = tmp_path / "smartcache"
+    shutil.copytree(Path(smartcache.__file__).parent, pkg,
+                    ignore=shutil.ignore_patterns("libsmartcache.so*", "__pycache__"))
+    if with_library:
+        shutil.copyfile(Path(smartcache.lib_path).resolve(), pkg / "libsmartcache.so")
+    return pkg
+
+
+def _loaded_library(tmp_path: Path, lib_env: str) -> str:
+    env = dict(os.environ, SMARTCACHE_LIB=lib_env, PYTHONPATH=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", "import smartcache; print(smartcache.lib_path)"],
-                       capture_output=True, text=True, env=env, check=True)
-    assert r.stdout.strip() == str(Path(smartcache.lib_path).resolve())
+                       capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    return r.stdout.strip()
+
+
+def test_library_env_var_is_used_when_the_package_directory_has_none(tmp_path: Path) -> None:
+    _package_copy(tmp_path, with_library=False)
+    real = str(Path(smartcache.lib_path).resolve())
+    assert _loaded_library(tmp_path, real) == real
+
+
+def test_library_in_the_package_directory_comes_before_the_env_var(tmp_path: Path) -> None:
+    """An installed wheel uses the library built with it, whatever SMARTCACHE_LIB says."""
+    pkg = _package_copy(tmp_path, with_library=True)
+    other = str(Path(smartcache.lib_path).resolve())
+    assert _loaded_library(tmp_path, other) == str(pkg / "libsmartcache.so")

@@ -1,0 +1,155 @@
+"""Response caching for ASGI applications (FastAPI, Starlette, ...): ``CacheMiddleware``.
+
+    from smartcache import SmartCache, SmartCacheConfig
+    from smartcache.asgi import CacheMiddleware
+
+    cache = SmartCache(SmartCacheConfig(redis_enabled=True, redis_url="redis://..."))
+    app = CacheMiddleware(app, cache=cache, ttl=60, routes={"/users/*": 300, "/admin/*": None})
+
+Cache lookups go through the async API: a memory hit is answered on the event loop, Redis and
+disk work runs off it. The rules (which requests and responses, keys, Cache-Control, ETag,
+Vary, the size bound) are those of docs/guide.md's "Response caching" section and
+smartcache._http; the package needs no framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, MutableMapping, Optional, Tuple
+
+from . import _http
+from .cache import SmartCache
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class CacheMiddleware:
+    """Caches an ASGI app's GET and HEAD responses in a SmartCache.
+
+    - ``cache``: the SmartCache (None: @cached's default, see smartcache.defaults);
+    - ``ttl``: seconds for paths no route matches (None: those are not cached);
+    - ``routes``: path patterns to TTLs, first match wins: globs (``"/users/*"``) or compiled
+      regular expressions, matched against the whole path; a TTL of None excludes the route;
+    - ``vary``: request headers that are always part of the key (the response's ``Vary``
+      headers are added per response);
+    - ``cacheable_statuses``: statuses that are stored (200 only by default);
+    - ``max_body_size``: larger bodies are passed through, not stored (1 MiB by default);
+    - ``key_prefix``: the namespace of the keys.
+    """
+
+    def __init__(self, app: ASGIApp, cache: Optional[SmartCache] = None, *,
+                 ttl: Optional[float] = 60.0, routes: _http.RouteSpec = (),
+                 vary: Iterable[str] = (), cacheable_statuses: Iterable[int] = (200,),
+                 max_body_size: int = 1 << 20, key_prefix: str = "smartcache.http") -> None:
+        self.app = app
+        self.policy = _http.Policy(cache, ttl, routes, vary, cacheable_statuses, max_body_size,
+                                   key_prefix)
+        # Requests computing a key now, per event loop: the others wait for them.
+        self._flights: Dict[Tuple[int, str], "asyncio.Future[None]"] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = _http.Request(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+        plan = self.policy.plan(request)
+        if plan is None:
+            await self.app(scope, receive, send)
+            return
+        cache = self.policy.cache()
+        if await self._serve_stored(cache, plan, send):
+            return
+        fkey = (id(asyncio.get_running_loop()), plan.key)
+        flight = self._flights.get(fkey)
+        if flight is not None:
+            # Another request is computing this key: wait for it (shielded: this request
+            # being cancelled must not cancel that one's future), then read what it stored.
+            await asyncio.shield(flight)
+            if await self._serve_stored(cache, plan, send):
+                return
+            await self._compute(cache, plan, scope, receive, send)
+            return
+        flight = self._flights[fkey] = asyncio.get_running_loop().create_future()
+        try:
+            await self._compute(cache, plan, scope, receive, send)
+        finally:
+            del self._flights[fkey]
+            flight.set_result(None)
+
+    async def _serve_stored(self, cache: SmartCache, plan: _http.Plan, send: Send) -> bool:
+        """Answers from the cache when it holds a usable response; False otherwise."""
+        record = _http.decode_record(await cache.aget(plan.key))
+        variant = self.policy.variant_to_read(plan, record)
+        if variant is not None:
+            record = _http.decode_record(await cache.aget(variant))
+        now = _http.now()
+        if record is None or not self.policy.usable(record, plan, now):
+            return False
+        await _send(send, *_http.response(record, plan.request, now, hit=True))
+        return True
+
+    async def _compute(self, cache: SmartCache, plan: _http.Plan, scope: Scope, receive: Receive,
+                       send: Send) -> None:
+        """Runs the app; stores its response when it may be, passing it through otherwise."""
+        start: Optional[Message] = None
+        chunks: List[bytes] = []
+        size = 0
+        ttl: Optional[float] = None
+        passing = False
+        stored: List[Tuple[str, _http.Record]] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start, size, ttl, passing, stored
+            if passing:
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in message.get("headers", ())]
+                ttl = self.policy.storable_ttl(plan, message["status"], headers)
+                if ttl is None:
+                    passing = True
+                    await send(message)
+                else:
+                    start = message  # held until the body is complete or too large
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            body = message.get("body", b"")
+            chunks.append(body)
+            size += len(body)
+            more = message.get("more_body", False)
+            if size > self.policy.max_body_size:
+                passing = True  # too large to store: hand over what was held, then stream
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(chunks),
+                            "more_body": more})
+                return
+            if not more:
+                headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in start.get("headers", ())]
+                now = _http.now()
+                record, stored = self.policy.records(plan, start["status"], headers,
+                                                     b"".join(chunks), now)
+                await _send(send, *_http.response(record, plan.request, now, hit=False))
+
+        await self.app(scope, receive, capture)
+        assert ttl is not None or not stored
+        for key, record in stored:
+            await cache.aset(key, record.encode(), ttl=ttl)
+
+
+async def _send(send: Send, status: int, headers: _http.Headers, body: bytes) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+__all__ = ["CacheMiddleware"]

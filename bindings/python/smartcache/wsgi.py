@@ -1,0 +1,179 @@
+"""Response caching for WSGI applications (Flask, Django, plain WSGI): ``CacheMiddleware``.
+
+    from smartcache.wsgi import CacheMiddleware
+    app.wsgi_app = CacheMiddleware(app.wsgi_app, cache=cache, ttl=60)   # Flask
+
+Same options and rules as smartcache.asgi.CacheMiddleware. With pre-forking servers
+(gunicorn), open the SmartCache in each worker (a ``post_fork`` hook, or lazily on first
+request) rather than before the fork; workers share entries through the Redis and disk tiers.
+``cache=None`` looks the default cache up per request, which suits a cache opened lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+from http import HTTPStatus
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from . import _http
+from .cache import SmartCache
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class CacheMiddleware:
+    """Caches a WSGI app's GET and HEAD responses in a SmartCache; the options are
+    smartcache.asgi.CacheMiddleware's."""
+
+    def __init__(self, app: WSGIApp, cache: Optional[SmartCache] = None, *,
+                 ttl: Optional[float] = 60.0, routes: _http.RouteSpec = (),
+                 vary: Iterable[str] = (), cacheable_statuses: Iterable[int] = (200,),
+                 max_body_size: int = 1 << 20, key_prefix: str = "smartcache.http") -> None:
+        self.app = app
+        self.policy = _http.Policy(cache, ttl, routes, vary, cacheable_statuses, max_body_size,
+                                   key_prefix)
+        self._lock = threading.Lock()
+        # Requests computing a key now (threaded servers): the others wait for them.
+        self._flights: Dict[str, threading.Event] = {}
+
+    def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        headers = [(k[5:].replace("_", "-").lower(), str(v)) for k, v in environ.items()
+                   if k.startswith("HTTP_")]
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(name):
+                headers.append((name.replace("_", "-").lower(), str(environ[name])))
+        request = _http.Request(environ.get("REQUEST_METHOD", "GET"),
+                                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                                environ.get("QUERY_STRING", ""), headers)
+        plan = self.policy.plan(request)
+        if plan is None:
+            return self.app(environ, start_response)
+        cache = self.policy.cache()
+        stored = self._serve_stored(cache, plan, start_response)
+        if stored is not None:
+            return stored
+        with self._lock:
+            flight = self._flights.get(plan.key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[plan.key] = threading.Event()
+        assert flight is not None
+        if not leader:
+            flight.wait()
+            stored = self._serve_stored(cache, plan, start_response)
+            if stored is not None:
+                return stored
+            return self._compute(cache, plan, environ, start_response, lambda: None)
+
+        def land() -> None:
+            with self._lock:
+                self._flights.pop(plan.key, None)
+            flight.set()
+
+        try:
+            return self._compute(cache, plan, environ, start_response, land)
+        except BaseException:
+            land()
+            raise
+
+    def _serve_stored(self, cache: SmartCache, plan: _http.Plan,
+                      start_response: StartResponse) -> Optional[List[bytes]]:
+        record = _http.decode_record(cache.get(plan.key))
+        variant = self.policy.variant_to_read(plan, record)
+        if variant is not None:
+            record = _http.decode_record(cache.get(variant))
+        now = _http.now()
+        if record is None or not self.policy.usable(record, plan, now):
+            return None
+        return _respond(start_response, *_http.response(record, plan.request, now, hit=True))
+
+    def _compute(self, cache: SmartCache, plan: _http.Plan, environ: Dict[str, Any],
+                 start_response: StartResponse, land: Callable[[], None]) -> Iterable[bytes]:
+        """Runs the app; stores its response when it may be, passing it through otherwise.
+        `land` is called once the outcome is known (stored, or passed through)."""
+        captured: List[Any] = []
+        chunks: List[bytes] = []
+
+        def capture(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+            captured[:] = [status, headers, exc_info]
+            return chunks.append  # the legacy write() callable: its bytes come first
+
+        result = self.app(environ, capture)
+        body = iter(result)
+        try:
+            size = sum(map(len, chunks))
+            ttl: Optional[float] = None
+            for chunk in body:
+                chunks.append(chunk)
+                size += len(chunk)
+                if ttl is None:
+                    ttl = self._storable(plan, captured)
+                    if ttl is None:
+                        break
+                if size > self.policy.max_body_size:
+                    ttl = None
+                    break
+            else:
+                if ttl is None:
+                    ttl = self._storable(plan, captured)
+                if ttl is not None:
+                    status, headers = captured[0], captured[1]
+                    now = _http.now()
+                    record, stored = self.policy.records(
+                        plan, int(status.split(" ", 1)[0]), list(headers), b"".join(chunks), now)
+                    for key, rec in stored:
+                        cache.set(key, rec.encode(), ttl=ttl)
+                    _close(result)
+                    land()
+                    return _respond(start_response,
+                                    *_http.response(record, plan.request, now, hit=False))
+        except BaseException:
+            _close(result)
+            raise
+        # Not stored: what was read so far, then the rest of the app's body, streamed.
+        land()
+        start_response(*captured)
+        return _Passing(chunks, body, result)
+
+    def _storable(self, plan: _http.Plan, captured: List[Any]) -> Optional[float]:
+        if not captured:
+            raise RuntimeError("the WSGI app returned a body before calling start_response")
+        status = int(str(captured[0]).split(" ", 1)[0])
+        return self.policy.storable_ttl(plan, status, list(captured[1]))
+
+
+def _respond(start_response: StartResponse, status: int, headers: _http.Headers,
+             body: bytes) -> List[bytes]:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    start_response(f"{status} {reason}", headers)
+    return [body]
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+class _Passing:
+    """A response the cache does not store: the chunks already read, then the rest; closes
+    the app's iterable when the server closes this one (PEP 3333)."""
+
+    def __init__(self, head: List[bytes], rest: Iterator[bytes], result: Iterable[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        yield from self._rest
+
+    def close(self) -> None:
+        _close(self._result)
+
+
+__all__ = ["CacheMiddleware"]
