@@ -37,6 +37,7 @@ pub mod prefix;
 pub mod resolve;
 pub mod url;
 
+use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::tier::{ttl_from_secs, Hit, TierCounters, TierSnapshot};
@@ -217,7 +218,7 @@ impl RedisTier {
         let k = self.inner.key(key);
         // PTTL counts from when Redis answered, some time before we read the answer: counting
         // the lifetime left from before the request instead errs short, never long.
-        let asked = Instant::now();
+        let asked_ns = clock::unix_ns();
         let (stored, pttl) = self.inner.run(|c, d| {
             c.append(&[b"GET", &k])?;
             c.append(&[b"PTTL", &k])?;
@@ -238,9 +239,8 @@ impl RedisTier {
         if let Some(h) = &mut hit {
             // PTTL: -1 = no expiry, -2 = gone since the GET (then 0 left).
             if pttl >= -2 && pttl != -1 {
-                let left =
-                    Duration::from_millis(pttl.max(0) as u64).saturating_sub(asked.elapsed());
-                h.remaining = Some(h.remaining.map_or(left, |r| r.min(left)));
+                let at = asked_ns.saturating_add((pttl.max(0) as u64).saturating_mul(1_000_000));
+                h.expires_ns = Some(h.expires_ns.map_or(at, |a| a.min(at)));
             }
         }
         Ok(hit)
@@ -264,6 +264,20 @@ impl RedisTier {
             .is_some_and(|v| matches!(frame::decode(v, frame::now_ms()), Ok(Decoded::Live(..)))))
     }
 
+    /// What `get` would return, not counted as a hit or miss (a re-check by the coordinator).
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let Some(stored) = self.fetch(key)? else {
+            return Ok(None);
+        };
+        let now_ms = frame::now_ms();
+        Ok(match frame::decode(stored, now_ms) {
+            Ok(Decoded::Live(value, flags, remaining)) => {
+                Some(live_hit(value, flags, remaining, now_ms))
+            }
+            _ => None,
+        })
+    }
+
     /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
     pub fn set(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
         let k = self.inner.key(key);
@@ -280,17 +294,29 @@ impl RedisTier {
     }
 
     /// Copies an entry of a lower tier up into Redis, only if `key` is absent (`SET ... NX`):
-    /// a value a writer stored meanwhile is newer than the copy and stays. Returns the stored
-    /// frame when the copy was stored, for `withdraw`.
+    /// a value a writer stored meanwhile is newer than the copy and stays. The copy expires at
+    /// `expires_ns` (unix ns, rounded down to the frame's milliseconds; None = never), the
+    /// source's own deadline, so it never outlives it. Returns the stored frame when the copy
+    /// was stored, for `withdraw`; None too when the deadline has passed.
     pub fn promote(
         &self,
         key: &[u8],
         value: &[u8],
         flags: u8,
-        ttl: Option<Duration>,
+        expires_ns: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
         let k = self.inner.key(key);
-        let (framed, px) = framed(value, flags, ttl);
+        let (framed, px) = match expires_ns {
+            None => (frame::encode(value, flags, 0), None),
+            Some(ns) => {
+                let at_ms = ns / 1_000_000;
+                let Some(left) = at_ms.checked_sub(frame::now_ms()).filter(|&ms| ms > 0) else {
+                    return Ok(None);
+                };
+                // Redis's own expiry only reclaims the key; the frame's is what reads obey.
+                (frame::encode(value, flags, at_ms), Some(left.to_string()))
+            }
+        };
         let stored = self.inner.run(|c, d| {
             let reply = match &px {
                 Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes(), b"NX"], d)?,
@@ -605,14 +631,11 @@ impl Inner {
             self.counters.miss();
             return None;
         };
-        match frame::decode(stored, frame::now_ms()) {
+        let now_ms = frame::now_ms();
+        match frame::decode(stored, now_ms) {
             Ok(Decoded::Live(value, flags, remaining)) => {
                 self.counters.hit();
-                Some(Hit {
-                    value,
-                    flags,
-                    remaining,
-                })
+                Some(live_hit(value, flags, remaining, now_ms))
             }
             Ok(Decoded::Expired) => {
                 self.counters.miss();
@@ -631,6 +654,17 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// A live frame's payload as a hit; `remaining` was counted from `now_ms`, so the frame's
+/// absolute expiry comes back exactly.
+fn live_hit(value: Vec<u8>, flags: u8, remaining: Option<Duration>, now_ms: u64) -> Hit {
+    let expires_ms = remaining.map(|r| now_ms + r.as_millis() as u64);
+    Hit {
+        value,
+        flags,
+        expires_ns: expires_ms.map(|ms| ms.saturating_mul(1_000_000)),
     }
 }
 
