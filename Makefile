@@ -11,12 +11,21 @@ RELEASE     := $(CURDIR)/target/release
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CFLAGS_TEST := -std=c11 -O1 -g -Wall -Wextra -Wpedantic -Werror -Iinclude -pthread
 VENV        := $(BUILD)/venv
+,           := ,
 
 C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
-        install clean test-python test-go test-examples test-interop \
-        wheel sdist sdist-check test-wheel
+        install clean test-python test-go test-examples test-install test-interop \
+        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick
+
+# In-repository pkg-config file (header in include/, library in build/lib, with an rpath), so
+# the Go binding builds here exactly as it does against an install: through pkg-config.
+PCDIR       := $(BUILD)/pkgconfig
+# write_pc(output, prefix, libdir, includedir, rpath flags): fills in smartcache.pc.in.
+write_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@|$(4)|g' \
+  -e 's|@RPATH@|$(5)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
+  smartcache.pc.in > $(1)
 
 all: lib
 
@@ -30,13 +39,19 @@ lib:
 	mv -f $(LIBDIR)/.libsmartcache.so.new $(LIBDIR)/libsmartcache.so.$(VERSION)
 	ln -sf libsmartcache.so.$(VERSION) $(LIBDIR)/libsmartcache.so.$(MAJOR)
 	ln -sf libsmartcache.so.$(MAJOR) $(LIBDIR)/libsmartcache.so
-	cp -f $(RELEASE)/libsmartcache.a $(LIBDIR)/libsmartcache.a
+	@# The archive as one object whose only globals are the sz_* API: the bundled LZ4, XXH,
+	@# hiredis/sds and jemalloc names become local, so they cannot clash with an application's.
+	scripts/localize-static-symbols.sh include/smartcache.h $(RELEASE)/libsmartcache.a \
+	  $(LIBDIR)/libsmartcache.a
+	@mkdir -p $(PCDIR)
+	@$(call write_pc,$(PCDIR)/smartcache.pc,$(CURDIR),$(LIBDIR),$(CURDIR)/include,-Wl$(,)-rpath$(,)$(LIBDIR) )
 
 deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-python test-wheel test-go test-examples test-interop
+test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick \
+      test-python test-wheel test-go test-examples test-interop test-install
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -60,6 +75,33 @@ test-c-memcheck: $(foreach t,$(C_TESTS),$(BUILD)/c/$(t).so.bin)
 	  SMARTCACHE_QUICK=1 SMARTCACHE_NO_TSC=1 scripts/with-redis.sh valgrind -q --error-exitcode=3 \
 	    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite $$t; done
 
+# Only the sz_* API is global in the .so and the .a; and an application linking the .a with the
+# system liblz4 gets the system's LZ4 while the cache keeps compressing with its own.
+test-symbols: lib $(BUILD)/c/static_system_lz4.a.bin $(BUILD)/c/static_system_lz4.so.bin
+	scripts/check-exported-symbols.sh include/smartcache.h $(LIBDIR)/libsmartcache.so \
+	  $(LIBDIR)/libsmartcache.a
+	$(BUILD)/c/static_system_lz4.a.bin
+	$(BUILD)/c/static_system_lz4.so.bin
+
+$(BUILD)/c/static_system_lz4.a.bin: c_tests/static_system_lz4.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(LIBDIR)/libsmartcache.a -llz4 $(STATIC_LIBS)
+
+$(BUILD)/c/static_system_lz4.so.bin: c_tests/static_system_lz4.c c_tests/check.h include/smartcache.h lib
+	@mkdir -p $(BUILD)/c
+	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -llz4 -Wl,-rpath,$(LIBDIR)
+
+# Coverage-guided fuzzing (fuzz/, libFuzzer on the stable toolchain; see docs/fuzzing.md):
+# every target for FUZZ_SECONDS each. fuzz-quick, part of `make test`, gives each a short
+# bounded run from the committed seeds and fails on any crash.
+FUZZ_SECONDS       ?= 300
+FUZZ_QUICK_SECONDS ?= 10
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-quick:
+	scripts/fuzz.sh $(FUZZ_QUICK_SECONDS)
+
 # The committed header (and Python declarations) must be what the build generates.
 check-generated: lib
 	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi
@@ -79,11 +121,15 @@ test-python:
 	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
 	fi
 
-test-go:
-	@if [ -d bindings/go ]; then cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  go vet ./... && CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
-	  $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+# The Go binding finds the library through pkg-config (build/pkgconfig/smartcache.pc here).
+test-go: lib
+	@if [ -d bindings/go ]; then cd bindings/go && export PKG_CONFIG_PATH=$(PCDIR) && \
+	  go vet ./... && $(CURDIR)/scripts/with-redis.sh go test -race -count=1 ./...; fi
+
+# A C program and a Go module outside the checkout, built against `make install PREFIX=<tmp>`
+# through pkg-config only (C shared and static, Go with no CGO_* flags), and run.
+test-install: lib
+	scripts/test-install.sh
 
 # The Python wheel: the library make lib built (stripped of debug info by setup.py), in a
 # py3-none wheel that setup.py has auditwheel retag manylinux after checking its system
@@ -134,20 +180,29 @@ test-examples:
 BENCHTIME ?= 1s
 .PHONY: bench-go
 bench-go: lib
-	cd bindings/go && \
-	  CGO_CFLAGS="-I$(CURDIR)/include" CGO_LDFLAGS="-L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)" \
+	cd bindings/go && PKG_CONFIG_PATH=$(PCDIR) \
 	  go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 .
 
-# The main job on embedded defaults (memory + disk, no Redis).
-demo: lib
-	@mkdir -p $(BUILD)/demo
+# The main job on embedded defaults (memory + disk, no Redis). Builds only what the demo needs,
+# so a fresh clone runs it quickly: the library alone (no tests, benches or dev-dependencies;
+# the committed header instead of regenerating it with cbindgen) in the `demo` profile (release
+# code without LTO), copied under its soname into build/demo/lib.
+DEMO_LIB    := $(BUILD)/demo/lib
+demo:
+	$(CARGO) build --profile demo --lib --no-default-features
+	@mkdir -p $(DEMO_LIB)
+	cp -f $(CURDIR)/target/demo/libsmartcache.so $(DEMO_LIB)/.libsmartcache.so.new
+	mv -f $(DEMO_LIB)/.libsmartcache.so.new $(DEMO_LIB)/libsmartcache.so.$(MAJOR)
+	ln -sf libsmartcache.so.$(MAJOR) $(DEMO_LIB)/libsmartcache.so
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/c/demo.c -o $(BUILD)/demo/demo \
-	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+	  -L$(DEMO_LIB) -lsmartcache -Wl,-rpath,$(DEMO_LIB)
 	@rm -rf $(BUILD)/demo-cache
 	@echo "--- first run: computes, stores in memory and on disk"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
 	@echo "--- second run, a new process: served from the disk tier"
 	$(BUILD)/demo/demo $(BUILD)/demo-cache
+	@echo "--- the disk tier's files take (du):"
+	@du -sh $(BUILD)/demo-cache
 
 bench:
 	scripts/with-redis.sh $(CARGO) bench
@@ -159,8 +214,7 @@ install: lib
 	ln -sf libsmartcache.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libsmartcache.so
 	install -m 0644 $(LIBDIR)/libsmartcache.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/smartcache.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
-	  smartcache.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc
+	$(call write_pc,$(DESTDIR)$(PREFIX)/lib/pkgconfig/smartcache.pc,$(PREFIX),$${prefix}/lib,$${prefix}/include,)
 
 clean:
 	$(CARGO) clean

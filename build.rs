@@ -1,11 +1,10 @@
-//! Generates include/smartcache.h from the `sz_*` exports with cbindgen, and names the shared
-//! library's soname. The header is committed; `make check-generated` fails when it is stale.
+//! Generates include/smartcache.h from the `sz_*` exports with cbindgen (feature "header", on
+//! by default), names the shared library's soname and links hiredis statically. The header is
+//! committed; `make check-generated` fails when it is stale.
 
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let version = env::var("CARGO_PKG_VERSION").unwrap();
     let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
 
     // The soname carries the ABI major version: 0.x.y -> libsmartcache.so.0.
@@ -13,7 +12,15 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     link_hiredis_statically();
+    #[cfg(feature = "header")]
+    generate_header();
+}
 
+/// Writes include/smartcache.h from the `sz_*` exports (feature "header", on by default).
+#[cfg(feature = "header")]
+fn generate_header() {
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let version = env::var("CARGO_PKG_VERSION").unwrap();
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
     config.after_includes = Some(version_macros(&version));
@@ -38,6 +45,7 @@ fn main() {
     }
 }
 
+#[cfg(feature = "header")]
 fn version_macros(version: &str) -> String {
     let parts: Vec<u32> = version
         .split(['.', '-'])

@@ -1,4 +1,4 @@
-/* Regression tests from the pre-review audit: each encodes a promise of DESIGN.md, the guide or
+/* Regression tests from the pre-review audit: each encodes a promise of docs/c-api.md, the guide or
  * the header's documented contract that the library broke when the test was written. */
 #include "check.h"
 
@@ -54,7 +54,7 @@ static void test_max_value_size_takes_size_suffix(void) {
     sz_config_free(cfg);
 }
 
-/* DESIGN.md: "An unknown name or bad value is SZ_ERR_CONFIG with a message naming it"; header:
+/* docs/guide.md: "An unknown name or bad value is SZ_ERR_CONFIG with a message naming it"; header:
  * sz_config_set returns "SZ_ERR_CONFIG for an unknown name or a bad value". A redis_url whose port
  * or database is not a number in range is a bad value, yet sz_config_set accepted it (only
  * sz_cache_open with redis_enabled refused it later). */
@@ -69,7 +69,7 @@ static void test_config_set_rejects_bad_redis_url(void) {
     }
 }
 
-/* DESIGN.md: src/compress.rs "LZ4 via lz4-sys"; "A value stored compressed is decompressed once
+/* docs/architecture.md: src/compress.rs "LZ4 via lz4-sys"; "A value stored compressed is decompressed once
  * into the handle"; config compression_enabled / compression_min_size; guide: "Intelligent
  * Compression - Automatic data compression", "High Memory Usage: Enable compression"; sz_stats:
  * compression_ratio "Bytes before compression / bytes stored". The bug: compression_enabled is

@@ -1,4 +1,4 @@
-/* Fourth audit, written from include/smartcache.h, docs/guide.md and DESIGN.md only. Two
+/* Fourth audit, written from include/smartcache.h, docs/guide.md and docs/c-api.md only. Two
  * features that landed together:
  *
  *  1. Redis host names (guide, "L2 — Redis", the paragraph after the options table): "Host names

@@ -4,7 +4,7 @@
 #include "check.h"
 #include <unistd.h>
 
-/* DESIGN.md, Semantics: "set: write-through to every enabled tier; an explicit ttl applies to all
+/* docs/guide.md, Using the cache: "set: write-through to every enabled tier; an explicit ttl applies to all
  * tiers". sz_cache_set takes any uint64_t ttl_ms. A very long ttl (UINT64_MAX, 2^63 ms: "as good
  * as forever") was sent to Redis as SET ... PX <n> beyond Redis' range, Redis refused it, and
  * the value silently never reached L2 while sz_cache_set returned SZ_OK (the breaker then also

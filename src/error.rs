@@ -1,4 +1,4 @@
-//! The one error type of the crate, and its mapping onto the C status codes of DESIGN.md.
+//! The one error type of the crate, and its mapping onto the C status codes of docs/c-api.md.
 
 use std::fmt;
 

@@ -20,6 +20,8 @@ pub mod error;
 pub mod ffi;
 pub mod flight;
 pub mod fork;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod latency;
 pub mod memory;
 pub mod redis;

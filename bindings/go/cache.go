@@ -9,21 +9,26 @@
 // Errors are *Error values carrying the library's status code and message; test them with
 // errors.Is against ErrInvalid, ErrTooLarge, ErrConfig and the other sentinels.
 //
-// Building: cgo needs the header and the library, e.g.
+// Building: cgo finds the header and the library through pkg-config (smartcache.pc). After
+// `make install` to a standard prefix, nothing needs setting; for another prefix set
+// PKG_CONFIG_PATH=<prefix>/lib/pkgconfig (and LD_LIBRARY_PATH=<prefix>/lib to run). Inside the
+// repository, `make lib` writes build/pkgconfig/smartcache.pc for the checkout's own build.
 //
-//	CGO_CFLAGS=-I<repo>/include CGO_LDFLAGS="-L<repo>/build/lib -lsmartcache" go build
-//
-// (or, after make install, the flags pkg-config --cflags --libs smartcache prints).
+// Calls that may wait on Redis have Context variants (GetContext, SetContext, DeleteContext,
+// ExistsContext): a context already done returns its error without calling, and a deadline
+// shortens that call's Redis timeout.
 package smartcache
 
 /*
-#cgo LDFLAGS: -lsmartcache
+#cgo pkg-config: smartcache
 #include <stdlib.h>
 #include "shim.h"
 */
 import "C"
 
 import (
+	"context"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -118,6 +123,20 @@ func ttlMillis(op string, ttl time.Duration) (C.uint64_t, error) {
 // rounded up to whole milliseconds). An empty value is valid; an empty key is ErrInvalid; a key
 // over 65535 bytes or a value over max_value_size is ErrTooLarge.
 func (c *Cache) Set(key, value []byte, ttl time.Duration) error {
+	return c.set(key, value, ttl, 0)
+}
+
+// SetContext is Set bounded by ctx: if ctx is done it returns ctx.Err() without storing, and
+// its deadline, if sooner, is the longest the call waits on Redis.
+func (c *Cache) SetContext(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	bound, err := redisBound(ctx)
+	if err != nil {
+		return err
+	}
+	return c.set(key, value, ttl, bound)
+}
+
+func (c *Cache) set(key, value []byte, ttl time.Duration, bound C.uint32_t) error {
 	kp, kl := bytesAddr(key)
 	vp, vl := bytesAddr(value)
 	c.mu.RLock()
@@ -129,7 +148,7 @@ func (c *Cache) Set(key, value []byte, ttl time.Duration) error {
 	if err != nil {
 		return err
 	}
-	s := C.sc_set(c.h, kp, kl, vp, vl, ms)
+	s := C.sc_set(c.h, kp, kl, vp, vl, ms, bound)
 	runtime.KeepAlive(key)
 	runtime.KeepAlive(value)
 	return statusError("Set", s)
@@ -144,6 +163,21 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, copyScratch); re
 // Get returns a copy of the value of key, and whether it was found. A hit in a lower tier is
 // copied into the tiers above it with its remaining lifetime.
 func (c *Cache) Get(key []byte) ([]byte, bool, error) {
+	return c.get(key, 0)
+}
+
+// GetContext is Get bounded by ctx: if ctx is done it returns ctx.Err() without looking, and
+// its deadline, if sooner, is the longest the call waits on Redis (a Redis that does not answer
+// in time is a miss there, as with redis_timeout_ms).
+func (c *Cache) GetContext(ctx context.Context, key []byte) ([]byte, bool, error) {
+	bound, err := redisBound(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return c.get(key, bound)
+}
+
+func (c *Cache) get(key []byte, bound C.uint32_t) ([]byte, bool, error) {
 	kp, kl := bytesAddr(key)
 	bp := scratchPool.Get().(*[]byte)
 	buf := *bp
@@ -154,7 +188,7 @@ func (c *Cache) Get(key []byte) ([]byte, bool, error) {
 		scratchPool.Put(bp)
 		return nil, false, closedError("Get")
 	}
-	r := C.sc_get_into(c.h, kp, kl, bufp, bufl)
+	r := C.sc_get_into(c.h, kp, kl, bufp, bufl, bound)
 	c.mu.RUnlock()
 	runtime.KeepAlive(key)
 	if r.rc != C.SZ_OK {
@@ -202,16 +236,56 @@ func (c *Cache) GetPinned(key []byte) (*Value, bool, error) {
 
 // Delete removes key from every tier and reports whether some tier had it.
 func (c *Cache) Delete(key []byte) (bool, error) {
-	return c.keyOp("Delete", key, false)
+	return c.keyOp("Delete", key, false, 0)
+}
+
+// DeleteContext is Delete bounded by ctx, as GetContext is Get.
+func (c *Cache) DeleteContext(ctx context.Context, key []byte) (bool, error) {
+	return c.keyOpContext(ctx, "Delete", key, false)
 }
 
 // Exists reports whether some tier holds a live entry for key. It neither promotes the entry
 // nor counts as an access.
 func (c *Cache) Exists(key []byte) (bool, error) {
-	return c.keyOp("Exists", key, true)
+	return c.keyOp("Exists", key, true, 0)
 }
 
-func (c *Cache) keyOp(op string, key []byte, exists bool) (bool, error) {
+// ExistsContext is Exists bounded by ctx, as GetContext is Get.
+func (c *Cache) ExistsContext(ctx context.Context, key []byte) (bool, error) {
+	return c.keyOpContext(ctx, "Exists", key, true)
+}
+
+// keyOpContext is keyOp bounded by ctx (see GetContext).
+func (c *Cache) keyOpContext(ctx context.Context, op string, key []byte, exists bool) (bool, error) {
+	bound, err := redisBound(ctx)
+	if err != nil {
+		return false, err
+	}
+	return c.keyOp(op, key, exists, bound)
+}
+
+// redisBound is the Redis wait ctx allows one call, in whole milliseconds (0: no bound), or
+// ctx's error when it is already done or its deadline has passed.
+func redisBound(ctx context.Context) (C.uint32_t, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 0, nil
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	ms := (left + time.Millisecond - 1) / time.Millisecond // rounded up: never 0
+	if ms > math.MaxUint32 {
+		ms = math.MaxUint32
+	}
+	return C.uint32_t(ms), nil
+}
+
+func (c *Cache) keyOp(op string, key []byte, exists bool, bound C.uint32_t) (bool, error) {
 	kp, kl := bytesAddr(key)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -220,9 +294,9 @@ func (c *Cache) keyOp(op string, key []byte, exists bool) (bool, error) {
 	}
 	var s C.sc_status
 	if exists {
-		s = C.sc_exists(c.h, kp, kl)
+		s = C.sc_exists(c.h, kp, kl, bound)
 	} else {
-		s = C.sc_delete(c.h, kp, kl)
+		s = C.sc_delete(c.h, kp, kl, bound)
 	}
 	runtime.KeepAlive(key)
 	if err := statusError(op, s); err != nil {

@@ -81,8 +81,9 @@ type Config struct {
 	// It and its files must belong to the process's effective user and not be writable by
 	// group or others, and must not be symbolic links; otherwise Open fails with CodeIO.
 	DiskPath string
-	// DiskMaxSize is the size of the file in bytes when it is created (disk_max_size; default
-	// 256 MiB); an existing file keeps the size it was created with.
+	// DiskMaxSize is the most the file grows to, in bytes, laid out when it is created
+	// (disk_max_size; default 256 MiB): it starts with a few MiB on disk and grows as entries
+	// arrive. An existing file keeps the layout it was created with.
 	DiskMaxSize int64
 	// DiskTTL is L3's default lifetime (disk_ttl; default 3600 s; Never = none).
 	DiskTTL time.Duration

@@ -59,9 +59,23 @@ void sc_release_many(const uintptr_t *vs, size_t n) {
   for (size_t i = 0; i < n; i++) sz_value_release((sz_value *)vs[i]);
 }
 
+/* Bounds this thread's Redis wait for the one call a helper makes (0: no bound). The bound is
+ * set and removed inside the same helper, i.e. on the one thread of one cgo call. */
+static void redis_bound(uint32_t timeout_ms) {
+  if (timeout_ms) sz_thread_redis_timeout(timeout_ms);
+}
+
+static void redis_unbound(uint32_t timeout_ms) {
+  if (timeout_ms) sz_thread_redis_timeout(0);
+}
+
 sc_status sc_set(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr val, size_t val_len,
-                 uint64_t ttl_ms) {
-  return status_of(sz_cache_set(CACHE(c), key_ptr(key), key_len, (const void *)val, val_len, ttl_ms));
+                 uint64_t ttl_ms, uint32_t timeout_ms) {
+  redis_bound(timeout_ms);
+  sc_status s = status_of(
+      sz_cache_set(CACHE(c), key_ptr(key), key_len, (const void *)val, val_len, ttl_ms));
+  redis_unbound(timeout_ms);
+  return s;
 }
 
 /* The result of a call that pins v on SZ_OK. */
@@ -83,10 +97,13 @@ sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len) {
   return pinned_of(rc, v);
 }
 
-sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap) {
+sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap,
+                      uint32_t timeout_ms) {
   sc_pinned r = {0, NULL, 0, NULL, 0};
   sz_value *v = NULL;
+  redis_bound(timeout_ms);
   r.rc = sz_cache_get(CACHE(c), key_ptr(key), key_len, &v);
+  redis_unbound(timeout_ms);
   if (r.rc != SZ_OK) {
     if (r.rc < 0) r.err = last_error_copy();
     return r;
@@ -104,12 +121,18 @@ sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, s
   return r;
 }
 
-sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len) {
-  return status_of(sz_cache_delete(CACHE(c), key_ptr(key), key_len));
+sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len, uint32_t timeout_ms) {
+  redis_bound(timeout_ms);
+  sc_status s = status_of(sz_cache_delete(CACHE(c), key_ptr(key), key_len));
+  redis_unbound(timeout_ms);
+  return s;
 }
 
-sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len) {
-  return status_of(sz_cache_exists(CACHE(c), key_ptr(key), key_len));
+sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len, uint32_t timeout_ms) {
+  redis_bound(timeout_ms);
+  sc_status s = status_of(sz_cache_exists(CACHE(c), key_ptr(key), key_len));
+  redis_unbound(timeout_ms);
+  return s;
 }
 
 sc_status sc_clear(uintptr_t c) { return status_of(sz_cache_clear(CACHE(c))); }

@@ -65,12 +65,15 @@ void sc_release(uintptr_t v);
 /* Releases n pinned values in one call (batched releases from Go). */
 void sc_release_many(const uintptr_t *vs, size_t n);
 
+/* timeout_ms: when non-zero, the call waits at most that long on Redis (see
+ * sz_thread_redis_timeout); the Go side derives it from a context's deadline. */
 sc_status sc_set(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr val, size_t val_len,
-                 uint64_t ttl_ms);
+                 uint64_t ttl_ms, uint32_t timeout_ms);
 sc_pinned sc_get(uintptr_t c, sc_goptr key, size_t key_len);
-sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap);
-sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len);
-sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len);
+sc_pinned sc_get_into(uintptr_t c, sc_goptr key, size_t key_len, sc_goptr buf, size_t cap,
+                      uint32_t timeout_ms);
+sc_status sc_delete(uintptr_t c, sc_goptr key, size_t key_len, uint32_t timeout_ms);
+sc_status sc_exists(uintptr_t c, sc_goptr key, size_t key_len, uint32_t timeout_ms);
 sc_status sc_clear(uintptr_t c);
 sc_status sc_expire_now(uintptr_t c);
 sc_status sc_stats(uintptr_t c, sz_stats *out);

@@ -1,6 +1,6 @@
 package smartcache
 
-// Tests of the disk (L3) and Redis (L2) tiers against the contract of DESIGN.md. While a tier
+// Tests of the disk (L3) and Redis (L2) tiers against the contract of docs/guide.md. While a tier
 // is not in the library yet, Open refuses it with ErrConfig "... not available in this build"
 // and these tests skip; they run as soon as the tier lands.
 

@@ -6,6 +6,7 @@ Run: python3 examples/python/cached_decorator.py
 
 import threading
 import time
+from typing import Any, Dict
 
 from smartcache import cached
 
@@ -13,7 +14,7 @@ calls = 0
 
 
 @cached(ttl=600, key_prefix="user_data")
-def get_user_data(user_id: int, include_profile: bool = True) -> dict:
+def get_user_data(user_id: int, include_profile: bool = True) -> Dict[str, Any]:
     """Pretend database query: slow, so worth caching."""
     global calls
     calls += 1

@@ -1,6 +1,7 @@
 //! Opening and creating the files the disk tier shares between processes: the L3 file and
-//! the write log. Each is created complete (sized, blocks reserved, header written) under a
-//! temporary name and hard-linked into place, so no process ever sees a half-written header.
+//! the write log. Each is created complete (sized, its first blocks reserved, header written)
+//! under a temporary name and hard-linked into place, so no process ever sees a half-written
+//! header.
 //!
 //! The directory and both files are trusted only when they belong to this user (see
 //! [`open_owned_dir`] and [`open_owned`]): whoever can write to them can make us read values
@@ -19,22 +20,30 @@ pub(crate) fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Erro
     Error::io(format!("{}: {what}: {e}", path.display()))
 }
 
+/// How a new file is laid out: its size, the byte ranges whose blocks are reserved at creation
+/// (the rest stays a hole until the owner reserves it, see `disk::grow`), and its header.
+pub(crate) struct NewFile {
+    pub size: u64,
+    /// (offset, length) ranges reserved with fallocate before the file is linked into place.
+    pub reserved: Vec<(u64, u64)>,
+    pub header: Vec<u8>,
+}
+
 /// Opens `<dir>/<name>` read-write, creating `dir` (and missing parents, mode 0700) and the
-/// file (mode 0600) if missing. A new file gets `layout()`'s size, its blocks reserved, and the
+/// file (mode 0600) if missing. A new file gets `layout()`'s size and reserved ranges, and the
 /// header bytes at offset 0. The directory and the file must be ours (see [`open_owned_dir`],
 /// [`open_owned`]); checking the header is the caller's.
 pub(crate) fn open_or_create(
     dir: &Path,
     name: &str,
-    layout: impl FnOnce() -> Result<(u64, Vec<u8>)>,
+    layout: impl FnOnce() -> Result<NewFile>,
 ) -> Result<(File, PathBuf)> {
     let dir_fd = open_owned_dir(dir)?;
     let path = dir.join(name);
     let file = match open_owned(&dir_fd, dir, name)? {
         Some(f) => f,
         None => {
-            let (size, header) = layout()?;
-            create(dir, name, size, &header)?;
+            create(dir, name, &layout()?)?;
             open_owned(&dir_fd, dir, name)?
                 .ok_or_else(|| io_err(&path, "cannot open", "it vanished after creation"))?
         }
@@ -147,24 +156,43 @@ pub(crate) fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(got)
 }
 
-/// Sizes the file and reserves its blocks. A store through a shared mapping into a hole of a
-/// sparse file needs a block at page-fault time, and a full disk then kills the process with
-/// SIGBUS; reserving up front turns "disk full" into an open error instead. Filesystems without
-/// fallocate keep a sparse file (that risk remains there).
+/// Sizes the file to at least `size` and reserves all its blocks (see `reserve_range`).
 pub(crate) fn reserve(file: &File, size: u64) -> std::io::Result<()> {
-    let len = libc::off_t::try_from(size)
-        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "file size overflows off_t"))?;
+    reserve_range(file, 0, size)
+}
+
+/// Reserves the blocks of bytes `off .. off + len`, extending the file if it is shorter. A
+/// store through a shared mapping into a hole of a sparse file needs a block at page-fault
+/// time, and a full disk then kills the process with SIGBUS; reserving before the first store
+/// turns "disk full" into an error of the call that reserves. Reserving blocks that are already
+/// there changes nothing. Filesystems without fallocate keep a sparse file (that risk remains
+/// there).
+pub(crate) fn reserve_range(file: &File, off: u64, len: u64) -> std::io::Result<()> {
+    let too_big = || std::io::Error::new(ErrorKind::InvalidInput, "file size overflows off_t");
+    let end = off.checked_add(len).ok_or_else(too_big)?;
+    let (c_off, c_len) = (
+        libc::off_t::try_from(off).map_err(|_| too_big())?,
+        libc::off_t::try_from(len).map_err(|_| too_big())?,
+    );
+    if len == 0 {
+        return Ok(());
+    }
     loop {
         // SAFETY: fallocate only reads its integer arguments; the descriptor stays open for the
         // call. Mode 0 allocates blocks and extends the size, never discarding data.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, c_off, c_len) };
         if rc == 0 {
             return Ok(());
         }
         let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
-            Some(libc::EOPNOTSUPP) => return file.set_len(size),
+            Some(libc::EOPNOTSUPP) => {
+                if file.metadata()?.len() < end {
+                    file.set_len(end)?;
+                }
+                return Ok(());
+            }
             _ => return Err(err),
         }
     }
@@ -213,7 +241,7 @@ fn remove_orphaned_temp_files(dir: &Path, name: &str) {
 /// Creates `<dir>/<name>` complete under a temporary name, then links it into place, so no
 /// process ever sees a half-initialised header (which it would refuse as not ours, forever).
 /// If another process links its file first, we use theirs. The caller opens the result.
-fn create(dir: &Path, name: &str, size: u64, header: &[u8]) -> Result<()> {
+fn create(dir: &Path, name: &str, layout: &NewFile) -> Result<()> {
     remove_orphaned_temp_files(dir, name);
     let path = dir.join(name);
     let nanos = SystemTime::now()
@@ -233,8 +261,13 @@ fn create(dir: &Path, name: &str, size: u64, header: &[u8]) -> Result<()> {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, "cannot create", e))?;
-        reserve(&f, size).map_err(|e| io_err(&tmp, &format!("cannot reserve {size} bytes"), e))?;
-        f.write_all_at(header, 0)
+        f.set_len(layout.size)
+            .map_err(|e| io_err(&tmp, &format!("cannot size to {} bytes", layout.size), e))?;
+        for &(off, len) in &layout.reserved {
+            reserve_range(&f, off, len)
+                .map_err(|e| io_err(&tmp, &format!("cannot reserve {len} bytes"), e))?;
+        }
+        f.write_all_at(&layout.header, 0)
             .map_err(|e| io_err(&tmp, "cannot write the header", e))?;
         f.sync_all().map_err(|e| io_err(&tmp, "cannot sync", e))?;
         match fs::hard_link(&tmp, &path) {

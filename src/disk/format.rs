@@ -7,7 +7,12 @@
 use crate::config::MAX_KEY_LEN;
 
 pub(crate) const MAGIC: [u8; 8] = *b"SCACHEL3";
-pub(crate) const VERSION: u32 = 1;
+/// Version 2: the file is sparse and grows as it is used (`disk::grow`); the header gains the
+/// bitmap of reserved index chunks. Version 1 files (reserved whole at creation) are still read:
+/// every part of them counts as reserved.
+pub(crate) const VERSION: u32 = 2;
+/// The fully reserved layout, still opened.
+pub(crate) const VERSION_FULLY_RESERVED: u32 = 1;
 /// The header occupies the whole first page so the mutable fields never share a page with data.
 pub(crate) const HEADER_LEN: u64 = 4096;
 /// Bytes of the header covered by the geometry checksum (stored right after them).
@@ -15,6 +20,11 @@ const GEOMETRY_LEN: usize = 72;
 const GEOMETRY_CRC_OFF: usize = 72;
 /// Absolute log position of the next record (mutable, own cache line).
 pub(crate) const HEAD_OFF: usize = 128;
+/// Bitmap of the index chunks whose blocks are reserved (mutable; bit `c % 64` of word `c / 64`).
+pub(crate) const INDEX_RESERVED_OFF: usize = 1024;
+pub(crate) const INDEX_RESERVED_WORDS: usize = 64;
+/// Index chunks the bitmap can describe; a chunk is at least a page of buckets.
+pub(crate) const INDEX_CHUNKS_MAX: u64 = INDEX_RESERVED_WORDS as u64 * 64;
 
 /// Slots per index bucket: a key lives in one of the 8 slots of the bucket its hash selects, so a
 /// probe is bounded by two cache lines and never needs tombstones.
@@ -53,6 +63,11 @@ fn round_up(n: u64, to: u64) -> u64 {
 
 fn le_u64(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+/// The format version a header claims (the caller has checked it is at least 12 bytes).
+pub fn header_version(hdr: &[u8]) -> u32 {
+    le_u32(hdr, 8)
 }
 
 fn le_u32(b: &[u8], off: usize) -> u32 {
@@ -110,6 +125,22 @@ impl Geometry {
         })
     }
 
+    /// log2 of the buckets in one index chunk, the unit in which the index is reserved: a page
+    /// at least, and few enough chunks for the header's bitmap.
+    pub fn index_chunk_shift(&self) -> u32 {
+        let per_chunk = self
+            .buckets
+            .div_ceil(INDEX_CHUNKS_MAX)
+            .max(PAGE / BUCKET_BYTES)
+            .next_power_of_two();
+        per_chunk.trailing_zeros()
+    }
+
+    /// The index region's bytes, page-rounded (the segment table starts at or after its end).
+    pub fn index_bytes(&self) -> u64 {
+        round_up(self.buckets * BUCKET_BYTES, PAGE)
+    }
+
     pub fn ring_bytes(&self) -> u64 {
         self.seg_size * self.seg_count
     }
@@ -146,8 +177,8 @@ impl Geometry {
         if hdr[0..8] != MAGIC {
             return Err("not a SmartCache L3 file (wrong magic)".into());
         }
-        let version = le_u32(hdr, 8);
-        if version != VERSION {
+        let version = header_version(hdr);
+        if version != VERSION && version != VERSION_FULLY_RESERVED {
             return Err(format!(
                 "format version {version}, this build reads version {VERSION}"
             ));
@@ -323,6 +354,16 @@ mod tests {
     }
 
     #[test]
+    fn index_chunks_are_whole_pages_and_fit_the_bitmap() {
+        for size in [64 << 10, 1 << 20, 256 << 20, 16 << 30] {
+            let g = Geometry::for_size(size, 1024).unwrap();
+            let per_chunk = 1u64 << g.index_chunk_shift();
+            assert_eq!(per_chunk * BUCKET_BYTES % PAGE, 0, "{g:?}");
+            assert!(g.buckets.div_ceil(per_chunk) <= INDEX_CHUNKS_MAX, "{g:?}");
+        }
+    }
+
+    #[test]
     fn too_small_sizes_are_refused() {
         assert!(Geometry::for_size(4096, 10).is_err());
         assert!(Geometry::for_size(MIN_FILE_SIZE - 1, 10).is_err());
@@ -342,6 +383,12 @@ mod tests {
         let mut bad = hdr.clone();
         bad[8] = 9;
         assert!(Geometry::decode(&bad).unwrap_err().contains("version 9"));
+        // Version 1 (reserved whole at creation) is still read.
+        let mut old = hdr.clone();
+        old[8] = 1;
+        let crc = crc32fast::hash(&old[..GEOMETRY_LEN]);
+        old[GEOMETRY_CRC_OFF..GEOMETRY_CRC_OFF + 4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Geometry::decode(&old).unwrap(), g);
         let mut bad = hdr.clone();
         bad[60] ^= 1;
         assert!(Geometry::decode(&bad).unwrap_err().contains("checksum"));

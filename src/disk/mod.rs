@@ -1,4 +1,4 @@
-//! L3: the memory-mapped disk tier (see DESIGN.md "L3" and docs/disk-format.md).
+//! L3: the memory-mapped disk tier (see docs/architecture.md and docs/disk-format.md).
 //!
 //! One file, `<disk_path>/smartcache.l3`, mapped shared by every process that opens the
 //! directory. Readers take no lock: they copy a record out of the mapping and trust the copy only
@@ -10,6 +10,7 @@
 
 mod file;
 pub mod format;
+mod grow;
 pub mod index;
 pub mod lock;
 pub mod ring;
@@ -20,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::tier::{Hit, TierCounters, TierSnapshot};
 use file::io_err;
 use format::{
-    key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF, RECORD_ALIGN,
-    RECORD_HEADER, SEGTAB_ENTRY_BYTES,
+    header_version, key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF,
+    INDEX_RESERVED_OFF, RECORD_ALIGN, RECORD_HEADER, SEGTAB_ENTRY_BYTES,
 };
 use index::{tag_of, Index, Slot};
 use lock::WriterLock;
@@ -72,6 +73,8 @@ pub struct DiskTier {
     corruptions: AtomicU64,
     /// Next index slot expire_step examines (per process; any starting point is correct).
     expire_cursor: AtomicU64,
+    /// Bytes at the start of the ring this process knows are reserved on disk (grow.rs).
+    ring_reserved: AtomicU64,
     path: PathBuf,
 }
 
@@ -122,9 +125,13 @@ impl DiskTier {
     pub fn open(dir: &Path, max_size: u64, max_value_size: usize) -> Result<DiskTier> {
         let (file, path) = file::open_or_create(dir, FILE_NAME, || {
             let geo = Geometry::for_size(max_size, max_value_size).map_err(Error::config)?;
-            let mut hdr = vec![0u8; HEADER_LEN as usize];
-            geo.encode(&mut hdr);
-            Ok((geo.file_size, hdr))
+            let mut header = vec![0u8; HEADER_LEN as usize];
+            geo.encode(&mut header);
+            Ok(file::NewFile {
+                size: geo.file_size,
+                reserved: grow::reserved_at_creation(&geo),
+                header,
+            })
         })?;
         let mut hdr = vec![0u8; HEADER_LEN as usize];
         let got =
@@ -138,8 +145,9 @@ impl DiskTier {
             .len();
         if len < geo.file_size {
             // Mapping past EOF would SIGBUS on first touch; restoring the length makes the lost
-            // tail read as zeroes, which every record check rejects.
-            file::reserve(&file, geo.file_size)
+            // tail read as zeroes, which every record check rejects (its blocks are reserved
+            // again below, with everything else the file says is in use).
+            file.set_len(geo.file_size)
                 .map_err(|e| io_err(&path, "cannot restore the truncated file's length", e))?;
             corruptions = 1;
         }
@@ -154,8 +162,17 @@ impl DiskTier {
         .map_err(|e| io_err(&path, "cannot map", e))?;
         let base = map.as_mut_ptr();
         // SAFETY: decode() checked that the index region [index_off, index_off + buckets * 128)
-        // lies inside file_size and is page-aligned; it is only accessed through atomic slots.
-        let index = unsafe { Index::new(base.add(geo.index_off as usize), geo.buckets) };
+        // lies inside file_size and is page-aligned; the reserved-chunks bitmap lies inside the
+        // header page at an 8-aligned offset; the chunk shift comes from the same geometry.
+        // Both are only accessed through atomics.
+        let index = unsafe {
+            Index::new(
+                base.add(geo.index_off as usize),
+                geo.buckets,
+                base.add(INDEX_RESERVED_OFF),
+                geo.index_chunk_shift(),
+            )
+        };
         let tier = DiskTier {
             map,
             base,
@@ -168,9 +185,11 @@ impl DiskTier {
             counters: TierCounters::default(),
             corruptions: AtomicU64::new(corruptions),
             expire_cursor: AtomicU64::new(0),
+            ring_reserved: AtomicU64::new(0),
             path,
         };
         tier.check_head()?;
+        tier.reserve_what_is_recorded(header_version(&hdr))?;
         Ok(tier)
     }
 
@@ -328,8 +347,13 @@ impl DiskTier {
         let mut cursor = self.expire_cursor.load(Ordering::Relaxed) % total;
         let mut reclaimed = 0;
         for _ in 0..(max_entries as u64).min(total) {
-            let slot = &self.index.bucket(cursor / 8)[(cursor % 8) as usize];
+            let bucket = self.index.bucket(cursor / 8);
+            let at = (cursor % 8) as usize;
             cursor = (cursor + 1) % total;
+            // A bucket of an unreserved chunk is empty (and its slots are not to be touched).
+            let Some(slot) = bucket.get(at) else {
+                continue;
+            };
             if slot.tag() == 0 {
                 continue;
             }
@@ -373,17 +397,20 @@ impl DiskTier {
     }
 
     pub fn stats(&self) -> DiskStats {
-        let (mut entries, mut bytes_used) = (0, 0);
+        // The segment table lives in the shared file, so its words may be anything: sums
+        // saturate, and are capped at what the index and the ring can hold.
+        let (mut entries, mut bytes_used) = (0u64, 0u64);
         for s in 0..self.geo.seg_count as usize {
             let (count, bytes) = self.seg_account(s);
-            entries += count.load(Ordering::Relaxed);
-            bytes_used += bytes.load(Ordering::Relaxed);
+            entries = entries.saturating_add(count.load(Ordering::Relaxed));
+            bytes_used = bytes_used.saturating_add(bytes.load(Ordering::Relaxed));
         }
+        let slots = self.geo.buckets.saturating_mul(format::BUCKET_SLOTS as u64);
         DiskStats {
             counters: self.counters.snapshot(),
             corruptions: self.corruptions.load(Ordering::Relaxed),
-            entries,
-            bytes_used,
+            entries: entries.min(slots),
+            bytes_used: bytes_used.min(self.ring.capacity()),
             capacity: self.ring.capacity(),
             path: self.path.clone(),
         }
@@ -597,6 +624,10 @@ impl DiskTier {
             .ring
             .place(head, len)
             .ok_or_else(|| io_err(&self.path, "cannot place a record", "log position overflow"))?;
+        let hash = key_hash(key);
+        let bucket_no = self.index.bucket_of(hash);
+        // Before any store: a full disk fails this set, with the file as it was.
+        self.reserve_for_write(place.end, bucket_no)?;
         if self.ring.seq(place.pos) != self.ring.seq(head) {
             // Entering a segment kills its previous lap: publish that before overwriting it, so
             // a reader that copies any new byte is certain to see the head move (settle()).
@@ -631,9 +662,8 @@ impl DiskTier {
         // complete record.
         self.head().store(place.end, Ordering::Release);
 
-        let hash = key_hash(key);
         let tag = tag_of(hash);
-        let bucket = self.index.bucket(self.index.bucket_of(hash));
+        let bucket = self.index.bucket(bucket_no);
         let target = match self.find_held(bucket, tag, key, place.end) {
             Some((i, old_pos, old)) => {
                 self.account(old_pos, old.record_len(), -1);

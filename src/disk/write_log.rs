@@ -166,10 +166,12 @@ impl WriteLog {
     /// `open`, laying a new file out with `new_len` entries (an existing file keeps its own).
     fn open_with_len(dir: &Path, new_len: u64) -> Result<WriteLog> {
         let (file, path) = file::open_or_create(dir, FILE_NAME, || {
-            Ok((
-                HEADER_LEN + new_len * ENTRY_BYTES,
-                header(new_len, random_u64()),
-            ))
+            let size = HEADER_LEN + new_len * ENTRY_BYTES;
+            Ok(file::NewFile {
+                size,
+                reserved: vec![(0, size)],
+                header: header(new_len, random_u64()),
+            })
         })?;
         let mut hdr = [0u8; CHECKED_LEN + 4];
         let got =

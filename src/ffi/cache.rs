@@ -653,6 +653,19 @@ pub unsafe extern "C" fn sz_sink_write(
     })
 }
 
+/// Bounds how long every later call made by this thread may wait on Redis to `timeout_ms`
+/// milliseconds: the shorter of it and the cache's `redis_timeout_ms` applies, for every cache.
+/// 0 removes the bound. A caller with a deadline of its own (a request budget, a Go
+/// `context.Context`) sets it before its calls; other threads are not affected. Returns SZ_OK.
+#[no_mangle]
+pub extern "C" fn sz_thread_redis_timeout(timeout_ms: u32) -> c_int {
+    boundary(|| {
+        let limit = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+        crate::redis::call_timeout::set_for_this_thread(limit);
+        Ok(SZ_OK)
+    })
+}
+
 /// Runs one bounded pass of expiry over every tier now (the background thread does this every
 /// auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
 ///

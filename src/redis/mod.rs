@@ -1,4 +1,4 @@
-//! L2: the Redis tier over hiredis (see DESIGN.md "L2 Redis tier").
+//! L2: the Redis tier over hiredis (see docs/architecture.md and docs/guide.md, "L2 — Redis").
 //!
 //! [`RedisTier`] is `Send + Sync`; every call takes a pooled connection for one exchange.
 //!
@@ -30,6 +30,7 @@
 //! huge keyspace takes as long as it needs but never hangs on a dead server.
 
 pub mod breaker;
+pub mod call_timeout;
 pub mod conn;
 pub mod frame;
 pub mod pool;
@@ -570,7 +571,7 @@ impl Inner {
                 self.url_shown
             )));
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = call_timeout::deadline(Instant::now(), self.timeout);
         let mut retried = false;
         loop {
             let (result, reused) = match self.pool.get(deadline) {

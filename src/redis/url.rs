@@ -1,6 +1,6 @@
 //! Parses `redis_url` into where to connect and how to log in.
 //!
-//! Accepted forms (see DESIGN.md):
+//! Accepted forms (see docs/guide.md, "L2 — Redis"):
 //! - `redis://host[:port][/db]` — port defaults to 6379, db to 0; `host` may be `[::1]`;
 //! - `redis://:password@host[:port][/db]` — `AUTH password`;
 //! - `redis://user:password@host[:port][/db]` — `AUTH user password` (Redis 6 ACL users);

@@ -42,8 +42,9 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
           f"-I{ROOT / 'include'}", str(HERE / "interop.c"), "-o", str(c_bin), f"-L{LIBDIR}",
           "-lsmartcache", f"-Wl,-rpath,{LIBDIR}"], HERE, env)
     go_bin = out / "interop_go"
-    env["CGO_CFLAGS"] = f"-I{ROOT / 'include'}"
-    env["CGO_LDFLAGS"] = f"-L{LIBDIR} -lsmartcache -Wl,-rpath,{LIBDIR}"
+    # The Go binding finds the library through pkg-config: make lib writes this smartcache.pc
+    # (the checkout's include/ and build/lib, with an rpath).
+    env["PKG_CONFIG_PATH"] = str(Path(LIBDIR).parent / "pkgconfig")
     assert shutil.which("go"), "go is not installed: run `make deps`"
     _run(["go", "build", "-o", str(go_bin), "."], HERE / "go", env)
     return {"c": c_bin, "go": go_bin}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from email.utils import parsedate_to_datetime
 import json
 import re
 import struct
@@ -63,6 +64,25 @@ def _seconds(arg: Optional[str]) -> Optional[int]:
     if arg is None or not arg.isdigit():
         return None
     return int(arg)
+
+
+def _max_age(directives: Dict[str, Optional[str]], *names: str) -> Optional[int]:
+    """The first of the `names` directives present, in seconds; None when none is present.
+    A malformed one (``max-age=-5``, ``max-age=abc``, a bare ``max-age``) counts as 0: the
+    response is already stale (RFC 9111 1.2.2), never cached for the full route TTL."""
+    for name in names:
+        if name in directives:
+            age = _seconds(directives[name])
+            return 0 if age is None else age
+    return None
+
+
+def _expires_in(expires: str, now: float) -> float:
+    """Seconds until an Expires date; a malformed date is in the past (RFC 9111 5.3)."""
+    try:
+        return parsedate_to_datetime(expires).timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
 
 
 def etag_matches(if_none_match: Optional[str], etag: Optional[str]) -> bool:
@@ -128,28 +148,50 @@ def decode_record(data: Any) -> Optional[Record]:
 
 
 class Request:
-    """What the cache needs of a request: method, path, raw query string, headers."""
+    """What the cache needs of a request: method, scheme, host, the root path the app is
+    mounted at, path, raw query string, headers. Scheme, host and root path are part of the
+    key: the same path on another site, over the other scheme or under another mount point is
+    another resource (a Host header an attacker chose must never fill another site's entry)."""
 
-    __slots__ = ("method", "path", "query", "headers")
+    __slots__ = ("method", "scheme", "host", "root_path", "path", "query", "headers")
 
-    def __init__(self, method: str, path: str, query: str, headers: Headers) -> None:
+    def __init__(self, method: str, path: str, query: str, headers: Headers, *,
+                 scheme: str = "http", host: str = "", root_path: str = "") -> None:
         self.method = method.upper()
+        self.scheme = scheme.lower()
+        self.host = normal_host(host, self.scheme)
+        self.root_path = root_path
         self.path = path
         self.query = query
         self.headers = headers
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def normal_host(host: str, scheme: str) -> str:
+    """A Host value as keyed: lower case, without the scheme's default port."""
+    host = host.strip().lower()
+    port = _DEFAULT_PORTS.get(scheme)
+    if port is not None and host.endswith(port):
+        host = host[:-len(port)]
+    return host
+
+
 class Plan:
     """A request the cache may answer: its key, route TTL and Cache-Control directives."""
 
-    __slots__ = ("request", "key", "ttl", "directives")
+    __slots__ = ("request", "key", "ttl", "directives", "cookie_bound")
 
     def __init__(self, request: Request, key: str, ttl: float,
-                 directives: Dict[str, Optional[str]]) -> None:
+                 directives: Dict[str, Optional[str]], cookie_bound: bool = False) -> None:
         self.request = request
         self.key = key
         self.ttl = ttl
         self.directives = directives
+        # The request carries a Cookie the key does not cover: only a response that says
+        # Vary: Cookie (keyed by the cookie) may answer it or be stored from it.
+        self.cookie_bound = cookie_bound
 
 
 class Policy:
@@ -184,12 +226,17 @@ class Policy:
         ttl = self.ttl_for(request.path)
         if ttl is None:
             return None
-        directives = cache_control(header(request.headers, "cache-control"))
+        control = header(request.headers, "cache-control")
+        directives = cache_control(control)
+        if control is None and "no-cache" in cache_control(header(request.headers, "pragma")):
+            directives["no-cache"] = None  # HTTP/1.0's no-cache (RFC 9111 5.4)
         # no-store: the client asks that nothing of this exchange be kept. Authorization: a
         # shared cache must not answer one user's authenticated request for another.
         if "no-store" in directives or header(request.headers, "authorization") is not None:
             return None
-        return Plan(request, self.base_key(request), ttl, directives)
+        cookie_bound = ("cookie" not in self.vary
+                        and header(request.headers, "cookie") is not None)
+        return Plan(request, self.base_key(request), ttl, directives, cookie_bound)
 
     def ttl_for(self, path: str) -> Optional[float]:
         """The first matching route's TTL (None: not cached), else the default TTL."""
@@ -199,10 +246,13 @@ class Policy:
         return self.default_ttl
 
     def base_key(self, request: Request) -> str:
-        """Method, path, the query's parameters sorted, and the configured request headers."""
-        query = sorted(parse_qsl(request.query, keep_blank_values=True))
+        """Method, scheme, host, root path, path, the query's parameters sorted by name (a
+        stable sort: repeated parameters keep their order, ``?sort=a&sort=b`` is not
+        ``?sort=b&sort=a``), and the configured request headers."""
+        query = sorted(parse_qsl(request.query, keep_blank_values=True), key=lambda p: p[0])
         configured = [(name, header(request.headers, name) or "") for name in self.vary]
-        text = json.dumps([request.method, request.path, query, configured])
+        text = json.dumps([request.method, request.scheme, request.host, request.root_path,
+                           request.path, query, configured])
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self.key_prefix}:{digest}"
 
@@ -218,10 +268,13 @@ class Policy:
             return False
         if "no-cache" in plan.directives:
             return False
-        max_age = _seconds(plan.directives.get("max-age", None))
+        if plan.cookie_bound and "cookie" not in record.vary:
+            return False  # stored for requests without this cookie
+        max_age = _max_age(plan.directives, "max-age")
         return max_age is None or now - record.stored_at <= max_age
 
-    def storable_ttl(self, plan: Plan, status: int, headers: Headers) -> Optional[float]:
+    def storable_ttl(self, plan: Plan, status: int, headers: Headers,
+                     now: float) -> Optional[float]:
         """The TTL to store a response for, or None when it must not be stored."""
         if status not in self.statuses:
             return None
@@ -230,6 +283,10 @@ class Policy:
         vary = header(headers, "vary")
         if vary is not None and "*" in vary:
             return None
+        if plan.cookie_bound and "cookie" not in _names(vary):
+            return None  # may depend on the cookie, and the key does not hold it
+        if "text/event-stream" in (header(headers, "content-type") or "").lower():
+            return None  # an event stream is live: never replayed
         directives = cache_control(header(headers, "cache-control"))
         if {"no-store", "private", "no-cache"} & directives.keys():
             return None
@@ -237,9 +294,12 @@ class Policy:
         if length is not None and length > self.max_body_size:
             return None
         ttl = plan.ttl
-        age = _seconds(directives.get("s-maxage", directives.get("max-age")))
+        age: Optional[float] = _max_age(directives, "s-maxage", "max-age")
+        if age is None:
+            expires = header(headers, "expires")
+            age = None if expires is None else _expires_in(expires, now)
         if age is not None:
-            if age == 0:
+            if age <= 0:
                 return None
             ttl = min(ttl, float(age))
         return ttl
@@ -253,8 +313,7 @@ class Policy:
         if etag is None:
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             kept.append(("ETag", etag))
-        vary = sorted({v.strip().lower() for v in (header(kept, "vary") or "").split(",")
-                       if v.strip()})
+        vary = _names(header(kept, "vary"))
         record = Record(status, kept, body, now, vary, etag)
         if not vary:
             return record, [(plan.key, record)]
@@ -267,6 +326,11 @@ class Policy:
         if first is not None and first.status == 0 and first.vary:
             return self.variant_key(plan.key, first.vary, plan.request)
         return None
+
+
+def _names(value: Optional[str]) -> List[str]:
+    """The lower-case header names of a Vary value, sorted, without repeats."""
+    return sorted({v.strip().lower() for v in (value or "").split(",") if v.strip()})
 
 
 def _check_ttl(ttl: Optional[float], what: str) -> Optional[float]:

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "65d76f1de6a9a00ab48605f912e048752f0476d2a72177b41f56a7375a185bbf"
+HEADER_SHA256 = "f34f0b1ec70ecd0c9736c321988bfd62e5ee04835222bd9c81d3b4d7f1e2767a"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -267,6 +267,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_or_compute': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, sz_compute_fn, ctypes.c_void_p, POINTER(POINTER(sz_value))], ('c', 'key', 'key_len', 'ttl_ms', 'compute', 'user_data', 'out')),
     # Appends `len` bytes to the value being produced (for sz_compute_fn callbacks only). Returns SZ_OK or SZ_ERR_INVALID.
     'sz_sink_write': (ctypes.c_int, [POINTER(sz_sink), ctypes.c_void_p, ctypes.c_size_t], ('sink', 'data', 'len')),
+    # Bounds how long every later call made by this thread may wait on Redis to `timeout_ms` milliseconds: the shorter of it and the cache's `redis_timeout_ms` applies, for every cache. 0 removes the bound. A caller with a deadline of its own (a request budget, a Go `context.Context`) sets it before its calls; other threads are not affected. Returns SZ_OK.
+    'sz_thread_redis_timeout': (ctypes.c_int, [ctypes.c_uint32], ('timeout_ms',)),
     # Runs one bounded pass of expiry over every tier now (the background thread does this every auto_expire_interval seconds). Returns the number of entries reclaimed, or a negative status.
     'sz_cache_expire_now': (ctypes.c_int, [POINTER(sz_cache)], ('c',)),
     # Fills *out with the cache's counters; set out->struct_size = sizeof(sz_stats) first. Returns SZ_OK, or SZ_ERR_INVALID for NULL or a struct_size too small.

@@ -55,15 +55,17 @@ class CacheMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = _http.Request(
-            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+        request = _request(scope)
         plan = self.policy.plan(request)
         if plan is None:
             await self.app(scope, receive, send)
             return
         cache = self.policy.cache()
         if await self._serve_stored(cache, plan, send):
+            return
+        if plan.cookie_bound:
+            # Another user's request is no answer for this one: compute, never wait.
+            await self._compute(cache, plan, scope, receive, send)
             return
         fkey = (id(asyncio.get_running_loop()), plan.key)
         flight = self._flights.get(fkey)
@@ -96,54 +98,88 @@ class CacheMiddleware:
 
     async def _compute(self, cache: SmartCache, plan: _http.Plan, scope: Scope, receive: Receive,
                        send: Send) -> None:
-        """Runs the app; stores its response when it may be, passing it through otherwise."""
+        """Runs the app; stores its response when it may be, passing it through otherwise.
+
+        A response whose first body message is its whole body is answered as a stored one
+        (ETag, Content-Length, X-Cache: MISS). One that comes in several messages is
+        forwarded message by message as the app sends them (a copy is kept), and stored at
+        the end if it completed within max_body_size."""
         start: Optional[Message] = None
         chunks: List[bytes] = []
         size = 0
         ttl: Optional[float] = None
         passing = False
+        streaming = False
         stored: List[Tuple[str, _http.Record]] = []
 
         async def capture(message: Message) -> None:
-            nonlocal start, size, ttl, passing, stored
+            nonlocal start, size, ttl, passing, streaming, stored
             if passing:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
-                headers = [(k.decode("latin-1"), v.decode("latin-1"))
-                           for k, v in message.get("headers", ())]
-                ttl = self.policy.storable_ttl(plan, message["status"], headers)
+                ttl = self.policy.storable_ttl(plan, message["status"],
+                                               _headers(message), _http.now())
                 if ttl is None:
                     passing = True
                     await send(message)
                 else:
-                    start = message  # held until the body is complete or too large
+                    start = message  # held until the first body message says more
                 return
             if message["type"] != "http.response.body" or start is None:
                 await send(message)
                 return
             body = message.get("body", b"")
-            chunks.append(body)
-            size += len(body)
             more = message.get("more_body", False)
+            size += len(body)
             if size > self.policy.max_body_size:
-                passing = True  # too large to store: hand over what was held, then stream
-                await send(start)
-                await send({"type": "http.response.body", "body": b"".join(chunks),
-                            "more_body": more})
+                passing = True  # too large to store: drop the copy, stream the rest
+                if streaming:
+                    await send(message)
+                else:
+                    await send(start)
+                    await send({"type": "http.response.body", "body": b"".join(chunks) + body,
+                                "more_body": more})
+                chunks.clear()
                 return
-            if not more:
-                headers = [(k.decode("latin-1"), v.decode("latin-1"))
-                           for k, v in start.get("headers", ())]
-                now = _http.now()
-                record, stored = self.policy.records(plan, start["status"], headers,
-                                                     b"".join(chunks), now)
-                await _send(send, *_http.response(record, plan.request, now, hit=False))
+            chunks.append(body)
+            if not more or streaming:
+                if streaming:
+                    await send(message)
+                if not more:
+                    now = _http.now()
+                    record, stored = self.policy.records(plan, start["status"], _headers(start),
+                                                         b"".join(chunks), now)
+                    if not streaming:
+                        await _send(send, *_http.response(record, plan.request, now, hit=False))
+                return
+            # The body comes in parts: forward each as it arrives (server-sent events, long
+            # downloads), keeping a copy to store when it ends.
+            streaming = True
+            await send(start)
+            await send(message)
 
         await self.app(scope, receive, capture)
         assert ttl is not None or not stored
         for key, record in stored:
             await cache.aset(key, record.encode(), ttl=ttl)
+
+
+def _request(scope: Scope) -> _http.Request:
+    """The request of an HTTP scope; the host is the Host header, else the server's address."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+    host = _http.header(headers, "host")
+    if host is None:
+        server = scope.get("server") or ("", None)
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    return _http.Request(scope["method"], scope["path"],
+                         scope.get("query_string", b"").decode("latin-1"), headers,
+                         scheme=scope.get("scheme", "http"), host=host,
+                         root_path=scope.get("root_path", ""))
+
+
+def _headers(message: Message) -> _http.Headers:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())]
 
 
 async def _send(send: Send, status: int, headers: _http.Headers, body: bytes) -> None:

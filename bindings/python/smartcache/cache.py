@@ -72,10 +72,18 @@ _fast_get_memory = _pylib._FuncPtr(("sz_cache_get_memory", _pylib))
 _fast_get_memory.restype = _native.FUNCTIONS["sz_cache_get_memory"][0]
 # What the memory-only get returns on a miss: a fresh object no stored value can be.
 _MEMORY_MISS = object()
-_RELEASE_GIL = _native.sz_release_fn(
-    ctypes.cast(ctypes.pythonapi.PyEval_SaveThread, ctypes.c_void_p).value)
-_REACQUIRE_GIL = _native.sz_reacquire_fn(
-    ctypes.cast(ctypes.pythonapi.PyEval_RestoreThread, ctypes.c_void_p).value)
+
+
+def _address(function: Any) -> int:
+    """The address of a C function of the interpreter (never NULL: it is linked in)."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    if address is None:
+        raise ImportError(f"smartcache: {function} has no address")
+    return address
+
+
+_RELEASE_GIL = _native.sz_release_fn(_address(ctypes.pythonapi.PyEval_SaveThread))
+_REACQUIRE_GIL = _native.sz_reacquire_fn(_address(ctypes.pythonapi.PyEval_RestoreThread))
 _c_size_t = ctypes.c_size_t
 # Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
 _SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))

@@ -94,7 +94,8 @@ class SmartCacheConfig:
     #: SHA-256(canonical disk_path) + ":", so caches with the same disk_path share Redis
     #: entries and others do not.
     redis_key_prefix: Optional[str] = None
-    #: Size of the disk tier's file when it is created (an existing file keeps its size).
+    #: The most the disk tier's file grows to, laid out when it is created (it starts with a
+    #: few MiB on disk; an existing file keeps its layout).
     disk_max_size: Size = 256 << 20
     #: Largest value set() accepts, bytes.
     max_value_size: Size = 16 << 20

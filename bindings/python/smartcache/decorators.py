@@ -17,6 +17,16 @@ process for str/bytes: the same call gets the same key in every process, so entr
 shared tier (Redis, disk) are reused. Keys longer than 200 bytes become
 ``<prefix>:sha256:<hex of the arguments>``.
 
+Closures and lambdas. Functions made by one factory (``make_price(0.9)`` and
+``make_price(0.8)``) or two lambdas share a qualified name (``make_price.<locals>.price``,
+``<lambda>``), so for a qualified name containing ``<locals>`` or ``<lambda>`` the identity
+gains ``@<discriminator>``: a hash of the code object (file, first line, bytecode, names,
+constants) and of the values the closure captured, encoded like arguments, read once when the
+function is decorated. The same closure over the same values gets the same key in every
+process. When a captured value has no stable form (a connection, another function, a cell
+not yet filled) the discriminator is random, unique to that decoration: its entries are never
+shared with another function, nor across processes.
+
 Arguments must have a stable text form: None, bool, int, float, str, bytes, tuple, list, dict,
 set, frozenset, Enum members, objects whose class defines ``__repr__`` without an address in
 it (dataclasses, datetime, Decimal, UUID, ...), or objects with a ``__cache_key__()`` method.
@@ -71,10 +81,11 @@ import json
 import logging
 import threading
 import time
+import uuid
 import warnings
 import weakref
-from typing import (Any, Callable, Dict, MutableMapping, Optional, Set, Tuple, TypeVar, Union,
-                    cast, overload)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, MutableMapping, Optional, Protocol, Set,
+                    Tuple, TypeVar, Union, cast, overload)
 
 try:
     from typing import ParamSpec
@@ -85,8 +96,44 @@ from .cache import SmartCache
 from .defaults import get_default_cache, set_default_cache
 from .errors import SmartCacheError
 
+if TYPE_CHECKING:
+    from typing import Concatenate
+
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+S = TypeVar("S")
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """The type of a ``@cached`` function, for type checkers: it is called like the function
+    (same parameters, same result; a coroutine function's result is its coroutine) and has
+    the management methods. Accessed on an instance (a method), it is the bound method, a
+    plain callable; reach ``invalidate``/``cache_key`` through the class,
+    ``Repo.name.invalidate(repo, 3)``."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Removes the entry of that call; True if it existed."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key of that call."""
+
+    def cache_clear(self) -> int:
+        """Removes the entries this wrapper wrote; returns how many existed."""
+
+    def cache_info(self) -> Dict[str, Any]:
+        """key_prefix, ttl, refresh_ahead and the cache in use."""
+
+    @overload
+    def __get__(self, instance: None, owner: Optional[type] = None) -> "CachedFunction[P, R_co]":
+        ...
+
+    @overload
+    def __get__(self: "CachedFunction[Concatenate[S, P2], R_co]", instance: S,
+                owner: Optional[type] = None) -> "Callable[P2, R_co]": ...
 
 _MISSING = object()
 _HASH_OVER = 200
@@ -132,6 +179,29 @@ def _canon(obj: Any) -> str:
         f"@cached cannot build a stable key from an argument of type {name}: its repr has no "
         "stable text. Give the class a __repr__ or a __cache_key__() method, or pass a "
         "primitive (id, name) instead.")
+
+
+def _code_text(code: Any) -> str:
+    """A code object's stable text: where it is, its bytecode, names and constants."""
+    consts = ",".join(_code_text(c) if inspect.iscode(c) else _canon(c) for c in code.co_consts)
+    return "|".join((code.co_filename, str(code.co_firstlineno), code.co_code.hex(),
+                     ",".join(code.co_names), consts))
+
+
+def _local_discriminator(func: Callable[..., Any]) -> str:
+    """What tells apart functions that share a qualified name (closures made by one factory,
+    lambdas): a hash of the code object and the values the closure captured, encoded like
+    call arguments, so the same closure gets the same key in every process. When a captured
+    value has no stable form (or the code cannot be read) the discriminator is random, unique
+    to this decoration: such a function's entries are never shared, not even across
+    processes, rather than risking another closure's results."""
+    try:
+        parts = [_code_text(getattr(func, "__code__"))]
+        for cell in getattr(func, "__closure__", None) or ():
+            parts.append(_canon(cell.cell_contents))  # ValueError: an empty cell
+    except (AttributeError, TypeError, ValueError):
+        return "local-" + uuid.uuid4().hex
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class _Flight:
@@ -180,6 +250,8 @@ class _CachedFunction:
         self.ttl = ttl
         self.refresh_ahead = refresh_ahead
         identity = f"{func.__module__}.{func.__qualname__}"
+        if "<locals>" in func.__qualname__ or "<lambda>" in func.__qualname__:
+            identity += f"@{_local_discriminator(func)}"
         self.prefix = f"{key_prefix}:{identity}" if key_prefix else identity
         self.explicit_cache = cache
         self.signature = inspect.signature(func)
@@ -414,14 +486,32 @@ def _check_arguments(ttl: Optional[float], key_prefix: Optional[str],
                              "lifetime")
 
 
+class _Decorator(Protocol):
+    """What ``@cached(...)`` returns. A function whose first parameter is a class (a
+    classmethod's ``cls``) keeps a plain callable type: type checkers bind ``cls`` only for
+    plain callables under ``@classmethod``."""
+
+    @overload
+    def __call__(self, func: "Callable[Concatenate[type[S], P], R]",
+                 /) -> "Callable[Concatenate[type[S], P], R]": ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
 @overload
-def cached(ttl: Callable[P, R], /) -> Callable[P, R]: ...
+def cached(ttl: "Callable[Concatenate[type[S], P], R]",
+           /) -> "Callable[Concatenate[type[S], P], R]": ...
+
+
+@overload
+def cached(ttl: Callable[P, R], /) -> CachedFunction[P, R]: ...
 
 
 @overload
 def cached(ttl: Optional[float] = None, key_prefix: Optional[str] = None,
            cache: Optional[SmartCache] = None, refresh_ahead: Optional[float] = None
-           ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+           ) -> _Decorator: ...
 
 
 def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optional[str] = None,
@@ -473,4 +563,4 @@ def cached(ttl: Union[float, None, Callable[..., Any]] = None, key_prefix: Optio
     return decorate
 
 
-__all__ = ["cached", "get_default_cache", "set_default_cache"]
+__all__ = ["CachedFunction", "cached", "get_default_cache", "set_default_cache"]

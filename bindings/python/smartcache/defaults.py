@@ -8,7 +8,9 @@ The rule, in order:
 3. else a memory-only cache with the library defaults, created on first use (and replaced by
    rule 2 as soon as the application opens a cache of its own).
 
-Opened caches are tracked weakly: tracking never keeps a cache alive.
+Opened caches are tracked weakly: tracking never keeps a cache alive. After ``os.fork()``, rule
+2 prefers the caches the child opens: the first cache a pre-forked worker opens is its default,
+and until it opens one the first still open of those its parent opened is.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _chosen: Optional["SmartCache"] = None
-# Caches opened by the application, in opening order (the fallback is not one of them).
+# Caches opened by the application in this process, in opening order (the fallback is not
+# one of them); and those opened before a fork by the parent (or its ancestors), which come
+# after: a forked worker's own first cache is its default.
 _opened: List["weakref.ref[SmartCache]"] = []
+_inherited: List["weakref.ref[SmartCache]"] = []
 _fallback: Optional["SmartCache"] = None
 
 
@@ -35,12 +40,14 @@ def cache_opened(cache: "SmartCache") -> None:
 
 
 def _first_open() -> Optional["SmartCache"]:
-    """The earliest-opened cache still open; forgets those closed or collected before it."""
-    while _opened:
-        cache = _opened[0]()
-        if cache is not None and not cache.closed:
-            return cache
-        del _opened[0]
+    """The earliest cache this process opened that is still open, else the earliest one
+    inherited through fork; forgets those closed or collected before it."""
+    for candidates in (_opened, _inherited):
+        while candidates:
+            cache = candidates[0]()
+            if cache is not None and not cache.closed:
+                return cache
+            del candidates[0]
     return None
 
 
@@ -78,9 +85,14 @@ def set_default_cache(cache: Optional["SmartCache"] = None) -> Optional["SmartCa
 
 def _forget_after_fork() -> None:
     # The child inherits the parent's objects but not its threads; the lock may have been held
-    # by one of them at fork time.
+    # by one of them at fork time. The caches the parent opened rank after the ones this
+    # child opens: a pre-forked worker that opens its own (a post_fork hook) gets it as its
+    # default; one that opens none keeps the parent's (usable after fork, e.g. with gunicorn
+    # --preload). A cache chosen with set_default_cache() stays chosen: an explicit choice.
     global _lock
     _lock = threading.Lock()
+    _inherited[:0] = _opened
+    _opened.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

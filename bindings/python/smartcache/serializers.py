@@ -144,7 +144,7 @@ def _raw_bytes(value: Any) -> bytes:
     bytes-like is refused rather than converted, because a guessed conversion (str to UTF-8,
     int to text) would be read back as bytes and silently differ from what was set."""
     if type(value) is bytes:
-        return cast(bytes, value)
+        return value  # narrowed to bytes by the check above
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     t = type(value)

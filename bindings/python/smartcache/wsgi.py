@@ -4,8 +4,9 @@
     app.wsgi_app = CacheMiddleware(app.wsgi_app, cache=cache, ttl=60)   # Flask
 
 Same options and rules as smartcache.asgi.CacheMiddleware. With pre-forking servers
-(gunicorn), open the SmartCache in each worker (a ``post_fork`` hook, or lazily on first
-request) rather than before the fork; workers share entries through the Redis and disk tiers.
+(gunicorn), a SmartCache opened in the master works in the workers; one a worker opens (a
+``post_fork`` hook, or lazily on first request) becomes that worker's default instead.
+Workers share entries through the Redis and disk tiers.
 ``cache=None`` looks the default cache up per request, which suits a cache opened lazily.
 """
 
@@ -43,9 +44,13 @@ class CacheMiddleware:
         for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(name):
                 headers.append((name.replace("_", "-").lower(), str(environ[name])))
+        host = environ.get("HTTP_HOST") or \
+            f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+        scheme = str(environ.get("wsgi.url_scheme", "http"))
         request = _http.Request(environ.get("REQUEST_METHOD", "GET"),
                                 environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-                                environ.get("QUERY_STRING", ""), headers)
+                                environ.get("QUERY_STRING", ""), headers, scheme=scheme,
+                                host=str(host), root_path=environ.get("SCRIPT_NAME", ""))
         plan = self.policy.plan(request)
         if plan is None:
             return self.app(environ, start_response)
@@ -53,6 +58,9 @@ class CacheMiddleware:
         stored = self._serve_stored(cache, plan, start_response)
         if stored is not None:
             return stored
+        if plan.cookie_bound:
+            # Another user's request is no answer for this one: compute, never wait.
+            return self._compute(cache, plan, environ, start_response, lambda: None)
         with self._lock:
             flight = self._flights.get(plan.key)
             leader = flight is None
@@ -91,7 +99,12 @@ class CacheMiddleware:
     def _compute(self, cache: SmartCache, plan: _http.Plan, environ: Dict[str, Any],
                  start_response: StartResponse, land: Callable[[], None]) -> Iterable[bytes]:
         """Runs the app; stores its response when it may be, passing it through otherwise.
-        `land` is called once the outcome is known (stored, or passed through)."""
+        `land` is called once the outcome is known (stored, or passed through).
+
+        A body known to be small (a list, or a Content-Length within max_body_size) is read
+        whole and answered as a stored response (ETag, Content-Length, X-Cache: MISS). Any
+        other body is handed to the server chunk by chunk as the app yields it, with a copy
+        kept and stored at the end if it completed within max_body_size."""
         captured: List[Any] = []
         chunks: List[bytes] = []
 
@@ -102,32 +115,30 @@ class CacheMiddleware:
         result = self.app(environ, capture)
         body = iter(result)
         try:
+            first = next(body, None)  # a generator app calls start_response at its first step
+            if first is not None:
+                chunks.append(first)
+            ttl = self._storable(plan, captured)
             size = sum(map(len, chunks))
-            ttl: Optional[float] = None
-            for chunk in body:
-                chunks.append(chunk)
-                size += len(chunk)
-                if ttl is None:
-                    ttl = self._storable(plan, captured)
-                    if ttl is None:
+            if ttl is not None and size <= self.policy.max_body_size:
+                length = _http.header(list(captured[1]), "content-length")
+                if (first is not None and not isinstance(result, (list, tuple))
+                        and not (length is not None and length.isdigit()
+                                 and int(length) <= self.policy.max_body_size)):
+                    start_response(*captured)
+                    return _Tee(self, cache, plan, ttl, captured, chunks, body, result, land)
+                for chunk in body:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self.policy.max_body_size:
                         break
-                if size > self.policy.max_body_size:
-                    ttl = None
-                    break
-            else:
-                if ttl is None:
-                    ttl = self._storable(plan, captured)
-                if ttl is not None:
-                    status, headers = captured[0], captured[1]
-                    now = _http.now()
-                    record, stored = self.policy.records(
-                        plan, int(status.split(" ", 1)[0]), list(headers), b"".join(chunks), now)
-                    for key, rec in stored:
-                        cache.set(key, rec.encode(), ttl=ttl)
+                else:
+                    record = self._store(cache, plan, ttl, captured, chunks)
                     _close(result)
                     land()
                     return _respond(start_response,
-                                    *_http.response(record, plan.request, now, hit=False))
+                                    *_http.response(record, plan.request, record.stored_at,
+                                                    hit=False))
         except BaseException:
             _close(result)
             raise
@@ -136,11 +147,21 @@ class CacheMiddleware:
         start_response(*captured)
         return _Passing(chunks, body, result)
 
+    def _store(self, cache: SmartCache, plan: _http.Plan, ttl: float, captured: List[Any],
+               chunks: List[bytes]) -> _http.Record:
+        """Stores a complete response; returns its record."""
+        status, headers = captured[0], captured[1]
+        record, stored = self.policy.records(plan, int(str(status).split(" ", 1)[0]),
+                                             list(headers), b"".join(chunks), _http.now())
+        for key, rec in stored:
+            cache.set(key, rec.encode(), ttl=ttl)
+        return record
+
     def _storable(self, plan: _http.Plan, captured: List[Any]) -> Optional[float]:
         if not captured:
             raise RuntimeError("the WSGI app returned a body before calling start_response")
         status = int(str(captured[0]).split(" ", 1)[0])
-        return self.policy.storable_ttl(plan, status, list(captured[1]))
+        return self.policy.storable_ttl(plan, status, list(captured[1]), _http.now())
 
 
 def _respond(start_response: StartResponse, status: int, headers: _http.Headers,
@@ -174,6 +195,46 @@ class _Passing:
 
     def close(self) -> None:
         _close(self._result)
+
+
+class _Tee:
+    """A streamed response the cache may store: each chunk goes to the server as the app
+    yields it, a copy is kept, and the whole is stored when the app's body ends within
+    max_body_size. `land` (waiters for the key) is called at the end or on close."""
+
+    def __init__(self, middleware: CacheMiddleware, cache: SmartCache, plan: _http.Plan,
+                 ttl: float, captured: List[Any], head: List[bytes], rest: Iterator[bytes],
+                 result: Iterable[bytes], land: Callable[[], None]) -> None:
+        self._args = (middleware, cache, plan, ttl, captured)
+        self._head = head
+        self._rest = rest
+        self._result = result
+        self._land = land
+
+    def __iter__(self) -> Iterator[bytes]:
+        middleware, cache, plan, ttl, captured = self._args
+        copy: Optional[List[bytes]] = list(self._head)
+        size = sum(map(len, self._head))
+        try:
+            yield from self._head
+            for chunk in self._rest:
+                if copy is not None:
+                    size += len(chunk)
+                    if size > middleware.policy.max_body_size:
+                        copy = None  # too large to store: stream the rest only
+                    else:
+                        copy.append(chunk)
+                yield chunk
+            if copy is not None:
+                middleware._store(cache, plan, ttl, captured, copy)
+        finally:
+            self._land()
+
+    def close(self) -> None:
+        try:
+            _close(self._result)
+        finally:
+            self._land()
 
 
 __all__ = ["CacheMiddleware"]

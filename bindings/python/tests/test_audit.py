@@ -1,5 +1,5 @@
-"""Regression tests from the pre-review audit. Each encodes a promise of DESIGN.md or the guide
-(``reference/smartcache-guide.rst``) that the binding broke when the test was written."""
+"""Regression tests from the pre-review audit. Each encodes a promise of the documented contract
+(docs/guide.md, docs/c-api.md) that the binding broke when the test was written."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _raw_set(cache: SmartCache, key: bytes, value: bytes) -> None:
 
 @pytest.mark.parametrize("raw", [b"", b"\x80"], ids=["empty", "pickle-tag-only"])
 def test_get_never_returns_the_previous_keys_value(cache: SmartCache, raw: bytes) -> None:
-    """Guide/DESIGN: ``get(key)`` returns the value stored under *key* (or None). The bug: get()
+    """Guide: ``get(key)`` returns the value stored under *key* (or None). The bug: get()
     copies into a reused per-thread buffer and looked at ``raw[0]`` / unpickled the whole buffer
     without bounding it by the returned length, so a short or empty stored value (written by the
     C ABI or the Go binding into a shared tier) decoded the *previous* get's leftovers: the
@@ -53,7 +53,7 @@ def test_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
 
 
 def test_async_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
-    """As above, for a coroutine function (DESIGN: @cached covers sync and async functions):
+    """As above, for a coroutine function (guide: @cached covers sync and async functions):
     its single-flight path also re-reads the cache and counts a second miss."""
     import asyncio
 
@@ -73,7 +73,7 @@ def test_async_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
 
 @pytest.mark.parametrize("ttl", [18446744073709552, 2 ** 70], ids=["wraps-to-384ms", "wraps-to-0"])
 def test_huge_ttl_is_not_silently_wrapped(ttl: int) -> None:
-    """DESIGN/guide: ``set(key, value, ttl=)`` stores for *ttl* seconds. The bug: the ttl in ms
+    """Guide: ``set(key, value, ttl=)`` stores for *ttl* seconds. The bug: the ttl in ms
     was passed as ctypes.c_uint64(ms), which silently wraps modulo 2**64, so a ttl of ~584
     million years expired after 384 ms, and 2**70 s became 0 = "the tiers' default TTL". Either
     refuse it (ValueError/OverflowError) or keep the entry (at least) well past memory_ttl."""
@@ -116,7 +116,7 @@ def redis_with_password(tmp_path):  # type: ignore[no-untyped-def]
 
 
 def test_health_reports_redis_down_when_every_command_is_refused(redis_with_password: int) -> None:
-    """DESIGN, Semantics: a tier that fails "degrades to a miss or a skipped write, counted in
+    """Guide, Failure behaviour: a tier that fails "degrades to a miss or a skipped write, counted in
     its error stats and shown by health"; header: sz_tier_health.up is "1 when its last use
     succeeded", healthy "1 when every enabled tier is up". The bug: with a URL lacking the
     server's password every SET is refused (NOAUTH) and counted as an error, yet health_check()
@@ -144,7 +144,7 @@ def _resp(port: int, *args: bytes) -> bytes:
 
 
 def test_promotion_from_redis_does_not_outlive_the_redis_entry() -> None:
-    """DESIGN, Semantics: "A hit in a lower tier is copied into the tiers above it with the
+    """Guide, TTL and promotion: "A hit in a lower tier is copied into the tiers above it with the
     entry's *remaining* lifetime (never a fresh full TTL: that would serve stale data past its
     expiry)." L2 is the tier shared by several hosts. The bug: the remaining lifetime of an L2
     hit is computed from the absolute expiry the *writer* put in the frame, read with the

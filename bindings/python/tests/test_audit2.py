@@ -1,4 +1,4 @@
-"""Regression tests from the second audit. Each encodes a promise of DESIGN.md, the guide, an
+"""Regression tests from the second audit. Each encodes a promise of docs/guide.md, the guide, an
 issue's "Deliver" list or the header's doc comments that the library broke when the test was
 written."""
 
@@ -13,7 +13,7 @@ from smartcache._lib import lib
 @pytest.mark.parametrize("symbol", ["sz_cache_get_many", "sz_cache_set_many"])
 def test_c_abi_exports_the_batch_calls(symbol: str) -> None:
     """Issue 5 (L2), Deliver item 2: "Batch calls in the C ABI: `sz_cache_get_many` /
-    `sz_cache_set_many` using MGET and pipelining, falling back per tier." DESIGN.md (L2):
+    `sz_cache_set_many` using MGET and pipelining, falling back per tier." docs/guide.md (L2):
     "MGET and pipelining for batches". The bug: the Redis tier has get_many/set_many
     internally (src/redis/mod.rs, benches/redis.rs), but neither the C ABI nor
     include/smartcache.h offers them: a caller cannot batch at all."""

@@ -15,6 +15,7 @@ from typing import Any, List
 import pytest
 
 from smartcache import SmartCache, SmartCacheConfig, cached
+from smartcache.decorators import CachedFunction
 
 from .conftest import open_or_skip, redis_url_or_fail
 from .test_async_api import completes_without_suspending
@@ -25,7 +26,7 @@ PYTHON_DIR = HERE.parent
 
 def run_python(code: str, **env: str) -> str:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(PYTHON_DIR), **env))
+                       env={**os.environ, "PYTHONPATH": str(PYTHON_DIR), **env})
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -89,8 +90,89 @@ def test_same_key_prefix_never_shares_entries(default_cache: SmartCache) -> None
 
     assert double(4) == 8
     assert triple(4) == 12
-    assert double.cache_key(4) != triple.cache_key(4)  # type: ignore[attr-defined]
-    assert double.cache_key(4).startswith("math:")  # type: ignore[attr-defined]
+    assert double.cache_key(4) != triple.cache_key(4)
+    assert double.cache_key(4).startswith("math:")
+
+
+def make_price(rate: float) -> "CachedFunction[[int], float]":
+    @cached(ttl=60)
+    def price(amount: int) -> float:
+        return amount * rate
+    return price
+
+
+def test_closures_from_one_factory_never_share_entries(default_cache: SmartCache) -> None:
+    discount, other = make_price(0.9), make_price(0.8)
+    assert discount(100) == 90.0
+    assert other(100) == 80.0
+    assert discount.cache_key(100) != other.cache_key(100)
+    # The same factory with the same captured values is the same function: the same entry.
+    assert make_price(0.9).cache_key(100) == discount.cache_key(100)
+
+
+def test_lambdas_never_share_entries(default_cache: SmartCache) -> None:
+    double = cached(ttl=60)(lambda x: x * 2)
+    triple = cached(ttl=60)(lambda x: x * 3)
+    assert double(5) == 10
+    assert triple(5) == 15
+    assert double.cache_key(5) != triple.cache_key(5)
+
+
+def test_closure_over_a_value_without_stable_form_is_never_shared(
+        default_cache: SmartCache) -> None:
+    def make(connection: object) -> "CachedFunction[[int], int]":
+        @cached(ttl=60)
+        def lookup(n: int) -> int:
+            return n + id(connection) % 1000
+        return lookup
+
+    shared = object()
+    first, second = make(shared), make(shared)
+    assert first.cache_key(1) != second.cache_key(1)
+    assert first(1) == 1 + id(shared) % 1000
+
+
+def test_closure_keys_are_the_same_in_every_process(tmp_path: Path) -> None:
+    (tmp_path / "pricing.py").write_text(
+        "from smartcache import cached\n"
+        "def make_price(rate):\n"
+        "    @cached(ttl=60)\n"
+        "    def price(amount):\n"
+        "        return amount * rate\n"
+        "    return price\n")
+    code = ("import pricing; print(pricing.make_price(0.9).cache_key(100), "
+            "pricing.make_price(0.8).cache_key(100))")
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{PYTHON_DIR}"}
+    first = run_python(code, **env).split()
+    assert first == run_python(code, **env).split()
+    assert first[0] != first[1]
+
+
+def test_a_forked_worker_uses_the_first_cache_it_opens() -> None:
+    """The guide's pre-fork flow: the master opened a cache before forking, the worker opens
+    its own (a post_fork hook); the worker's @cached results go to the worker's cache. Until
+    it opens one, the master's cache (usable after fork) stays the default."""
+    code = """
+import os
+from smartcache import SmartCache, SmartCacheConfig, cached, get_default_cache
+
+@cached(ttl=60)
+def f(x):
+    return x
+
+master = SmartCache(SmartCacheConfig(memory_capacity=100))
+pid = os.fork()
+if pid == 0:
+    if get_default_cache() is not master:
+        os._exit(2)
+    worker = SmartCache(SmartCacheConfig(memory_capacity=100))
+    ok = f(1) == 1 and worker.exists(f.cache_key(1)) and not master.exists(f.cache_key(1))
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+f(2)
+print(os.waitstatus_to_exitcode(status), master.exists(f.cache_key(2)))
+"""
+    assert run_python(code) == "0 True"
 
 
 class Catalog:
@@ -273,14 +355,19 @@ def test_mypy_strict_keeps_the_signatures() -> None:
         pytest.fail("mypy is not installed in the venv: run scripts/ensure-deps.sh")
     env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR), MYPYPATH=str(PYTHON_DIR))
 
-    def check(name: str) -> subprocess.CompletedProcess[str]:
+    def check(*paths: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(mypy), "--strict", "--no-incremental", "--follow-imports=silent",
-                               str(HERE / "typed" / name)], capture_output=True, text=True,
+                               *map(str, paths)], capture_output=True, text=True,
                               env=env, timeout=300, cwd=str(PYTHON_DIR))
 
-    good = check("cached_sample.py")
+    # The sample, the decorator example of the docs and the package's own modules.
+    package = sorted((PYTHON_DIR / "smartcache").glob("*.py"))
+    example = PYTHON_DIR.parent.parent / "examples" / "python" / "cached_decorator.py"
+    good = check(HERE / "typed" / "cached_sample.py", *package, example)
     assert good.returncode == 0, good.stdout + good.stderr
-    bad = check("cached_errors.py")
+    bad = check(HERE / "typed" / "cached_errors.py")
     assert bad.returncode == 1, bad.stdout
     assert 'incompatible type "str"; expected "int"' in bad.stdout
     assert "Incompatible types in assignment" in bad.stdout
+    assert 'Argument 1 to "invalidate" of "CachedFunction" has incompatible type' in bad.stdout
+    assert 'Unexpected keyword argument "c" for "cache_key"' in bad.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -82,8 +83,11 @@ def test_key_canonical_form_and_type_sensitivity(default_cache: SmartCache) -> N
     assert key(x=1, y=2) == key(y=2, x=1)
     assert key(Color.RED) != key(1)
     assert key(Query("a")) == key(Query("a")) != key(Query("b"))
-    # key_prefix is a namespace in front of the function's identity, which is always there.
-    prefix = f"canon:{__name__}.{g.__qualname__}"
+    # key_prefix is a namespace in front of the function's identity, which is always there
+    # (a local function's identity ends with a discriminator of its code and closure).
+    prefix = key(1).split(":(")[0]
+    assert re.fullmatch(f"canon:{re.escape(f'{__name__}.{g.__qualname__}')}@[0-9a-f]{{16}}",
+                        prefix), prefix
     assert key(1) == f"{prefix}:(*args=(i1),**kwargs={{}})"
     long_key = key("x" * 500)
     assert long_key.startswith(f"{prefix}:sha256:")
@@ -113,8 +117,9 @@ def test_default_prefix_is_module_and_qualname(default_cache: SmartCache) -> Non
     def named(x: int) -> int:
         return x
 
-    assert named.cache_key(1).startswith(  # type: ignore[attr-defined]
-        f"{__name__}.test_default_prefix_is_module_and_qualname.<locals>.named:(")
+    assert re.match(  # a local function: its identity then its discriminator
+        re.escape(f"{__name__}.test_default_prefix_is_module_and_qualname.<locals>.named@")
+        + "[0-9a-f]{16}:\\(", named.cache_key(1))
 
 
 def test_keys_are_stable_across_processes(tmp_path: Path) -> None:

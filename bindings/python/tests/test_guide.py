@@ -1,4 +1,5 @@
-"""Every runnable example of reference/smartcache-guide.rst, as a test.
+"""Every runnable example of the SmartCache guide's Python API (docs/guide.md, "Python"), as a
+test.
 
 The snippets are kept as written, with three kinds of change only: the import is
 ``from smartcache import ...``; web-framework parts (``@app.get``, ``request``,

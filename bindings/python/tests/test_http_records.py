@@ -43,3 +43,17 @@ def test_keys_sort_the_query_and_include_configured_headers(cache: SmartCache) -
     assert policy.plan(Request("GET", "/admin/users", "", [])) is None
     assert policy.plan(Request("POST", "/a", "", [])) is None
     assert policy.plan(Request("GET", "/a", "", [("Cache-Control", "no-store")])) is None
+
+
+def test_a_cookie_in_the_configured_vary_list_keys_the_request(cache: SmartCache) -> None:
+    keyed = Policy(cache, 60, (), ["Cookie"], (200,), 1024, "p")
+    alice = keyed.plan(Request("GET", "/a", "", [("Cookie", "s=alice")]))
+    bob = keyed.plan(Request("GET", "/a", "", [("Cookie", "s=bob")]))
+    assert alice is not None and bob is not None
+    assert not alice.cookie_bound and alice.key != bob.key
+    # Without it, the request is bound to its cookie: only a Vary: Cookie response is stored.
+    plain = Policy(cache, 60, (), (), (200,), 1024, "p")
+    bound = plain.plan(Request("GET", "/a", "", [("Cookie", "s=alice")]))
+    assert bound is not None and bound.cookie_bound
+    assert plain.storable_ttl(bound, 200, [], 0.0) is None
+    assert plain.storable_ttl(bound, 200, [("Vary", "Accept, Cookie")], 0.0) == 60.0

@@ -1,8 +1,9 @@
 // Command memory shows the memory tier (L1) from Go: Set, the copying Get, the zero-copy
-// GetPinned, TTLs, Delete, GetOrCompute and error values.
+// GetPinned, GetContext, TTLs, Delete, GetOrCompute and error values.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -44,6 +45,14 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("copied get: %s\n", copied)
+
+	// GetContext: a request's context bounds the call (a done context costs no call, and its
+	// deadline shortens the Redis wait when Redis is enabled).
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, ok, err := cache.GetContext(ctx, key); err != nil || !ok {
+		log.Fatal("GetContext: ", ok, err)
+	}
 
 	// An explicit TTL; expired entries are never returned.
 	if err := cache.Set([]byte("session"), []byte("token"), 100*time.Millisecond); err != nil {

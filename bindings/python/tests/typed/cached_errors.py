@@ -12,3 +12,5 @@ def add(a: int, b: int = 1) -> int:
 
 add("one")
 wrong: str = add(1)
+add.invalidate("one")
+add.cache_key(1, c=2)

@@ -35,6 +35,13 @@ class Repo:
 
 
 total: int = add(1, b=2)
+# The documented helpers are part of the type, with the function's parameters.
+existed: bool = add.invalidate(1, b=2)
+removed: int = add.cache_clear()
+key: str = add.cache_key(1)
+fetched_key: str = fetch.cache_key(7)
+repo = Repo()
+method_key: str = Repo.name.cache_key(repo, 3)
 loud: str = shout("x")
 name: str = Repo().name(3)
 kind: str = Repo.kind(2)
