@@ -58,11 +58,11 @@ test-rust:
 	scripts/with-redis.sh $(CARGO) test --release --lib --tests
 
 # Each C test built twice: against the shared library and against the static one.
-$(BUILD)/c/%.so.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+$(BUILD)/c/%.so.bin: c_tests/%.c $(wildcard c_tests/*.h) include/smartcache.h lib
 	@mkdir -p $(BUILD)/c
 	$(CC) $(CFLAGS_TEST) $< -o $@ -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
 
-$(BUILD)/c/%.a.bin: c_tests/%.c c_tests/check.h include/smartcache.h lib
+$(BUILD)/c/%.a.bin: c_tests/%.c $(wildcard c_tests/*.h) include/smartcache.h lib
 	@mkdir -p $(BUILD)/c
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(LIBDIR)/libsmartcache.a $(STATIC_LIBS)
 

@@ -7,11 +7,12 @@
 //!
 //! `smartcache_disk` is the same workload on a cache with the disk tier enabled (every get
 //! still a memory hit): the difference is what keeping memory in step with the other processes
-//! sharing the disk file (the write log check) costs a hit.
+//! sharing the disk file (the write log check) costs a hit. `smartcache_disk_signed` adds
+//! value_secret: signing is done by the disk and Redis tiers only, so it must count the same.
 //!
 //! ```sh
 //! cargo bench --bench l1_instructions --no-run
-//! for c in smartcache smartcache_disk quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//! for c in smartcache smartcache_disk smartcache_disk_signed quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!   --toggle-collect='l1_instructions::gets_*' target/release/deps/l1_instructions-* $c; done
 //! ```
 
@@ -71,10 +72,13 @@ fn main() {
             // Every key read is then one that was set: the sum check below holds.
             (0..GETS).map(|_| 7u64).sum()
         }
-        "smartcache_disk" => {
+        "smartcache_disk" | "smartcache_disk_signed" => {
             let dir = std::env::temp_dir().join(format!("sc-l1-instr-{}", std::process::id()));
             let path = dir.to_str().unwrap();
-            let extra = [("disk_enabled", "true"), ("disk_path", path)];
+            let mut extra = vec![("disk_enabled", "true"), ("disk_path", path)];
+            if which == "smartcache_disk_signed" {
+                extra.push(("value_secret", "instructions-secret-0123"));
+            }
             let c = Smart::open_with(RESIDENT as usize * 2, true, &extra);
             (0..RESIDENT).for_each(|i| c.set(&key(i), &value));
             let sum = gets_smartcache(&c, &keys);

@@ -41,6 +41,25 @@ static int check_passed, check_failed;
         return check_failed ? 1 : 0;                                                       \
     } while (0)
 
+/* The cache's counters in the current sz_stats layout; a failing call is a failed check. */
+static inline sz_stats checked_stats(sz_cache *c) {
+    sz_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
+    return s;
+}
+
+/* Removes a disk_path a test made: the tier's two files, then the directory. */
+static inline void remove_disk_dir(const char *dir) {
+    char file[4200];
+    snprintf(file, sizeof file, "%s/smartcache.l3", dir);
+    remove(file);
+    snprintf(file, sizeof file, "%s/smartcache.writes", dir);
+    remove(file);
+    remove(dir);
+}
+
 /* A quick run (under valgrind) does less of the long loops. */
 static inline int check_quick(void) { return getenv("SMARTCACHE_QUICK") != NULL; }
 
@@ -67,6 +86,15 @@ static inline sz_cache *open_with(const char *const *opts) {
     sz_cache *c = try_open(opts, NULL);
     if (c == NULL) exit(2);
     return c;
+}
+
+/* The cache's health; a failed read prints why (and leaves the fields zero). */
+static inline sz_health health_of(sz_cache *c) {
+    sz_health h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    if (sz_cache_health(c, &h) != SZ_OK) fprintf(stderr, "health: %s\n", sz_last_error());
+    return h;
 }
 
 #endif

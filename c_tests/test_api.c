@@ -503,12 +503,7 @@ static void test_get_memory(void) {
     CHECK_RC(sz_cache_get_memory(&gb, "", 0), SZ_ERR_INVALID);
     sz_cache_close(reader);
     sz_cache_close(writer);
-    char file[96];
-    snprintf(file, sizeof file, "%s/smartcache.l3", path);
-    unlink(file);
-    snprintf(file, sizeof file, "%s/smartcache.writes", path);
-    unlink(file);
-    rmdir(path);
+    remove_disk_dir(path);
 }
 
 int main(void) {

@@ -1,31 +1,13 @@
 /* TTL expiry, eviction by items and by bytes, pinned values outliving their entries. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
-#include <time.h>
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+#include "clock.h"
 
 /* An entry set with a ttl of ttl_ms at or after `set_start` must still be live at a check that
  * started before set_start + ttl_ms (less 1 ms for the cache's clock, which errs early). A busy
  * machine (or valgrind) can stall the test past that between the set and the check; then the
  * check cannot demand the entry, and is skipped. */
 static int surely_live(double set_start, double ttl_ms) { return now_ms() < set_start + ttl_ms - 1; }
-
-static sz_stats stats_of(sz_cache *c) {
-    sz_stats s;
-    s.struct_size = sizeof s;
-    CHECK_RC(sz_cache_stats(c, &s), SZ_OK);
-    return s;
-}
 
 static void test_ttl(void) {
     sz_cache *c = open_with((const char *const[]){"memory_ttl", "1", NULL});
@@ -68,7 +50,7 @@ static void test_ttl(void) {
         reclaimed += r;
     }
     CHECK(reclaimed == 500);
-    CHECK(stats_of(c).size == 0);
+    CHECK(checked_stats(c).size == 0);
     sz_cache_close(c);
 }
 
@@ -79,7 +61,7 @@ static void test_evict_by_items(void) {
         int kl = snprintf(k, sizeof k, "k%d", i);
         CHECK_RC(sz_cache_set(c, k, (size_t)kl, k, (size_t)kl, 0), SZ_OK);
     }
-    sz_stats s = stats_of(c);
+    sz_stats s = checked_stats(c);
     CHECK(s.size <= 1000 && s.size >= 900);
     CHECK(s.evictions == 20000 - s.size);
     /* Whatever survived is intact. */
@@ -107,7 +89,7 @@ static void test_evict_by_bytes(void) {
         int kl = snprintf(k, sizeof k, "b%d", i);
         CHECK_RC(sz_cache_set(c, k, (size_t)kl, val, sizeof val, 0), SZ_OK);
     }
-    sz_stats s = stats_of(c);
+    sz_stats s = checked_stats(c);
     CHECK(s.memory_bytes <= 2u << 20);
     CHECK(s.memory_bytes > 1u << 20);
     CHECK(s.evictions > 0 && s.size < 2100);

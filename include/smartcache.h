@@ -137,6 +137,18 @@
 #define MEMORY_SAMPLE_EVERY 64
 
 /**
+ * Bytes of a tag as stored (the full HMAC-SHA256 output).
+ */
+#define MAC_LEN 32
+
+/**
+ * Bounds of a secret, in bytes, when it is set (empty = signing off).
+ */
+#define MIN_SECRET_LEN 16
+
+#define MAX_SECRET_LEN 4096
+
+/**
  * An open cache. Opaque; safe to use from many threads at once.
  */
 typedef struct sz_cache sz_cache;
@@ -314,6 +326,12 @@ typedef struct {
   uint64_t disk_get_p99_ns;
   uint64_t disk_set_p50_ns;
   uint64_t disk_set_p99_ns;
+  /**
+   * Records refused as a miss because value_secret is set and their MAC was missing or did
+   * not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+   */
+  uint64_t redis_tampered;
+  uint64_t disk_tampered;
 } sz_stats;
 
 /**
@@ -655,6 +673,12 @@ sz_config *sz_config_new(void);
  * - disk_max_size: 65536..=2^38 bytes
  * - auto_expire_interval: 0 (off) or 1..=86400 seconds
  * - max_value_size: 1..=2^31 bytes
+ * - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken
+ *   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed
+ *   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as
+ *   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;
+ *   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a
+ *   set secret as "***", never its text; error messages never contain it.
  *
  * Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
  * sz_config_option lists the names. Options that depend on each other are checked by

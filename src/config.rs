@@ -5,6 +5,7 @@
 //! a TTL of 0 means "no expiry" for that tier.
 
 use crate::error::{Error, Result};
+use crate::sign::Secret;
 use std::path::PathBuf;
 
 /// Longest key accepted by every tier (the disk record stores the key length in 16 bits).
@@ -41,6 +42,10 @@ pub mod bounds {
     pub const AUTO_EXPIRE_INTERVAL_MAX: u64 = 86_400;
     /// max_value_size: 2 GiB, so a value and its record or frame header fit 32-bit lengths.
     pub const MAX_VALUE_SIZE_MAX: u64 = 1 << 31;
+    /// value_secret, value_secret_previous: empty (off) or this many bytes. 16 bytes is the
+    /// least that is not guessable by brute force offline; 4 KiB is more than any key file.
+    pub const SECRET_MIN: usize = crate::sign::MIN_SECRET_LEN;
+    pub const SECRET_MAX: usize = crate::sign::MAX_SECRET_LEN;
 }
 
 /// What values an option accepts.
@@ -68,10 +73,13 @@ pub enum Limit {
     },
     /// true/false, 1/0, yes/no, on/off.
     Boolean,
+    /// Empty (off) or `min..=max` bytes taken verbatim (not trimmed); never quoted back.
+    Secret { min: usize, max: usize },
 }
 
 /// The values option `name` accepts: the one table `set` checks against and the tests probe.
-/// None for an unknown name, or for an option that checks its value itself (a secret).
+/// None for an unknown name. (A secret's bounds are listed here but checked by its own parser,
+/// which never quotes the value.)
 pub fn limit_of(name: &str) -> Option<Limit> {
     use bounds::*;
     let seconds = |zero| Limit::Count {
@@ -146,6 +154,10 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         | "redis_enabled"
         | "disk_enabled"
         | "enable_stats" => Limit::Boolean,
+        "value_secret" | "value_secret_previous" => Limit::Secret {
+            min: SECRET_MIN,
+            max: SECRET_MAX,
+        },
         _ => return None,
     })
 }
@@ -204,6 +216,11 @@ pub struct Config {
     /// Seconds between background expiry passes (0 = off).
     pub auto_expire_interval: u64,
     pub max_value_size: usize,
+
+    /// Signs every record written to Redis and disk (see `sign`); empty = unsigned.
+    pub value_secret: Secret,
+    /// Also accepted when verifying (never used to sign), for rotating `value_secret`.
+    pub value_secret_previous: Secret,
 }
 
 impl Default for Config {
@@ -228,6 +245,8 @@ impl Default for Config {
             enable_stats: true,
             auto_expire_interval: 60,
             max_value_size: 16 << 20,
+            value_secret: Secret::default(),
+            value_secret_previous: Secret::default(),
         }
     }
 }
@@ -253,6 +272,8 @@ pub const OPTION_NAMES: &[&str] = &[
     "enable_stats",
     "auto_expire_interval",
     "max_value_size",
+    "value_secret",
+    "value_secret_previous",
 ];
 
 impl Config {
@@ -300,6 +321,9 @@ impl Config {
             "enable_stats" => self.enable_stats = boolean(name, v)?,
             "auto_expire_interval" => self.auto_expire_interval = number(name, v)?,
             "max_value_size" => self.max_value_size = number(name, v)? as usize,
+            // Taken as given, untrimmed: every byte is part of the secret.
+            "value_secret" => self.value_secret = Secret::parse(name, value)?,
+            "value_secret_previous" => self.value_secret_previous = Secret::parse(name, value)?,
             _ => {
                 return Err(Error::config(format!(
                     "unknown option '{}'",
@@ -332,6 +356,8 @@ impl Config {
             "enable_stats" => self.enable_stats.to_string(),
             "auto_expire_interval" => self.auto_expire_interval.to_string(),
             "max_value_size" => self.max_value_size.to_string(),
+            "value_secret" => self.value_secret.shown(),
+            "value_secret_previous" => self.value_secret_previous.shown(),
             _ => {
                 return Err(Error::config(format!(
                     "unknown option '{}'",
@@ -351,6 +377,12 @@ impl Config {
             if let Some(Limit::Count { .. } | Limit::Bytes { .. }) = limit_of(name) {
                 number(name, &self.get(name)?)?;
             }
+        }
+        if self.value_secret_previous.is_set() && !self.value_secret.is_set() {
+            return Err(Error::config(
+                "value_secret_previous is set without value_secret: set the new secret too \
+                 (the previous one only verifies)",
+            ));
         }
         Ok(())
     }

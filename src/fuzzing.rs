@@ -51,8 +51,24 @@ pub fn redis_frame(data: &[u8]) {
         ),
         None => (0, data),
     };
-    if let Ok(Decoded::Live(payload, fl, remaining)) = frame::decode(stored.to_vec(), now) {
-        assert_eq!(payload.len(), stored.len() - frame::HEADER_LEN);
+    // With a secret the MAC is checked too: a forged frame must be refused, never crash.
+    static SIGNER: once_cell::sync::Lazy<crate::sign::Signer> = once_cell::sync::Lazy::new(|| {
+        let mut cfg = crate::Config::default();
+        cfg.set("value_secret", "fuzzing-secret-0123456789")
+            .expect("a valid secret");
+        crate::sign::Signer::from_config(&cfg).expect("signing on")
+    });
+    let signed = frame::decode(stored.to_vec(), now, Some((&SIGNER, b"fuzz:key")));
+    assert!(
+        !matches!(signed, Ok(Decoded::Live(..))),
+        "a forged frame verified"
+    );
+    if let Ok(Decoded::Live(payload, fl, remaining)) = frame::decode(stored.to_vec(), now, None) {
+        let mac = match stored[3] {
+            frame::VERSION_SIGNED => crate::sign::MAC_LEN,
+            _ => 0,
+        };
+        assert_eq!(payload.len(), stored.len() - frame::HEADER_LEN - mac);
         assert!(remaining.map_or(true, |r| !r.is_zero()));
         if fl & flags::COMPRESSED != 0 {
             decompress_bounded(&payload);
@@ -174,6 +190,12 @@ pub fn config_options(data: &[u8]) {
         match cfg.set(name, value) {
             Ok(()) => {
                 let shown = cfg.get(name).expect("a set option reads back");
+                if let Some(crate::config::Limit::Secret { .. }) = crate::config::limit_of(name) {
+                    // A secret reads back as a placeholder, never as itself.
+                    let want = if value.is_empty() { "" } else { "***" };
+                    assert_eq!(shown, want, "{name} read back as its value");
+                    continue;
+                }
                 let mut again = before;
                 again
                     .set(name, &shown)

@@ -25,6 +25,7 @@ pub mod fuzzing;
 pub mod latency;
 pub mod memory;
 pub mod redis;
+pub mod sign;
 pub mod stats;
 pub mod tier;
 pub mod tiered;

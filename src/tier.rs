@@ -105,6 +105,8 @@ pub struct TierCounters {
     pub sets: AtomicU64,
     pub deletes: AtomicU64,
     pub errors: AtomicU64,
+    /// Records refused because their MAC did not verify, or was missing (see `sign`).
+    pub tampered: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -116,6 +118,7 @@ pub struct TierSnapshot {
     pub sets: u64,
     pub deletes: u64,
     pub errors: u64,
+    pub tampered: u64,
     pub last_error: Option<String>,
 }
 
@@ -135,6 +138,15 @@ impl TierCounters {
     /// Counts an error and keeps its message for health reports.
     pub fn error(&self, message: &str) {
         self.errors.fetch_add(1, Relaxed);
+        self.keep_last_error(message);
+    }
+    /// Counts a record refused by signature checking and keeps why for health reports (it is
+    /// not a transport error, so `errors` is not counted).
+    pub fn tampered(&self, message: &str) {
+        self.tampered.fetch_add(1, Relaxed);
+        self.keep_last_error(message);
+    }
+    fn keep_last_error(&self, message: &str) {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(message.to_string());
         }
@@ -150,9 +162,19 @@ impl TierCounters {
             sets: self.sets.load(Relaxed),
             deletes: self.deletes.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            tampered: self.tampered.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|l| l.clone()),
         }
     }
+}
+
+/// A key as shown in messages: at most its first 64 bytes, non-printable bytes escaped.
+pub fn shown_key(key: &[u8]) -> String {
+    key.iter()
+        .take(64)
+        .flat_map(|b| b.escape_ascii())
+        .map(char::from)
+        .collect()
 }
 
 /// A TTL in seconds from the config as an optional duration (0 = no expiry).

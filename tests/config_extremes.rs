@@ -37,6 +37,11 @@ fn extremes(name: &str) -> Vec<String> {
             v.push(format!("/{}", "p".repeat(max - 1)));
             v.push(format!("/{}", "p".repeat(max)));
         }
+        Some(Limit::Secret { min, max }) => {
+            for n in [min - 1, min, max, max + 1] {
+                v.push("s".repeat(n));
+            }
+        }
         _ => {}
     }
     v
@@ -124,6 +129,14 @@ fn a_value_past_each_bound_is_refused_and_the_bound_itself_accepted() {
                 assert!(c.set(name, &long).is_err(), "{name}");
             }
             Limit::Boolean => assert!(c.set(name, "2").is_err(), "{name}"),
+            Limit::Secret { min, max } => {
+                c.set(name, &"s".repeat(min)).unwrap();
+                c.set(name, &"s".repeat(max)).unwrap();
+                for n in [min - 1, max + 1] {
+                    let e = c.set(name, &"s".repeat(n)).unwrap_err().to_string();
+                    assert!(!e.contains(&"s".repeat(min - 1)), "{name}: quoted: {e}");
+                }
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ var OptionNames = []string{
 	"compression_min_size", "jemalloc_enabled", "redis_enabled", "redis_url", "redis_ttl",
 	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "disk_enabled", "disk_path",
 	"disk_max_size", "disk_ttl", "enable_stats", "auto_expire_interval", "max_value_size",
+	"value_secret", "value_secret_previous",
 }
 
 // Config holds the options of a cache, under the names of the guide's SmartCacheConfig.
@@ -96,10 +97,33 @@ type Config struct {
 	// MaxValueSize is the largest value Set accepts, in bytes (max_value_size; default 16 MiB).
 	MaxValueSize int
 
+	// ValueSecret signs every value written to Redis and disk (HMAC-SHA256); a value found
+	// there without a valid signature is a miss, counted in Stats.RedisTampered /
+	// DiskTampered (value_secret; default "" = off; else 16 to 4096 bytes, the same in every
+	// process sharing the cache). Printing a Config never shows it.
+	ValueSecret Secret
+	// ValueSecretPrevious is accepted when verifying only, to rotate ValueSecret across a
+	// fleet without misses (value_secret_previous; default "" = none).
+	ValueSecretPrevious Secret
+
 	// Options sets options by name, in the text form of sz_config_set; applied after the
 	// fields above.
 	Options map[string]string
 }
+
+// Secret is a secret option's value. Its String and GoString hide it, so fmt never prints it.
+type Secret string
+
+// String returns "***" for a set secret and "" for an unset one.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "***"
+}
+
+// GoString hides the secret from %#v too.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
 
 // Bool returns a pointer to b, for the *bool fields of Config.
 func Bool(b bool) *bool { return &b }
@@ -178,6 +202,12 @@ func (c *Config) options() ([][2]string, error) {
 		return nil, err
 	}
 	num("max_value_size", int64(c.MaxValueSize))
+	if c.ValueSecret != "" {
+		add("value_secret", string(c.ValueSecret))
+	}
+	if c.ValueSecretPrevious != "" {
+		add("value_secret_previous", string(c.ValueSecretPrevious))
+	}
 
 	names := make([]string, 0, len(c.Options))
 	for n := range c.Options {
@@ -212,8 +242,12 @@ func newNativeConfig(op string, c *Config) (*C.sz_config, error) {
 func configSet(op string, cfg *C.sz_config, name, value string) error {
 	// C strings end at the first NUL: refuse one rather than silently set a truncated value.
 	if strings.IndexByte(name, 0) >= 0 || strings.IndexByte(value, 0) >= 0 {
+		shown := value
+		if strings.HasPrefix(name, "value_secret") {
+			shown = Secret(value).String()
+		}
 		return &Error{Op: op, Code: CodeConfig, Message: fmt.Sprintf(
-			"option %q = %q: names and values cannot contain NUL bytes", name, value)}
+			"option %q = %q: names and values cannot contain NUL bytes", name, shown)}
 	}
 	cn, cv := C.CString(name), C.CString(value)
 	defer C.free(unsafe.Pointer(cn))

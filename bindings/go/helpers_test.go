@@ -3,6 +3,9 @@ package smartcache
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -148,4 +151,31 @@ func wantValueWhileLive(t testing.TB, c *Cache, key string, want []byte, setStar
 		}
 	}
 	return ok && pok
+}
+
+func randomPayload(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+// privateRedisConfig is the private test Redis under a fresh prefix, or a skip when there is none.
+func privateRedisConfig(t *testing.T) Config {
+	url := os.Getenv("SMARTCACHE_TEST_REDIS_URL")
+	if url == "" {
+		t.Fatal("SMARTCACHE_TEST_REDIS_URL is not set (run through make test-go)")
+	}
+	prefix := fmt.Sprintf("go-redis-%d-%d:", os.Getpid(), time.Now().UnixNano())
+	return Config{RedisEnabled: true, RedisURL: url, RedisKeyPrefix: prefix, RedisTimeout: time.Second}
+}
+
+// keyedPayload: bytes that are a function of (key id, length), so any writer's value verifies.
+func keyedPayload(id uint32, n int) []byte {
+	b := make([]byte, n)
+	s := id*2654435761 ^ uint32(n)*40503 ^ 0x9e3779b9
+	for i := range b {
+		s = s*1103515245 + 12345
+		b[i] = byte(s >> 23)
+	}
+	return b
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,5 +393,430 @@ func TestStatsPrometheus(t *testing.T) {
 	// StatsJSON and StatsPrometheus share their plumbing: both still work.
 	if _, err := c.StatsJSON(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetMany / SetMany. README: "err = cache.SetMany(keys, values, time.Minute) // one library
+// call; Redis: one pipelined round trip"; "vals, err := cache.GetMany(keys) // copies in key
+// order, nil = missing; Redis: one MGET". Header, sz_cache_set_many: "Every key and value is
+// checked before anything is stored."
+
+func TestGetManyNilEmptyOrder(t *testing.T) {
+	c := open(t, Config{MemoryCapacity: 1000})
+	sizes := []int{0, 1, 4095, 4096, 4097, 1 << 20, 3 << 20}
+	var keys, vals [][]byte
+	for i, n := range sizes {
+		keys = append(keys, []byte(fmt.Sprintf("size-%d", n)))
+		vals = append(vals, randomPayload(n, int64(i)))
+	}
+	if err := c.SetMany(keys, vals, time.Minute); err != nil {
+		t.Fatalf("SetMany: %v", err)
+	}
+	// Reversed, with missing keys between and around, and a key asked for twice.
+	var ask, want [][]byte
+	ask = append(ask, []byte("missing-first"))
+	want = append(want, nil)
+	for i := len(keys) - 1; i >= 0; i-- {
+		ask = append(ask, keys[i], []byte(fmt.Sprintf("missing-%d", i)))
+		want = append(want, vals[i], nil)
+	}
+	ask = append(ask, keys[2])
+	want = append(want, vals[2])
+	got, err := c.GetMany(ask)
+	if err != nil {
+		t.Fatalf("GetMany: %v", err)
+	}
+	if len(got) != len(ask) {
+		t.Fatalf("GetMany returned %d values for %d keys", len(got), len(ask))
+	}
+	for i := range ask {
+		if want[i] == nil {
+			if got[i] != nil {
+				t.Errorf("GetMany[%d] (%q, missing) = %d bytes, want nil", i, ask[i], len(got[i]))
+			}
+			continue
+		}
+		if got[i] == nil {
+			t.Errorf("GetMany[%d] (%q) = nil, want %d bytes (an empty value is an empty slice, "+
+				"not nil)", i, ask[i], len(want[i]))
+			continue
+		}
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("GetMany[%d] (%q) = %d bytes, want %d", i, ask[i], len(got[i]), len(want[i]))
+		}
+	}
+	// The stored empty value in particular: non-nil, length 0.
+	e, err := c.GetMany(byteSlices("size-0"))
+	if err != nil || len(e) != 1 || e[0] == nil || len(e[0]) != 0 {
+		t.Fatalf("GetMany(stored empty value) = %#v, %v; want [[]byte{}]", e, err)
+	}
+	// Copies: changing a result, or the keys slice, changes nothing in the cache.
+	one, _ := c.GetMany(byteSlices("size-1"))
+	one[0][0] ^= 0xff
+	k := []byte("size-1")
+	r, _ := c.GetMany([][]byte{k})
+	k[0] = 'X'
+	if !bytes.Equal(r[0], vals[1]) {
+		t.Fatalf("GetMany result aliases the cache or an earlier result")
+	}
+	wantValue(t, c, "size-1", vals[1])
+	// All missing: every entry nil, no error.
+	none, err := c.GetMany(byteSlices("n1", "n2", "n3"))
+	if err != nil || len(none) != 3 || none[0] != nil || none[1] != nil || none[2] != nil {
+		t.Fatalf("GetMany(all missing) = %#v, %v", none, err)
+	}
+}
+
+func TestSetManyStoresLikeSet(t *testing.T) {
+	c := open(t, Config{})
+	keys := byteSlices("a", "b", "c", "empty")
+	vals := [][]byte{[]byte("1"), []byte("two"), bytes.Repeat([]byte("c"), 10000), {}}
+	if err := c.SetMany(keys, vals, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		wantValue(t, c, string(k), vals[i])
+	}
+	// A nil value is an empty value (the Go zero value of a slice).
+	if err := c.SetMany(byteSlices("nilval"), [][]byte{nil}, 0); err != nil {
+		t.Fatalf("SetMany with a nil value: %v", err)
+	}
+	wantValue(t, c, "nilval", []byte{})
+	// Overwrites.
+	if err := c.SetMany(byteSlices("a", "b"), byteSlices("new-a", "new-b"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, c, "a", []byte("new-a"))
+	wantValue(t, c, "b", []byte("new-b"))
+	// The caller may reuse its slices after the call.
+	kk, vv := []byte("reuse"), []byte("value")
+	if err := c.SetMany([][]byte{kk}, [][]byte{vv}, 0); err != nil {
+		t.Fatal(err)
+	}
+	kk[0], vv[0] = 'X', 'X'
+	wantValue(t, c, "reuse", []byte("value"))
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Sets != 4+1+2+1 {
+		t.Fatalf("Stats().Sets = %d after SetMany of 8 values in all", s.Sets)
+	}
+}
+
+func TestSetManyMismatchedLengths(t *testing.T) {
+	c := open(t, Config{})
+	cases := []struct {
+		keys, vals [][]byte
+	}{
+		{byteSlices("a", "b"), byteSlices("1")},
+		{byteSlices("a"), byteSlices("1", "2")},
+		{byteSlices("a", "b"), nil},
+		{nil, byteSlices("1")},
+	}
+	for _, tc := range cases {
+		err := c.SetMany(tc.keys, tc.vals, 0)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("SetMany(%d keys, %d values) = %v; want ErrInvalid", len(tc.keys), len(tc.vals), err)
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("SetMany error %v (%T) is not an *Error", err, err)
+		}
+	}
+	wantMissing(t, c, "a")
+	wantMissing(t, c, "b")
+	if s, _ := c.Stats(); s.Sets != 0 {
+		t.Fatalf("Sets = %d after refused SetMany calls", s.Sets)
+	}
+}
+
+func TestSetManyStoresNothingIfOneIsBad(t *testing.T) {
+	c := open(t, Config{Options: map[string]string{"max_value_size": "64K"}})
+	mustSet(t, c, "keep", "old")
+	for _, pos := range []int{0, 2, 4} {
+		// An empty key, a key over 65535 bytes, a value over max_value_size, at pos.
+		bads := []struct {
+			name     string
+			key, val []byte
+			sentinel error
+		}{
+			{"empty key", []byte{}, []byte("v"), ErrInvalid},
+			{"nil key", nil, []byte("v"), ErrInvalid},
+			{"long key", bytes.Repeat([]byte("k"), 65536), []byte("v"), ErrTooLarge},
+			{"big value", []byte("bigval"), make([]byte, 65*1024), ErrTooLarge},
+		}
+		for _, bad := range bads {
+			keys := byteSlices("keep", "g1", "g2", "g3")
+			vals := byteSlices("new", "1", "2", "3")
+			keys = append(keys[:pos:pos], append([][]byte{bad.key}, keys[pos:]...)...)
+			vals = append(vals[:pos:pos], append([][]byte{bad.val}, vals[pos:]...)...)
+			err := c.SetMany(keys, vals, 0)
+			if !errors.Is(err, bad.sentinel) {
+				t.Errorf("SetMany with a %s at %d = %v; want %v", bad.name, pos, err, bad.sentinel)
+			}
+			if bad.sentinel == ErrInvalid && err != nil && !strings.Contains(err.Error(), strconv.Itoa(pos)) {
+				t.Errorf("SetMany error %q does not name index %d", err, pos)
+			}
+			wantValue(t, c, "keep", []byte("old"))
+			for _, k := range []string{"g1", "g2", "g3", "bigval"} {
+				if ok, _ := c.Exists([]byte(k)); ok {
+					t.Errorf("SetMany with a %s at %d stored %q", bad.name, pos, k)
+				}
+			}
+		}
+	}
+}
+
+func TestGetManyBadKeys(t *testing.T) {
+	c := open(t, Config{})
+	mustSet(t, c, "a", "1")
+	got, err := c.GetMany([][]byte{[]byte("a"), {}})
+	if !errors.Is(err, ErrInvalid) || got != nil {
+		t.Fatalf("GetMany with an empty key = %v, %v; want nil, ErrInvalid", got, err)
+	}
+	got, err = c.GetMany([][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 65536)})
+	if !errors.Is(err, ErrTooLarge) || got != nil {
+		t.Fatalf("GetMany with a 65536-byte key = %v, %v; want nil, ErrTooLarge", got, err)
+	}
+	// 65535 bytes is a valid (missing) key.
+	got, err = c.GetMany([][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 65535)})
+	if err != nil || len(got) != 2 || string(got[0]) != "1" || got[1] != nil {
+		t.Fatalf("GetMany with a 65535-byte key = %q, %v", got, err)
+	}
+}
+
+func TestManyAfterCloseReturnsErrClosed(t *testing.T) {
+	c, err := Open(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, c, "k", "v")
+	p, ok, err := c.GetPinned([]byte("k"))
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// "Pinned values handed out earlier stay valid until released."
+	if string(p.Bytes()) != "v" {
+		t.Fatalf("pinned value after Close = %q", p.Bytes())
+	}
+	p.Release()
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s after Close = %v; want ErrClosed (matching ErrInvalid too)", op, err)
+		}
+	}
+	vals, err := c.GetMany(byteSlices("k"))
+	check("GetMany", err)
+	if vals != nil {
+		t.Errorf("GetMany after Close returned %q", vals)
+	}
+	check("SetMany", c.SetMany(byteSlices("k"), byteSlices("v"), 0))
+	prom, err := c.StatsPrometheus()
+	check("StatsPrometheus", err)
+	if prom != "" {
+		t.Errorf("StatsPrometheus after Close returned %d bytes", len(prom))
+	}
+	// Also with no keys at all.
+	_, err = c.GetMany(nil)
+	check("GetMany(nil)", err)
+	check("SetMany(nil)", c.SetMany(nil, nil, 0))
+	check("SetMany(mismatched)", c.SetMany(byteSlices("a"), nil, 0))
+}
+
+func TestManyThroughRedisAndDisk(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		cfg := privateRedisConfig(t)
+		a := openTier(t, cfg)
+		b := openTier(t, cfg) // another worker: empty memory, same prefix
+		t.Cleanup(func() { a.Clear() })
+		keys := byteSlices("r1", "r2", "r3", "empty")
+		vals := [][]byte{randomPayload(100, 1), randomPayload(5000, 2), randomPayload(300000, 3), {}}
+		if err := a.SetMany(keys, vals, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.GetMany(append(keys, []byte("absent")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if got[i] == nil || !bytes.Equal(got[i], vals[i]) {
+				t.Errorf("GetMany via Redis [%d] = %d bytes (nil %v), want %d", i, len(got[i]), got[i] == nil, len(vals[i]))
+			}
+		}
+		if got[4] != nil {
+			t.Errorf("absent key = %q", got[4])
+		}
+		s, _ := b.Stats()
+		if s.RedisHits != 4 || s.Hits != 4 || s.Misses != 1 {
+			t.Errorf("stats after GetMany via Redis: %+v", s)
+		}
+	})
+	t.Run("disk", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := Config{DiskEnabled: true, DiskPath: dir, DiskMaxSize: 64 << 20}
+		a := openTier(t, cfg)
+		keys := byteSlices("d1", "d2", "empty")
+		vals := [][]byte{randomPayload(4097, 4), randomPayload(3<<20, 5), {}}
+		if err := a.SetMany(keys, vals, 0); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		b := openTier(t, cfg)
+		got, err := b.GetMany(append([][]byte{[]byte("absent")}, keys...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != nil {
+			t.Errorf("absent = %q", got[0])
+		}
+		for i := range keys {
+			if got[i+1] == nil || !bytes.Equal(got[i+1], vals[i]) {
+				t.Errorf("GetMany via disk [%d] = %d bytes, want %d", i, len(got[i+1]), len(vals[i]))
+			}
+		}
+		if s, _ := b.Stats(); s.DiskHits != 3 {
+			t.Errorf("DiskHits = %d, want 3", s.DiskHits)
+		}
+	})
+}
+
+// Many goroutines batch-reading and batch-writing one cache; every value read is one that was
+// written for its key, whole.
+func TestManyConcurrentValuesWhole(t *testing.T) {
+	c := open(t, Config{MemoryCapacity: 200})
+	value := func(k, ver int) []byte {
+		n := (k*131 + ver*977) % 9000
+		b := make([]byte, n+10)
+		copy(b, fmt.Sprintf("%03d:%05d:", k, ver))
+		for i := 10; i < len(b); i++ {
+			b[i] = byte(k + ver + i)
+		}
+		return b
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(int64(g)))
+			for it := 0; it < 300; it++ {
+				n := 1 + r.Intn(20)
+				keys := make([][]byte, n)
+				ids := make([]int, n)
+				for i := range keys {
+					ids[i] = r.Intn(100)
+					keys[i] = []byte(fmt.Sprintf("key-%d", ids[i]))
+				}
+				if g%2 == 0 {
+					vals := make([][]byte, n)
+					for i := range vals {
+						vals[i] = value(ids[i], it*8+g)
+					}
+					if err := c.SetMany(keys, vals, 0); err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				got, err := c.GetMany(keys)
+				if err != nil || len(got) != n {
+					errs <- fmt.Errorf("GetMany: %d results, %v", len(got), err)
+					return
+				}
+				for i, v := range got {
+					if v == nil {
+						continue
+					}
+					var k, ver int
+					if _, err := fmt.Sscanf(string(v[:10]), "%03d:%05d:", &k, &ver); err != nil || k != ids[i] {
+						errs <- fmt.Errorf("key-%d holds a value of key %d (%v)", ids[i], k, err)
+						return
+					}
+					if !bytes.Equal(v, value(k, ver)) {
+						errs <- fmt.Errorf("key-%d version %d torn", k, ver)
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// Close while other goroutines are in GetMany / SetMany / StatsPrometheus: each call succeeds
+// or returns ErrClosed ("after Close every call returns ErrClosed"), nothing crashes or hangs.
+func TestManyRacingClose(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		c, err := Open(Config{MemoryCapacity: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := byteSlices("a", "b", "c", "d")
+		if err := c.SetMany(keys, keys, 0); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, 8)
+		for g := 0; g < 6; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				<-start
+				for i := 0; ; i++ {
+					var err error
+					switch g % 3 {
+					case 0:
+						var got [][]byte
+						got, err = c.GetMany(append(keys, []byte("missing")))
+						if err == nil && (len(got) != 5 || string(got[2]) != "c" || got[4] != nil) {
+							errs <- fmt.Errorf("GetMany during Close = %q", got)
+							return
+						}
+					case 1:
+						err = c.SetMany(keys, keys, 0)
+					default:
+						_, err = c.StatsPrometheus()
+					}
+					if err != nil {
+						if !errors.Is(err, ErrClosed) {
+							errs <- fmt.Errorf("goroutine %d: %v; want ErrClosed", g, err)
+						}
+						return
+					}
+					if i > 50_000_000 {
+						errs <- fmt.Errorf("goroutine %d never saw ErrClosed", g)
+						return
+					}
+				}
+			}(g)
+		}
+		close(start)
+		time.Sleep(time.Duration(5+10*round) * time.Millisecond)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("goroutines still running 30 s after Close")
+		}
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
 	}
 }

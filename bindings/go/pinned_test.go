@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -227,4 +230,121 @@ func TestLocalKeysUnderGCAndStackGrowth(t *testing.T) {
 		}
 	}
 	stopCollecting()
+}
+
+// ---------------------------------------------------------------------------------------------
+// GetPinned with keys built in local arrays under concurrent GC. Guide: "GetPinned returns a
+// *Value whose Bytes() is valid until Release()"; "Keep the *Value alive until after the last use
+// of Bytes()".
+
+func TestGetPinnedLocalKeysUnderGC(t *testing.T) {
+	old := debug.SetGCPercent(1)
+	defer debug.SetGCPercent(old)
+	c := open(t, Config{MemoryCapacity: 10000})
+	const nkeys = 200
+	valueOf := func(i int) []byte {
+		return []byte(fmt.Sprintf("value-%05d-%s", i, strings.Repeat(string(rune('a'+i%26)), i%300)))
+	}
+	for i := 0; i < nkeys; i++ {
+		var k [20]byte
+		copy(k[:], fmt.Sprintf("local-key-%05d", i))
+		if err := c.Set(k[:], valueOf(i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var gcWG sync.WaitGroup
+	gcWG.Add(1)
+	go func() {
+		defer gcWG.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+				_ = make([]byte, 1<<16) // garbage
+			}
+		}
+	}()
+	var deep func(n int) byte
+	deep = func(n int) byte {
+		var pad [512]byte
+		pad[n%512] = byte(n)
+		if n == 0 {
+			return pad[0]
+		}
+		return deep(n-1) ^ pad[n%512]
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			held := make([]*Value, 0, 8)
+			heldIdx := make([]int, 0, 8)
+			for it := 0; it < 1500; it++ {
+				i := (g*37 + it*11) % nkeys
+				var k [20]byte // a key on this goroutine's stack
+				copy(k[:], fmt.Sprintf("local-key-%05d", i))
+				deep(it % 40) // grows / moves the stack between calls
+				v, ok, err := c.GetPinned(k[:])
+				// Scribble over the key right away: the call must not have kept it.
+				for j := range k {
+					k[j] = 0xEE
+				}
+				if err != nil || !ok {
+					errs <- fmt.Errorf("GetPinned(local-key-%05d) = %v, %v", i, ok, err)
+					return
+				}
+				if !bytes.Equal(v.Bytes(), valueOf(i)) {
+					errs <- fmt.Errorf("GetPinned(local-key-%05d) = %q", i, v.Bytes())
+					return
+				}
+				// Hold a few pins across collections, then check and release them.
+				held = append(held, v)
+				heldIdx = append(heldIdx, i)
+				if len(held) == cap(held) {
+					runtime.GC()
+					for j, hv := range held {
+						if !bytes.Equal(hv.Bytes(), valueOf(heldIdx[j])) || hv.Len() != len(valueOf(heldIdx[j])) {
+							errs <- fmt.Errorf("a pin held across GC changed: %q", hv.Bytes())
+							return
+						}
+						hv.Release()
+					}
+					held, heldIdx = held[:0], heldIdx[:0]
+				}
+				// A missing key from a local array too.
+				var mk [16]byte
+				copy(mk[:], fmt.Sprintf("no-such-%07d", it))
+				if mv, ok, err := c.GetPinned(mk[:]); err != nil || ok || mv != nil {
+					errs <- fmt.Errorf("GetPinned(missing) = %v, %v, %v", mv, ok, err)
+					return
+				}
+				// And GetMany with keys from local arrays.
+				if it%50 == 0 {
+					var k1, k2 [20]byte
+					copy(k1[:], fmt.Sprintf("local-key-%05d", (i+1)%nkeys))
+					copy(k2[:], fmt.Sprintf("local-key-%05d", (i+2)%nkeys))
+					got, err := c.GetMany([][]byte{k1[:], k2[:]})
+					if err != nil || !bytes.Equal(got[0], valueOf((i+1)%nkeys)) || !bytes.Equal(got[1], valueOf((i+2)%nkeys)) {
+						errs <- fmt.Errorf("GetMany(local keys) = %q, %v", got, err)
+						return
+					}
+				}
+			}
+			for _, hv := range held {
+				hv.Release()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(stop)
+	gcWG.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -50,6 +50,9 @@ type Stats struct {
 	// Latency percentiles of gets and sets per tier (zero until the tier saw such an
 	// operation; memory operations are sampled about 1 in 64).
 	MemoryGet, MemorySet, RedisGet, RedisSet, DiskGet, DiskSet Latency
+	// RedisTampered and DiskTampered count values refused (served as misses) because
+	// ValueSecret is set and their signature was missing or did not verify.
+	RedisTampered, DiskTampered uint64
 }
 
 // Latency holds the median and 99th percentile of one kind of operation in one tier.
@@ -85,6 +88,7 @@ func (c *Cache) Stats() (Stats, error) {
 		RedisHits: uint64(s.redis_hits), RedisMisses: uint64(s.redis_misses),
 		RedisErrors: uint64(s.redis_errors), DiskHits: uint64(s.disk_hits),
 		DiskMisses: uint64(s.disk_misses), DiskErrors: uint64(s.disk_errors),
+		RedisTampered: uint64(s.redis_tampered), DiskTampered: uint64(s.disk_tampered),
 		Uptime:       time.Duration(s.uptime_ms) * time.Millisecond,
 		MemoryErrors: uint64(s.memory_errors),
 		MemoryGet:    latency(s.memory_get_p50_ns, s.memory_get_p99_ns),

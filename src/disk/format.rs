@@ -5,6 +5,7 @@
 //! build are shared by every process on the host and survive upgrades.
 
 use crate::config::MAX_KEY_LEN;
+use crate::sign::MAC_LEN;
 
 pub(crate) const MAGIC: [u8; 8] = *b"SCACHEL3";
 /// Version 2: the file is sparse and grows as it is used (`disk::grow`); the header gains the
@@ -90,7 +91,8 @@ impl Geometry {
         let rest = budget
             .checked_sub(index_bytes)
             .ok_or_else(|| "disk_max_size too small for the index".to_string())?;
-        let biggest = record_len(MAX_KEY_LEN, max_value_size);
+        // A signed record stores its MAC with the value.
+        let biggest = record_len(MAX_KEY_LEN, max_value_size.saturating_add(MAC_LEN));
         let mut seg_size = (rest / TARGET_SEGMENTS / PAGE * PAGE).max(round_up(biggest, PAGE));
         let mut seg_count = 0;
         let mut segtab_bytes = 0;
@@ -247,7 +249,11 @@ pub struct RecordHeader {
     pub crc: u32,
     pub flags: u8,
     pub key_len: u16,
+    /// Bytes of the stored value, the MAC included when `mac_len` is not 0.
     pub value_len: u32,
+    /// 0 = unsigned; MAC_LEN = the stored value starts with an HMAC-SHA256 (crate::sign,
+    /// domain "disk") over key, flags, expiry and the rest of the value.
+    pub mac_len: u8,
     pub pos: u64,
     /// Absolute wall-clock deadline in unix milliseconds; 0 = never expires.
     pub expires_ms: u64,
@@ -264,14 +270,22 @@ impl RecordHeader {
         b[5] = RECORD_MARK;
         b[6..8].copy_from_slice(&self.key_len.to_le_bytes());
         b[8..12].copy_from_slice(&self.value_len.to_le_bytes());
+        b[12] = self.mac_len;
         b[16..24].copy_from_slice(&self.pos.to_le_bytes());
         b[24..32].copy_from_slice(&self.expires_ms.to_le_bytes());
         b
     }
 
-    /// None when the bytes cannot be a record header at all.
+    /// None when the bytes cannot be a record header at all. (Builds from before signing
+    /// required bytes 12..16 to be zero, so they read a signed record as damage, never as a
+    /// value with a MAC glued to its front.)
     pub fn decode(b: &[u8; RECORD_HEADER]) -> Option<RecordHeader> {
-        if b[5] != RECORD_MARK || le_u32(b, 12) != 0 {
+        let mac_len = b[12];
+        if b[5] != RECORD_MARK
+            || b[13..16] != [0, 0, 0]
+            || !(mac_len == 0 || mac_len as usize == MAC_LEN)
+            || le_u32(b, 8) < mac_len as u32
+        {
             return None;
         }
         Some(RecordHeader {
@@ -279,6 +293,7 @@ impl RecordHeader {
             flags: b[4],
             key_len: u16::from_le_bytes([b[6], b[7]]),
             value_len: le_u32(b, 8),
+            mac_len,
             pos: le_u64(b, 16),
             expires_ms: le_u64(b, 24),
         })
@@ -289,12 +304,15 @@ impl RecordHeader {
     }
 }
 
-/// The checksum a record stores: over header bytes 4..32 (everything but the crc), key, value.
-pub fn record_crc(header: &[u8; RECORD_HEADER], key: &[u8], value: &[u8]) -> u32 {
+/// The checksum a record stores: over header bytes 4..32 (everything but the crc), key, and
+/// the stored value, given in parts (a signed record's MAC, then its value).
+pub fn record_crc(header: &[u8; RECORD_HEADER], key: &[u8], value: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[4..]);
     h.update(key);
-    h.update(value);
+    for part in value {
+        h.update(part);
+    }
     h.finalize()
 }
 
@@ -407,11 +425,23 @@ mod tests {
             flags: 1,
             key_len: 65535,
             value_len: 123_456,
+            mac_len: MAC_LEN as u8,
             pos: 1 << 40,
             expires_ms: 1_700_000_000_000,
         };
         assert_eq!(RecordHeader::decode(&h.encode()), Some(h));
         assert_eq!(RecordHeader::decode(&[0u8; RECORD_HEADER]), None);
+        // A MAC length other than 0 or MAC_LEN, or longer than the value, is not a record.
+        for (at, v) in [(12, 16u8), (13, 1), (15, 1)] {
+            let mut b = h.encode();
+            b[at] = v;
+            assert_eq!(RecordHeader::decode(&b), None, "byte {at} = {v}");
+        }
+        let short = RecordHeader {
+            value_len: MAC_LEN as u32 - 1,
+            ..h
+        };
+        assert_eq!(RecordHeader::decode(&short.encode()), None);
         assert_eq!(h.record_len() % RECORD_ALIGN, 0);
         assert_eq!(record_len(1, 1), 40);
     }
@@ -423,19 +453,20 @@ mod tests {
             flags: 0,
             key_len: 1,
             value_len: 1,
+            mac_len: 0,
             pos: 0,
             expires_ms: 0,
         }
         .encode();
-        let base = record_crc(&h, b"k", b"v");
-        assert_ne!(base, record_crc(&h, b"k", b"w"));
-        assert_ne!(base, record_crc(&h, b"j", b"v"));
+        let base = record_crc(&h, b"k", &[b"v"]);
+        assert_ne!(base, record_crc(&h, b"k", &[b"w"]));
+        assert_ne!(base, record_crc(&h, b"j", &[b"v"]));
         let mut h2 = h;
         h2[24] = 1;
-        assert_ne!(base, record_crc(&h2, b"k", b"v"));
+        assert_ne!(base, record_crc(&h2, b"k", &[b"v"]));
         let mut h3 = h;
         h3[0] = 0xff; // the crc field itself is not covered
-        assert_eq!(base, record_crc(&h3, b"k", b"v"));
+        assert_eq!(base, record_crc(&h3, b"k", &[b"v"]));
     }
 
     #[test]

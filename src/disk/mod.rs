@@ -18,7 +18,8 @@ pub mod write_log;
 
 use crate::config::MAX_KEY_LEN;
 use crate::error::{Error, Result};
-use crate::tier::{Hit, TierCounters, TierSnapshot};
+use crate::sign::{Domain, Signed, Signer, Verdict, MAC_LEN};
+use crate::tier::{shown_key, Hit, TierCounters, TierSnapshot};
 use file::io_err;
 use format::{
     header_version, key_hash, record_crc, record_len, Geometry, RecordHeader, HEADER_LEN, HEAD_OFF,
@@ -69,6 +70,8 @@ pub struct DiskTier {
     file: File,
     lock: WriterLock,
     max_value_size: usize,
+    /// Signs records written and checks records read (None: `value_secret` unset).
+    signer: Option<Signer>,
     counters: TierCounters,
     corruptions: AtomicU64,
     /// Next index slot expire_step examines (per process; any starting point is correct).
@@ -95,6 +98,10 @@ enum Probe {
     /// The record's segment was reclaimed while we copied it: the copy means nothing.
     Raced,
     Corrupt,
+    /// Intact, but its MAC is missing or wrong while a secret is set.
+    Tampered(Verdict),
+    /// Intact, but its value is longer than this cache's max_value_size.
+    TooLarge(usize),
 }
 
 /// A record examined under the writer lock.
@@ -182,6 +189,7 @@ impl DiskTier {
             file,
             lock: WriterLock::new(),
             max_value_size,
+            signer: None,
             counters: TierCounters::default(),
             corruptions: AtomicU64::new(corruptions),
             expire_cursor: AtomicU64::new(0),
@@ -191,6 +199,14 @@ impl DiskTier {
         tier.check_head()?;
         tier.reserve_what_is_recorded(header_version(&hdr))?;
         Ok(tier)
+    }
+
+    /// Signs every record this tier writes, and serves only records whose MAC verifies (see
+    /// `crate::sign` and docs/disk-format.md). None: records are written unsigned and every
+    /// intact record is served.
+    pub fn with_signer(mut self, signer: Option<Signer>) -> DiskTier {
+        self.signer = signer;
+        self
     }
 
     /// The head is the one mutable header word the geometry crc cannot cover. Any value is safe
@@ -256,6 +272,19 @@ impl DiskTier {
                     Probe::Corrupt => {
                         self.corruptions.fetch_add(1, Ordering::Relaxed);
                     }
+                    Probe::Tampered(v) => {
+                        let why = format!("as tampered: {}", v.reason());
+                        self.counters.tampered(&self.refusal(key, &why));
+                        return Ok(None);
+                    }
+                    Probe::TooLarge(n) => {
+                        let why = format!(
+                            "value of {n} bytes is over max_value_size {}",
+                            self.max_value_size
+                        );
+                        self.counters.error(&self.refusal(key, &why));
+                        return Ok(None);
+                    }
                 }
             }
             if !raced {
@@ -263,6 +292,17 @@ impl DiskTier {
             }
         }
         Ok(None)
+    }
+
+    /// Why a record of `key` was refused, for last_error.
+    #[cold]
+    fn refusal(&self, key: &[u8], why: &str) -> String {
+        Error::io(format!(
+            "key '{}' in {} refused: {why}",
+            shown_key(key),
+            self.path.display()
+        ))
+        .to_string()
     }
 
     /// Stores a value. ttl None = never expires; the deadline is stored as absolute unix ms so
@@ -276,8 +316,9 @@ impl DiskTier {
                 self.max_value_size
             )));
         }
-        let len = record_len(key.len(), value.len());
-        if len > self.geo.seg_size || value.len() > u32::MAX as usize {
+        let mac_len = if self.signer.is_some() { MAC_LEN } else { 0 };
+        let len = record_len(key.len(), value.len() + mac_len);
+        if len > self.geo.seg_size || value.len() + mac_len > u32::MAX as usize {
             return Err(Error::TooLarge(format!(
                 "record of {len} bytes exceeds the disk segment size {}",
                 self.geo.seg_size
@@ -517,8 +558,12 @@ impl DiskTier {
             return Probe::Raced;
         }
         // The copy is now known to be what the writer wrote (or what the disk damaged).
-        if h.pos != pos || record_crc(&hb, key, &value) != h.crc {
+        if h.pos != pos || record_crc(&hb, key, &[&value]) != h.crc {
             return Probe::Corrupt;
+        }
+        let mac_len = h.mac_len as usize;
+        if vlen - mac_len > self.max_value_size {
+            return Probe::TooLarge(vlen - mac_len);
         }
         // The clock is read only for entries that expire: it is a measurable share of a hit.
         let expires_ns = match h.expires_ms {
@@ -526,6 +571,23 @@ impl DiskTier {
             deadline if deadline > now_ms() => Some(deadline.saturating_mul(1_000_000)),
             _ => return Probe::Expired,
         };
+        if let Some(signer) = &self.signer {
+            let record = Signed {
+                key,
+                flags: h.flags,
+                expires_ms: h.expires_ms,
+                value: &value[mac_len..],
+            };
+            match signer.verify(
+                Domain::Disk,
+                &record,
+                (mac_len > 0).then(|| &value[..mac_len]),
+            ) {
+                Verdict::Valid => {}
+                refused => return Probe::Tampered(refused),
+            }
+        }
+        value.drain(..mac_len);
         Probe::Hit(Hit {
             value,
             flags: h.flags,
@@ -552,7 +614,7 @@ impl DiskTier {
             return Probe::Raced;
         }
         let (k, v) = body.split_at(h.key_len as usize);
-        if h.pos == loc.pos && record_crc(hb, k, v) == h.crc {
+        if h.pos == loc.pos && record_crc(hb, k, &[v]) == h.crc {
             Probe::Other
         } else {
             Probe::Corrupt
@@ -617,8 +679,21 @@ impl DiskTier {
     }
 
     fn write(&self, key: &[u8], value: &[u8], flags: u8, expires_ms: u64) -> Result<()> {
+        // Signed outside the lock: it costs about a microsecond per KiB.
+        let mac = self.signer.as_ref().map(|s| {
+            s.sign(
+                Domain::Disk,
+                &Signed {
+                    key,
+                    flags,
+                    expires_ms,
+                    value,
+                },
+            )
+        });
+        let mac: &[u8] = mac.as_ref().map_or(&[], |m| m.as_slice());
         let _g = self.locked()?;
-        let len = record_len(key.len(), value.len());
+        let len = record_len(key.len(), mac.len() + value.len());
         let head = self.head().load(Ordering::Relaxed);
         let place = self
             .ring
@@ -639,11 +714,12 @@ impl DiskTier {
             crc: 0,
             flags,
             key_len: key.len() as u16,
-            value_len: value.len() as u32,
+            value_len: (mac.len() + value.len()) as u32,
+            mac_len: mac.len() as u8,
             pos: place.pos,
             expires_ms,
         };
-        h.crc = record_crc(&h.encode(), key, value);
+        h.crc = record_crc(&h.encode(), key, &[mac, value]);
         let hb = h.encode();
         let at = self.data_ptr(place.pos);
         // SAFETY: place() keeps the record inside one segment of the mapping; the space from the
@@ -651,11 +727,9 @@ impl DiskTier {
         unsafe {
             ptr::copy_nonoverlapping(hb.as_ptr(), at, RECORD_HEADER);
             ptr::copy_nonoverlapping(key.as_ptr(), at.add(RECORD_HEADER), key.len());
-            ptr::copy_nonoverlapping(
-                value.as_ptr(),
-                at.add(RECORD_HEADER + key.len()),
-                value.len(),
-            );
+            let at_value = at.add(RECORD_HEADER + key.len());
+            ptr::copy_nonoverlapping(mac.as_ptr(), at_value, mac.len());
+            ptr::copy_nonoverlapping(value.as_ptr(), at_value.add(mac.len()), value.len());
         }
         self.reclaim(place.pos, place.end);
         // Release: a reader that sees the new head, or the slot published after it, sees the

@@ -35,6 +35,12 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
 /// - disk_max_size: 65536..=2^38 bytes
 /// - auto_expire_interval: 0 (off) or 1..=86400 seconds
 /// - max_value_size: 1..=2^31 bytes
+/// - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken
+///   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed
+///   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as
+///   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;
+///   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a
+///   set secret as "***", never its text; error messages never contain it.
 ///
 /// Booleans take true/false/1/0/yes/no/on/off; sizes take an optional K, M or G suffix.
 /// sz_config_option lists the names. Options that depend on each other are checked by

@@ -69,6 +69,11 @@ pub struct sz_stats {
     pub disk_get_p99_ns: u64,
     pub disk_set_p50_ns: u64,
     pub disk_set_p99_ns: u64,
+    /* Added with value_secret; present when struct_size covers them. */
+    /// Records refused as a miss because value_secret is set and their MAC was missing or did
+    /// not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+    pub redis_tampered: u64,
+    pub disk_tampered: u64,
 }
 
 /// Health of one tier.
@@ -150,6 +155,8 @@ impl From<&CacheStats> for sz_stats {
             disk_get_p99_ns: lat(TierId::Disk, Op::Get).p99_ns,
             disk_set_p50_ns: lat(TierId::Disk, Op::Set).p50_ns,
             disk_set_p99_ns: lat(TierId::Disk, Op::Set).p99_ns,
+            redis_tampered: snap(&s.redis).tampered,
+            disk_tampered: snap(&s.disk).tampered,
         }
     }
 }
@@ -284,7 +291,7 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
         let _ = write!(
             j,
             ",\"{name}\":{{\"enabled\":{},\"up\":{},\"hits\":{},\"misses\":{},\"sets\":{},\
-             \"deletes\":{},\"errors\":{},\"last_error\":{},\"latency\":{}{file}}}",
+             \"deletes\":{},\"errors\":{},\"tampered\":{},\"last_error\":{},\"latency\":{}{file}}}",
             health.enabled,
             health.up,
             t.hits,
@@ -292,6 +299,7 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
             t.sets,
             t.deletes,
             t.errors,
+            t.tampered,
             t.last_error.as_deref().map_or("null".into(), quote),
             latency_json(s, tier)
         );
@@ -466,6 +474,17 @@ pub(crate) fn stats_prometheus(s: &CacheStats, h: &Health) -> String {
         "counter",
         "Failed calls to the tier.",
         &per_tier(&|t| t.4 as f64),
+    );
+    let tampered: Vec<(String, f64)> = [("redis", &h.redis, &s.redis), ("disk", &h.disk, &s.disk)]
+        .into_iter()
+        .filter(|t| t.1.enabled)
+        .map(|(name, _, t)| (format!("{{tier=\"{name}\"}}"), snap(t).tampered as f64))
+        .collect();
+    metric(
+        "tampered_total",
+        "counter",
+        "Records refused because value_secret is set and their MAC was missing or wrong.",
+        &tampered,
     );
     let mut quantiles = Vec::new();
     for (tier, tname) in TIERS {

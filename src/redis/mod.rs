@@ -10,8 +10,11 @@
 //! their disk file, while two differently configured caches do not collide. Set
 //! `redis_key_prefix` to share across hosts whose disk paths differ.
 //!
-//! **Values** are framed (see [`frame`]): magic, version, flags, absolute expiry, payload. A
-//! value under our prefix that is not a valid frame reads as a miss and counts as an error.
+//! **Values** are framed (see [`frame`]): magic, version, flags, absolute expiry, a MAC when
+//! `value_secret` is set, payload. A value under our prefix that is not a valid frame reads as
+//! a miss and counts as an error; one whose MAC is wrong or missing while a secret is set is a
+//! miss counted as `tampered`; one whose payload is longer than `max_value_size` is a miss
+//! counted as an error.
 //!
 //! **Failures** (see [`breaker`]): every call ends within `redis_timeout_ms` (plus ~2 ms
 //! slack), covering pool wait, connect, login, write and read together. Waiting for a free
@@ -41,10 +44,11 @@ pub mod url;
 use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::tier::{ttl_from_secs, Hit, TierCounters, TierSnapshot};
+use crate::sign::Signer;
+use crate::tier::{shown_key, ttl_from_secs, Hit, TierCounters, TierSnapshot};
 use breaker::{Breaker, BreakerState, ProbeThread, FAILURE_THRESHOLD, PROBE_INTERVAL};
 use conn::{Conn, ConnError, ConnErrorKind, Reply};
-use frame::Decoded;
+use frame::{Decoded, Foreign};
 use pool::Pool;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -95,6 +99,10 @@ struct Inner {
     timeout: Duration,
     url_shown: String,
     default_ttl: Option<Duration>,
+    /// Signs what is written and checks what is read (None: `value_secret` unset).
+    signer: Option<Signer>,
+    /// A stored payload longer than this is refused as a miss (another writer's, or forged).
+    max_value_size: usize,
     /// Why the latest probe failed (None once one succeeded).
     probe_error: Mutex<Option<String>>,
 }
@@ -144,6 +152,8 @@ impl RedisTier {
             timeout,
             url_shown,
             default_ttl: ttl_from_secs(cfg.redis_ttl),
+            signer: Signer::from_config(cfg),
+            max_value_size: cfg.max_value_size,
             probe_error: Mutex::new(None),
         });
 
@@ -260,9 +270,12 @@ impl RedisTier {
     /// True when `get` would return a value, without counting a hit or miss (for `exists`,
     /// which must not move the hit ratio).
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self
-            .fetch(key)?
-            .is_some_and(|v| matches!(frame::decode(v, frame::now_ms()), Ok(Decoded::Live(..)))))
+        Ok(self.fetch(key)?.is_some_and(|v| {
+            matches!(
+                self.inner.decode(key, v, frame::now_ms()),
+                Ok(Decoded::Live(..))
+            )
+        }))
     }
 
     /// What `get` would return, not counted as a hit or miss (a re-check by the coordinator).
@@ -271,7 +284,7 @@ impl RedisTier {
             return Ok(None);
         };
         let now_ms = frame::now_ms();
-        Ok(match frame::decode(stored, now_ms) {
+        Ok(match self.inner.decode(key, stored, now_ms) {
             Ok(Decoded::Live(value, flags, remaining)) => {
                 Some(live_hit(value, flags, remaining, now_ms))
             }
@@ -282,7 +295,7 @@ impl RedisTier {
     /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
     pub fn set(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
         let k = self.inner.key(key);
-        let (framed, px) = framed(value, flags, ttl);
+        let (framed, px) = self.inner.framed(&k, value, flags, ttl);
         self.inner.run(|c, d| {
             let reply = match &px {
                 Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes()], d)?,
@@ -307,15 +320,19 @@ impl RedisTier {
         expires_ns: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
         let k = self.inner.key(key);
+        let signer = self.inner.signer.as_ref().map(|s| (s, &k[..]));
         let (framed, px) = match expires_ns {
-            None => (frame::encode(value, flags, 0), None),
+            None => (frame::encode(value, flags, 0, signer), None),
             Some(ns) => {
                 let at_ms = ns / 1_000_000;
                 let Some(left) = at_ms.checked_sub(frame::now_ms()).filter(|&ms| ms > 0) else {
                     return Ok(None);
                 };
                 // Redis's own expiry only reclaims the key; the frame's is what reads obey.
-                (frame::encode(value, flags, at_ms), Some(left.to_string()))
+                (
+                    frame::encode(value, flags, at_ms, signer),
+                    Some(left.to_string()),
+                )
             }
         };
         let stored = self.inner.run(|c, d| {
@@ -453,8 +470,9 @@ impl RedisTier {
         let prepared: Vec<(Vec<u8>, Vec<u8>, Option<String>)> = items
             .iter()
             .map(|(k, v, fl, ttl)| {
-                let (f, px) = framed(v, *fl, *ttl);
-                (self.inner.key(k), f, px)
+                let key = self.inner.key(k);
+                let (f, px) = self.inner.framed(&key, v, *fl, *ttl);
+                (key, f, px)
             })
             .collect();
         let failed = self.inner.run(|c, d| {
@@ -626,6 +644,49 @@ impl Inner {
         }
     }
 
+    /// Frames a value for `redis_key` (the full key), signed when a secret is set, with the
+    /// PX argument its TTL needs.
+    fn framed(
+        &self,
+        redis_key: &[u8],
+        value: &[u8],
+        flags: u8,
+        ttl: Option<Duration>,
+    ) -> (Vec<u8>, Option<String>) {
+        let signer = self.signer.as_ref().map(|s| (s, redis_key));
+        match ttl {
+            None => (frame::encode(value, flags, 0, signer), None),
+            Some(ttl) => {
+                let ms = frame::ttl_ms(ttl);
+                let at = frame::now_ms().saturating_add(ms);
+                (
+                    frame::encode(value, flags, at, signer),
+                    Some(ms.to_string()),
+                )
+            }
+        }
+    }
+
+    /// Unframes (and with a secret, verifies) what is stored under `key`, refusing a payload
+    /// over max_value_size.
+    /// `now_ms` is the instant a live value's remaining time is counted from.
+    fn decode(
+        &self,
+        key: &[u8],
+        stored: Vec<u8>,
+        now_ms: u64,
+    ) -> std::result::Result<Decoded, Foreign> {
+        let signer = self.signer.as_ref();
+        let redis_key = signer.map(|_| self.key(key));
+        let decoded = frame::decode(stored, now_ms, signer.zip(redis_key.as_deref()))?;
+        match decoded {
+            Decoded::Live(v, ..) if v.len() > self.max_value_size => {
+                Err(Foreign::TooLarge(v.len(), self.max_value_size))
+            }
+            d => Ok(d),
+        }
+    }
+
     /// Counts and unframes what GET/MGET returned for `key`.
     fn unframe(&self, key: &[u8], stored: Option<Vec<u8>>) -> Option<Hit> {
         let Some(stored) = stored else {
@@ -633,7 +694,7 @@ impl Inner {
             return None;
         };
         let now_ms = frame::now_ms();
-        match frame::decode(stored, now_ms) {
+        match self.decode(key, stored, now_ms) {
             Ok(Decoded::Live(value, flags, remaining)) => {
                 self.counters.hit();
                 Some(live_hit(value, flags, remaining, now_ms))
@@ -644,14 +705,15 @@ impl Inner {
             }
             Err(why) => {
                 self.counters.miss();
-                let shown: String = key
-                    .iter()
-                    .take(64)
-                    .flat_map(|b| b.escape_ascii())
-                    .map(char::from)
-                    .collect();
-                let msg = format!("key '{shown}' under our prefix holds a foreign value: {why}");
-                self.counters.error(&Error::backend(msg).to_string());
+                let shown = shown_key(key);
+                if let Foreign::Tampered(_) = why {
+                    let msg = format!("key '{shown}' in redis {why}");
+                    self.counters.tampered(&Error::backend(msg).to_string());
+                } else {
+                    let msg =
+                        format!("key '{shown}' under our prefix holds a foreign value: {why}");
+                    self.counters.error(&Error::backend(msg).to_string());
+                }
                 None
             }
         }
@@ -672,17 +734,6 @@ fn live_hit(value: Vec<u8>, flags: u8, remaining: Option<Duration>, now_ms: u64)
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Only whole-value stores happen under these locks: poisoning cannot leave them torn.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn framed(value: &[u8], flags: u8, ttl: Option<Duration>) -> (Vec<u8>, Option<String>) {
-    match ttl {
-        None => (frame::encode(value, flags, 0), None),
-        Some(ttl) => {
-            let ms = frame::ttl_ms(ttl);
-            let at = frame::now_ms().saturating_add(ms);
-            (frame::encode(value, flags, at), Some(ms.to_string()))
-        }
-    }
 }
 
 fn expect_ok(what: &str, reply: Reply) -> std::result::Result<(), CallError> {

@@ -28,6 +28,7 @@ use crate::fork::{self, ForkAware, Held};
 use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
 use crate::redis::RedisTier;
+use crate::sign::Signer;
 use crate::stats::{CacheStats, RateWindow};
 use crate::tier::{clamp_ttl, flags, ttl_from_secs, LowerTier, TierCounters};
 use background::Background;
@@ -97,7 +98,8 @@ impl Cache {
                     &config.disk_path,
                     config.disk_max_size,
                     config.max_value_size,
-                )?,
+                )?
+                .with_signer(Signer::from_config(&config)),
                 ttl_from_secs(config.disk_ttl),
             ))),
             false => None,

@@ -27,6 +27,7 @@ from .errors import (
     InvalidArgumentError,
     KeyTooLargeError,
     OutOfMemoryError,
+    SecurityWarning,
     SerializationError,
     SmartCacheError,
     TierUnavailableError,
@@ -43,5 +44,6 @@ __all__ = [
     "SmartCacheError", "InvalidArgumentError", "TooLargeError", "KeyTooLargeError",
     "ValueTooLargeError", "OutOfMemoryError", "DiskIOError", "BackendError", "ConfigError",
     "TierUnavailableError", "InternalError", "SerializationError", "CacheClosedError",
+    "SecurityWarning",
     "__version__",
 ]

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "f34f0b1ec70ecd0c9736c321988bfd62e5ee04835222bd9c81d3b4d7f1e2767a"
+HEADER_SHA256 = "e54a8fea0f3f76e27aa98f8cb71d8f1a27611ccfbfe46534ffb18842539be3c3"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -202,6 +202,9 @@ class sz_stats(ctypes.Structure):
         ('disk_get_p99_ns', ctypes.c_uint64),
         ('disk_set_p50_ns', ctypes.c_uint64),
         ('disk_set_p99_ns', ctypes.c_uint64),
+        # Records refused as a miss because value_secret is set and their MAC was missing or did * not verify (forged, damaged, or signed with another secret), in Redis / the disk file.
+        ('redis_tampered', ctypes.c_uint64),
+        ('disk_tampered', ctypes.c_uint64),
     ]
 
 
@@ -283,7 +286,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes
+    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db` or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a   set secret as "***", never its text; error messages never contain it.
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
     # The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL past the last: lets a program or binding walk every option. Static; never free it.
     'sz_config_option': (ctypes.c_char_p, [ctypes.c_size_t], ('index',)),

@@ -10,6 +10,7 @@ import pickle
 import sys
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple,
@@ -18,7 +19,13 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping,
 from . import _native, _offload, defaults
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
-from .errors import CacheClosedError, InvalidArgumentError, SmartCacheError, error_for
+from .errors import (
+    CacheClosedError,
+    InvalidArgumentError,
+    SecurityWarning,
+    SmartCacheError,
+    error_for,
+)
 from .serializers import TAG_PICKLE, Codec, SerializerSpec
 
 Key = Union[str, bytes]
@@ -244,6 +251,13 @@ class CacheStats:
         return dict(self.__dict__)
 
 
+_UNSIGNED_PICKLE = (
+    "SmartCache opened with the pickle serializer, the Redis tier on and no value_secret: "
+    "anyone who can write to that Redis (or sit on the network path to it) can store a pickle "
+    "that runs code in this process on the next get(). Set SmartCacheConfig.value_secret "
+    "(values are then signed and unsigned ones refused), or use serializer='json'.")
+
+
 class SmartCache:
     """A multi-tier cache (memory L1, Redis L2, disk L3) in the native library.
 
@@ -263,6 +277,8 @@ class SmartCache:
         self.config: SmartCacheConfig = config
         self._codec = Codec(serializer)
         config.validate()
+        if self._codec.name == "pickle" and config.redis_enabled and not config.value_secret:
+            warnings.warn(_UNSIGNED_PICKLE, SecurityWarning, stacklevel=2)
         cfg = config._to_native()
         handle = _CachePtr()
         try:

@@ -29,6 +29,7 @@ _BOOL_FIELDS = frozenset({
 })
 _SECONDS_FIELDS = frozenset({"memory_ttl", "redis_ttl", "disk_ttl", "auto_expire_interval"})
 _COUNT_FIELDS = frozenset({"memory_capacity", "redis_timeout_ms", "redis_pool_size"})
+_SECRET_FIELDS = frozenset({"value_secret", "value_secret_previous"})
 _SIZE_FIELDS = frozenset({
     "memory_max_bytes", "compression_min_size", "disk_max_size", "max_value_size",
 })
@@ -99,6 +100,13 @@ class SmartCacheConfig:
     disk_max_size: Size = 256 << 20
     #: Largest value set() accepts, bytes.
     max_value_size: Size = 16 << 20
+    #: Signs every value written to Redis and disk (HMAC-SHA256); values found there without a
+    #: valid signature are misses, counted as ``tampered``. "" = off; else 16 to 4096 bytes,
+    #: the same on every process sharing the cache. Never shown by repr() or to_dict().
+    value_secret: str = field(default="", repr=False)
+    #: The secret before the current one, accepted when reading only (for rotating the
+    #: secret across a fleet). "" = none.
+    value_secret_previous: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,6 +150,9 @@ class SmartCacheConfig:
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str or path, "
                                 f"not {type(value).__name__}")
+        elif name in _SECRET_FIELDS:
+            if not isinstance(value, str):
+                raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
         elif name == "redis_url":
             if not isinstance(value, str):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
@@ -177,9 +188,12 @@ class SmartCacheConfig:
         return cast("ctypes._Pointer[_native.sz_config]", cfg)
 
     def to_dict(self) -> Dict[str, Any]:
-        """The fields as a plain dict (e.g. for logging or JSON)."""
+        """The fields as a plain dict (e.g. for logging or JSON); a set secret shows as "***"."""
         d = dataclasses.asdict(self)
         d["disk_path"] = os.fspath(self.disk_path)
+        for name in _SECRET_FIELDS:
+            if d[name]:
+                d[name] = "***"
         return d
 
 

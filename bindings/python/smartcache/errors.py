@@ -12,6 +12,11 @@ from typing import Dict, Optional, Type
 from . import _native
 
 
+class SecurityWarning(UserWarning):
+    """A cache was opened in a way that lets others run code or change values in this process
+    (see docs/guide.md, "Trust model")."""
+
+
 class SmartCacheError(Exception):
     """Base of every error from the library or this binding.
 

@@ -4,6 +4,7 @@ test-python`, or the repository's build/lib)."""
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from typing import Iterator
 
@@ -14,6 +15,11 @@ from smartcache import (ConfigError, SmartCache, SmartCacheConfig, TierUnavailab
 from smartcache._native import SZ_ERR_CONFIG
 
 TIER_UNAVAILABLE = "not available in this build"
+
+# Sizes around the receive buffer's steps (4 KiB) and beyond it (MiBs).
+KIB = 1024
+MIB = 1024 * 1024
+SIZES = [0, 1, 4095, 4096, 4097, MIB, 3 * MIB]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,3 +75,17 @@ def default_cache() -> Iterator[SmartCache]:
 @pytest.fixture
 def unique_prefix() -> str:
     return f"sctest-{uuid.uuid4().hex[:12]}:"
+
+
+def payload(n: int, seed: int, compressible: bool = False) -> bytes:
+    """n bytes, different per seed; compressible or not (LZ4 runs on values >= 1 KiB)."""
+    if compressible:
+        unit = f"<{seed}>".encode()
+        return (unit * (n // len(unit) + 1))[:n]
+    rnd = random.Random(seed)
+    return rnd.randbytes(n)
+
+
+def keyed_payload(key_id: int, n: int) -> bytes:
+    """Bytes that are a function of (key id, length): any writer's value verifies."""
+    return random.Random(key_id * 1_000_003 + n).randbytes(n)

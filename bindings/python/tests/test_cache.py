@@ -18,6 +18,7 @@ import smartcache
 from smartcache import (CacheClosedError, InvalidArgumentError, KeyTooLargeError,
                         SerializationError, SmartCache, SmartCacheConfig, SmartCacheError,
                         ValueTooLargeError)
+from smartcache._lib import lib
 
 
 @dataclass
@@ -304,3 +305,42 @@ def test_context_manager_closes() -> None:
 def test_cache_rejects_non_config() -> None:
     with pytest.raises(TypeError, match="SmartCacheConfig"):
         SmartCache({"memory_capacity": 5})  # type: ignore[arg-type]
+
+
+def _raw_set(cache: SmartCache, key: bytes, value: bytes) -> None:
+    """Stores bytes exactly as another writer of the same cache would (the C ABI, the Go binding,
+    a process sharing the disk tier or the Redis prefix): no Python tag byte."""
+    assert lib.sz_cache_set(cache._h, key, len(key), value, len(value), 0) == 0
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x80"], ids=["empty", "pickle-tag-only"])
+def test_get_never_returns_the_previous_keys_value(cache: SmartCache, raw: bytes) -> None:
+    """Guide: ``get(key)`` returns the value stored under *key* (or None). The bug: get()
+    copies into a reused per-thread buffer and looked at ``raw[0]`` / unpickled the whole buffer
+    without bounding it by the returned length, so a short or empty stored value (written by the
+    C ABI or the Go binding into a shared tier) decoded the *previous* get's leftovers: the
+    value of a different key came back."""
+    secret = {"user": "alice", "token": "s3cr3t"}
+    cache.set("other", secret)
+    assert cache.get("other") == secret  # leaves its pickle in this thread's buffer
+    _raw_set(cache, b"short", raw)
+    try:
+        got = cache.get("short")
+    except SerializationError:
+        return  # refusing a value the binding did not write is fine
+    assert got != secret
+
+
+@pytest.mark.parametrize("ttl", [18446744073709552, 2 ** 70], ids=["wraps-to-384ms", "wraps-to-0"])
+def test_huge_ttl_is_not_silently_wrapped(ttl: int) -> None:
+    """Guide: ``set(key, value, ttl=)`` stores for *ttl* seconds. The bug: the ttl in ms
+    was passed as ctypes.c_uint64(ms), which silently wraps modulo 2**64, so a ttl of ~584
+    million years expired after 384 ms, and 2**70 s became 0 = "the tiers' default TTL". Either
+    refuse it (ValueError/OverflowError) or keep the entry (at least) well past memory_ttl."""
+    with SmartCache(SmartCacheConfig(memory_ttl=1)) as c:
+        try:
+            c.set("k", "v", ttl=ttl)
+        except (ValueError, OverflowError):
+            return
+        time.sleep(1.3)
+        assert c.get("k") == "v"

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from smartcache import SmartCache, cached, get_default_cache, set_default_cache
+from smartcache import SmartCache, SmartCacheConfig, cached, get_default_cache, set_default_cache
 
 
 def test_results_are_cached_and_wraps_metadata(default_cache: SmartCache) -> None:
@@ -353,3 +353,39 @@ def test_bad_decorator_arguments() -> None:
         cached(key_prefix=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cache"):
         cached(cache="x")  # type: ignore[arg-type]
+
+
+def test_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
+    """Guide, Cache Analytics: ``stats.hit_ratio`` / ``stats.misses`` are the cache's hit/miss
+    ratios. One @cached call that computes (one miss) and one that is served (one hit) is 1 hit,
+    1 miss, 50%. The bug: the decorator's single-flight re-check ran a second get() on the
+    cache, so every computed call counted two misses and the ratio read 33%."""
+    with SmartCache(SmartCacheConfig()) as c:
+        @cached(ttl=600, key_prefix="user_data", cache=c)
+        def get_user_data(user_id: int) -> dict:
+            return {"user_id": user_id}
+
+        get_user_data(1)
+        get_user_data(1)
+        stats = c.get_stats()
+        assert (stats.hits, stats.misses) == (1, 1)
+        assert f"{stats.hit_ratio:.2%}" == "50.00%"
+
+
+def test_async_cached_miss_then_hit_is_a_fifty_percent_hit_ratio() -> None:
+    """As above, for a coroutine function (guide: @cached covers sync and async functions):
+    its single-flight path also re-reads the cache and counts a second miss."""
+    import asyncio
+
+    with SmartCache(SmartCacheConfig()) as c:
+        @cached(ttl=600, key_prefix="user_data_async", cache=c)
+        async def get_user_data(user_id: int) -> dict:
+            return {"user_id": user_id}
+
+        async def main() -> None:
+            await get_user_data(1)
+            await get_user_data(1)
+
+        asyncio.run(main())
+        stats = c.get_stats()
+        assert (stats.hits, stats.misses) == (1, 1)

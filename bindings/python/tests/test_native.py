@@ -13,6 +13,7 @@ import pytest
 
 import smartcache
 from smartcache import _native, cache as cache_mod
+from smartcache._lib import lib
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -124,3 +125,16 @@ def test_library_in_the_package_directory_comes_before_the_env_var(tmp_path: Pat
     pkg = _package_copy(tmp_path, with_library=True)
     other = str(Path(smartcache.lib_path).resolve())
     assert _loaded_library(tmp_path, other) == str(pkg / "libsmartcache.so")
+
+
+@pytest.mark.checkout
+@pytest.mark.parametrize("symbol", ["sz_cache_get_many", "sz_cache_set_many"])
+def test_c_abi_exports_the_batch_calls(symbol: str) -> None:
+    """Issue 5 (L2), Deliver item 2: "Batch calls in the C ABI: `sz_cache_get_many` /
+    `sz_cache_set_many` using MGET and pipelining, falling back per tier." docs/guide.md (L2):
+    "MGET and pipelining for batches". The bug: the Redis tier has get_many/set_many
+    internally (src/redis/mod.rs, benches/redis.rs), but neither the C ABI nor
+    include/smartcache.h offers them: a caller cannot batch at all."""
+    assert hasattr(lib, symbol), f"libsmartcache does not export {symbol}"
+    header = open(__file__.rsplit("/bindings/", 1)[0] + "/include/smartcache.h").read()
+    assert f"{symbol}(" in header, f"include/smartcache.h does not declare {symbol}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Callable, List
+from typing import Any, Callable, List
 
 import pytest
 
 from smartcache import CacheClosedError, SmartCache, SmartCacheConfig
+
+from .conftest import payload
 
 
 def value_for(key: str, version: int) -> dict:
@@ -160,3 +162,72 @@ def test_other_threads_run_while_a_get_waits_for_redis() -> None:
         silent.close()
     assert waited >= 0.9, waited  # it really waited for Redis
     assert during >= 2 * per_50ms, (during, per_50ms)
+
+
+def versioned(key: str, version: int) -> Any:
+    n = [0, 1, 100, 4095, 4096, 4097, 20000, 70000][version % 8]
+    kind = version % 3
+    body = (key + ":" + str(version) + ":").encode() + payload(n, version)
+    if kind == 0:
+        return body
+    if kind == 1:
+        return {"key": key, "version": version, "body": body}
+    return body.hex()
+
+
+def check_versioned(key: str, v: Any) -> None:
+    if isinstance(v, dict):
+        assert v["key"] == key
+        assert v == versioned(key, v["version"])
+        return
+    raw = v if isinstance(v, bytes) else bytes.fromhex(v)
+    k, ver, _ = raw.split(b":", 2)
+    assert k.decode() == key, (key, raw[:40])
+    assert v == versioned(key, int(ver)), key
+
+
+def test_get_under_threads_with_writers() -> None:
+    cache = SmartCache(SmartCacheConfig(memory_capacity=10_000))
+    keys = [f"key-{i}" for i in range(40)]
+    for k in keys:
+        cache.set(k, versioned(k, 0))
+    errors: List[BaseException] = []
+    done = threading.Event()
+
+    def reader(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            for _ in range(1500):
+                k = rnd.choice(keys)
+                v = cache.get(k)
+                if v is not None:
+                    check_versioned(k, v)
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+
+    def writer(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            version = 1
+            while not done.is_set():
+                k = rnd.choice(keys)
+                if rnd.random() < 0.1:
+                    cache.delete(k)
+                else:
+                    cache.set(k, versioned(k, version))
+                version += 1
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    writers = [threading.Thread(target=writer, args=(100 + i,)) for i in range(2)]
+    for t in readers + writers:
+        t.start()
+    for t in readers:
+        t.join(60)
+    done.set()
+    for t in writers:
+        t.join(60)
+    assert not any(t.is_alive() for t in readers + writers)
+    assert not errors, errors[:3]
+    cache.close()

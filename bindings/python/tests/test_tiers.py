@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from smartcache import SmartCache, SmartCacheConfig
 
 from .conftest import open_or_skip, redis_url_for_config, redis_url_or_fail
@@ -104,3 +106,54 @@ def test_redis_down_degrades_to_misses(unique_prefix: str) -> None:
         h = cache.health_check()
         assert h["tiers"]["redis"]["enabled"] and h["healthy"] is False
         assert h["tiers"]["redis"]["last_error"]
+
+
+def _resp(port: int, *args: bytes) -> bytes:
+    """One raw RESP command to the private test Redis (no client library needed)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), 2) as s:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        return s.recv(4096)
+
+
+def test_promotion_from_redis_does_not_outlive_the_redis_entry() -> None:
+    """Guide, TTL and promotion: "A hit in a lower tier is copied into the tiers above it with the
+    entry's *remaining* lifetime (never a fresh full TTL: that would serve stale data past its
+    expiry)." L2 is the tier shared by several hosts. The bug: the remaining lifetime of an L2
+    hit is computed from the absolute expiry the *writer* put in the frame, read with the
+    *reader's* clock; when the writer's clock runs ahead (here 10 minutes), an entry whose Redis
+    lifetime is 1 s is promoted into L1 for 10 minutes and served long after Redis dropped it.
+    The frame below is exactly what a writer 10 minutes ahead stores for set(k, b"v", ttl=1)
+    (layout: src/redis/frame.rs); Redis's PTTL is the lifetime all hosts agree on."""
+    import os
+    import struct
+
+    from .conftest import redis_url_or_fail
+
+    url = redis_url_or_fail()
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    prefix = f"promotion-skew-{os.getpid()}:"
+    ahead_ms = 600_000
+    with SmartCache(SmartCacheConfig(redis_enabled=True, redis_url=url,
+                                     redis_key_prefix=prefix)) as c:
+        # The Redis lifetime is 1 s; should a busy machine stall the test past it between the
+        # SET and the get (the entry then rightly gone), again with a longer one.
+        for px_ms in (1000, 4000, 16000):
+            key = f"k{px_ms}"
+            expiry = int(time.time() * 1000) + ahead_ms + px_ms
+            frame = b"\xffSC\x01\x00" + struct.pack("<Q", expiry) + b"Bv"
+            t0 = time.monotonic()
+            assert _resp(port, b"SET", f"{prefix}{key}".encode(), frame, b"PX",
+                         str(px_ms).encode()).startswith(b"+OK")
+            got = c.get(key)  # an L2 hit, promoted into L1
+            if got == b"v":
+                break
+            assert got is None and time.monotonic() - t0 >= px_ms / 1000, got
+        else:
+            pytest.fail("the entry was never read back within its Redis lifetime")
+        # The promoted copy's lifetime is at most the PTTL read at the get, so it has passed
+        # half a second after the get whatever the load.
+        time.sleep(px_ms / 1000 + 0.5)
+        assert _resp(port, b"EXISTS", f"{prefix}{key}".encode()).startswith(b":0")  # dropped
+        assert c.get(key) is None
