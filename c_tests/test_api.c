@@ -269,6 +269,42 @@ static void test_batches(void) {
     sz_cache_close(c);
 }
 
+/* A batch with one entry over a limit stores none of them (SZ_ERR_TOO_LARGE, nothing stored);
+ * the memory budget applies to the stored (compressed) size. */
+static void test_batch_is_all_or_nothing(void) {
+    sz_cache *c = open_with((const char *const[]){"memory_max_bytes", "1M", NULL});
+    static unsigned char noise[2 << 20], doc[2 << 20];
+    uint64_t x = 88172645463325252u;
+    for (size_t i = 0; i < sizeof noise; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        noise[i] = (unsigned char)x;
+        doc[i] = "{\"id\": 1, \"tags\": [\"a\"]} "[i % 25];
+    }
+    CHECK_RC(sz_cache_set(c, "a", 1, "old", 3, 0), SZ_OK);
+    const void *keys[] = {"a", "b", "c"};
+    const size_t key_lens[] = {1, 1, 1};
+    const void *vals[] = {"new", "2", noise};
+    const size_t val_lens[] = {3, 1, sizeof noise};
+    CHECK_RC(sz_cache_set_many(c, keys, key_lens, vals, val_lens, 3, 0), SZ_ERR_TOO_LARGE);
+    CHECK(strstr(sz_last_error(), "vals[2]") != NULL);
+    char out[8];
+    size_t n = 0;
+    CHECK_RC(sz_cache_get_copy(c, "a", 1, out, sizeof out, &n), SZ_OK);
+    CHECK(n == 3 && memcmp(out, "old", 3) == 0);
+    CHECK_RC(sz_cache_exists(c, "b", 1), SZ_NOT_FOUND);
+    CHECK_RC(sz_cache_exists(c, "c", 1), SZ_NOT_FOUND);
+
+    vals[2] = doc;
+    CHECK_RC(sz_cache_set_many(c, keys, key_lens, vals, val_lens, 3, 0), SZ_OK);
+    sz_value *v = NULL;
+    CHECK_RC(sz_cache_get(c, "c", 1, &v), SZ_OK);
+    CHECK(v && sz_value_len(v) == sizeof doc && memcmp(sz_value_data(v), doc, sizeof doc) == 0);
+    sz_value_release(v);
+    CHECK_RC(sz_cache_get_copy(c, "a", 1, out, sizeof out, &n), SZ_OK);
+    CHECK(n == 3 && memcmp(out, "new", 3) == 0);
+    sz_cache_close(c);
+}
+
 static void test_compression(void) {
     sz_cache *c = open_with((const char *const[]){"compression_min_size", "512", NULL});
     static char doc[64 * 1024];
@@ -483,5 +519,6 @@ int main(void) {
     test_stats_health_json();
     test_compression();
     test_batches();
+    test_batch_is_all_or_nothing();
     CHECK_SUMMARY();
 }

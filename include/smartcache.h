@@ -506,11 +506,12 @@ int sz_cache_get_many(sz_cache *c,
 /**
  * Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in
  * every enabled tier; Redis receives them pipelined in one round trip. Every key and value is
- * checked before anything is stored.
+ * checked against every limit before anything is stored: any error means nothing was stored.
  *
  * Returns SZ_OK; SZ_ERR_INVALID for a NULL argument or an empty key (naming its index);
- * SZ_ERR_TOO_LARGE for a key or value over its limit (nothing stored). With n == 0 the arrays
- * may be NULL.
+ * SZ_ERR_TOO_LARGE for a key or value over its limit (max_value_size, or with memory as the
+ * only tier memory's per-shard byte budget, on the compressed size), naming its index. With
+ * n == 0 the arrays may be NULL.
  *
  * # Safety
  * `c` from sz_cache_open; when n > 0, the four arrays hold n elements each and every pointer
@@ -545,6 +546,11 @@ int sz_cache_exists(sz_cache *c, const void *key, size_t key_len);
 /**
  * Removes this cache's entries from every tier (in Redis only keys under its prefix). Pinned
  * values stay valid until released.
+ *
+ * Returns SZ_OK; SZ_ERR_BACKEND when Redis is up but could not finish the clear within
+ * redis_timeout_ms (or refused it): memory and disk are cleared, this process reads Redis
+ * again only once the clear has finished there, but until then other processes could read
+ * what it left. With Redis down the clear is finished there when it returns (SZ_OK).
  *
  * # Safety
  * `c` is NULL or from sz_cache_open.

@@ -9,7 +9,7 @@
 //! slightly *fewer* ticks, so an entry may expire a few microseconds early, never late.
 
 use once_cell::sync::Lazy;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A point in time in clock ticks. 0 is reserved by callers to mean "never".
 pub type Ticks = u64;
@@ -135,6 +135,23 @@ pub fn deadline_after(ttl: Option<Duration>) -> Option<Ticks> {
     ttl.map(|d| now().saturating_add(ticks_in(d)))
 }
 
+/// Wall-clock time now, in nanoseconds since the unix epoch (0 before it).
+pub fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The tick at which the wall clock reaches `unix_ns`, rounded early; None once it has passed.
+/// The tick count is read before the wall clock, and the time left is counted from the wall
+/// clock reading, so the tick returned is never later than the instant itself (the rate's
+/// rounding, see `calibrate`, errs early too).
+pub fn deadline_at_unix_ns(unix_ns: u64) -> Option<Ticks> {
+    let ticks_now = now();
+    let left = unix_ns.checked_sub(self::unix_ns()).filter(|&ns| ns > 0)?;
+    Some(ticks_now.saturating_add(ticks_in(Duration::from_nanos(left))))
+}
+
 /// Time left until `deadline` (zero once passed).
 pub fn remaining(deadline: Ticks) -> Duration {
     duration_of(deadline.saturating_sub(now()))
@@ -159,6 +176,20 @@ mod tests {
             assert!(back <= d, "{back:?} > {d:?}");
             assert!(back >= d - d / 500, "{back:?} too short for {d:?}");
         }
+    }
+
+    #[test]
+    fn a_wall_clock_deadline_becomes_a_tick_no_later_than_it() {
+        assert_eq!(deadline_at_unix_ns(unix_ns() - 1), None);
+        let wall = unix_ns() + 20_000_000;
+        let dl = deadline_at_unix_ns(wall).expect("20 ms ahead");
+        while unix_ns() < wall {
+            std::hint::spin_loop();
+        }
+        assert!(
+            now() >= dl,
+            "the wall clock passed the deadline but the tick has not"
+        );
     }
 
     #[test]

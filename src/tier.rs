@@ -1,9 +1,13 @@
-//! What the tiers share: the shape of a hit in a lower tier, entry flags, and per-tier counters.
+//! What the tiers share: the shape of a hit in a lower tier, entry flags, per-tier counters, and
+//! `LowerTier`, the interface of every tier below memory.
 //!
-//! Each tier (memory, redis, disk) exposes plain methods `get/set/delete/clear/stats`; the
-//! coordinator in `tiered.rs` composes them. Lifetimes cross tiers as *remaining* time, so a
-//! promoted entry never outlives its original deadline.
+//! The memory tier stays a concrete type (its hit path is the hot path); the tiers below it
+//! (Redis, disk) are `LowerTier`s that the coordinator in `tiered/` holds in read order. Lifetimes cross tiers as *absolute* deadlines
+//! (rounded down), so a promoted entry never outlives its deadline in the tier it came from: a
+//! duration would be counted again from a later instant by the receiving tier.
 
+use crate::error::Result;
+use crate::latency::TierId;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,8 +24,76 @@ pub struct Hit {
     /// The stored bytes (still compressed when `flags & COMPRESSED`).
     pub value: Vec<u8>,
     pub flags: u8,
-    /// Time left before the entry expires; None = no expiry.
-    pub remaining: Option<Duration>,
+    /// When the entry expires in the tier it was read from, in unix nanoseconds (wall clock),
+    /// never later than that tier's own deadline; None = no expiry.
+    pub expires_ns: Option<u64>,
+}
+
+impl Hit {
+    /// Time left before the entry expires (rounded down, zero once passed); None = no expiry.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.expires_ns
+            .map(|at| Duration::from_nanos(at.saturating_sub(crate::clock::unix_ns())))
+    }
+}
+
+/// Up/down state and last error of one tier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TierHealth {
+    pub enabled: bool,
+    pub up: bool,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// An entry for `LowerTier::set_many`: key, stored bytes, entry flags.
+pub type Entry<'a> = (&'a [u8], &'a [u8], u8);
+
+/// A tier below memory, as the coordinator's read and write paths use it. Every call may fail
+/// (Err: an I/O error, a timeout, an open breaker); the tier counts its own hits, misses, sets,
+/// deletes and errors, and the coordinator treats a failure as a miss or a skipped write.
+///
+/// Adding a tier means implementing this and adding it to the coordinator's list (see
+/// `tiered::stack`): the read order is the list's, the write order its reverse.
+pub trait LowerTier: Send + Sync {
+    /// Which tier this is, for latency stats.
+    fn id(&self) -> TierId;
+    /// The live entry of `key` (counted as a hit or a miss).
+    fn get(&self, key: &[u8]) -> Result<Option<Hit>>;
+    /// `get` for many keys, in their order.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Hit>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+    /// What `get` would return, not counted (a re-check, or `exists`).
+    fn peek(&self, key: &[u8]) -> Result<Option<Hit>>;
+    /// Stores entries written by the caller for `ttl` (None: this tier's default).
+    fn set_many(&self, entries: &[Entry<'_>], ttl: Option<Duration>) -> Result<()>;
+    /// Stores a copy of an entry found in a tier below, expiring at `expires_ns` (unix ns, None
+    /// = never, capped by this tier's default TTL), only if `key` is absent: a value a writer
+    /// stored meanwhile is newer and stays. Some(token) when stored, for `withdraw`.
+    fn fill_if_absent(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u8,
+        expires_ns: Option<u64>,
+    ) -> Result<Option<Vec<u8>>>;
+    /// Removes the copy `fill_if_absent` stored (its `token`) if it is still what `key` holds.
+    fn withdraw(&self, key: &[u8], token: &[u8]) -> Result<bool>;
+    /// Removes `key`; true if it was there.
+    fn delete(&self, key: &[u8]) -> Result<bool>;
+    /// Removes every entry of this cache.
+    fn clear(&self) -> Result<()>;
+    /// Health and errors, for `health` and stats.
+    fn report(&self) -> TierHealth;
+    /// Hits counted so far (they turn memory misses into hits in the cache-wide stats).
+    fn hits(&self) -> u64;
+    /// One bounded step of reclaiming expired entries; how many were reclaimed.
+    fn expire_step(&self) -> usize {
+        0
+    }
+    /// Upkeep the background thread runs about once a second.
+    fn tick(&self) {}
 }
 
 /// Counters of one lower tier. Relaxed atomics: these tiers cost microseconds per call, so one

@@ -221,7 +221,8 @@ fn a_copy_promoted_into_redis_never_replaces_nor_withdraws_a_newer_value() {
     })
     .unwrap();
     let value = |t: &RedisTier| t.get(b"k").unwrap().map(|h| h.value);
-    let ttl = Some(Duration::from_secs(60));
+    // A deadline a minute ahead, absolute as a lower tier's hit carries it.
+    let ttl = Some(smartcache::clock::unix_ns() + 60_000_000_000);
 
     let copy = tier.promote(b"k", b"from disk", 0, ttl).unwrap();
     let copy = copy.expect("stored into an absent key");

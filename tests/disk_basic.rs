@@ -31,7 +31,7 @@ fn binary_keys_and_values_round_trip() {
         let v: Vec<u8> = (0..i * 1000).map(|j| (j * 31 + i) as u8).collect();
         assert_eq!(hit.value, v, "key {k:?}");
         assert_eq!(hit.flags, (i % 2) as u8);
-        assert_eq!(hit.remaining, None);
+        assert_eq!(hit.remaining(), None);
     }
     assert_eq!(t.get(b"absent").unwrap(), None);
     let s = t.stats();
@@ -92,7 +92,7 @@ fn expiry_is_exact_on_read_and_remaining_counts_down() {
     let since_short = before_short.elapsed();
     match hit {
         Some(hit) => {
-            let r = hit.remaining.unwrap();
+            let r = hit.remaining().unwrap();
             assert!(
                 r <= Duration::from_millis(50)
                     && r + since_short + Duration::from_millis(2) >= Duration::from_millis(50),
@@ -107,7 +107,7 @@ fn expiry_is_exact_on_read_and_remaining_counts_down() {
     assert_eq!(t.get(b"zero").unwrap(), None);
     std::thread::sleep(Duration::from_millis(70));
     assert_eq!(t.get(b"short").unwrap(), None);
-    let r = t.get(b"long").unwrap().unwrap().remaining.unwrap();
+    let r = t.get(b"long").unwrap().unwrap().remaining().unwrap();
     let since_long = before_long.elapsed();
     assert!(
         r + since_long + Duration::from_millis(2) >= Duration::from_secs(100)
@@ -163,7 +163,7 @@ fn entries_survive_close_and_reopen_with_their_deadline() {
             assert_eq!(hit.flags, COMPRESSED);
         }
     }
-    let r = t.get(b"ttl").unwrap().unwrap().remaining.unwrap();
+    let r = t.get(b"ttl").unwrap().unwrap().remaining().unwrap();
     let since = before_ttl.elapsed();
     assert!(
         r < Duration::from_secs(30)

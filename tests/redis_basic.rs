@@ -48,7 +48,7 @@ fn binary_keys_and_values_round_trip() {
         let hit = tier.get(k).unwrap().expect("hit");
         assert_eq!(&hit.value, v, "key {k:?}");
         assert_eq!(hit.flags, 0);
-        assert_eq!(hit.remaining, None);
+        assert_eq!(hit.remaining(), None);
         // Stored under prefix + exact key bytes, framed.
         let raw = server.cmd(&[b"GET", &full_key("t:", k)]).bulk().unwrap();
         assert_eq!(raw.len(), v.len() + 13);
@@ -79,7 +79,7 @@ fn ttl_is_set_with_px_and_remaining_comes_back() {
         .get(b"k")
         .unwrap()
         .unwrap()
-        .remaining
+        .remaining()
         .expect("has expiry");
     // At least what the time since the set leaves (Redis counts in whole milliseconds), however
     // long a busy machine stalled between the set and the get.
@@ -249,7 +249,7 @@ fn get_many_is_one_mget_and_set_many_pipelines() {
     for (i, g) in got.iter().take(100).enumerate() {
         let hit = g.as_ref().expect("hit");
         assert_eq!(hit.value, vals[i]);
-        assert_eq!(hit.remaining.is_some(), i % 2 == 0);
+        assert_eq!(hit.remaining().is_some(), i % 2 == 0);
     }
     assert_eq!(got[100], None);
     assert_eq!(tier.get_many(&[]).unwrap(), vec![]);

@@ -713,6 +713,6 @@ fn remaining_lifetime_from_redis_counts_from_before_the_request() {
     let tier = RedisTier::open(&cfg).unwrap();
     let hit = tier.get(b"k").unwrap().expect("a live value");
     assert_eq!(hit.value, b"v");
-    let left = hit.remaining.expect("PTTL gives it a lifetime");
+    let left = hit.remaining().expect("PTTL gives it a lifetime");
     assert!(left <= Duration::from_millis(700), "{left:?} left");
 }

@@ -575,12 +575,10 @@ impl DiskTier {
             return Probe::TooLarge(vlen - mac_len);
         }
         // The clock is read only for entries that expire: it is a measurable share of a hit.
-        let remaining = match h.expires_ms {
+        let expires_ns = match h.expires_ms {
             0 => None,
-            deadline => match deadline.checked_sub(now_ms()) {
-                Some(left) if left > 0 => Some(Duration::from_millis(left)),
-                _ => return Probe::Expired,
-            },
+            deadline if deadline > now_ms() => Some(deadline.saturating_mul(1_000_000)),
+            _ => return Probe::Expired,
         };
         if let Some(signer) = &self.signer {
             let record = Signed {
@@ -602,7 +600,7 @@ impl DiskTier {
         Probe::Hit(Hit {
             value,
             flags: h.flags,
-            remaining,
+            expires_ns,
         })
     }
 
@@ -892,14 +890,14 @@ mod tests {
         t.set(b"k", b"v1", 1, None).unwrap();
         let hit = t.get(b"k").unwrap().unwrap();
         assert_eq!(
-            (hit.value.as_slice(), hit.flags, hit.remaining),
+            (hit.value.as_slice(), hit.flags, hit.remaining()),
             (&b"v1"[..], 1, None)
         );
         t.set(b"k", b"v2", 0, Some(Duration::from_secs(60)))
             .unwrap();
         let hit = t.get(b"k").unwrap().unwrap();
         assert_eq!(hit.value, b"v2");
-        assert!(hit.remaining.unwrap() > Duration::from_secs(58));
+        assert!(hit.remaining().unwrap() > Duration::from_secs(58));
         assert_eq!(t.stats().entries, 1);
         let before = t.stats().counters;
         assert!(t.contains(b"k").unwrap());

@@ -290,6 +290,18 @@ impl MemoryTier {
             .ok_or_else(|| no_memory(value.len()))
     }
 
+    /// `make_blob` expiring at `deadline` (memory clock ticks; None = never): an entry copied
+    /// from a lower tier keeps that tier's absolute deadline, not a duration counted anew.
+    pub fn make_blob_until(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u8,
+        deadline: Option<clock::Ticks>,
+    ) -> Result<Blob> {
+        Blob::new(self.alloc, key, value, flags, deadline).ok_or_else(|| no_memory(value.len()))
+    }
+
     /// A keyless block of `val_len` bytes for the caller to fill, expiring with `like`: the
     /// decompressed copy of a stored entry, handed out pinned but never stored.
     pub fn make_detached(&self, val_len: usize, like: &Blob) -> Result<Blob> {
@@ -324,6 +336,27 @@ impl MemoryTier {
         self.store(blob, Store::Promote(mark))
     }
 
+    /// Err(TooLarge) when `blob` could never be stored (over the per-shard byte budget), so a
+    /// batch can be checked whole before any of it is stored.
+    pub fn check_fits(&self, blob: &Blob) -> Result<()> {
+        let hash = self.hash(blob.key());
+        match read(&self.slot(hash).shard).fits(blob) {
+            true => Ok(()),
+            false => Err(self.too_large(blob)),
+        }
+    }
+
+    #[cold]
+    fn too_large(&self, blob: &Blob) -> Error {
+        Error::TooLarge(format!(
+            "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
+             (memory_max_bytes / {} shards)",
+            blob.footprint(),
+            self.opts.max_bytes / self.shards.len(),
+            self.shards.len()
+        ))
+    }
+
     fn store(&self, blob: Blob, how: Store) -> Result<bool> {
         let hash = match how {
             Store::Set => self.hash(blob.key()),
@@ -338,13 +371,7 @@ impl MemoryTier {
                 Store::Set => shard.count_write(hash),
             }
             if !shard.fits(&blob) {
-                return Err(Error::TooLarge(format!(
-                    "a {} byte entry exceeds the memory tier's per-shard byte budget of {} \
-                     (memory_max_bytes / {} shards)",
-                    blob.footprint(),
-                    self.opts.max_bytes / self.shards.len(),
-                    self.shards.len()
-                )));
+                return Err(self.too_large(&blob));
             }
             let before = shard.entries() as isize;
             // Room left in the whole cache, given to this shard: it evicts its own entries once

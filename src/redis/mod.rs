@@ -43,6 +43,7 @@ pub mod prefix;
 pub mod resolve;
 pub mod url;
 
+use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sign::Signer;
@@ -230,7 +231,7 @@ impl RedisTier {
         let k = self.inner.key(key);
         // PTTL counts from when Redis answered, some time before we read the answer: counting
         // the lifetime left from before the request instead errs short, never long.
-        let asked = Instant::now();
+        let asked_ns = clock::unix_ns();
         let (stored, pttl) = self.inner.run(|c, d| {
             c.append(&[b"GET", &k])?;
             c.append(&[b"PTTL", &k])?;
@@ -251,9 +252,8 @@ impl RedisTier {
         if let Some(h) = &mut hit {
             // PTTL: -1 = no expiry, -2 = gone since the GET (then 0 left).
             if pttl >= -2 && pttl != -1 {
-                let left =
-                    Duration::from_millis(pttl.max(0) as u64).saturating_sub(asked.elapsed());
-                h.remaining = Some(h.remaining.map_or(left, |r| r.min(left)));
+                let at = asked_ns.saturating_add((pttl.max(0) as u64).saturating_mul(1_000_000));
+                h.expires_ns = Some(h.expires_ns.map_or(at, |a| a.min(at)));
             }
         }
         Ok(hit)
@@ -272,9 +272,26 @@ impl RedisTier {
     /// True when `get` would return a value, without counting a hit or miss (for `exists`,
     /// which must not move the hit ratio).
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self
-            .fetch(key)?
-            .is_some_and(|v| matches!(self.inner.decode(key, v), Ok(Decoded::Live(..)))))
+        Ok(self.fetch(key)?.is_some_and(|v| {
+            matches!(
+                self.inner.decode(key, v, frame::now_ms()),
+                Ok(Decoded::Live(..))
+            )
+        }))
+    }
+
+    /// What `get` would return, not counted as a hit or miss (a re-check by the coordinator).
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Hit>> {
+        let Some(stored) = self.fetch(key)? else {
+            return Ok(None);
+        };
+        let now_ms = frame::now_ms();
+        Ok(match self.inner.decode(key, stored, now_ms) {
+            Ok(Decoded::Live(value, flags, remaining)) => {
+                Some(live_hit(value, flags, remaining, now_ms))
+            }
+            _ => None,
+        })
     }
 
     /// Stores `value` framed with `flags`; `ttl` None = no expiry (`SET key val [PX ms]`).
@@ -293,17 +310,33 @@ impl RedisTier {
     }
 
     /// Copies an entry of a lower tier up into Redis, only if `key` is absent (`SET ... NX`):
-    /// a value a writer stored meanwhile is newer than the copy and stays. Returns the stored
-    /// frame when the copy was stored, for `withdraw`.
+    /// a value a writer stored meanwhile is newer than the copy and stays. The copy expires at
+    /// `expires_ns` (unix ns, rounded down to the frame's milliseconds; None = never), the
+    /// source's own deadline, so it never outlives it. Returns the stored frame when the copy
+    /// was stored, for `withdraw`; None too when the deadline has passed.
     pub fn promote(
         &self,
         key: &[u8],
         value: &[u8],
         flags: u8,
-        ttl: Option<Duration>,
+        expires_ns: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
         let k = self.inner.key(key);
-        let (framed, px) = self.inner.framed(&k, value, flags, ttl);
+        let signer = self.inner.signer.as_ref().map(|s| (s, &k[..]));
+        let (framed, px) = match expires_ns {
+            None => (frame::encode(value, flags, 0, signer), None),
+            Some(ns) => {
+                let at_ms = ns / 1_000_000;
+                let Some(left) = at_ms.checked_sub(frame::now_ms()).filter(|&ms| ms > 0) else {
+                    return Ok(None);
+                };
+                // Redis's own expiry only reclaims the key; the frame's is what reads obey.
+                (
+                    frame::encode(value, flags, at_ms, signer),
+                    Some(left.to_string()),
+                )
+            }
+        };
         let stored = self.inner.run(|c, d| {
             let reply = match &px {
                 Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes(), b"NX"], d)?,
@@ -640,10 +673,16 @@ impl Inner {
 
     /// Unframes (and with a secret, verifies) what is stored under `key`, refusing a payload
     /// over max_value_size.
-    fn decode(&self, key: &[u8], stored: Vec<u8>) -> std::result::Result<Decoded, Foreign> {
+    /// `now_ms` is the instant a live value's remaining time is counted from.
+    fn decode(
+        &self,
+        key: &[u8],
+        stored: Vec<u8>,
+        now_ms: u64,
+    ) -> std::result::Result<Decoded, Foreign> {
         let signer = self.signer.as_ref();
         let redis_key = signer.map(|_| self.key(key));
-        let decoded = frame::decode(stored, frame::now_ms(), signer.zip(redis_key.as_deref()))?;
+        let decoded = frame::decode(stored, now_ms, signer.zip(redis_key.as_deref()))?;
         match decoded {
             Decoded::Live(v, ..) if v.len() > self.max_value_size => {
                 Err(Foreign::TooLarge(v.len(), self.max_value_size))
@@ -658,14 +697,11 @@ impl Inner {
             self.counters.miss();
             return None;
         };
-        match self.decode(key, stored) {
+        let now_ms = frame::now_ms();
+        match self.decode(key, stored, now_ms) {
             Ok(Decoded::Live(value, flags, remaining)) => {
                 self.counters.hit();
-                Some(Hit {
-                    value,
-                    flags,
-                    remaining,
-                })
+                Some(live_hit(value, flags, remaining, now_ms))
             }
             Ok(Decoded::Expired) => {
                 self.counters.miss();
@@ -685,6 +721,17 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// A live frame's payload as a hit; `remaining` was counted from `now_ms`, so the frame's
+/// absolute expiry comes back exactly.
+fn live_hit(value: Vec<u8>, flags: u8, remaining: Option<Duration>, now_ms: u64) -> Hit {
+    let expires_ms = remaining.map(|r| now_ms + r.as_millis() as u64);
+    Hit {
+        value,
+        flags,
+        expires_ns: expires_ms.map(|ms| ms.saturating_mul(1_000_000)),
     }
 }
 

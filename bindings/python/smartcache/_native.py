@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "8ce74cd0636afdbb6eefdd38833170ccc3a3f970b8e17e0bbaab58da12087623"
+HEADER_SHA256 = "1b9fa5729447e19b5600cd9242301937c0af867bb4438ed0793872637ce4e442"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -258,7 +258,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_get_memory': (ctypes.c_int, [POINTER(sz_get_buffer), ctypes.c_void_p, ctypes.c_size_t], ('b', 'key', 'key_len')),
     # Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
     'sz_cache_get_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, POINTER(POINTER(sz_value))], ('c', 'keys', 'key_lens', 'n', 'out')),
-    # Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked before anything is stored.
+    # Stores `n` entries at once (`keys[i]` -> `vals[i]`), all for `ttl_ms` (0 = tier defaults), in every enabled tier; Redis receives them pipelined in one round trip. Every key and value is checked against every limit before anything is stored: any error means nothing was stored.
     'sz_cache_set_many': (ctypes.c_int, [POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.c_uint64], ('c', 'keys', 'key_lens', 'vals', 'val_lens', 'n', 'ttl_ms')),
     # Removes `key` from every tier. Returns SZ_OK if some tier had it, SZ_NOT_FOUND if none did, SZ_ERR_INVALID / SZ_ERR_TOO_LARGE for a bad key.
     'sz_cache_delete': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t], ('c', 'key', 'key_len')),
