@@ -45,7 +45,9 @@ pub fn compress(value: &[u8], enabled: bool, min_size: usize) -> Option<Vec<u8>>
 }
 
 /// The original length recorded in a compressed frame, refused above `limit` (the largest
-/// value the cache accepts): a damaged prefix must not make us allocate gigabytes.
+/// value the cache accepts): a damaged prefix must not make us allocate gigabytes. Over the
+/// limit is `TooLarge`, not corruption: another cache with a larger max_value_size may have
+/// stored it, and it is whole for that cache.
 pub fn original_len(frame: &[u8], limit: usize) -> Result<usize> {
     let prefix: [u8; LEN_PREFIX] = frame
         .get(..LEN_PREFIX)
@@ -53,8 +55,8 @@ pub fn original_len(frame: &[u8], limit: usize) -> Result<usize> {
         .ok_or_else(|| corrupt("frame shorter than its length prefix"))?;
     let len = u32::from_le_bytes(prefix) as usize;
     if len > limit {
-        return Err(corrupt(&format!(
-            "recorded length {len} is over the limit {limit}"
+        return Err(Error::TooLarge(format!(
+            "value of {len} bytes is over max_value_size {limit}"
         )));
     }
     Ok(len)
@@ -63,7 +65,7 @@ pub fn original_len(frame: &[u8], limit: usize) -> Result<usize> {
 /// Decompresses a frame into `dst`, which must be exactly the frame's original length.
 /// Corrupt input is an error, never a crash or a partial value.
 pub fn decompress_into(frame: &[u8], dst: &mut [u8]) -> Result<()> {
-    let want = original_len(frame, dst.len())?;
+    let want = original_len(frame, usize::MAX)?;
     if dst.len() != want || want > c_int::MAX as usize {
         return Err(corrupt("length prefix does not match the destination"));
     }

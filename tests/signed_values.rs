@@ -328,6 +328,33 @@ fn values_over_max_value_size_in_redis_or_on_disk_are_misses() {
 }
 
 #[test]
+fn a_compressed_value_over_this_caches_limit_is_a_miss_and_stays_for_the_others() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("oversize-compressed");
+    let mut big_cfg = config(Some(&server), Some(&dir), "");
+    big_cfg.value_secret = Default::default();
+    big_cfg.max_value_size = 8 << 20;
+    big_cfg.disk_max_size = 64 << 20;
+    let writer = Cache::open(big_cfg.clone()).unwrap();
+    // 6 MiB of zeros compresses to a few KiB: within any limit stored, over 1 MiB decoded.
+    let zeros = vec![0u8; 6 << 20];
+    writer.set(b"zeros", &zeros, None).unwrap();
+
+    let mut small_cfg = big_cfg.clone();
+    small_cfg.max_value_size = 1 << 20;
+    let reader = Cache::open(small_cfg).unwrap();
+    assert_eq!(get(&reader, b"zeros"), None);
+    assert_eq!(get(&reader, b"zeros"), None);
+    // The reader neither deleted it from Redis nor from disk: other caches still read it.
+    let fresh_writer = Cache::open(big_cfg.clone()).unwrap();
+    assert_eq!(get(&fresh_writer, b"zeros").map(|v| v.len()), Some(6 << 20));
+    let mut disk_only = big_cfg;
+    disk_only.redis_enabled = false;
+    let from_disk = Cache::open(disk_only).unwrap();
+    assert_eq!(get(&from_disk, b"zeros").map(|v| v.len()), Some(6 << 20));
+}
+
+#[test]
 fn the_option_fuzz_target_takes_secrets_without_reading_them_back() {
     // The config fuzz target checks that what `get` shows is accepted by `set`; a secret shows
     // as a placeholder instead, which the target must allow (and check).

@@ -33,6 +33,10 @@ impl Inner {
     fn decompress(&self, stored: Blob) -> Option<Blob> {
         match self.decompressed(&stored) {
             Ok(plain) => Some(plain),
+            Err(e @ Error::TooLarge(_)) => {
+                self.too_large(stored.key(), &e.to_string());
+                None
+            }
             Err(e) => {
                 self.undecodable(stored.key(), &e.to_string());
                 None
@@ -46,6 +50,15 @@ impl Inner {
         let mut plain = self.l1.make_detached(len, stored)?;
         compress::decompress_into(stored.value(), plain.value_mut())?;
         Ok(plain)
+    }
+
+    /// Counts a value that decodes to more than this cache's max_value_size: a miss here, but
+    /// whole for a cache with a larger limit that shares the lower tiers, so it is dropped from
+    /// this process's memory only, never deleted from Redis or disk.
+    #[cold]
+    pub(super) fn too_large(&self, key: &[u8], why: &str) {
+        self.memory_errors.error(why);
+        self.l1.delete(key);
     }
 
     /// Counts a value that would not decode and drops it from memory so it is not met again.

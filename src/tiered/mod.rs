@@ -245,6 +245,11 @@ impl Cache {
                 inner.undecodable(key, &why);
                 Ok(None)
             }
+            Some(Err(e @ Error::TooLarge(_))) => {
+                // Whole, but over this cache's max_value_size: a miss, counted.
+                inner.too_large(key, &e.to_string());
+                Ok(None)
+            }
             other => other.transpose(),
         }
     }
