@@ -349,6 +349,7 @@ def test_refresh_ahead_needs_a_ttl_and_a_fraction() -> None:
             cached(ttl=10, refresh_ahead=bad)
 
 
+@pytest.mark.checkout  # type-checks the repository's package sources and example
 def test_mypy_strict_keeps_the_signatures() -> None:
     mypy = Path(sys.executable).with_name("mypy")
     if not mypy.exists():
