@@ -276,13 +276,7 @@ pub unsafe extern "C" fn sz_cache_get_buffered(
         let b = unsafe { out_arg(b, "get buffer")? };
         b.value = std::ptr::null_mut();
         // SAFETY: per this function's contract, b's fields describe a live cache and buffer.
-        let (cache, k, dst) = unsafe {
-            (
-                handle(b.cache, "get buffer's cache")?,
-                key_arg(key.cast(), key_len)?,
-                receive_buffer(b.data, b.cap)?,
-            )
-        };
+        let (cache, k, dst) = unsafe { buffered_args(b, key, key_len)? };
         let before_blocking = match (b.release, b.reacquire) {
             (Some(release), Some(reacquire)) => Some(move || {
                 // SAFETY: the caller allows both hooks on this thread; the guard hands the
@@ -327,17 +321,31 @@ pub unsafe extern "C" fn sz_cache_get_memory(
         let b = unsafe { out_arg(b, "get buffer")? };
         b.value = std::ptr::null_mut();
         // SAFETY: per this function's contract, b's fields describe a live cache and buffer.
-        let (cache, k, dst) = unsafe {
-            (
-                handle(b.cache, "get buffer's cache")?,
-                key_arg(key.cast(), key_len)?,
-                receive_buffer(b.data, b.cap)?,
-            )
-        };
+        let (cache, k, dst) = unsafe { buffered_args(b, key, key_len)? };
         let previous = b.len.min(dst.len());
         let copied = cache.inner.get_copy_memory(k, dst, b.pin_larger != 0);
         buffered_status(b, dst, previous, copied)
     })
+}
+
+/// The cache, key and destination a sz_get_buffer call names, each checked.
+///
+/// # Safety
+/// As for sz_cache_get_buffered: b's cache is NULL or from sz_cache_open, its data NULL or
+/// valid for cap bytes; `key` is NULL or valid for `key_len` bytes.
+unsafe fn buffered_args<'a>(
+    b: &sz_get_buffer,
+    key: *const c_void,
+    key_len: usize,
+) -> Result<(&'a sz_cache, &'a [u8], &'a mut [u8]), Error> {
+    // SAFETY: per this function's contract.
+    unsafe {
+        Ok((
+            handle(b.cache, "get buffer's cache")?,
+            key_arg(key.cast(), key_len)?,
+            receive_buffer(b.data, b.cap)?,
+        ))
+    }
 }
 
 /// The status of a get into a sz_get_buffer: keeps the buffer's tail zeroed after a copy (the
