@@ -15,15 +15,13 @@ So both backends always call the one library instance ``_lib`` found (a wheel's 
 ``$SMARTCACHE_LIB``, a checkout's build, or the system's), and a module built once works
 with any of them.
 
-Built by setup.py (``cffi_modules``) into wheels and sdist installs, and in place for a
-checkout with ``python smartcache/_cffi_build.py`` (``make python-ext``).
+Built by setup.py (``cffi_modules``): into the package of a wheel or an sdist install, and in
+place in a checkout by an editable install (``pip install -e bindings/python``, which
+``make test-python`` runs).
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 from cffi import FFI
@@ -36,14 +34,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "smartcache._sz_cffi",
     "#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n" + CDEF,
+    # A package built where compiling fails (no C compiler, no Python headers) installs
+    # without the module and runs on ctypes: setuptools warns instead of failing.
+    optional=True,
 )
-
-if __name__ == "__main__":
-    # In place, beside this file: what a checkout imports (PYTHONPATH or an editable install).
-    # The generated C and object files stay in a scratch directory.
-    with tempfile.TemporaryDirectory() as scratch:
-        built = Path(ffibuilder.compile(tmpdir=scratch, verbose="-v" in sys.argv))
-        target = _HERE / built.name
-        shutil.copyfile(built, target.with_suffix(".new"))
-        target.with_suffix(".new").replace(target)  # a running process keeps the old mapping
-    print(f"built {target}")
