@@ -99,7 +99,8 @@ if _cffi_module is not None:
     def take_value(v: Any) -> bytes:
         """The bytes of a pinned sz_value (one copy), and the pin released."""
         try:
-            return _ffi.unpack(_ffi.cast("char *", _clib.sz_value_data(v)), _clib.sz_value_len(v))
+            data = _ffi.cast("char *", _clib.sz_value_data(v))
+            return bytes(_ffi.buffer(data, _clib.sz_value_len(v)))
         finally:
             _clib.sz_value_release(v)
 
