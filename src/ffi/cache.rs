@@ -11,11 +11,22 @@ use crate::error::Error;
 use crate::stats::CacheStats;
 use crate::tiered::{Cache, Copied, Health};
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering::Release};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An open cache. Opaque; safe to use from many threads at once.
 pub struct sz_cache {
-    pub(super) inner: Cache,
+    /// Shared with the calls queued on it (sz_queue_submit), which keep it open until they end.
+    pub(super) inner: Arc<Cache>,
+    /// Set by sz_cache_close: queued calls that have not started yet then fail instead.
+    pub(super) closed: Arc<AtomicBool>,
+}
+
+impl Drop for sz_cache {
+    fn drop(&mut self) {
+        self.closed.store(true, Release);
+    }
 }
 
 /// The value under construction in a sz_compute_fn callback. Opaque.
@@ -84,14 +95,19 @@ pub unsafe extern "C" fn sz_cache_open(cfg: *const sz_config, out: *mut *mut sz_
             None => Config::default(),
         };
         let cache = Cache::open(config)?;
-        *dst = Box::into_raw(Box::new(sz_cache { inner: cache }));
+        *dst = Box::into_raw(Box::new(sz_cache {
+            inner: Arc::new(cache),
+            closed: Arc::new(AtomicBool::new(false)),
+        }));
         Ok(SZ_OK)
     })
 }
 
 /// Closes a cache: stops its background threads and flushes the disk tier. Pinned values
 /// handed out earlier stay valid until released. NULL is a no-op. No other thread may be using
-/// the handle.
+/// the handle. Calls queued on it with sz_queue_submit that have not started fail with
+/// SZ_ERR_INVALID; those running finish first, and the cache is stopped and flushed when the
+/// last of them ends (on its worker thread).
 ///
 /// # Safety
 /// `c` is NULL or from sz_cache_open, closed exactly once.
@@ -425,7 +441,7 @@ pub(super) fn copied_status(
 /// # Safety
 /// When n > 0, `ptrs` and `lens` point to n elements each, and every non-null ptrs[i] is valid
 /// for lens[i] bytes.
-unsafe fn byte_arrays<'a>(
+pub(super) unsafe fn byte_arrays<'a>(
     ptrs: *const *const c_void,
     lens: *const usize,
     n: usize,

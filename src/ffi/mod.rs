@@ -7,6 +7,7 @@
 mod cache;
 mod config;
 mod json;
+mod queue;
 mod stats;
 mod status;
 mod value;
@@ -14,6 +15,7 @@ mod value;
 pub use cache::*;
 pub use config::*;
 pub use json::*;
+pub use queue::*;
 pub use stats::*;
 pub use status::*;
 pub use value::*;
