@@ -906,6 +906,29 @@ int sz_queue_submit_set_many(sz_queue *q,
                              uint64_t token);
 
 /**
+ * sz_queue_submit for `n` keys at once: `n` calls of `op` (SZ_OP_GET, SZ_OP_DELETE or
+ * SZ_OP_EXISTS), the one on `keys[i]` (`key_lens[i]` bytes) carrying token `tokens[i]`.
+ * One library call and one wake-up of the workers for the lot: what an event loop uses to
+ * submit the gets its coroutines made in one iteration. Their completions are separate, as if
+ * submitted one by one. Keys are copied.
+ *
+ * Returns SZ_OK (all queued); SZ_ERR_INVALID for NULL arguments or a NULL key (naming its
+ * index; nothing is queued), another op, or a queue opened before fork() in a child;
+ * SZ_ERR_NOMEM when no worker thread can be started. With n == 0 the arrays may be NULL.
+ *
+ * # Safety
+ * As for sz_queue_submit; when n > 0, `keys`, `key_lens` and `tokens` hold n elements each
+ * and every key is valid for its length.
+ */
+int sz_queue_submit_many(sz_queue *q,
+                         sz_cache *c,
+                         int op,
+                         const void *const *keys,
+                         const size_t *key_lens,
+                         const uint64_t *tokens,
+                         size_t n);
+
+/**
  * Moves up to `cap` finished calls into `out[0..]`, oldest first, and returns how many (0 when
  * none wait; never blocks). Their `data` and `error` stay valid until the next sz_queue_drain
  * or sz_queue_close on this queue, which releases them. The descriptor stays readable while

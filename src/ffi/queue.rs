@@ -193,14 +193,74 @@ pub unsafe extern "C" fn sz_queue_submit_set_many(
     })
 }
 
-fn submit(queue: &sz_queue, cache: &sz_cache, token: u64, op: Op) -> crate::error::Result<c_int> {
-    pool::submit(Job {
+/// sz_queue_submit for `n` keys at once: `n` calls of `op` (SZ_OP_GET, SZ_OP_DELETE or
+/// SZ_OP_EXISTS), the one on `keys[i]` (`key_lens[i]` bytes) carrying token `tokens[i]`.
+/// One library call and one wake-up of the workers for the lot: what an event loop uses to
+/// submit the gets its coroutines made in one iteration. Their completions are separate, as if
+/// submitted one by one. Keys are copied.
+///
+/// Returns SZ_OK (all queued); SZ_ERR_INVALID for NULL arguments or a NULL key (naming its
+/// index; nothing is queued), another op, or a queue opened before fork() in a child;
+/// SZ_ERR_NOMEM when no worker thread can be started. With n == 0 the arrays may be NULL.
+///
+/// # Safety
+/// As for sz_queue_submit; when n > 0, `keys`, `key_lens` and `tokens` hold n elements each
+/// and every key is valid for its length.
+#[no_mangle]
+pub unsafe extern "C" fn sz_queue_submit_many(
+    q: *mut sz_queue,
+    c: *mut sz_cache,
+    op: c_int,
+    keys: *const *const c_void,
+    key_lens: *const usize,
+    tokens: *const u64,
+    n: usize,
+) -> c_int {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (queue, cache) = unsafe { (handle(q, "queue")?, handle(c, "cache")?) };
+        queue.sink.check_process()?;
+        let make: fn(Vec<u8>) -> Op = match op {
+            SZ_OP_GET => Op::Get,
+            SZ_OP_DELETE => Op::Delete,
+            SZ_OP_EXISTS => Op::Exists,
+            other => {
+                return Err(Error::invalid(format!(
+                    "op {other} cannot be submitted per key (SZ_OP_GET, SZ_OP_DELETE, \
+                     SZ_OP_EXISTS)"
+                )))
+            }
+        };
+        // SAFETY: per this function's contract.
+        let keys = unsafe { byte_arrays(keys, key_lens, n, "keys", true) }?;
+        let tokens = match n {
+            0 => &[][..],
+            _ if tokens.is_null() => return Err(Error::invalid("tokens is NULL")),
+            // SAFETY: per this function's contract tokens holds n elements.
+            _ => unsafe { std::slice::from_raw_parts(tokens, n) },
+        };
+        let jobs = keys
+            .into_iter()
+            .zip(tokens.iter().copied())
+            .map(|(k, token)| job(queue, cache, token, make(k.to_vec())))
+            .collect();
+        pool::submit(jobs)?;
+        Ok(SZ_OK)
+    })
+}
+
+fn job(queue: &sz_queue, cache: &sz_cache, token: u64, op: Op) -> Job {
+    Job {
         cache: Arc::clone(&cache.inner),
         closed: Arc::clone(&cache.closed),
         sink: Arc::clone(&queue.sink),
         token,
         op,
-    })?;
+    }
+}
+
+fn submit(queue: &sz_queue, cache: &sz_cache, token: u64, op: Op) -> crate::error::Result<c_int> {
+    pool::submit(vec![job(queue, cache, token, op)])?;
     Ok(SZ_OK)
 }
 

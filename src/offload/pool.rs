@@ -62,30 +62,39 @@ impl Pool {
     }
 }
 
-/// Queues `job` for a worker, starting one if none is idle and the bound allows.
-pub fn submit(job: Job) -> crate::error::Result<()> {
+/// Queues `jobs` for the workers, waking (or starting, within the bound) one worker per
+/// GET_BATCH_MAX jobs: a burst submitted at once wakes a few threads, not one per job.
+pub fn submit(jobs: Vec<Job>) -> crate::error::Result<()> {
     let pool = pool();
+    let wanted = jobs.len().div_ceil(GET_BATCH_MAX);
     let mut state = pool.lock();
-    state.jobs.push_back(job);
-    if state.idle == 0 && state.workers < pool.max_workers {
+    let queued = state.jobs.len();
+    state.jobs.extend(jobs);
+    let missing = wanted.saturating_sub(state.idle);
+    for _ in 0..missing {
+        if state.workers >= pool.max_workers {
+            break;
+        }
         let spawned = std::thread::Builder::new()
             .name("smartcache-async".into())
             .spawn(|| work(pool));
         match spawned {
             Ok(_) => state.workers += 1,
-            // Without a new thread the job waits for a busy one; with none at all it would
-            // wait for ever, so it is refused.
+            // Without a new thread the jobs wait for a busy one; with none at all they would
+            // wait for ever, so they are refused.
             Err(e) if state.workers == 0 => {
-                state.jobs.pop_back();
+                state.jobs.truncate(queued);
                 return Err(crate::error::Error::NoMem(format!(
                     "cannot start a worker thread: {e}"
                 )));
             }
-            Err(_) => {}
+            Err(_) => break,
         }
     }
     drop(state);
-    pool.work.notify_one();
+    for _ in 0..wanted {
+        pool.work.notify_one();
+    }
     Ok(())
 }
 

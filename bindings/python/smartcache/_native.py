@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "a66a733189fce8594139c4d2595f79bba1712bf59f38095ae55285b7bece5cd6"
+HEADER_SHA256 = "710b62bb3bdbf5997f49d1fa5ae82b08cd758152595b61470ff58cc07219897e"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -340,6 +340,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_queue_submit': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64], ('q', 'c', 'op', 'key', 'key_len', 'val', 'val_len', 'ttl_ms', 'token')),
     # sz_cache_set_many as a queued call: `n` entries (`keys[i]` -> `vals[i]`), all for `ttl_ms`, stored on a worker thread; the completion (carrying `token`) has sz_cache_set_many's status. Everything is copied: the caller may free the arrays on return.
     'sz_queue_submit_set_many': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64], ('q', 'c', 'keys', 'key_lens', 'vals', 'val_lens', 'n', 'ttl_ms', 'token')),
+    # sz_queue_submit for `n` keys at once: `n` calls of `op` (SZ_OP_GET, SZ_OP_DELETE or SZ_OP_EXISTS), the one on `keys[i]` (`key_lens[i]` bytes) carrying token `tokens[i]`. One library call and one wake-up of the workers for the lot: what an event loop uses to submit the gets its coroutines made in one iteration. Their completions are separate, as if submitted one by one. Keys are copied.
+    'sz_queue_submit_many': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), ctypes.c_int, POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_uint64), ctypes.c_size_t], ('q', 'c', 'op', 'keys', 'key_lens', 'tokens', 'n')),
     # Moves up to `cap` finished calls into `out[0..]`, oldest first, and returns how many (0 when none wait; never blocks). Their `data` and `error` stay valid until the next sz_queue_drain or sz_queue_close on this queue, which releases them. The descriptor stays readable while more wait, so a loop that drains a bounded number per wake-up is called again.
     'sz_queue_drain': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_completion), ctypes.c_size_t], ('q', 'out', 'cap')),
     # The message of this thread's last failing call ("" if none failed yet).

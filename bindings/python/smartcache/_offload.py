@@ -6,7 +6,10 @@ signals the queue's descriptor when calls finish, and the loop, which watches it
 ``add_reader``, drains up to DRAIN_MAX completions per wake-up in one native call and
 finishes their futures there (decoding values on the loop). No Python thread exists to
 contend for the GIL with the loop thread; the loop thread only runs the submit and the drain.
-Gets of one cache queued together run as one ``get_many`` in the library (one Redis MGET).
+Gets are submitted in bursts: ``submit_get`` only notes the key, and once per loop iteration
+every get noted meanwhile is submitted in one native call (``sz_queue_submit_many``), which
+wakes one library worker per 256 gets; gets of one cache queued together run as one
+``get_many`` in the library (one Redis MGET round trip).
 
 A cancelled caller's future is skipped when its completion arrives; the call itself still
 runs to its end in the library, and its value is released at the next drain. The queue is
@@ -20,7 +23,7 @@ import ctypes
 import itertools
 import os
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from . import _native
 from ._lib import last_error, lib
@@ -40,8 +43,21 @@ _queue_fd = lib.sz_queue_fd
 _queue_close = lib.sz_queue_close
 _queue_submit = lib.sz_queue_submit
 _queue_submit_set_many = lib.sz_queue_submit_set_many
+_queue_submit_many = lib.sz_queue_submit_many
 _queue_drain = lib.sz_queue_drain
 _QueuePtr = ctypes.POINTER(_native.sz_queue)
+_VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
+
+
+class Submitter(Protocol):
+    """What a burst of gets is submitted for (a SmartCache): its handle, marked in flight
+    (``enter``, then ``leave``), or an exception when it was closed meanwhile."""
+
+    def _enter(self) -> Any:
+        ...
+
+    def _leave(self) -> None:
+        ...
 
 
 class LoopQueue:
@@ -57,6 +73,8 @@ class LoopQueue:
         self._waiting: Dict[int, Tuple["asyncio.Future[Any]", Finish]] = {}
         self._tokens = itertools.count(1).__next__
         self._out = (_native.sz_completion * DRAIN_MAX)()
+        # Gets noted this iteration, by cache (submitted together by _submit_gets).
+        self._gets: Dict[int, Tuple[Submitter, List[bytes], List[int]]] = {}
         # Closes the queue when the loop goes away (not before: its futures live there).
         self.close = weakref.finalize(loop, _queue_close, q)
         loop.add_reader(_queue_fd(q), self._drain)
@@ -79,6 +97,51 @@ class LoopQueue:
         token = self._tokens()
         rc = _queue_submit_set_many(self._q, h, keys, key_lens, vals, val_lens, n, ttl_ms, token)
         return self._waiting_on(loop, rc, token, finish)
+
+    def submit_get(self, cache: Submitter, key: bytes,
+                   finish: Finish) -> "asyncio.Future[Any]":
+        """A future for a get of ``key`` on ``cache``, submitted with every other get noted
+        in this loop iteration (the cache is looked up again then: it may be closed by
+        then)."""
+        loop = self._loop()
+        assert loop is not None
+        if not self._gets:
+            loop.call_soon(self._submit_gets)
+        token = self._tokens()
+        noted = self._gets.get(id(cache))
+        if noted is None:
+            noted = self._gets[id(cache)] = (cache, [], [])
+        noted[1].append(key)
+        noted[2].append(token)
+        fut = loop.create_future()
+        self._waiting[token] = (fut, finish)
+        return fut
+
+    def _submit_gets(self) -> None:
+        noted, self._gets = self._gets, {}
+        for cache, keys, tokens in noted.values():
+            self._submit_gets_of(cache, keys, tokens)
+
+    def _submit_gets_of(self, cache: Submitter, keys: List[bytes], tokens: List[int]) -> None:
+        """Submits one cache's noted gets in one call; if that fails (the cache was closed
+        meanwhile), their futures receive the error."""
+        n = len(keys)
+        try:
+            h = cache._enter()
+            try:
+                rc = _queue_submit_many(self._q, h, _native.SZ_OP_GET,
+                                        ctypes.cast((ctypes.c_char_p * n)(*keys), _VoidPtrArray),
+                                        (ctypes.c_size_t * n)(*map(len, keys)),
+                                        (ctypes.c_uint64 * n)(*tokens), n)
+            finally:
+                cache._leave()
+            if rc != _OK:
+                raise error_for(rc, last_error())
+        except Exception as e:
+            for token in tokens:
+                fut, _ = self._waiting.pop(token)
+                if not fut.done():
+                    fut.set_exception(e)
 
     def _waiting_on(self, loop: asyncio.AbstractEventLoop, rc: int, token: int,
                     finish: Finish) -> "asyncio.Future[Any]":

@@ -578,7 +578,7 @@ class SmartCache:
         value = self._get_memory(key, _MEMORY_MISS)
         if value is not _MEMORY_MISS:
             return value
-        found = await self._submit(_native.SZ_OP_GET, _key_bytes(key), None, 0, self._got)
+        found = await _offload.queue().submit_get(self, _key_bytes(key), self._got)
         return default if found is _MEMORY_MISS else found
 
     async def aget_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
@@ -596,8 +596,9 @@ class SmartCache:
             else:
                 found[key] = value
         if missing:
-            values = await asyncio.gather(*(
-                self._submit(_native.SZ_OP_GET, kb, None, 0, self._got) for _, kb in missing))
+            q = _offload.queue()
+            values = await asyncio.gather(*(q.submit_get(self, kb, self._got)
+                                            for _, kb in missing))
             found.update((k, v) for (k, _), v in zip(missing, values) if v is not _MEMORY_MISS)
         return found
 
@@ -628,7 +629,7 @@ class SmartCache:
                 ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
                 (ctypes.c_size_t * n)(*map(len, data)), n, ms, self._done)
         finally:
-            self._inflight.pop()
+            self._leave()
         await fut
 
     async def adelete(self, key: Key) -> bool:
@@ -652,13 +653,15 @@ class SmartCache:
         await self._submit(_native.SZ_OP_CLEAR, None, None, 0, self._done)
 
     def _enter(self) -> Any:
-        """This cache's handle, marked in flight (pop _inflight after the call), or
-        CacheClosedError."""
+        """This cache's handle, marked in flight until _leave(), or CacheClosedError."""
         self._inflight.append(None)
         h = self._h
         if h is None:
             raise self._closed()
         return h
+
+    def _leave(self) -> None:
+        self._inflight.pop()
 
     def _submit(self, op: int, kb: Optional[bytes], value: Optional[bytes], ttl_ms: int,
                 finish: "_offload.Finish") -> "asyncio.Future[Any]":
@@ -667,7 +670,7 @@ class SmartCache:
         try:
             return _offload.queue().submit(h, op, kb, value, ttl_ms, finish)
         finally:
-            self._inflight.pop()
+            self._leave()
 
     def _failed(self, status: int, message: Optional[bytes]) -> SmartCacheError:
         """The exception of a queued call that answered a negative status."""
