@@ -291,16 +291,18 @@ pub unsafe extern "C" fn sz_queue_drain(
         held.clear(); // the previous batch's values, released
         *held = queue.sink.take(cap.min(c_int::MAX as usize));
         for (i, done) in held.iter().enumerate() {
-            let (data, len) = done
-                .value
-                .as_ref()
-                .map_or((std::ptr::null(), 0), |b| (b.value().as_ptr(), b.value().len()));
+            let (data, len) = done.value.as_ref().map_or((std::ptr::null(), 0), |b| {
+                (b.value().as_ptr(), b.value().len())
+            });
             let completion = sz_completion {
                 token: done.token,
                 status: done.status,
                 data,
                 len,
-                error: done.message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr()),
+                error: done
+                    .message
+                    .as_ref()
+                    .map_or(std::ptr::null(), |m| m.as_ptr()),
             };
             // SAFETY: i < held.len() <= cap, and out is writable for cap elements.
             unsafe { out.add(i).write(completion) };

@@ -140,8 +140,7 @@ fn take_batch(jobs: &mut VecDeque<Job>) -> Vec<Job> {
     let mut batch = vec![first];
     let mut rest = VecDeque::with_capacity(jobs.len());
     while let Some(job) = jobs.pop_front() {
-        if batch.len() < GET_BATCH_MAX && job.is_get() && Arc::ptr_eq(&job.cache, &batch[0].cache)
-        {
+        if batch.len() < GET_BATCH_MAX && job.is_get() && Arc::ptr_eq(&job.cache, &batch[0].cache) {
             batch.push(job);
         } else {
             rest.push_back(job);
