@@ -3,8 +3,8 @@
 use super::stats::{stats_json, stats_prometheus, write_sized};
 use super::value::into_handle;
 use super::{
-    boundary, boundary_ptr, bytes, handle, key_arg, out_arg, sz_config, sz_health, sz_stats,
-    sz_value, SZ_NOT_FOUND, SZ_OK,
+    boundary, boundary_ptr, bytes, free_handle, handle, key_arg, out_arg, sz_config, sz_health,
+    sz_stats, sz_value, SZ_NOT_FOUND, SZ_OK,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -113,13 +113,8 @@ pub unsafe extern "C" fn sz_cache_open(cfg: *const sz_config, out: *mut *mut sz_
 /// `c` is NULL or from sz_cache_open, closed exactly once.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_close(c: *mut sz_cache) {
-    if !c.is_null() {
-        boundary(|| {
-            // SAFETY: per the contract c is a live Box from sz_cache_open.
-            drop(unsafe { Box::from_raw(c) });
-            Ok(SZ_OK)
-        });
-    }
+    // SAFETY: per this function's contract c is NULL or a live Box from sz_cache_open.
+    unsafe { free_handle(c) }
 }
 
 /// Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled

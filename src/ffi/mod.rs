@@ -63,6 +63,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Frees a handle this library boxed for C (its destructor runs inside `boundary`, so a panic
+/// there does not cross into C). NULL is a no-op.
+///
+/// # Safety
+/// `p` is NULL or from `Box::into_raw` in this library, freed exactly once, unused afterwards.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        boundary(|| {
+            // SAFETY: per this function's contract p is a live Box of ours.
+            drop(unsafe { Box::from_raw(p) });
+            Ok(0)
+        });
+    }
+}
+
 /// Borrows a C handle, or fails naming the argument when it is NULL.
 ///
 /// # Safety

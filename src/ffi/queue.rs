@@ -2,7 +2,7 @@
 //! an event loop that watches a descriptor (see `crate::offload`).
 
 use super::cache::{byte_arrays, ttl};
-use super::{boundary, bytes, handle, key_arg, out_arg, sz_cache, SZ_OK};
+use super::{boundary, bytes, free_handle, handle, key_arg, out_arg, sz_cache, SZ_OK};
 use crate::error::Error;
 use crate::offload::{pool, Done, Job, Op, Sink};
 use std::ffi::{c_char, c_int, c_void};
@@ -91,13 +91,8 @@ pub unsafe extern "C" fn sz_queue_fd(q: *const sz_queue) -> c_int {
 /// `q` is NULL or from sz_queue_open, closed exactly once, not in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn sz_queue_close(q: *mut sz_queue) {
-    if !q.is_null() {
-        boundary(|| {
-            // SAFETY: per the contract q is a live Box from sz_queue_open.
-            drop(unsafe { Box::from_raw(q) });
-            Ok(SZ_OK)
-        });
-    }
+    // SAFETY: per this function's contract q is NULL or a live Box from sz_queue_open.
+    unsafe { free_handle(q) }
 }
 
 /// Submits one call on `c` to run on a worker thread; its completion, carrying `token`, comes
@@ -132,8 +127,7 @@ pub unsafe extern "C" fn sz_queue_submit(
 ) -> c_int {
     boundary(|| {
         // SAFETY: per this function's contract.
-        let (queue, cache) = unsafe { (handle(q, "queue")?, handle(c, "cache")?) };
-        queue.sink.check_process()?;
+        let (queue, cache) = unsafe { queue_and_cache(q, c) }?;
         // SAFETY: per this function's contract.
         let owned_key = || unsafe { key_arg(key.cast(), key_len) }.map(<[u8]>::to_vec);
         let op = match op {
@@ -175,8 +169,7 @@ pub unsafe extern "C" fn sz_queue_submit_set_many(
 ) -> c_int {
     boundary(|| {
         // SAFETY: per this function's contract.
-        let (queue, cache) = unsafe { (handle(q, "queue")?, handle(c, "cache")?) };
-        queue.sink.check_process()?;
+        let (queue, cache) = unsafe { queue_and_cache(q, c) }?;
         // SAFETY: per this function's contract.
         let (keys, vals) = unsafe {
             (
@@ -218,8 +211,7 @@ pub unsafe extern "C" fn sz_queue_submit_many(
 ) -> c_int {
     boundary(|| {
         // SAFETY: per this function's contract.
-        let (queue, cache) = unsafe { (handle(q, "queue")?, handle(c, "cache")?) };
-        queue.sink.check_process()?;
+        let (queue, cache) = unsafe { queue_and_cache(q, c) }?;
         let make: fn(Vec<u8>) -> Op = match op {
             SZ_OP_GET => Op::Get,
             SZ_OP_DELETE => Op::Delete,
@@ -247,6 +239,20 @@ pub unsafe extern "C" fn sz_queue_submit_many(
         pool::submit(jobs)?;
         Ok(SZ_OK)
     })
+}
+
+/// The queue and cache a submit names, checked: neither NULL, the queue of this process.
+///
+/// # Safety
+/// `q` is NULL or from sz_queue_open; `c` NULL or from sz_cache_open; both live.
+unsafe fn queue_and_cache<'a>(
+    q: *const sz_queue,
+    c: *const sz_cache,
+) -> crate::error::Result<(&'a sz_queue, &'a sz_cache)> {
+    // SAFETY: per this function's contract.
+    let (queue, cache) = unsafe { (handle(q, "queue")?, handle(c, "cache")?) };
+    queue.sink.check_process()?;
+    Ok((queue, cache))
 }
 
 fn job(queue: &sz_queue, cache: &sz_cache, token: u64, op: Op) -> Job {

@@ -89,13 +89,14 @@ class LoopQueue:
                            len(value) if value else 0, ttl_ms, token)
         return self._waiting_on(loop, rc, token, finish)
 
-    def submit_set_many(self, h: Any, keys: Any, key_lens: Any, vals: Any, val_lens: Any, n: int,
-                        ttl_ms: int, finish: Finish) -> "asyncio.Future[Any]":
-        """A future for a queued set_many of ``n`` entries on cache handle ``h``."""
+    def submit_set_many(self, h: Any, arrays: Tuple[Any, ...], ttl_ms: int,
+                        finish: Finish) -> "asyncio.Future[Any]":
+        """A future for a queued set_many on cache handle ``h``; ``arrays`` are
+        sz_cache_set_many's (keys, key_lens, vals, val_lens, n)."""
         loop = self._loop()
         assert loop is not None
         token = self._tokens()
-        rc = _queue_submit_set_many(self._q, h, keys, key_lens, vals, val_lens, n, ttl_ms, token)
+        rc = _queue_submit_set_many(self._q, h, *arrays, ttl_ms, token)
         return self._waiting_on(loop, rc, token, finish)
 
     def submit_get(self, cache: Submitter, key: bytes,

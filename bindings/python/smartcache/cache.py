@@ -502,18 +502,25 @@ class SmartCache:
         (None = each tier's default), in one library call: Redis receives them pipelined in
         one round trip. Every key and value is encoded and checked before anything is
         stored, so a bad one stores nothing."""
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if arrays:
+            self._call(lib.sz_cache_set_many, *arrays, ms)
+
+    def _set_many_args(self, mapping: Mapping[Key, Any],
+                       ttl: Optional[float]) -> Tuple[Tuple[Any, ...], int]:
+        """set_many's (keys, key_lens, vals, val_lens, n) C arrays, () for no items, and its
+        ttl in ms. Every key and value is encoded (and so checked) first."""
         items = list(mapping.items())
         kbs = [_key_bytes(k) for k, _ in items]
         ms = 0 if ttl is None else _ttl_ms(ttl)
         data = [self._codec.encode(v) for _, v in items]
-        if not items:
-            return
         n = len(items)
-        self._call(lib.sz_cache_set_many,
-                   ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, kbs)),
-                   ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, data)), n, ms)
+        if not n:
+            return (), ms
+        return (ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, kbs)),
+                ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, data)), n), ms
 
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
@@ -614,20 +621,12 @@ class SmartCache:
         """``set_many`` for coroutines."""
         if not self._has_lower_tiers:
             return self.set_many(mapping, ttl)
-        items = list(mapping.items())
-        kbs = [_key_bytes(k) for k, _ in items]
-        ms = 0 if ttl is None else _ttl_ms(ttl)
-        data = [self._codec.encode(v) for _, v in items]
-        if not items:
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if not arrays:
             return
-        n = len(items)
         h = self._enter()
         try:
-            fut = _offload.queue().submit_set_many(
-                h, ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
-                (ctypes.c_size_t * n)(*map(len, kbs)),
-                ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
-                (ctypes.c_size_t * n)(*map(len, data)), n, ms, self._done)
+            fut = _offload.queue().submit_set_many(h, arrays, ms, self._done)
         finally:
             self._leave()
         await fut
