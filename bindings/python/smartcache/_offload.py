@@ -68,7 +68,7 @@ class LoopQueue:
         rc = _queue_open(ctypes.byref(q))
         if rc != _OK:
             raise error_for(rc, last_error())
-        self._q = q
+        self._q: Optional["ctypes._Pointer[_native.sz_queue]"] = q
         self._loop = weakref.ref(loop)
         self._waiting: Dict[int, Tuple["asyncio.Future[Any]", Finish]] = {}
         self._tokens = itertools.count(1).__next__
@@ -153,6 +153,8 @@ class LoopQueue:
         return fut
 
     def _drain(self) -> None:
+        if self._q is None:  # closed in a forked child (see _forget_after_fork)
+            return
         out = self._out
         n = _queue_drain(self._q, out, DRAIN_MAX)
         if n < 0:  # only a queue of another process (after fork) is refused
@@ -163,7 +165,10 @@ class LoopQueue:
         waiting = self._waiting
         for i in range(n):
             c = out[i]
-            fut, finish = waiting.pop(c.token)
+            entry = waiting.pop(c.token, None)
+            if entry is None:
+                continue
+            fut, finish = entry
             if fut.done():  # its caller was cancelled
                 continue
             try:
@@ -188,7 +193,10 @@ def queue() -> LoopQueue:
 def _forget_after_fork() -> None:
     # A forked child must not drain its parent's queues (their workers and descriptors are the
     # parent's): it closes them, which never waits, and opens its own on first use.
+    # A loop still watching the old descriptor number (a fork inside a running loop) then
+    # finds a dead queue, not a freed one.
     for q in list(_queues.values()):
+        q._q = None
         q.close()
     _queues.clear()
 
