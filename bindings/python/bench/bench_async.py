@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from tests.delay_proxy import DelayProxyProcess, redis_host_port  # noqa: E402
 
-from smartcache import SmartCache, SmartCacheConfig, cached  # noqa: E402
+from smartcache import SmartCache, SmartCacheConfig, backend, cached  # noqa: E402
 
 DELAY = 0.030
 N_GETS = 1000
@@ -275,6 +275,7 @@ def main() -> None:
              "the loop lag that starting 1,000 tasks at once costs by itself.",
              "",
              f"Machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run; "
+             f"binding backend {backend()}; "
              f"the whole run took {time.perf_counter() - started:.0f} s. "
              "Wall-clock lag figures are only comparable within one run: on a loaded machine "
              "the OS deschedules the loop for milliseconds and the anchor itself exceeds 5 ms; "
