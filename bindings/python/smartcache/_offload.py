@@ -186,8 +186,21 @@ def queue() -> LoopQueue:
     loop = asyncio.get_running_loop()
     q = _queues.get(loop)
     if q is None:
+        _let_closed_loops_go()
         q = _queues[loop] = LoopQueue(loop)
     return q
+
+
+def _let_closed_loops_go() -> None:
+    """Forgets the queues of loops closed with calls still in flight: their waiting futures
+    (which hold the loop) would otherwise keep the loop and its queue alive for ever."""
+    for loop, q in list(_queues.items()):
+        if loop.is_closed():
+            del _queues[loop]
+            q._waiting.clear()
+            q._gets.clear()
+            q._q = None
+            q.close()
 
 
 def _forget_after_fork() -> None:

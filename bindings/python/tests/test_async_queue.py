@@ -152,3 +152,28 @@ def test_a_forked_child_runs_async_calls_on_its_own_queue(unique_prefix: str) ->
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert cache.get("c") == "child"
         assert asyncio.run(use("p2", "parent again")) == "parent again"
+
+
+def test_a_loop_closed_with_calls_in_flight_is_let_go(unique_prefix: str) -> None:
+    """A loop closed while its gets still wait on a slow Redis: the next loop's first call
+    lets the closed loop's queue go, so neither stays alive."""
+    import gc
+    import weakref
+
+    host, port = redis_host_port(redis_url_or_fail())
+    with DelayProxy(host, port, 0.2) as proxy:
+        with open_or_skip(config(unique_prefix, f"redis://127.0.0.1:{proxy.port}/0")) as cache:
+            loop = asyncio.new_event_loop()
+
+            async def start() -> None:
+                for i in range(10):
+                    asyncio.ensure_future(cache.aget(f"k{i}"))
+                await asyncio.sleep(0.01)  # submitted, not answered
+
+            loop.run_until_complete(start())
+            loop.close()
+            gone = weakref.ref(loop)
+            del loop
+            assert asyncio.run(cache.aget("other", 1)) == 1
+            gc.collect()
+            assert gone() is None
