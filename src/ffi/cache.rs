@@ -475,6 +475,27 @@ pub(super) unsafe fn byte_arrays<'a>(
         .collect()
 }
 
+/// Borrows `n` entries given as the four parallel arrays of a set_many (keys checked as keys).
+///
+/// # Safety
+/// As for `byte_arrays`, for both the keys and the values.
+pub(super) unsafe fn entry_arrays<'a>(
+    keys: *const *const c_void,
+    key_lens: *const usize,
+    vals: *const *const c_void,
+    val_lens: *const usize,
+    n: usize,
+) -> Result<Vec<(&'a [u8], &'a [u8])>, Error> {
+    // SAFETY: per this function's contract.
+    let (keys, vals) = unsafe {
+        (
+            byte_arrays(keys, key_lens, n, "keys", true)?,
+            byte_arrays(vals, val_lens, n, "vals", false)?,
+        )
+    };
+    Ok(keys.into_iter().zip(vals).collect())
+}
+
 /// Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
 /// still missing from Redis in one round trip (MGET), then from disk. On SZ_OK, `out[i]` is a
 /// pinned value for `keys[i]` (release each with sz_value_release) or NULL when it is missing.
@@ -537,13 +558,7 @@ pub unsafe extern "C" fn sz_cache_set_many(
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
         // SAFETY: per this function's contract.
-        let (keys, vals) = unsafe {
-            (
-                byte_arrays(keys, key_lens, n, "keys", true)?,
-                byte_arrays(vals, val_lens, n, "vals", false)?,
-            )
-        };
-        let items: Vec<(&[u8], &[u8])> = keys.into_iter().zip(vals).collect();
+        let items = unsafe { entry_arrays(keys, key_lens, vals, val_lens, n) }?;
         cache.inner.set_many(&items, ttl(ttl_ms))?;
         Ok(SZ_OK)
     })

@@ -1,7 +1,7 @@
 //! Completion queues: calls run by the library's worker threads, finished calls collected by
 //! an event loop that watches a descriptor (see `crate::offload`).
 
-use super::cache::{byte_arrays, ttl};
+use super::cache::{byte_arrays, entry_arrays, ttl};
 use super::{boundary, bytes, free_handle, handle, key_arg, out_arg, sz_cache, SZ_OK};
 use crate::error::Error;
 use crate::offload::{pool, Done, Job, Op, Sink};
@@ -171,15 +171,8 @@ pub unsafe extern "C" fn sz_queue_submit_set_many(
         // SAFETY: per this function's contract.
         let (queue, cache) = unsafe { queue_and_cache(q, c) }?;
         // SAFETY: per this function's contract.
-        let (keys, vals) = unsafe {
-            (
-                byte_arrays(keys, key_lens, n, "keys", true)?,
-                byte_arrays(vals, val_lens, n, "vals", false)?,
-            )
-        };
-        let items = keys
+        let items = unsafe { entry_arrays(keys, key_lens, vals, val_lens, n) }?
             .into_iter()
-            .zip(vals)
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
         submit(queue, cache, token, Op::SetMany(items, ttl(ttl_ms)))
