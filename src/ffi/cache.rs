@@ -475,6 +475,9 @@ pub(super) unsafe fn byte_arrays<'a>(
         .collect()
 }
 
+/// Key and value of one entry of a set_many, borrowed from the caller.
+pub(super) type Entry<'a> = (&'a [u8], &'a [u8]);
+
 /// Borrows `n` entries given as the four parallel arrays of a set_many (keys checked as keys).
 ///
 /// # Safety
@@ -485,7 +488,7 @@ pub(super) unsafe fn entry_arrays<'a>(
     vals: *const *const c_void,
     val_lens: *const usize,
     n: usize,
-) -> Result<Vec<(&'a [u8], &'a [u8])>, Error> {
+) -> Result<Vec<Entry<'a>>, Error> {
     // SAFETY: per this function's contract.
     let (keys, vals) = unsafe {
         (
