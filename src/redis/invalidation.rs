@@ -57,9 +57,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_millis(25);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// Keys per message the reply budget is sized for: Redis batches the keys changed in one
-/// event-loop pass into one message. A larger batch is refused like any oversized reply:
-/// the connection goes down, memory is emptied, and the listener reconnects.
+/// The reply budget of one message, in values of the largest key plus frame slack (about
+/// 128 KiB each, so about 9 MiB with the overhead): Redis batches the keys changed in one
+/// event-loop pass into one message. A larger batch is refused like any oversized reply: the
+/// connection goes down, memory is emptied, and the listener reconnects.
 const KEYS_PER_MESSAGE_BUDGET: usize = 64;
 
 /// What the listener tells: the memory tier's side.
