@@ -331,8 +331,8 @@ impl Session {
             Ok(Reply::Status(s)) if s == b"OK" => {}
             Ok(Reply::Error(e)) => {
                 return Err(format!(
-                    "{peer} refused CLIENT TRACKING (redis_invalidation needs Redis 6 or later): \
-                     {e}"
+                    "{peer} refused CLIENT TRACKING: {e} (redis_invalidation needs Redis 6 or \
+                     later, and a user allowed CLIENT and SUBSCRIBE)"
                 ))
             }
             Ok(other) => return Err(format!("{peer} answered CLIENT TRACKING with {other:?}")),
