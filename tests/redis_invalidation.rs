@@ -304,3 +304,69 @@ fn closing_a_cache_whose_redis_is_paused_does_not_hang() {
     );
     server.resume();
 }
+
+#[test]
+fn a_set_leaves_nothing_in_the_writers_own_memory() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("own-a");
+    let a = host(&server, &dir);
+    a.set(b"k", b"v", None).unwrap();
+    assert_eq!(
+        in_memory(&a, "k"),
+        None,
+        "dropped at once, not left to race its report"
+    );
+    assert_eq!(a.stats().memory.sets, 1, "still counted as a set");
+    cached(&a, "k", b"v");
+}
+
+/// Two hosts writing and reading the same few keys from several threads: once they stop and
+/// the last reports are delivered, no memory tier holds anything but what Redis holds (a
+/// replaced value kept in memory would be served until memory_ttl).
+#[test]
+fn racing_writers_and_readers_leave_no_memory_behind_redis() {
+    let server = RedisServer::start();
+    let (da, db) = (TempDir::new("race-a"), TempDir::new("race-b"));
+    let hosts = [host(&server, &da), host(&server, &db)];
+    let keys: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let until = Instant::now() + Duration::from_millis(1500);
+    std::thread::scope(|s| {
+        for (h, cache) in hosts.iter().enumerate() {
+            for t in 0..3 {
+                let keys = &keys;
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        let key = keys[(n as usize * 7 + t) % keys.len()].as_bytes();
+                        if n % 3 == 0 {
+                            let v = format!("h{h}t{t}n{n}");
+                            cache.set(key, v.as_bytes(), None).unwrap();
+                        } else {
+                            let _ = cache.get(key).unwrap();
+                        }
+                        n += 1;
+                    }
+                });
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for (h, cache) in hosts.iter().enumerate() {
+        for key in &keys {
+            let Some(mem) = in_memory(cache, key) else {
+                continue;
+            };
+            let full = format!("{PREFIX}{key}");
+            let stored = server
+                .cmd(&[b"GET", full.as_bytes()])
+                .bulk()
+                .expect("in Redis");
+            assert!(
+                stored.ends_with(&mem) && stored.len() == mem.len() + 13,
+                "host {h} memory holds {:?} for {key}, Redis {:?}",
+                String::from_utf8_lossy(&mem),
+                String::from_utf8_lossy(&stored)
+            );
+        }
+    }
+}

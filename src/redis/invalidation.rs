@@ -13,15 +13,16 @@
 //! tracking connection itself, which writes nothing: the cache writes over pooled connections.
 //! Nor can the cache's own writes be told apart otherwise: a message names keys, not writers,
 //! and a message about a key this process just wrote may be another host's later write of it.
-//! So every change is applied, own writes included: a set here drops its own fresh memory
-//! entry when its report comes back (a round trip later), and the next get reads the key back
-//! from Redis. Never stale, at the cost of one Redis read per write that is read again.
+//! So every change is applied, own writes included, and a set here leaves nothing in its own
+//! memory (the cache drops the entry at once rather than racing its report: see
+//! `tiered::coherent`); the next get reads the key back from Redis. Never stale, at the cost of
+//! one Redis read per write that is read again.
 //!
 //! **Trust.** Memory is trusted only while the listener is subscribed ([`Coherence`]). Before
 //! the subscription is confirmed, and from the moment the connection fails (an error, EOF, a
 //! `CLIENT KILL`, no answer to the heartbeat PING within `redis_timeout_ms`), the listener is
-//! down: memory is emptied, and what a set or a copy from Redis puts there meanwhile is
-//! dropped again at once by the caller (`Coherence::is_listening` after the insert). Back up:
+//! down: memory is emptied, and what a copy from Redis puts there meanwhile is dropped again
+//! at once by the caller (`Coherence::is_listening` after the insert). Back up:
 //! subscribed first, memory emptied once more, then trusted. The listener reconnects with
 //! backoff (25 ms doubling to 2 s).
 //!

@@ -3,8 +3,8 @@
 //! and keeps memory empty while the listener is not subscribed.
 //!
 //! Memory's hit path pays nothing for this: instead of checking trust on every hit, memory is
-//! emptied when trust ends, and the two ways entries enter memory (a set, a copy of a Redis
-//! hit) drop theirs again at once while it is not back.
+//! emptied when trust ends, and the two ways entries enter memory drop theirs again: a copy of
+//! a Redis hit while the listener is not subscribed, a set always (see `forget_own_write`).
 
 use super::Inner;
 use crate::error::Result;
@@ -62,8 +62,23 @@ impl Inner {
         }
     }
 
-    /// After `key` was put into memory: while nobody would report its replacement, it is
-    /// dropped again. Sets and promotions only, never the hit path.
+    /// After a set put `key` into memory: with `redis_invalidation` on, the entry is dropped
+    /// again at once. Redis reports every write to every listener, this cache's own included
+    /// (a message names keys, not writers), so the report of this very write drops the entry
+    /// anyway, a moment later. Keeping it until then would be a race, not a saving: another
+    /// host's write landing in Redis between ours and our memory insert can be reported, and
+    /// applied, before the insert, which would then keep our older value with nobody left to
+    /// drop it. (A copy from Redis, `promote`, has no such race: the write count it checks
+    /// moves with every drop the listener makes.)
+    #[inline]
+    pub(super) fn forget_own_write(&self, key: &[u8]) {
+        if self.coherence.is_some() {
+            self.l1.invalidate(self.l1.key_hash(key));
+        }
+    }
+
+    /// After a copy of a Redis hit was put into memory: while nobody would report its
+    /// replacement, it is dropped again. Never on the hit path.
     #[inline]
     pub(super) fn unless_listening_forget(&self, key: &[u8]) {
         if let Some(c) = &self.coherence {
