@@ -23,6 +23,7 @@ import multiprocessing.synchronize
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -264,5 +265,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
+    # A TERM (e.g. from `timeout`) unwinds like an exception, so the redis-server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

@@ -420,11 +420,12 @@ impl Cache {
 }
 
 impl ForkAware for Inner {
-    /// In the order the code nests them: the background slot before the Redis probe's
-    /// (`adopt_process`), the write log's catch-up before the memory shards (`catch_up`), a
-    /// tier's own locks before its counters'. In all: background slot, write log, disk,
-    /// flights, memory shards, Redis (its pending invalidations before its connections: a
-    /// replay holds the one while using the other), counters, rate. The lower tiers are named
+    /// In the order the code nests them: the background slot before the Redis probe's and the
+    /// listener's (`adopt_process`), the write log's catch-up before the memory shards
+    /// (`catch_up`), a tier's own locks before its counters'. In all: background slot,
+    /// listener slot, write log, disk, flights, memory shards, Redis (its pending
+    /// invalidations before its connections: a replay holds the one while using the other),
+    /// the listener's last error, counters, rate. The lower tiers are named
     /// here by type rather than walked in `lower`'s read order, because memory sits between
     /// them in this order: a tier added to `lower` must be added here too.
     fn hold_locks<'a>(&'a self, held: &mut Vec<Box<dyn Held + 'a>>) {
