@@ -39,10 +39,10 @@ fn host(server: &RedisServer, dir: &TempDir) -> Cache {
         ..Config::default()
     };
     let cache = Cache::open(cfg).expect("open");
-    assert!(
-        listening(&cache),
-        "open waits until the listener is subscribed"
-    );
+    // Open waits up to redis_timeout_ms for the subscription; a loaded machine may need longer.
+    wait_until("the listener subscribed", Duration::from_secs(5), || {
+        listening(&cache)
+    });
     cache
 }
 
@@ -152,6 +152,7 @@ fn a_killed_subscriber_connection_empties_memory_until_it_is_back() {
     a.set(b"k", b"old", None).unwrap();
     cached(&b, "k", b"old");
 
+    assert!(listening(&a) && listening(&b));
     let killed = server.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"]).int();
     assert_eq!(killed, 2, "both hosts' listeners");
     wait_until(

@@ -16,12 +16,11 @@ func TestRedisInvalidationReachesAnotherCachesMemory(t *testing.T) {
 	a := open(t, cfg)
 	b := open(t, cfg)
 
-	js, err := b.StatsJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(js, `"invalidation":{"listening":true`) {
-		t.Fatalf("listener not subscribed after Open: %s", js)
+	for _, c := range []*Cache{a, b} {
+		waitFor(t, "the listener subscribed", func() bool {
+			js, err := c.StatsJSON()
+			return err == nil && strings.Contains(js, `"invalidation":{"listening":true`)
+		})
 	}
 
 	mustSet(t, a, "k", "v1")

@@ -138,9 +138,9 @@ def test_a_killed_subscriber_connection_keeps_memory_empty_until_it_is_back(
         hosts: List[Host]) -> None:
     a, b, _ = hosts
     a("set", "k", "old")
-    cached(b, "k", "old")
+    cached(b, "k", "old")  # in memory: b is listening
     reply = redis_command(redis_url_or_fail(), "CLIENT", "KILL", "TYPE", "pubsub")
-    assert int(reply[1:].strip()) >= 3
+    assert int(reply[1:].strip()) >= 1  # b's listener among them
     wait_until("memory emptied", lambda: b("memory", "k") is None)
     a("set", "k", "new")
     assert b("get", "k") == "new"
