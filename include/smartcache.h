@@ -137,6 +137,16 @@
 #define MEMORY_SAMPLE_EVERY 64
 
 /**
+ * Slots in a Redis Cluster.
+ */
+#define SLOTS 16384
+
+/**
+ * Most distinct nodes (masters and replicas) a table may name.
+ */
+#define MAX_NODES 1000
+
+/**
  * Bytes of a tag as stored (the full HMAC-SHA256 output).
  */
 #define MAC_LEN 32
