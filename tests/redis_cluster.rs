@@ -157,25 +157,44 @@ struct Tally {
     error_times: Mutex<Vec<Duration>>,
 }
 
-/// Runs `threads` threads of set/get on their own keys (`key_of(thread, i)`) until `stop`.
+/// A load run's shared state: stop flag, whether stale reads count as wrong, the tally.
+#[derive(Clone)]
+struct Run {
+    stop: Arc<AtomicBool>,
+    /// No failover yet: a read older than the last acknowledged write is wrong.
+    strict: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    start: Instant,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            stop: Arc::new(AtomicBool::new(false)),
+            strict: Arc::new(AtomicBool::new(true)),
+            tally: Arc::new(Tally::default()),
+            start: Instant::now(),
+        }
+    }
+}
+
+/// Runs `threads` threads of set/get on their own keys (`key_of(thread, i)`) until stopped.
 fn load(
     tier: &Arc<RedisTier>,
     threads: usize,
     keys: usize,
     key_of: fn(usize, usize) -> String,
-    stop: &Arc<AtomicBool>,
-    strict: &Arc<AtomicBool>,
-    tally: &Arc<Tally>,
-    start: Instant,
+    run: &Run,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..threads)
         .map(|t| {
-            let (tier, stop, strict, tally) = (
-                Arc::clone(tier),
-                Arc::clone(stop),
-                Arc::clone(strict),
-                Arc::clone(tally),
-            );
+            let tier = Arc::clone(tier);
+            let Run {
+                stop,
+                strict,
+                tally,
+                start,
+            } = run.clone();
             std::thread::spawn(move || {
                 let names: Vec<String> = (0..keys).map(|i| key_of(t, i)).collect();
                 // Per key: last version attempted, last acknowledged.
@@ -244,20 +263,14 @@ fn load(
 fn a_killed_master_is_replaced_by_its_replica_and_load_resumes_with_no_wrong_values() {
     let cluster = RedisCluster::start(3);
     let tier = Arc::new(RedisTier::open(&config(cluster.url(6), 300)).unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let strict = Arc::new(AtomicBool::new(true));
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let workers = load(
-        &tier,
-        4,
-        64,
-        |t, i| format!("w{t}:{i}"),
-        &stop,
-        &strict,
-        &tally,
+    let run = Run::new();
+    let Run {
+        stop,
+        strict,
+        tally,
         start,
-    );
+    } = run.clone();
+    let workers = load(&tier, 4, 64, |t, i| format!("w{t}:{i}"), &run);
 
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
@@ -328,30 +341,10 @@ fn a_slot_migrated_mid_load_keeps_every_value_through_ask_and_moved() {
     let tier = Arc::new(RedisTier::open(&config(cluster.url(3), 2000)).unwrap());
     // Every key of the hot threads shares the slot of "{mig}", the one moved.
     let slot = cluster.keyslot(&full("{mig}"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let strict = Arc::new(AtomicBool::new(true));
-    let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let mut workers = load(
-        &tier,
-        3,
-        40,
-        |t, i| format!("{{mig}}:{t}:{i}"),
-        &stop,
-        &strict,
-        &tally,
-        start,
-    );
-    workers.extend(load(
-        &tier,
-        1,
-        64,
-        |t, i| format!("spread{t}:{i}"),
-        &stop,
-        &strict,
-        &tally,
-        start,
-    ));
+    let run = Run::new();
+    let (stop, tally) = (Arc::clone(&run.stop), Arc::clone(&run.tally));
+    let mut workers = load(&tier, 3, 40, |t, i| format!("{{mig}}:{t}:{i}"), &run);
+    workers.extend(load(&tier, 1, 64, |t, i| format!("spread{t}:{i}"), &run));
     std::thread::sleep(Duration::from_millis(700));
 
     let from = cluster.owner_of(slot);
