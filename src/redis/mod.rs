@@ -668,15 +668,7 @@ fn pipeline_sets(
             None => c.append(&[b"SET", k, f])?,
         }
     }
-    let replies = c.finish(d)?;
-    if replies.len() != which.len() {
-        return Err(CallError::Unexpected(format!(
-            "{} replies to {} pipelined SETs",
-            replies.len(),
-            which.len()
-        )));
-    }
-    replies
+    finish_pipeline(c, d, which.len(), "SETs")?
         .into_iter()
         .map(|r| match r {
             Reply::Status(s) if s == b"OK" => Ok(Ok(())),
@@ -684,6 +676,23 @@ fn pipeline_sets(
             other => Err(unexpected("SET", other)),
         })
         .collect()
+}
+
+/// Reads the replies of a pipeline of `n` commands (`what`, for the message).
+fn finish_pipeline(
+    c: &mut Wire<'_>,
+    d: Instant,
+    n: usize,
+    what: &str,
+) -> std::result::Result<Vec<Reply>, CallError> {
+    let replies = c.finish(d)?;
+    if replies.len() != n {
+        return Err(CallError::Unexpected(format!(
+            "{} replies to {n} pipelined {what}",
+            replies.len()
+        )));
+    }
+    Ok(replies)
 }
 
 /// UNLINK commands for a SCAN batch: one, or one per hash slot (`by_slot`).
@@ -918,15 +927,7 @@ impl Inner {
                 for &i in &which {
                     c.append(&[b"GET", &full[i]])?;
                 }
-                let replies = c.finish(d)?;
-                if replies.len() != which.len() {
-                    return Err(CallError::Unexpected(format!(
-                        "{} replies to {} pipelined GETs",
-                        replies.len(),
-                        which.len()
-                    )));
-                }
-                Ok(replies)
+                finish_pipeline(c, d, which.len(), "GETs")
             });
             let Ok(replies) = replies else { continue };
             for (i, reply) in which.into_iter().zip(replies) {
