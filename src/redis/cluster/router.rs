@@ -30,6 +30,8 @@ pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 /// Where every slot is served, as of the latest table.
 struct Routes {
     slots: Vec<Option<Arc<Node>>>,
+    /// Every slot has a master.
+    complete: bool,
     masters: Vec<Arc<Node>>,
     announced: HashSet<String>,
 }
@@ -82,6 +84,7 @@ impl Cluster {
             nodes: Mutex::new(HashMap::new()),
             routes: RwLock::new(Arc::new(Routes {
                 slots: vec![None; SLOTS],
+                complete: false,
                 masters: Vec::new(),
                 announced: HashSet::new(),
             })),
@@ -105,12 +108,19 @@ impl Cluster {
         self.routes().masters.clone()
     }
 
-    /// The node at `host:port`, created (with its probe thread) on first use.
-    fn node(&self, host: &str, port: u16) -> Arc<Node> {
+    /// The node at `host:port`, created (with its probe thread) on first use; at most
+    /// MAX_NODES exist at once (nodes a new table does not name are let go of).
+    fn node(&self, host: &str, port: u16) -> Result<Arc<Node>, String> {
         let addr = host_port(host, port);
         let mut nodes = lock(&self.nodes);
         if let Some(e) = nodes.get(&addr) {
-            return Arc::clone(&e.node);
+            return Ok(Arc::clone(&e.node));
+        }
+        if nodes.len() >= MAX_NODES {
+            return Err(format!(
+                "{}: {MAX_NODES} nodes known already, {addr} refused",
+                self.shown
+            ));
         }
         let node = Arc::new(Node::new(
             self.url.node(host, port),
@@ -128,7 +138,7 @@ impl Cluster {
                 probe,
             },
         );
-        node
+        Ok(node)
     }
 
     /// Follows a redirection: the node to ask next. A `MOVED` also re-points its slot and
@@ -153,7 +163,7 @@ impl Cluster {
                 ));
             }
         }
-        let node = self.node(&r.host, r.port);
+        let node = self.node(&r.host, r.port)?;
         if !r.ask {
             self.point(r.slot, &node);
             self.request_refresh();
@@ -171,11 +181,13 @@ impl Cluster {
             return;
         }
         let mut next = Routes {
+            complete: routes.complete,
             slots: routes.slots.clone(),
             masters: routes.masters.clone(),
             announced: routes.announced.clone(),
         };
         next.slots[usize::from(slot)] = Some(Arc::clone(node));
+        next.complete = next.complete || next.slots.iter().all(Option::is_some);
         if !next.masters.iter().any(|m| Arc::ptr_eq(m, node)) {
             next.masters.push(Arc::clone(node));
         }
@@ -218,12 +230,15 @@ impl Cluster {
             if now >= deadline {
                 break;
             }
-            let node = self.node(&host, port);
-            match ask_slots(&node, &host, (now + self.timeout).min(deadline)) {
-                Ok(table) => {
-                    self.install(table);
-                    return Ok(());
+            let node = match self.node(&host, port) {
+                Ok(node) => node,
+                Err(e) => {
+                    why = e;
+                    continue;
                 }
+            };
+            match ask_slots(&node, &host, (now + self.timeout).min(deadline)) {
+                Ok(table) => return self.install(table),
                 Err(e) => why = e,
             }
         }
@@ -259,42 +274,44 @@ impl Cluster {
     }
 
     /// Makes `table` the routes; nodes it no longer names (and no seed) are let go of.
-    fn install(&self, table: SlotTable) {
-        let masters: Vec<Arc<Node>> = table
-            .masters
-            .iter()
-            .map(|(h, p)| self.node(h, *p))
-            .collect();
-        let slots = table
-            .owner
-            .iter()
-            .map(|o| o.map(|i| Arc::clone(&masters[usize::from(i)])))
-            .collect();
+    fn install(&self, table: SlotTable) -> Result<(), String> {
         let mut keep = table.announced.clone();
         keep.extend(self.url.seeds.iter().map(|(h, p)| host_port(h, *p)));
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Routes {
-            slots,
-            masters,
-            announced: table.announced,
-        });
+        // Nodes the table does not name go first, so its own always fit under MAX_NODES.
         let gone: Vec<NodeEntry> = {
             let mut nodes = lock(&self.nodes);
             let names: Vec<String> = nodes
                 .keys()
-                .filter(|k| !keep.contains(*k) || nodes.len() > 2 * MAX_NODES)
+                .filter(|k| !keep.contains(*k))
                 .cloned()
                 .collect();
             names.iter().filter_map(|k| nodes.remove(k)).collect()
         };
         // Joining their probe threads outside the lock.
         drop(gone);
+        let masters = table
+            .masters
+            .iter()
+            .map(|(h, p)| self.node(h, *p))
+            .collect::<Result<Vec<Arc<Node>>, String>>()?;
+        let slots: Vec<Option<Arc<Node>>> = table
+            .owner
+            .iter()
+            .map(|o| o.map(|i| Arc::clone(&masters[usize::from(i)])))
+            .collect();
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Routes {
+            complete: slots.iter().all(Option::is_some),
+            slots,
+            masters,
+            announced: table.announced,
+        });
+        Ok(())
     }
 
     /// True when every slot has a master whose breaker is closed.
     pub fn all_up(&self) -> bool {
         let routes = self.routes();
-        routes.slots.iter().all(|s| s.is_some())
-            && routes.masters.iter().all(|m| m.breaker.allows())
+        routes.complete && routes.masters.iter().all(|m| m.breaker.allows())
     }
 
     /// Every node known, for stats and fork handling.
