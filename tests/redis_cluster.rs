@@ -124,6 +124,40 @@ fn slots_hash_tags_batches_and_clear_route_to_the_right_masters() {
     }
     assert_eq!(tier.stats().tier.errors, 0, "{:?}", tier.stats());
 
+    // Batches reuse each master's pooled connections: no new connection per call.
+    let masters = cluster.masters();
+    let connections = || -> i64 {
+        masters
+            .iter()
+            .map(|&m| {
+                let info =
+                    support::redis_cluster::text(&cluster.nodes[m].cmd_str(&["INFO", "stats"]));
+                info.lines()
+                    .find_map(|l| l.strip_prefix("total_connections_received:"))
+                    .unwrap()
+                    .trim()
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    let before = connections();
+    let t = Instant::now();
+    for _ in 0..50 {
+        tier.get_many(&asked).unwrap();
+    }
+    let took = t.elapsed() / 50;
+    // Each INFO opens one connection of its own.
+    let opened = connections() - before - masters.len() as i64;
+    eprintln!(
+        "get_many of {} keys over 3 masters: {took:?} each",
+        asked.len()
+    );
+    assert!(
+        opened <= 0,
+        "{opened} connections opened by 50 get_many calls"
+    );
+
     // clear: SCAN + UNLINK on every master; keys outside the prefix stay.
     let foreign = b"other:keep";
     let foreign_owner = cluster.owner_of(cluster.keyslot(foreign));
