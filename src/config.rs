@@ -121,7 +121,7 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "redis_url" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
-            what: "a redis:// or unix:// URL",
+            what: "a redis://, redis+cluster:// or unix:// URL",
         },
         "disk_path" => Limit::Text {
             min: 1,
@@ -301,7 +301,7 @@ impl Config {
             "redis_enabled" => self.redis_enabled = boolean(name, v)?,
             "redis_url" => {
                 // Parsed now, so a bad URL is refused where it is set, not later at open.
-                crate::redis::url::RedisUrl::parse(v)?;
+                crate::redis::check_url(v)?;
                 self.redis_url = v.to_string()
             }
             "redis_ttl" => self.redis_ttl = number(name, v)?,

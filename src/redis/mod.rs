@@ -145,6 +145,16 @@ impl From<ConnError> for CallError {
 
 pub use prefix::derived_prefix;
 
+/// Checks `redis_url` as `RedisTier::open` will parse it: a `redis+cluster://` URL, else a
+/// single server's. Err is a config error naming redis_url.
+pub fn check_url(url: &str) -> Result<()> {
+    if ClusterUrl::is_cluster(url) {
+        ClusterUrl::parse(url).map(drop)
+    } else {
+        RedisUrl::parse(url).map(drop)
+    }
+}
+
 /// Most keys asked for per SCAN of `clear` (fewer when max_value_size is small and the
 /// longest keys of a batch would not fit its reply budget, see `Conn::expect_keys`).
 const SCAN_COUNT: usize = 500;
@@ -1172,6 +1182,23 @@ mod tests {
     fn glob_metacharacters_are_escaped() {
         assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\".to_vec());
         assert_eq!(glob_escape(b"sc:/tmp/x:"), b"sc:/tmp/x:".to_vec());
+    }
+
+    #[test]
+    fn cluster_urls_are_accepted_where_redis_url_is_set() {
+        let mut cfg = Config::default();
+        cfg.set(
+            "redis_url",
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.redis_url,
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"
+        );
+        let e = cfg.set("redis_url", "redis+cluster://h:1/5").unwrap_err();
+        assert_eq!(e.code(), crate::error::status::SZ_ERR_CONFIG);
+        assert!(e.to_string().contains("redis_url"), "{e}");
     }
 
     #[test]
