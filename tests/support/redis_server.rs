@@ -188,6 +188,11 @@ impl RedisServer {
         self.port
     }
 
+    /// False once `stop` killed it.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server running").id()
     }
