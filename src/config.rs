@@ -392,7 +392,8 @@ impl Config {
                  Redis (turn redis_enabled on too)",
             ));
         }
-        if self.redis_invalidation && crate::redis::cluster::url::ClusterUrl::is_cluster(&self.redis_url)
+        if self.redis_invalidation
+            && crate::redis::cluster::url::ClusterUrl::is_cluster(&self.redis_url)
         {
             return Err(Error::config(
                 "redis_invalidation is not available with a redis+cluster:// URL: Redis tracks \

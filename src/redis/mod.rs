@@ -54,7 +54,7 @@ use crate::sign::Signer;
 use crate::tier::{shown_key, ttl_from_secs, Hit, TierCounters, TierSnapshot};
 use breaker::{BreakerState, ProbeThread};
 use cluster::{slots, Cluster, ClusterUrl, Redirect, RefreshThread};
-use conn::{ConnError, ConnErrorKind, Reply};
+use conn::{Conn, ConnError, ConnErrorKind, Reply};
 use frame::{Decoded, Foreign};
 use node::Node;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -304,7 +304,7 @@ impl RedisTier {
         match &self.inner.target {
             Target::Single(node) => node.pool.dial_dedicated(deadline),
             Target::Cluster(_) => Err(ConnError {
-                kind: conn::ConnErrorKind::Connect,
+                kind: ConnErrorKind::Connect,
                 message: "redis_invalidation is not available on a Redis Cluster".into(),
             }),
         }
