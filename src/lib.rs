@@ -27,6 +27,7 @@ pub mod memory;
 pub mod redis;
 pub mod sign;
 pub mod stats;
+pub mod sync;
 pub mod tier;
 pub mod tiered;
 

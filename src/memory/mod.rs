@@ -18,8 +18,8 @@ pub use blob::Blob;
 use crossbeam_utils::CachePadded;
 use shard::{Lookup, Shard};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// Above this many items the index is grown on demand instead of allocated up front, so a huge

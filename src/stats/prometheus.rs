@@ -340,7 +340,6 @@ mod tests {
     fn per_tier_samples_are_written_for_enabled_tiers_only() {
         let text = render(&CacheStats::default(), &health(true, false));
         assert!(text.contains("smartcache_tier_up{tier=\"memory\"} 1\n"));
-        assert!(text.contains("smartcache_tier_up{tier=\"redis\"} 0\n") == false);
         assert!(text.contains("smartcache_tampered_total{tier=\"redis\"} 0\n"));
         assert!(!text.contains("tier=\"disk\""), "{text}");
         assert!(!text.contains("disk_fill_ratio"), "no disk tier, no fill");
