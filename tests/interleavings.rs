@@ -70,7 +70,9 @@ unsafe impl GlobalAlloc for Quarantine {
         let size = layout.size();
         if QUARANTINE.load(Ordering::Relaxed)
             && size > POISON_FROM
-            && QUARANTINED.iter().any(|q| q.load(Ordering::Relaxed) == size)
+            && QUARANTINED
+                .iter()
+                .any(|q| q.load(Ordering::Relaxed) == size)
         {
             // SAFETY: ptr is a block of `size` bytes from alloc, never returned to System
             // while quarantined, so it is still ours to read and write.
@@ -101,7 +103,9 @@ fn freed(addr: usize, size: usize) -> bool {
     // SAFETY: the block was allocated by the model and, if freed, quarantined (never given
     // back), so its bytes are readable either way; reading them races nothing, as every model
     // thread has been joined.
-    let body = unsafe { std::slice::from_raw_parts((addr + POISON_FROM) as *const u8, size - POISON_FROM) };
+    let body = unsafe {
+        std::slice::from_raw_parts((addr + POISON_FROM) as *const u8, size - POISON_FROM)
+    };
     body.iter().all(|&b| b == POISON)
 }
 
@@ -121,7 +125,11 @@ fn memory_tier() -> MemoryTier {
 /// one of the values written, never freed memory.
 fn read_pinned(pin: &smartcache::memory::blob::Blob) {
     for _ in 0..3 {
-        assert_eq!(pin.key(), b"key", "a pinned entry's key changed: its block was freed");
+        assert_eq!(
+            pin.key(),
+            b"key",
+            "a pinned entry's key changed: its block was freed"
+        );
         assert!(
             [&b"first"[..], b"second"].contains(&pin.value()),
             "a pinned value was freed while a reader held it: {:?}",
@@ -139,7 +147,10 @@ fn a_pinned_entry_is_never_freed_while_a_reader_holds_it_and_is_freed_exactly_on
     let block = Arc::clone(&first_block);
     let size = smartcache::memory::blob::Blob::block_size(3, 5);
     QUARANTINED[0].store(size, Ordering::Relaxed);
-    QUARANTINED[1].store(smartcache::memory::blob::Blob::block_size(3, 6), Ordering::Relaxed);
+    QUARANTINED[1].store(
+        smartcache::memory::blob::Blob::block_size(3, 6),
+        Ordering::Relaxed,
+    );
     QUARANTINE.store(true, Ordering::Relaxed);
     check(move || {
         let tier = Arc::new(memory_tier());
@@ -183,7 +194,11 @@ fn a_pinned_entry_is_never_freed_while_a_reader_holds_it_and_is_freed_exactly_on
             freed(raw as usize, size),
             "the replaced entry was never freed once every pin was released"
         );
-        assert_eq!(DOUBLE_FREES.load(Ordering::Relaxed), 0, "an entry was freed twice");
+        assert_eq!(
+            DOUBLE_FREES.load(Ordering::Relaxed),
+            0,
+            "an entry was freed twice"
+        );
     });
     QUARANTINE.store(false, Ordering::Relaxed);
     assert_ne!(first_block.load(Ordering::Relaxed), 0);
@@ -212,13 +227,15 @@ fn told_of(seen: &[Change], wanted: &[u64]) -> bool {
         })
         .collect();
     let mut at = 0;
-    wanted.iter().all(|w| match keys[at..].iter().position(|k| k == w) {
-        Some(i) => {
-            at += i + 1;
-            true
-        }
-        None => false,
-    })
+    wanted
+        .iter()
+        .all(|w| match keys[at..].iter().position(|k| k == w) {
+            Some(i) => {
+                at += i + 1;
+                true
+            }
+            None => false,
+        })
 }
 
 #[test]
@@ -228,16 +245,19 @@ fn every_write_another_handle_recorded_reaches_a_reader_in_order_or_as_everythin
         let file = CheckedFile::new(4);
         let reader = Arc::new(file.open());
         let (w1, w2) = (Arc::new(file.open()), Arc::new(file.open()));
-        let writers = [(Arc::clone(&w1), vec![1, 2, 3]), (Arc::clone(&w2), vec![10, 11])]
-            .into_iter()
-            .map(|(log, keys)| {
-                thread::spawn(move || {
-                    for k in keys {
-                        log.record(Change::Key(k));
-                    }
-                })
+        let writers = [
+            (Arc::clone(&w1), vec![1, 2, 3]),
+            (Arc::clone(&w2), vec![10, 11]),
+        ]
+        .into_iter()
+        .map(|(log, keys)| {
+            thread::spawn(move || {
+                for k in keys {
+                    log.record(Change::Key(k));
+                }
             })
-            .collect::<Vec<_>>();
+        })
+        .collect::<Vec<_>>();
         let during = {
             let reader = Arc::clone(&reader);
             thread::spawn(move || changes(&reader))
@@ -284,7 +304,8 @@ fn a_delete_returns_only_after_every_copy_of_the_old_value_into_redis_is_gone() 
                 if redis.compare_exchange(DELETED, hit, SeqCst, SeqCst).is_ok()
                     && !still_in_source()
                 {
-                    let _ = redis.compare_exchange(hit, DELETED, SeqCst, SeqCst); // withdraw
+                    let _ = redis.compare_exchange(hit, DELETED, SeqCst, SeqCst);
+                    // withdraw
                 }
             })
         };
@@ -298,6 +319,10 @@ fn a_delete_returns_only_after_every_copy_of_the_old_value_into_redis_is_gone() 
             "the delete returned while Redis served the value it deleted"
         );
         copier.join().unwrap();
-        assert_eq!(redis.load(SeqCst), DELETED, "a copy left the deleted value in Redis");
+        assert_eq!(
+            redis.load(SeqCst),
+            DELETED,
+            "a copy left the deleted value in Redis"
+        );
     });
 }

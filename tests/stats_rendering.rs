@@ -34,8 +34,15 @@ fn known_operations(cache: &Cache) {
     assert!(cache.delete(b"b").unwrap());
 }
 
-/// The samples of a scrape as (metric, sorted labels) -> (value, type).
-fn samples(scrape: &Scrape) -> Vec<(String, Vec<(String, String)>, f64, Kind)> {
+/// One sample of a scrape: labels sorted by name, value with the type the text declared.
+struct Parsed {
+    metric: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    kind: Kind,
+}
+
+fn samples(scrape: &Scrape) -> Vec<Parsed> {
     scrape
         .samples
         .iter()
@@ -46,12 +53,17 @@ fn samples(scrape: &Scrape) -> Vec<(String, Vec<(String, String)>, f64, Kind)> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             labels.sort();
-            let (v, kind) = match s.value {
+            let (value, kind) = match s.value {
                 Value::Counter(v) => (v, Kind::Counter),
                 Value::Gauge(v) => (v, Kind::Gauge),
                 ref other => panic!("{} is neither a counter nor a gauge: {other:?}", s.metric),
             };
-            (s.metric.clone(), labels, v, kind)
+            Parsed {
+                metric: s.metric.clone(),
+                labels,
+                value,
+                kind,
+            }
         })
         .collect()
 }
@@ -59,14 +71,14 @@ fn samples(scrape: &Scrape) -> Vec<(String, Vec<(String, String)>, f64, Kind)> {
 fn value(scrape: &Scrape, metric: &str, tier: Option<&str>) -> f64 {
     let found: Vec<f64> = samples(scrape)
         .into_iter()
-        .filter(|(m, labels, _, _)| {
-            m == metric
+        .filter(|s| {
+            s.metric == metric
                 && match tier {
-                    None => labels.is_empty(),
-                    Some(t) => labels == &[("tier".to_string(), t.to_string())],
+                    None => s.labels.is_empty(),
+                    Some(t) => s.labels == [("tier".to_string(), t.to_string())],
                 }
         })
-        .map(|(_, _, v, _)| v)
+        .map(|s| s.value)
         .collect();
     assert_eq!(found.len(), 1, "{metric} {tier:?}: {found:?}");
     found[0]
@@ -90,9 +102,15 @@ fn json_figures_are_the_counts_of_the_operations_done() {
     assert!(doc["memory_usage_bytes"].as_u64().unwrap() > 0);
     assert!(doc["uptime_ms"].is_u64());
     let memory = &doc["tiers"]["memory"];
-    assert_eq!((memory["hits"].clone(), memory["misses"].clone()), (1.into(), 1.into()));
+    assert_eq!(
+        (memory["hits"].clone(), memory["misses"].clone()),
+        (1.into(), 1.into())
+    );
     assert_eq!(memory["enabled"], true);
-    assert_eq!(memory["latency"]["get"]["samples"].as_u64().map(|_| ()), Some(()));
+    assert_eq!(
+        memory["latency"]["get"]["samples"].as_u64().map(|_| ()),
+        Some(())
+    );
     for tier in ["redis", "disk"] {
         let t = &doc["tiers"][tier];
         assert_eq!(t["enabled"], true, "{tier}");
@@ -113,7 +131,10 @@ fn json_figures_are_the_counts_of_the_operations_done() {
         disk["path"].as_str().unwrap(),
         dir.path().join("smartcache.l3").to_string_lossy()
     );
-    assert!(doc["tiers"]["redis"].get("entries").is_none(), "file figures are the disk's");
+    assert!(
+        doc["tiers"]["redis"].get("entries").is_none(),
+        "file figures are the disk's"
+    );
 }
 
 #[test]
@@ -137,13 +158,23 @@ fn prometheus_text_parses_and_agrees_with_the_json() {
         .collect();
     for m in METRICS {
         let name = format!("{PREFIX}{}", m.name);
-        assert_eq!(scrape.docs.get(&name).map(String::as_str), Some(m.help), "{name}");
+        assert_eq!(
+            scrape.docs.get(&name).map(String::as_str),
+            Some(m.help),
+            "{name}"
+        );
         assert!(
             text.contains(&format!("# TYPE {name} {}\n", m.kind.as_str())),
             "{name}"
         );
     }
-    for (metric, labels, _, kind) in samples(&scrape) {
+    for Parsed {
+        metric,
+        labels,
+        kind,
+        ..
+    } in samples(&scrape)
+    {
         let row = METRICS
             .iter()
             .find(|m| format!("{PREFIX}{}", m.name) == metric)
@@ -175,7 +206,11 @@ fn prometheus_text_parses_and_agrees_with_the_json() {
     assert_eq!(value(&scrape, "smartcache_sets_total", None), 3.0);
     for tier in ["memory", "redis", "disk"] {
         let t = &doc["tiers"][tier];
-        assert_eq!(value(&scrape, "smartcache_tier_up", Some(tier)), 1.0, "{tier}");
+        assert_eq!(
+            value(&scrape, "smartcache_tier_up", Some(tier)),
+            1.0,
+            "{tier}"
+        );
         for (metric, field) in [
             ("smartcache_tier_hits_total", "hits"),
             ("smartcache_tier_misses_total", "misses"),
@@ -185,25 +220,35 @@ fn prometheus_text_parses_and_agrees_with_the_json() {
             assert_eq!(Some(v), t[field].as_f64(), "{metric} {tier}");
         }
     }
-    assert_eq!(value(&scrape, "smartcache_tier_misses_total", Some("disk")), 1.0);
-    assert_eq!(value(&scrape, "smartcache_tampered_total", Some("redis")), 0.0);
+    assert_eq!(
+        value(&scrape, "smartcache_tier_misses_total", Some("disk")),
+        1.0
+    );
+    assert_eq!(
+        value(&scrape, "smartcache_tampered_total", Some("redis")),
+        0.0
+    );
     let fill = value(&scrape, "smartcache_disk_fill_ratio", None);
     assert!(fill > 0.0 && fill < 1.0, "{fill}");
 
     // Lower-tier calls are all timed: a p50 and a p99 for each operation kind that ran.
     let p99 = samples(&scrape)
         .into_iter()
-        .find(|(m, labels, _, _)| {
-            m == "smartcache_latency_seconds"
-                && labels.contains(&("tier".into(), "redis".into()))
-                && labels.contains(&("op".into(), "set".into()))
-                && labels.contains(&("quantile".into(), "0.99".into()))
+        .find(|s| {
+            s.metric == "smartcache_latency_seconds"
+                && s.labels.contains(&("tier".into(), "redis".into()))
+                && s.labels.contains(&("op".into(), "set".into()))
+                && s.labels.contains(&("quantile".into(), "0.99".into()))
         })
         .expect("redis set p99");
     let json_p99_us = doc["tiers"]["redis"]["latency"]["set"]["p99_us"]
         .as_f64()
         .unwrap();
-    assert!((p99.2 * 1e6 - json_p99_us).abs() < 1e-6, "{p99:?} vs {json_p99_us} us");
+    assert!(
+        (p99.value * 1e6 - json_p99_us).abs() < 1e-6,
+        "{} s vs {json_p99_us} us",
+        p99.value
+    );
 }
 
 #[test]
@@ -214,16 +259,22 @@ fn a_cache_without_lower_tiers_reports_only_memory() {
     })
     .unwrap();
     cache.set(b"k", b"v", None).unwrap();
-    let scrape = Scrape::parse(cache.stats_prometheus().lines().map(|l| Ok(l.to_string())))
-        .unwrap();
+    let scrape =
+        Scrape::parse(cache.stats_prometheus().lines().map(|l| Ok(l.to_string()))).unwrap();
     let tiers: Vec<String> = scrape
         .samples
         .iter()
         .filter_map(|s| s.labels.get("tier").map(str::to_string))
         .collect();
-    assert!(!tiers.is_empty() && tiers.iter().all(|t| t == "memory"), "{tiers:?}");
     assert!(
-        !scrape.samples.iter().any(|s| s.metric == "smartcache_disk_fill_ratio"),
+        !tiers.is_empty() && tiers.iter().all(|t| t == "memory"),
+        "{tiers:?}"
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "smartcache_disk_fill_ratio"),
         "no disk, no fill ratio"
     );
     let doc: serde_json::Value = serde_json::from_str(&cache.stats_json()).unwrap();

@@ -19,12 +19,12 @@
 
 use super::file::{self, io_err};
 use crate::error::{Error, Result};
-use memmap2::MmapOptions;
-use std::hash::BuildHasher;
-use std::path::Path;
 use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use crate::sync::atomic::{self, AtomicU64};
 use crate::sync::{yield_now, Mutex, MutexGuard};
+use memmap2::MmapOptions;
+use std::hash::BuildHasher;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.

@@ -262,4 +262,3 @@ mod tests {
         assert_eq!(old, [16, 5, 0xdead]);
     }
 }
-

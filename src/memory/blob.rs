@@ -8,8 +8,8 @@
 
 use super::arena::{Allocator, ALIGN};
 use crate::clock::Ticks;
-use std::ptr::NonNull;
 use crate::sync::atomic::{self, AtomicU32, AtomicU8, Ordering};
+use std::ptr::NonNull;
 
 #[repr(C)]
 struct Header {

@@ -266,6 +266,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(parsed(&s)["tiers"]["redis"]["last_error"], "bad \"reply\"\n\u{1}");
+        assert_eq!(
+            parsed(&s)["tiers"]["redis"]["last_error"],
+            "bad \"reply\"\n\u{1}"
+        );
     }
 }

@@ -149,8 +149,10 @@ macro_rules! per_tier {
 
 /// Every metric, in the order written.
 pub const METRICS: &[Metric] = &[
-    cache!("hits_total", Counter, "Gets answered by any tier.", |s| s.hits),
-    cache!("misses_total", Counter, "Gets no tier could answer.", |s| s.misses),
+    cache!("hits_total", Counter, "Gets answered by any tier.", |s| s
+        .hits),
+    cache!("misses_total", Counter, "Gets no tier could answer.", |s| s
+        .misses),
     cache!(
         "sets_total",
         Counter,
@@ -163,7 +165,12 @@ pub const METRICS: &[Metric] = &[
         "Live entries removed from memory by delete.",
         |s| s.deletes
     ),
-    cache!("evictions_total", Counter, "Entries evicted from memory.", |s| s.evictions),
+    cache!(
+        "evictions_total",
+        Counter,
+        "Entries evicted from memory.",
+        |s| s.evictions
+    ),
     cache!(
         "expirations_total",
         Counter,
@@ -176,7 +183,8 @@ pub const METRICS: &[Metric] = &[
         "Memory entries dropped because another process on the disk_path wrote them.",
         |s| s.memory.invalidations
     ),
-    cache!("hit_ratio", Gauge, "hits / (hits + misses).", |s| s.hit_ratio()),
+    cache!("hit_ratio", Gauge, "hits / (hits + misses).", |s| s
+        .hit_ratio()),
     cache!(
         "ops_per_second",
         Gauge,
@@ -184,8 +192,15 @@ pub const METRICS: &[Metric] = &[
         |s| s.ops_per_second
     ),
     cache!("size", Gauge, "Live entries in memory.", |s| s.memory.size),
-    cache!("capacity", Gauge, "memory_capacity in items.", |s| s.memory.capacity),
-    cache!("memory_bytes", Gauge, "Bytes held by memory entries.", |s| s.memory.bytes),
+    cache!("capacity", Gauge, "memory_capacity in items.", |s| s
+        .memory
+        .capacity),
+    cache!(
+        "memory_bytes",
+        Gauge,
+        "Bytes held by memory entries.",
+        |s| s.memory.bytes
+    ),
     cache!(
         "compression_ratio",
         Gauge,
@@ -202,14 +217,24 @@ pub const METRICS: &[Metric] = &[
             _ => None,
         },
     },
-    per_tier!("tier_hits_total", ALL_TIERS, "Gets answered by the tier.", hits),
+    per_tier!(
+        "tier_hits_total",
+        ALL_TIERS,
+        "Gets answered by the tier.",
+        hits
+    ),
     per_tier!(
         "tier_misses_total",
         ALL_TIERS,
         "Gets the tier could not answer.",
         misses
     ),
-    per_tier!("tier_errors_total", ALL_TIERS, "Failed calls to the tier.", errors),
+    per_tier!(
+        "tier_errors_total",
+        ALL_TIERS,
+        "Failed calls to the tier.",
+        errors
+    ),
     per_tier!(
         "tampered_total",
         LOWER_TIERS,
@@ -343,9 +368,15 @@ mod tests {
         assert!(text.contains("smartcache_tampered_total{tier=\"redis\"} 0\n"));
         assert!(!text.contains("tier=\"disk\""), "{text}");
         assert!(!text.contains("disk_fill_ratio"), "no disk tier, no fill");
-        assert!(!text.contains("tampered_total{tier=\"memory\"}"), "memory is never signed");
+        assert!(
+            !text.contains("tampered_total{tier=\"memory\"}"),
+            "memory is never signed"
+        );
         let text = render(&CacheStats::default(), &health(false, true));
-        assert!(text.contains("\nsmartcache_disk_fill_ratio 0.25\n"), "{text}");
+        assert!(
+            text.contains("\nsmartcache_disk_fill_ratio 0.25\n"),
+            "{text}"
+        );
     }
 
     #[test]
