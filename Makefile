@@ -62,7 +62,7 @@ test-rust:
 # The memory tier's pin counts, the write log and the copy fence under the shuttle schedule
 # checker (tests/interleavings.rs): the real code over shuttle's atomics and locks, through
 # crate::sync, in thousands of schedules per model. A build of its own (the `shuttle` feature);
-# SHUTTLE_ITERATIONS (1500) sets the schedules per model and scheduler.
+# SHUTTLE_ITERATIONS (4000) sets the schedules per model and scheduler.
 test-interleavings:
 	$(CARGO) test --release --features shuttle --test interleavings
 

@@ -22,7 +22,7 @@ fn iterations() -> usize {
     std::env::var("SHUTTLE_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1500)
+        .unwrap_or(4000)
 }
 
 /// Runs `model` under a random scheduler and under PCT (which finds bugs needing a few
