@@ -54,8 +54,10 @@ static QUARANTINE: AtomicBool = AtomicBool::new(false);
 static QUARANTINED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 static DOUBLE_FREES: AtomicUsize = AtomicUsize::new(0);
 const POISON: u8 = 0xdb;
-/// glibc's free writes its list links over a block's first 16 bytes; poison is checked after.
-const POISON_FROM: usize = 16;
+/// Where poison starts in a quarantined block: after the entry header, so the header's
+/// atomics stay intact and a pin that outlived its block fails on its key and value (set by
+/// the model to the header's size, larger under shuttle).
+static POISON_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 // SAFETY: every call is forwarded to System with the same arguments, except quarantined
 // deallocations, which keep the block allocated (leaked) after overwriting its bytes: the
@@ -68,8 +70,9 @@ unsafe impl GlobalAlloc for Quarantine {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let size = layout.size();
+        let from = POISON_FROM.load(Ordering::Relaxed);
         if QUARANTINE.load(Ordering::Relaxed)
-            && size > POISON_FROM
+            && size > from
             && QUARANTINED
                 .iter()
                 .any(|q| q.load(Ordering::Relaxed) == size)
@@ -77,11 +80,11 @@ unsafe impl GlobalAlloc for Quarantine {
             // SAFETY: ptr is a block of `size` bytes from alloc, never returned to System
             // while quarantined, so it is still ours to read and write.
             unsafe {
-                let body = std::slice::from_raw_parts_mut(ptr.add(POISON_FROM), size - POISON_FROM);
+                let body = std::slice::from_raw_parts_mut(ptr.add(from), size - from);
                 if body.iter().all(|&b| b == POISON) {
                     DOUBLE_FREES.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    std::ptr::write_bytes(ptr, POISON, size);
+                    body.fill(POISON);
                 }
             }
             return;
@@ -98,14 +101,13 @@ static ALLOCATOR: Quarantine = Quarantine;
 static PIN_MODELS: Mutex<()> = Mutex::new(());
 
 /// True when the entry block at `addr` (of `size` bytes) was freed: quarantined blocks stay
-/// mapped, and a live entry never holds poison past its first 16 bytes.
+/// mapped, and a live entry's key and value are never all poison.
 fn freed(addr: usize, size: usize) -> bool {
+    let from = POISON_FROM.load(Ordering::Relaxed);
     // SAFETY: the block was allocated by the model and, if freed, quarantined (never given
     // back), so its bytes are readable either way; reading them races nothing, as every model
     // thread has been joined.
-    let body = unsafe {
-        std::slice::from_raw_parts((addr + POISON_FROM) as *const u8, size - POISON_FROM)
-    };
+    let body = unsafe { std::slice::from_raw_parts((addr + from) as *const u8, size - from) };
     body.iter().all(|&b| b == POISON)
 }
 
@@ -146,6 +148,10 @@ fn a_pinned_entry_is_never_freed_while_a_reader_holds_it_and_is_freed_exactly_on
     let first_block = Arc::new(AtomicUsize::new(0));
     let block = Arc::clone(&first_block);
     let size = smartcache::memory::blob::Blob::block_size(3, 5);
+    POISON_FROM.store(
+        smartcache::memory::blob::Blob::block_size(0, 0),
+        Ordering::Relaxed,
+    );
     QUARANTINED[0].store(size, Ordering::Relaxed);
     QUARANTINED[1].store(
         smartcache::memory::blob::Blob::block_size(3, 6),
