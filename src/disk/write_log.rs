@@ -19,12 +19,12 @@
 
 use super::file::{self, io_err};
 use crate::error::{Error, Result};
-use memmap2::{MmapMut, MmapOptions};
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::atomic::{self, AtomicU64};
+use crate::sync::{yield_now, Mutex, MutexGuard};
+use memmap2::MmapOptions;
 use std::hash::BuildHasher;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.
@@ -89,7 +89,9 @@ impl Drop for CopyInFlight<'_> {
 }
 
 pub struct WriteLog {
-    _map: MmapMut,
+    /// Owns the memory `next`, `copies` and `entries` point into: the mapped file (or, under
+    /// the schedule checker, the words of a `checked::CheckedFile`).
+    _words: Box<dyn std::any::Any + Send + Sync>,
     next: *const AtomicU64,
     copies: *const Copies,
     entries: *const Entry,
@@ -105,7 +107,7 @@ pub struct WriteLog {
     catching_up: Mutex<()>,
 }
 
-// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never
+// SAFETY: `next`, `copies` and `entries` point into `_words`, which the log owns and never
 // remaps, so they are valid on any thread for the log's lifetime; the shared words are only
 // accessed as atomics.
 unsafe impl Send for WriteLog {}
@@ -205,8 +207,21 @@ impl WriteLog {
                 base.add(HEADER_LEN as usize) as *const Entry,
             )
         };
+        Ok(Self::over(Box::new(map), next, copies, entries, len, seed))
+    }
+
+    /// A handle over shared words that `words` owns (and never moves): `next`, `COPY_GROUPS`
+    /// copy counters and `len` entries.
+    fn over(
+        words: Box<dyn std::any::Any + Send + Sync>,
+        next: *const AtomicU64,
+        copies: *const Copies,
+        entries: *const Entry,
+        len: u64,
+        seed: u64,
+    ) -> WriteLog {
         let log = WriteLog {
-            _map: map,
+            _words: words,
             next,
             copies,
             entries,
@@ -218,7 +233,7 @@ impl WriteLog {
         };
         // A new handle's memory tier is empty: nothing written so far concerns it.
         log.applied.store(log.next().load(Acquire), Release);
-        Ok(log)
+        log
     }
 
     /// The seed every process's memory tier hashes keys with, so hashes in the log mean the
@@ -272,7 +287,7 @@ impl WriteLog {
     /// copier killed in flight leaves its count raised for ever, and under steady copy traffic
     /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
-        std::sync::atomic::fence(SeqCst);
+        atomic::fence(SeqCst);
         let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
             Some(g) => g..g + 1,
             None => 0..COPY_GROUPS as u64,
@@ -287,7 +302,7 @@ impl WriteLog {
         };
         for c in groups.map(|g| self.copies_of(g)) {
             while live(c) && Instant::now() < deadline {
-                std::thread::yield_now();
+                yield_now();
             }
         }
     }
@@ -383,7 +398,7 @@ impl WriteLog {
             if since.elapsed() > UNFINISHED_WAIT {
                 return None;
             }
-            std::thread::yield_now();
+            yield_now();
         }
         let (hash, writer, kind) = (
             e.hash.load(Acquire),
@@ -406,6 +421,10 @@ impl WriteLog {
         self.next().fetch_add(1, AcqRel);
     }
 }
+
+#[cfg(feature = "shuttle")]
+#[path = "write_log_checked.rs"]
+pub mod checked;
 
 #[cfg(test)]
 mod tests {
