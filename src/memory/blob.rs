@@ -37,6 +37,8 @@ const ENTRY_FLAGS_MASK: u8 = 0x7f;
 
 /// S3-FIFO access frequency, saturating at 3.
 pub const STATE_FREQ_MASK: u8 = 0b11;
+/// The entry entered main through a ghost hit and has not been hit there yet.
+pub const STATE_FROM_GHOST: u8 = 0x20;
 /// The entry lives in the main queue (else the small one).
 pub const STATE_IN_MAIN: u8 = 0x40;
 /// The entry was removed from the index; its queue slot is a tombstone.
