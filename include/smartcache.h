@@ -137,6 +137,11 @@
 #define MEMORY_SAMPLE_EVERY 64
 
 /**
+ * The entry entered main through a ghost hit and has not been hit there yet.
+ */
+#define STATE_FROM_GHOST 32
+
+/**
  * Bytes of a tag as stored (the full HMAC-SHA256 output).
  */
 #define MAC_LEN 32
