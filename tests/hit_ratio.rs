@@ -117,6 +117,17 @@ fn ratio(trace: &[u64], mut access: impl FnMut(u64) -> bool) -> f64 {
     hits as f64 / trace.len() as f64
 }
 
+/// The hit ratio of a cache that is asked first and filled on a miss, as an application would.
+fn insert_on_miss_ratio(trace: &[u64], hit: impl Fn(u64) -> bool, insert: impl Fn(u64)) -> f64 {
+    ratio(trace, |k| {
+        let found = hit(k);
+        if !found {
+            insert(k);
+        }
+        found
+    })
+}
+
 fn smartcache_ratio(trace: &[u64], capacity: usize) -> f64 {
     let cache = MemoryTier::new(MemoryOptions {
         max_items: capacity,
@@ -125,14 +136,11 @@ fn smartcache_ratio(trace: &[u64], capacity: usize) -> f64 {
         count_stats: false,
     })
     .expect("memory tier");
-    ratio(trace, |k| {
-        let key = k.to_le_bytes();
-        let hit = cache.get(&key).is_some();
-        if !hit {
-            cache.insert(&key, b"v", 0, None).unwrap();
-        }
-        hit
-    })
+    insert_on_miss_ratio(
+        trace,
+        |k| cache.get(&k.to_le_bytes()).is_some(),
+        |k| cache.insert(&k.to_le_bytes(), b"v", 0, None).unwrap(),
+    )
 }
 
 fn moka_ratio(trace: &[u64], capacity: usize) -> f64 {
@@ -144,24 +152,12 @@ fn moka_ratio(trace: &[u64], capacity: usize) -> f64 {
         .build_with_hasher(std::hash::BuildHasherDefault::<
             std::collections::hash_map::DefaultHasher,
         >::default());
-    ratio(trace, |k| {
-        let hit = cache.get(&k).is_some();
-        if !hit {
-            cache.insert(k, ());
-        }
-        hit
-    })
+    insert_on_miss_ratio(trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, ()))
 }
 
 fn quick_cache_ratio(trace: &[u64], capacity: usize) -> f64 {
     let cache = quick_cache::sync::Cache::<u64, ()>::new(capacity);
-    ratio(trace, |k| {
-        let hit = cache.get(&k).is_some();
-        if !hit {
-            cache.insert(k, ());
-        }
-        hit
-    })
+    insert_on_miss_ratio(trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, ()))
 }
 
 /// Belady's OPT: on a miss with the cache full, evict the key used again furthest ahead.
