@@ -52,7 +52,7 @@ assert mode == "baseline" or backend() == mode, (mode, backend())
 
 
 def instructions(mode: str, passes: int) -> int:
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONHASHSEED="0")  # dict layouts, so counts, repeat exactly
     if mode in ("cffi", "ctypes"):
         env["SMARTCACHE_BACKEND"] = mode
     with tempfile.NamedTemporaryFile("w", suffix=".py") as script:

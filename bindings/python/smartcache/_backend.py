@@ -1,12 +1,13 @@
 """The foreign-function layer of the per-operation calls: cffi's compiled module, else ctypes.
 
 ``get``, ``set``, ``delete`` and ``exists`` cross into the library once per call, so what the
-crossing costs is most of what the binding adds to a memory hit. The cffi module
-(``smartcache._sz_cffi``, built with the package, see ``_cffi_build.py``) calls the C
-functions from compiled code: about half a ctypes call. It is used when it imports; ctypes
-is the fallback (a Python without cffi, a package built without a C compiler, PyPy) and can
-be forced with ``SMARTCACHE_BACKEND=ctypes``; ``SMARTCACHE_BACKEND=cffi`` makes a missing
-cffi module an ImportError instead. ``smartcache.backend()`` says which one is in use.
+crossing costs is most of what the binding adds to a memory hit. The cffi modules
+(``smartcache._sz_cffi`` and ``_sz_cffi_hit``, built with the package, see
+``_cffi_build.py``) call the C functions from compiled code. They are used when they import;
+ctypes is the fallback (a Python without cffi, a package built without a C compiler, PyPy)
+and can be forced with ``SMARTCACHE_BACKEND=ctypes``; ``SMARTCACHE_BACKEND=cffi`` makes
+missing cffi modules an ImportError instead. ``smartcache.backend()`` says which one is in
+use.
 
 Both call the one library ``smartcache._lib`` loaded. Opening, configuration, batches,
 stats and health always go through ctypes: they run once per cache or per batch, where the
@@ -18,10 +19,10 @@ get/set/delete/exists serves both:
 - the call arguments: ``LENGTHS[n]`` (n < 1024) or ``length(n)`` for a size_t, ``ttl(ms)``
   for a uint64 (ctypes wants ready-made ctypes objects, which skip its conversions; cffi takes
   ints), ``cache_arg(handle)`` for the cache pointer, and a receive buffer's ``ref``;
-- the GIL: cffi releases it around every call, so a receive buffer gets no release/reacquire
-  hooks; the ctypes calls keep it (a memory hit is cheaper under the GIL than ctypes' release
-  and reacquire) and hand the library the interpreter's own functions to release it while a
-  get waits on Redis or the disk.
+- nothing about the GIL: on both, the two gets keep it (a memory hit is cheaper under the GIL
+  than with a release and reacquire around it) and hand the library the interpreter's own
+  functions, in the receive buffer, to release it while a get waits on Redis or the disk;
+  set, delete and exists release it for the whole call.
 """
 
 from __future__ import annotations
@@ -39,32 +40,46 @@ if _CHOICE not in ("", "auto", "cffi", "ctypes"):
                       f"or 'auto'")
 
 
-def _import_cffi() -> Tuple[Any, str]:
-    """The compiled cffi module, or None and why it is not used."""
+def _import_cffi() -> Tuple[Any, Any, str]:
+    """The compiled cffi modules (calls releasing the GIL, gets keeping it), or Nones and why
+    they are not used."""
     if _CHOICE == "ctypes":
-        return None, "SMARTCACHE_BACKEND=ctypes"
+        return None, None, "SMARTCACHE_BACKEND=ctypes"
     try:
-        from . import _sz_cffi  # type: ignore[attr-defined]
+        from . import _sz_cffi, _sz_cffi_hit  # type: ignore[attr-defined]
     except ImportError as e:
         if _CHOICE == "cffi":
             raise ImportError(f"smartcache: SMARTCACHE_BACKEND=cffi, but the cffi module does "
                               f"not load: {e}") from e
-        return None, f"the cffi module does not load: {e}"
-    return _sz_cffi, ""
+        return None, None, f"the cffi module does not load: {e}"
+    return _sz_cffi, _sz_cffi_hit, ""
 
 
-_cffi_module, FALLBACK_REASON = _import_cffi()
+_cffi_module, _cffi_hit_module, FALLBACK_REASON = _import_cffi()
 
 #: "cffi" or "ctypes": the layer the per-operation calls go through.
 NAME = "ctypes" if _cffi_module is None else "cffi"
+
+
+def _address(function: Any) -> int:
+    """The address of a C function of the interpreter (never NULL: it is linked in)."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    if address is None:
+        raise ImportError(f"smartcache: {function} has no address")
+    return address
+
+
+# What a receive buffer's release / reacquire hooks point at: the interpreter's own.
+_SAVE_THREAD = _address(ctypes.pythonapi.PyEval_SaveThread)
+_RESTORE_THREAD = _address(ctypes.pythonapi.PyEval_RestoreThread)
 
 _SMALL = 1024  # lengths below this are looked up in LENGTHS instead of constructed
 
 if _cffi_module is not None:
     _ffi, _clib = _cffi_module.ffi, _cffi_module.lib
 
-    get_buffered = _clib.sz_cache_get_buffered
-    get_memory = _clib.sz_cache_get_memory
+    get_buffered = _cffi_hit_module.lib.sz_cache_get_buffered
+    get_memory = _cffi_hit_module.lib.sz_cache_get_memory
     set = _clib.sz_cache_set  # noqa: A001 (the C function's name)
     delete = _clib.sz_cache_delete
     exists = _clib.sz_cache_exists
@@ -81,6 +96,8 @@ if _cffi_module is not None:
     def new_get_buffer() -> Tuple[Any, Any]:
         """A zeroed sz_get_buffer and the argument that passes it: a pointer to it."""
         st = _ffi.new("sz_get_buffer *")
+        st.release = _ffi.cast("sz_release_fn", _SAVE_THREAD)
+        st.reacquire = _ffi.cast("sz_reacquire_fn", _RESTORE_THREAD)
         st.pin_larger = 1
         return st, st
 
@@ -122,15 +139,8 @@ else:
         fn.restype = _native.FUNCTIONS[name][0]
         return fn
 
-    def _address(function: Any) -> int:
-        """The address of a C function of the interpreter (never NULL: it is linked in)."""
-        address = ctypes.cast(function, ctypes.c_void_p).value
-        if address is None:
-            raise ImportError(f"smartcache: {function} has no address")
-        return address
-
-    _RELEASE_GIL = _native.sz_release_fn(_address(ctypes.pythonapi.PyEval_SaveThread))
-    _REACQUIRE_GIL = _native.sz_reacquire_fn(_address(ctypes.pythonapi.PyEval_RestoreThread))
+    _RELEASE_GIL = _native.sz_release_fn(_SAVE_THREAD)
+    _REACQUIRE_GIL = _native.sz_reacquire_fn(_RESTORE_THREAD)
 
     get_buffered = _keeping_gil("sz_cache_get_buffered")
     get_memory = _keeping_gil("sz_cache_get_memory")
