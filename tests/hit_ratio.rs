@@ -218,7 +218,7 @@ fn assert_at_least_best_anchor(name: &str, r: &Ratios) {
 }
 
 /// One test for every trace, so the table prints in one piece and the whole run stays bounded
-/// (about 20 s in release on the 2-core CI machine).
+/// (3 s in release on the quiet 2-core machine, 18 s with both cores busy).
 #[test]
 fn at_or_above_the_best_anchor_on_every_trace() {
     println!("| trace | requests | smartcache | moka | quick_cache | LRU | OPT |");
