@@ -1,4 +1,12 @@
-//! One L1 entry in one allocation: a header, then the key bytes, then the value bytes.
+//! One L1 entry in one allocation: a 12-byte header, the key bytes, the value bytes, and for an
+//! entry that expires, its deadline (8 bytes, unaligned) after the value.
+//!
+//! The header is as small as the entry's immutable facts allow, because at the common sizes it
+//! decides the allocator's size class: a 16-byte key and a 100-byte value make a 128-byte block
+//! (a jemalloc class) where the former 24-byte header, with the deadline and footprint inside,
+//! made 140 bytes and took a 160-byte block. What moved out: the deadline, which most entries
+//! do not have, to the end of the block; the block's size class, recomputed from the lengths
+//! when the policy needs it (`footprint`), which is off the get path.
 //!
 //! A `Blob` is reference counted. The shard holds one reference while the entry is resident;
 //! every pinned value handed to a caller (`sz_value`) holds another, so the bytes stay valid
@@ -16,30 +24,33 @@ struct Header {
     refs: AtomicU32,
     val_len: u32,
     key_len: u16,
-    /// Immutable after creation: `flags::COMPRESSED` etc. and which allocator owns the block.
+    /// Immutable after creation: `flags::COMPRESSED` etc., which allocator owns the block, and
+    /// whether a deadline follows the value.
     flags: u8,
     /// Policy state, see the `STATE_*` bits. Frequency is bumped under the shard's read lock;
     /// the other bits change only under its write lock.
     state: AtomicU8,
-    /// Bytes the block occupies in its allocator, computed once at creation for byte bounds.
-    footprint: u32,
-    /// Clock ticks after which the entry is expired; 0 = never.
-    deadline: Ticks,
 }
 
 const HEADER: usize = std::mem::size_of::<Header>();
-const _: () = assert!(HEADER % ALIGN == 0);
-// 24 bytes with std's atomics; the schedule checker's carry bookkeeping (see `crate::sync`).
+// 12 bytes with std's atomics; the schedule checker's carry bookkeeping (see `crate::sync`).
 #[cfg(not(feature = "shuttle"))]
-const _: () = assert!(HEADER == 24);
+const _: () = assert!(HEADER == 12);
+const _: () = assert!(ALIGN % std::mem::align_of::<Header>() == 0);
+/// Bytes of the deadline stored after the value of an entry that expires.
+const DEADLINE: usize = std::mem::size_of::<Ticks>();
 
 /// Set in `Header::flags` (above the entry flags of `tier::flags`) for jemalloc blocks.
 const FLAG_JEMALLOC: u8 = 0x80;
+/// Set in `Header::flags` when the block ends with a deadline.
+const FLAG_DEADLINE: u8 = 0x40;
 /// Entry flags shared with the other tiers live in the low bits.
-const ENTRY_FLAGS_MASK: u8 = 0x7f;
+const ENTRY_FLAGS_MASK: u8 = 0x3f;
 
 /// S3-FIFO access frequency, saturating at 3.
 pub const STATE_FREQ_MASK: u8 = 0b11;
+/// The entry entered main through a ghost hit and has not been hit there yet.
+pub const STATE_FROM_GHOST: u8 = 0x20;
 /// The entry lives in the main queue (else the small one).
 pub const STATE_IN_MAIN: u8 = 0x40;
 /// The entry was removed from the index; its queue slot is a tombstone.
@@ -55,9 +66,9 @@ unsafe impl Send for Blob {}
 unsafe impl Sync for Blob {}
 
 impl Blob {
-    /// Total bytes of the block holding `key_len` + `val_len` bytes.
-    pub fn block_size(key_len: usize, val_len: usize) -> usize {
-        HEADER + key_len + val_len
+    /// Total bytes of the block holding `key_len` + `val_len` bytes, and a deadline if asked.
+    pub fn block_size(key_len: usize, val_len: usize, expires: bool) -> usize {
+        HEADER + key_len + val_len + if expires { DEADLINE } else { 0 }
     }
 
     /// Copies key and value into a new block with one reference. None when out of memory.
@@ -89,27 +100,33 @@ impl Blob {
         deadline: Option<Ticks>,
     ) -> Option<Blob> {
         debug_assert!(key.len() <= u16::MAX as usize && val_len <= u32::MAX as usize);
-        let size = Self::block_size(key.len(), val_len);
+        // A deadline of 0 means "never" everywhere, so it needs no bytes either.
+        let deadline = deadline.filter(|&d| d != 0);
+        let size = Self::block_size(key.len(), val_len, deadline.is_some());
         let ptr = NonNull::new(alloc.alloc(size))?.cast::<Header>();
-        let alloc_flag = if alloc == Allocator::Jemalloc {
-            FLAG_JEMALLOC
-        } else {
-            0
-        };
-        let footprint = alloc.usable_size(size).min(u32::MAX as usize) as u32;
-        // SAFETY: ptr is a fresh, 8-aligned block of `size` >= HEADER + key.len() bytes.
+        let mut flags = entry_flags & ENTRY_FLAGS_MASK;
+        if alloc == Allocator::Jemalloc {
+            flags |= FLAG_JEMALLOC;
+        }
+        if deadline.is_some() {
+            flags |= FLAG_DEADLINE;
+        }
+        // SAFETY: ptr is a fresh, 8-aligned block of `size` bytes: the header, key.len() key
+        // bytes, val_len value bytes (left for the caller) and, with a deadline, 8 more.
         unsafe {
             ptr.as_ptr().write(Header {
                 refs: AtomicU32::new(1),
                 val_len: val_len as u32,
                 key_len: key.len() as u16,
-                flags: (entry_flags & ENTRY_FLAGS_MASK) | alloc_flag,
+                flags,
                 state: AtomicU8::new(0),
-                footprint,
-                deadline: deadline.unwrap_or(0),
             });
             let key_dst = ptr.as_ptr().cast::<u8>().add(HEADER);
             std::ptr::copy_nonoverlapping(key.as_ptr(), key_dst, key.len());
+            if let Some(d) = deadline {
+                let at = ptr.as_ptr().cast::<u8>().add(HEADER + key.len() + val_len);
+                at.cast::<Ticks>().write_unaligned(d);
+            }
         }
         Some(Blob(ptr))
     }
@@ -181,19 +198,44 @@ impl Blob {
     /// 0 = never expires.
     #[inline]
     pub fn deadline(&self) -> Ticks {
-        self.header().deadline
+        let h = self.header();
+        if h.flags & FLAG_DEADLINE == 0 {
+            return 0;
+        }
+        // SAFETY: FLAG_DEADLINE says the block ends with the 8 deadline bytes written at
+        // creation, right after the value; they never change.
+        unsafe {
+            self.0
+                .as_ptr()
+                .cast::<u8>()
+                .add(HEADER + h.key_len as usize + h.val_len as usize)
+                .cast::<Ticks>()
+                .read_unaligned()
+        }
     }
 
     #[inline]
     pub fn is_expired_at(&self, now: Ticks) -> bool {
-        let d = self.header().deadline;
+        let d = self.deadline();
         d != 0 && now >= d
     }
 
-    /// Bytes this block occupies in its allocator.
+    /// Bytes of the block as allocated (before the allocator's rounding).
+    #[inline]
+    fn size(&self) -> usize {
+        let h = self.header();
+        Self::block_size(
+            h.key_len as usize,
+            h.val_len as usize,
+            h.flags & FLAG_DEADLINE != 0,
+        )
+    }
+
+    /// Bytes this block occupies in its allocator (its size class): recomputed rather than
+    /// stored, which would take 4 more header bytes and a larger size class for common entries.
     #[inline]
     pub fn footprint(&self) -> usize {
-        self.header().footprint as usize
+        self.allocator().usable_size(self.size())
     }
 
     fn allocator(&self) -> Allocator {
@@ -289,8 +331,7 @@ impl Blob {
     #[cold]
     fn free(&mut self) {
         atomic::fence(Ordering::Acquire);
-        let h = self.header();
-        let size = Self::block_size(h.key_len as usize, h.val_len as usize);
+        let size = self.size();
         let alloc = self.allocator();
         // SAFETY: the count reached zero, so this was the last reference; the block came from
         // `alloc` with exactly this size.
@@ -321,7 +362,7 @@ mod tests {
             assert_eq!(b.entry_flags(), 1);
             assert_eq!(b.deadline(), 42);
             assert!(!b.is_expired_at(41) && b.is_expired_at(42));
-            assert!(b.footprint() >= Blob::block_size(4, 6));
+            assert!(b.footprint() >= Blob::block_size(4, 6, true));
         }
     }
 
@@ -338,6 +379,18 @@ mod tests {
             }
             assert!(!b.key_is(&key[..n.saturating_sub(1)]) || n == 0);
         }
+    }
+
+    #[test]
+    fn the_common_entry_fills_a_128_byte_size_class_and_a_deadline_costs_8_bytes() {
+        let plain = Blob::new(Allocator::choose(true), &[1; 16], &[2; 100], 0, None).unwrap();
+        assert_eq!((plain.footprint(), plain.deadline()), (128, 0));
+        let timed = Blob::new(Allocator::System, &[1; 16], &[2; 100], 1, Some(7)).unwrap();
+        assert_eq!(timed.size(), 12 + 116 + 8);
+        assert_eq!((timed.value(), timed.deadline()), (&[2u8; 100][..], 7));
+        assert_eq!(timed.entry_flags(), 1);
+        let zero = Blob::new(Allocator::System, b"k", b"v", 0, Some(0)).unwrap();
+        assert_eq!((zero.size(), zero.deadline()), (14, 0));
     }
 
     #[test]
