@@ -147,14 +147,14 @@ fn a_pinned_entry_is_never_freed_while_a_reader_holds_it_and_is_freed_exactly_on
     smartcache::clock::now(); // calibrated outside the model: it sleeps
     let first_block = Arc::new(AtomicUsize::new(0));
     let block = Arc::clone(&first_block);
-    let size = smartcache::memory::blob::Blob::block_size(3, 5);
+    let size = smartcache::memory::blob::Blob::block_size(3, 5, false);
     POISON_FROM.store(
-        smartcache::memory::blob::Blob::block_size(0, 0),
+        smartcache::memory::blob::Blob::block_size(0, 0, false),
         Ordering::Relaxed,
     );
     QUARANTINED[0].store(size, Ordering::Relaxed);
     QUARANTINED[1].store(
-        smartcache::memory::blob::Blob::block_size(3, 6),
+        smartcache::memory::blob::Blob::block_size(3, 6, false),
         Ordering::Relaxed,
     );
     QUARANTINE.store(true, Ordering::Relaxed);
