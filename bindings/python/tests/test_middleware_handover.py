@@ -178,3 +178,107 @@ def test_asgi_cancelled_leader_hands_over_to_one_waiter() -> None:
     assert sorted(results, key=lambda r: r[1]) == [(200, b"HIT", b"hello"), (200, b"HIT", b"hello"),
                                                   (200, b"MISS", b"hello")]
     assert runs["n"] == 2  # the cancelled leader's run and one more, not one per waiter
+
+
+class _SlowFirstLookup(SmartCache):
+    """A real memory cache whose lookups of one request are held until another request's
+    flight has ended: what a lookup waiting on a paused Redis (redis_timeout_ms) does when it
+    outlasts a concurrent request's whole computation."""
+
+    def __init__(self) -> None:
+        super().__init__(SmartCacheConfig(memory_capacity=1000))
+        self.hold_async: "asyncio.Event | None" = None
+        self.hold_thread: "threading.Event | None" = None
+        self.held = threading.local()
+
+    async def aget(self, key: Any, default: Any = None) -> Any:
+        value = await super().aget(key, default)  # read before the other request stores
+        hold = self.hold_async
+        if hold is not None:
+            self.hold_async = None
+            await hold.wait()
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        hold = self.hold_thread
+        if hold is not None and getattr(self.held, "me", False):
+            self.hold_thread = None
+            hold.wait(10)
+        return value
+
+
+def test_asgi_request_whose_lookup_outlasts_the_flight_gets_the_stored_response() -> None:
+    runs = {"n": 0}
+
+    async def app(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        runs["n"] += 1
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"once"})
+
+    cache = _SlowFirstLookup()
+    middleware = sc_asgi.CacheMiddleware(app, cache=cache, ttl=60)
+
+    async def call() -> Any:
+        messages: List[Dict[str, Any]] = []
+
+        async def receive() -> Dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Dict[str, Any]) -> None:
+            messages.append(message)
+
+        await middleware(_scope("/slow-lookup"), receive, send)
+        start = [m for m in messages if m["type"] == "http.response.start"][0]
+        return dict(start["headers"]).get(b"x-cache")
+
+    async def main() -> List[Any]:
+        released = asyncio.Event()
+        cache.hold_async = released
+        late = asyncio.ensure_future(call())  # its lookup misses, then is held
+        await asyncio.sleep(0.05)
+        first = await call()  # a whole flight: runs the app, stores, ends
+        released.set()
+        return [first, await asyncio.wait_for(late, 10)]
+
+    try:
+        assert asyncio.run(main()) == [b"MISS", b"HIT"]
+    finally:
+        cache.close()
+    assert runs["n"] == 1
+
+
+def test_wsgi_request_whose_lookup_outlasts_the_flight_gets_the_stored_response() -> None:
+    runs = {"n": 0}
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Any:
+        runs["n"] += 1
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [b"once"]
+
+    cache = _SlowFirstLookup()
+    middleware = sc_wsgi.CacheMiddleware(app, cache=cache, ttl=60)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/slow-lookup", "QUERY_STRING": "",
+               "HTTP_HOST": "t", "wsgi.url_scheme": "http", "SERVER_NAME": "t",
+               "SERVER_PORT": "80"}
+
+    def call(held: bool) -> Any:
+        cache.held.me = held
+        statuses: List[Any] = []
+        body = b"".join(middleware(dict(environ), lambda s, h, e=None: statuses.append(h)))
+        assert body == b"once"
+        return dict(statuses[0]).get("X-Cache") or dict(statuses[0]).get("x-cache")
+
+    released = threading.Event()
+    cache.hold_thread = released
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(call, True)
+        time.sleep(0.05)
+        first = call(False)
+        released.set()
+        try:
+            assert [first, late.result(10)] == ["MISS", "HIT"]
+        finally:
+            cache.close()
+    assert runs["n"] == 1
