@@ -48,6 +48,12 @@ once: the first becomes the leader, the others wait on its Event and receive its
 its exception). Coroutine functions run the computation in a task of its own that every
 caller awaits through ``asyncio.shield``: cancelling any caller, the one that started it
 included, leaves the computation running for the others (and its result is still cached).
+A call made inside the computation of its own key (recursion with the same arguments) runs
+the body again rather than wait for itself: sync by the leader's thread identity, async by
+``_computing``, a context variable naming the keys being computed, which tasks inherit.
+
+Unstorable results. A result the serializer refuses is returned but not cached; the first
+one per decorated function raises a RuntimeWarning naming it.
 
 Async. ``async def`` functions read and write the cache through the async API (``aget`` /
 ``aset``): a memory hit is answered on the loop, Redis and disk work off it.
