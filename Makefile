@@ -220,7 +220,7 @@ demo:
 	@echo "--- the disk tier's files take (du):"
 	@du -sh $(BUILD)/demo-cache
 
-bench:
+bench: lib
 	scripts/with-redis.sh $(CARGO) bench
 
 # What an application pays through the shared library (docs/BENCHMARKS.md, "Through
