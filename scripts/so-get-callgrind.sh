@@ -22,7 +22,7 @@ count() {
   # Collected : Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
   awk -v label="$label" -v n="$ops" '{
     printf "%-28s %8.1f instructions %6.2f D1 misses %6.3f LL misses per operation\n",
-      label, $3 / n, ($7 + $8) / n, ($10 + $11) / n }' <<<"$line"
+      label, $4 / n, ($8 + $9) / n, ($11 + $12) / n }' <<<"$line"
 }
 
 count "c_so get (.so)" measured_gets "$c_bin" callgrind gets "$ops"

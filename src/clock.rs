@@ -19,9 +19,6 @@ struct Source {
     /// Ticks per nanosecond as a 32.32 fixed-point number; None = ticks are nanoseconds.
     tsc_per_ns: Option<u64>,
     tsc_start: u64,
-    /// The TSC is read with rdtscp, which also answers the CPU (the kernel keeps each CPU's
-    /// number in its TSC_AUX register): `now_on_cpu` then costs no second instruction.
-    rdtscp: bool,
 }
 
 static SOURCE: Lazy<Source> = Lazy::new(calibrate);
@@ -39,44 +36,14 @@ fn read_tsc() -> u64 {
     0
 }
 
-/// The TSC and the CPU number Linux keeps in TSC_AUX (CPU in the low 12 bits, node above).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn read_tscp() -> (u64, usize) {
-    let mut aux = 0u32;
-    // SAFETY: rdtscp has no memory effects besides writing `aux`; it is only used when
-    // /proc/cpuinfo lists it (`Source::rdtscp`).
-    let t = unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
-    (t, (aux & 0xfff) as usize)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn read_tscp() -> (u64, usize) {
-    (0, 0)
-}
-
-/// The CPU this thread runs on (0 when the system cannot say). glibc answers from the rseq
-/// area the kernel keeps up to date, without a system call.
-#[inline]
-pub fn current_cpu() -> usize {
-    // SAFETY: sched_getcpu takes no arguments and only reads this thread's state.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).unwrap_or(0)
-}
-
-/// True when /proc/cpuinfo lists CPU flag `flag`.
-fn cpu_has(flag: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    flags.split_whitespace().any(|w| w == flag)
-}
-
 fn invariant_tsc() -> bool {
     if !cfg!(target_arch = "x86_64") || std::env::var_os("SMARTCACHE_NO_TSC").is_some() {
         return false;
     }
-    cpu_has("constant_tsc") && cpu_has("nonstop_tsc")
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+    has("constant_tsc") && has("nonstop_tsc")
 }
 
 /// One (TSC, Instant) pair read close together: the Instant is bracketed by two TSC reads and
@@ -107,7 +74,6 @@ fn calibrate() -> Source {
             start,
             tsc_per_ns: None,
             tsc_start: 0,
-            rdtscp: false,
         };
     }
     let (tsc_start, t0) = paired_read();
@@ -124,7 +90,6 @@ fn calibrate() -> Source {
             start,
             tsc_per_ns: None,
             tsc_start: 0,
-            rdtscp: false,
         };
     }
     // Round the rate down by 0.1% so converted durations come out short (expire early).
@@ -135,20 +100,7 @@ fn calibrate() -> Source {
         start: t0,
         tsc_per_ns: Some(rate as u64),
         tsc_start,
-        rdtscp: cpu_has("rdtscp"),
     }
-}
-
-/// `now`, and the CPU this thread runs on (as `current_cpu`; a thread moved meanwhile may
-/// get its previous CPU, which only matters to per-CPU counters as a shared line).
-#[inline]
-pub fn now_on_cpu() -> (Ticks, usize) {
-    let s = &*SOURCE;
-    if s.rdtscp {
-        let (t, cpu) = read_tscp();
-        return (t.wrapping_sub(s.tsc_start) | 1, cpu);
-    }
-    (now(), current_cpu())
 }
 
 /// Now, in ticks since the process's first use of the clock. Never 0.

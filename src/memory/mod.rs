@@ -195,7 +195,7 @@ impl MemoryTier {
     ) -> Option<R> {
         let hash = self.hash(key);
         let slot = self.slot(hash);
-        let (now, cpu) = clock::now_on_cpu();
+        let now = clock::now();
         let expired = {
             let shard = read(&slot.shard);
             match shard.get(hash, key, now) {
@@ -203,7 +203,7 @@ impl MemoryTier {
                     let r = f(b);
                     drop(shard);
                     if count_hit {
-                        let seen = self.counters.on(cpu).hits.fetch_add(1, Relaxed);
+                        let seen = self.counters.here().hits.fetch_add(1, Relaxed);
                         self.sample_latency(seen, now);
                     }
                     return Some(r);
@@ -213,7 +213,7 @@ impl MemoryTier {
             }
         };
         if count_miss {
-            let seen = self.counters.on(cpu).misses.fetch_add(1, Relaxed);
+            let seen = self.counters.here().misses.fetch_add(1, Relaxed);
             self.sample_latency(seen, now);
         }
         if expired {
