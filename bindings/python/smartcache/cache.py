@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple,
                     Union, cast)
 
-from . import _native, _offload, defaults
+from . import _backend, _native, _offload, defaults
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
 from .errors import (
@@ -42,74 +42,32 @@ _BUFFER_MAX = 1 << 20
 
 # Bound functions, looked up once: attribute lookups on the CDLL cost ~50ns per call.
 _sz_get = lib.sz_cache_get
-_sz_delete = lib.sz_cache_delete
-_sz_exists = lib.sz_cache_exists
 _sz_value_data = lib.sz_value_data
 _sz_value_len = lib.sz_value_len
 _sz_value_release = lib.sz_value_release
 
-
-def _untyped(name: str) -> Any:
-    """A second function object for `name` with the generated restype but no argtypes.
-
-    ctypes spends ~0.3us per call converting and checking arguments against argtypes; the two
-    hot calls (get_buffered, set) instead receive ready-made ctypes objects (c_void_p,
-    c_size_t, c_uint64, byref) built exactly per the generated prototype, so nothing is
-    converted. The argument types still come from _native.FUNCTIONS: a test checks the hot
-    paths against it. (get_buffered is built the same way below, from the PyDLL.)
-    """
-    fn = lib._FuncPtr((name, lib))
-    fn.restype = _native.FUNCTIONS[name][0]
-    return fn
-
-
-_fast_set = _untyped("sz_cache_set")
-
-# get() calls sz_cache_get_buffered holding the GIL (a PyDLL function: ctypes does not release
-# it), and hands the library the GIL's own release and reacquire functions in each receive
-# buffer: the library calls them only when a get leaves the memory tier for Redis or the disk
-# tier. So a memory hit runs under the GIL like a dict lookup (ctypes' release and reacquire
-# around every call cost more than the lookup), and network and disk work still lets other
-# threads run.
-_pylib = ctypes.PyDLL(lib._name, handle=lib._handle)
-_fast_get_buffered = _pylib._FuncPtr(("sz_cache_get_buffered", _pylib))
-_fast_get_buffered.restype = _native.FUNCTIONS["sz_cache_get_buffered"][0]
+# The per-operation calls and their argument forms, from the cffi or the ctypes layer (see
+# _backend): get() keeps the GIL over a memory hit under ctypes, and cffi releases it.
+_fast_get_buffered = _backend.get_buffered
 # The same, memory tier only (never blocks on I/O): the async API's inline first try.
-_fast_get_memory = _pylib._FuncPtr(("sz_cache_get_memory", _pylib))
-_fast_get_memory.restype = _native.FUNCTIONS["sz_cache_get_memory"][0]
+_fast_get_memory = _backend.get_memory
+_fast_set = _backend.set
+_fast_delete = _backend.delete
+_fast_exists = _backend.exists
+# Ready-made length arguments for short lengths (keys): indexing beats constructing.
+_SMALL_LEN = _backend.LENGTHS
+_c_size_t = _backend.length
+_c_uint64 = _backend.ttl
+_TTL_DEFAULT = _backend.TTL_DEFAULT  # ttl_ms 0 = each tier's default TTL
 # What the memory-only get returns on a miss: a fresh object no stored value can be.
 _MEMORY_MISS = object()
-
-
-def _address(function: Any) -> int:
-    """The address of a C function of the interpreter (never NULL: it is linked in)."""
-    address = ctypes.cast(function, ctypes.c_void_p).value
-    if address is None:
-        raise ImportError(f"smartcache: {function} has no address")
-    return address
-
-
-_RELEASE_GIL = _native.sz_release_fn(_address(ctypes.pythonapi.PyEval_SaveThread))
-_REACQUIRE_GIL = _native.sz_reacquire_fn(_address(ctypes.pythonapi.PyEval_RestoreThread))
-_c_size_t = ctypes.c_size_t
-# Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
-_SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
-_TTL_DEFAULT = ctypes.c_uint64(0)  # ttl_ms 0 = each tier's default TTL
-_c_uint64 = ctypes.c_uint64
 _loads = pickle.loads
 _TAG_PICKLE = TAG_PICKLE
 _string_at = ctypes.string_at
 _ValuePtr = ctypes.POINTER(_native.sz_value)
 _VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
 _CachePtr = ctypes.POINTER(_native.sz_cache)
-
-
-def _copy_out(v: Any) -> bytes:
-    """The bytes of a pinned sz_value (the one copy), and the pin released."""
-    try:
-        return _string_at(_sz_value_data(v), _sz_value_len(v))
-    finally:
-        _sz_value_release(v)
+_copy_out = _backend.copy_out
 
 
 def _key_bytes(key: Any) -> bytes:
@@ -145,28 +103,23 @@ def _ttl_ms(ttl: Optional[float]) -> int:
 
 class _Buffer:
     """A receive buffer for sz_cache_get_buffered: a bytearray, and the sz_get_buffer struct
-    that describes it and the cache to the library, prebuilt with its byref argument (see
-    _untyped). get() takes one off the cache's free list and puts it back after decoding, so
+    that describes it and the cache to the library, with the argument that passes it (see
+    _backend). get() takes one off the cache's free list and puts it back after decoding, so
     nothing else writes into it meanwhile: no other thread, and no get nested inside a decode
     (an unpickled __setstate__ may call get)."""
 
     __slots__ = ("raw", "cbuf", "view", "st", "ref")
 
     def __init__(self, cap: int) -> None:
-        self.st = _native.sz_get_buffer(release=_RELEASE_GIL, reacquire=_REACQUIRE_GIL,
-                                        pin_larger=1)
-        self.ref = ctypes.byref(self.st)
+        self.st, self.ref = _backend.new_get_buffer()
         self.resize(cap)
 
     def resize(self, cap: int) -> None:
         """A fresh, zeroed bytearray of `cap` bytes (an exported bytearray cannot be resized).
         The library keeps it zeroed after each value from then on."""
         self.raw = bytearray(cap)
-        self.cbuf = (ctypes.c_char * cap).from_buffer(self.raw)
+        self.cbuf = _backend.point(self.st, self.raw)
         self.view = memoryview(self.raw)
-        self.st.data = ctypes.addressof(self.cbuf)
-        self.st.cap = cap
-        self.st.len = 0
 
 
 def _buffered_get(c_get: Any) -> Callable[..., Any]:
@@ -289,7 +242,7 @@ class SmartCache:
             lib.sz_config_free(cfg)
         self._h: Optional["ctypes._Pointer[_native.sz_cache]"] = handle
         # The same handle as a c_void_p, the form the untyped hot-path calls take.
-        self._hv: Optional[ctypes.c_void_p] = ctypes.cast(handle, ctypes.c_void_p)
+        self._hv: Any = _backend.cache_arg(handle)
         # get() unpickles in place when the tag byte equals this; -1 never matches a byte, so
         # a json/custom cache sends pickles to Codec.decode, which refuses them.
         self._pickle_tag = _TAG_PICKLE if self._codec.name == "pickle" else -1
@@ -339,7 +292,7 @@ class SmartCache:
         Buffers made from now on start cleared: _new_buffer registers a buffer before it
         reads the handle, which close() cleared before calling this."""
         for buf in self._buffers_held_up_this_stack():
-            buf.st.cache = None
+            _backend.attach(buf.st, None)
         retired: List[_Buffer] = []
         while any(b.st.cache for b in self._all_buffers):
             try:
@@ -347,7 +300,7 @@ class SmartCache:
             except IndexError:
                 time.sleep(0.0005)  # the rest are in gets still running
                 continue
-            buf.st.cache = None
+            _backend.attach(buf.st, None)
             retired.append(buf)
         self._free_buffers.extend(retired)
 
@@ -407,7 +360,7 @@ class SmartCache:
     def _new_buffer(self) -> _Buffer:
         buf = _Buffer(_BUFFER_INITIAL)
         self._all_buffers.append(buf)  # before reading the handle: see _retire_buffers
-        buf.st.cache = self._h
+        _backend.attach(buf.st, self._h)
         return buf
 
     def _get_uncommon(self, rc: int, buf: _Buffer) -> Any:
@@ -416,7 +369,7 @@ class SmartCache:
         error."""
         v = buf.st.value
         if v:
-            data = _copy_out(v)
+            data = _backend.take_value(v)
             if len(data) <= _BUFFER_MAX:
                 buf.resize(max(len(data), 2 * len(buf.raw)))  # so the next one fits
             return self._codec.decode(memoryview(data))
@@ -516,21 +469,22 @@ class SmartCache:
 
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
-        return self._found(_sz_delete, key)
+        return self._found(_fast_delete, key)
 
     def exists(self, key: Key) -> bool:
         """True if some tier holds a live entry for ``key`` (does not count as an access)."""
-        return self._found(_sz_exists, key)
+        return self._found(_fast_exists, key)
 
     def _found(self, call: Any, key: Key) -> bool:
         """Runs a keyed call answering SZ_OK (found) or SZ_NOT_FOUND."""
         kb = _key_bytes(key)
         self._inflight.append(None)
-        h = self._h
-        if h is None:
+        hv = self._hv
+        if hv is None:
             raise self._closed()
         try:
-            rc = call(h, kb, len(kb))
+            n = len(kb)
+            rc = call(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n))
             if rc == _OK:
                 return True
             if rc == _NOT_FOUND:
