@@ -49,7 +49,7 @@ impl Pick {
         *s ^= *s >> 12;
         *s ^= *s << 25;
         *s ^= *s >> 27;
-        ((s.wrapping_mul(2685821657736338717) >> 32) * RESIDENT as u64 >> 32) as usize
+        (((s.wrapping_mul(2685821657736338717) >> 32) * RESIDENT as u64) >> 32) as usize
     }
 }
 

@@ -42,9 +42,9 @@ pub struct Counters {
     mask: usize,
 }
 
-impl Counters {
+impl Default for Counters {
     /// One stripe per CPU this process may run on (rounded up to a power of two).
-    pub fn new() -> Counters {
+    fn default() -> Counters {
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
         let n = cpus.next_power_of_two().min(MAX_STRIPES);
         Counters {
@@ -54,7 +54,9 @@ impl Counters {
             mask: n - 1,
         }
     }
+}
 
+impl Counters {
     /// The stripe of the CPU this thread is running on now.
     #[inline]
     pub fn here(&self) -> &Stripe {
@@ -92,7 +94,7 @@ mod tests {
 
     #[test]
     fn counts_from_many_threads_add_up_exactly() {
-        let c = Counters::new();
+        let c = Counters::default();
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {

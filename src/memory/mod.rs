@@ -129,7 +129,7 @@ impl MemoryTier {
             shards,
             get_latency: Histogram::new(),
             live: CachePadded::new(AtomicIsize::new(0)),
-            counters: Counters::new(),
+            counters: Counters::default(),
             hasher: foldhash::fast::FixedState::with_seed(seed),
             alloc: Allocator::choose(opts.jemalloc),
             opts: MemoryOptions { max_items, ..opts },
