@@ -1,13 +1,14 @@
-//! The memory tier's operation counters, striped by CPU. Counting in the shard a key hashes to
+//! The memory tier's operation counters, striped by thread. Counting in the shard a key hashes to
 //! put a shared cache line in every get: at 2 threads each count mostly found the line in the
 //! other core's cache and had to take it over (through libsmartcache.so, 438 ns per get against
-//! quick_cache's 279 in one run of benches/so_get.rs). Each thread now counts on the stripe of
-//! the CPU it runs on, a line that stays in that core's cache; readers sum the stripes.
-//! Counts stay exact (atomic adds): two threads on one CPU, or CPUs sharing a stripe, only
-//! share a line again.
+//! quick_cache's 279 in one run of benches/so_get.rs). Each thread now counts on a stripe of
+//! its own (one per CPU the process may use, handed out in turn; later threads share), a line
+//! that stays in its core's cache; readers sum the stripes. Counts stay exact (atomic adds):
+//! threads sharing a stripe only share a line again.
 
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Most stripes kept: past this many CPUs, CPUs share stripes.
 const MAX_STRIPES: usize = 64;
@@ -57,10 +58,10 @@ impl Default for Counters {
 }
 
 impl Counters {
-    /// The stripe of the CPU this thread is running on now.
+    /// This thread's stripe.
     #[inline]
     pub fn here(&self) -> &Stripe {
-        &self.stripes[current_cpu() & self.mask]
+        &self.stripes[thread_stripe() & self.mask]
     }
 
     pub fn totals(&self) -> Totals {
@@ -78,14 +79,24 @@ impl Counters {
     }
 }
 
-/// The CPU this thread runs on (0 when the system cannot say). glibc answers from the rseq
-/// area the kernel keeps up to date, without a system call: ~10 ns here, against ~35 ns more
-/// for reading it with the clock through rdtscp instead of rdtsc (measured on this VM).
+/// This thread's stripe number: handed out in turn at a thread's first count, so the first
+/// threads never share a stripe. A thread-local read, not the CPU number: `sched_getcpu` cost
+/// ~10 ns here, and 30 instructions under valgrind (no rseq there), where this costs a TLS
+/// lookup.
 #[inline]
-fn current_cpu() -> usize {
-    // SAFETY: sched_getcpu takes no arguments and only reads this thread's state.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).unwrap_or(0)
+fn thread_stripe() -> usize {
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    STRIPE.with(|s| match s.get() {
+        usize::MAX => {
+            let n = NEXT.fetch_add(1, Relaxed) & (MAX_STRIPES - 1);
+            s.set(n);
+            n
+        }
+        n => n,
+    })
 }
 
 #[cfg(test)]
