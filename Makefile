@@ -139,7 +139,8 @@ lint:
 # fork); the rest (configuration, middleware, servers, decorator rules) is the same Python
 # code above either backend. test-wheel runs the whole suite once more, from the wheel.
 PY_BACKEND_SUITES := test_native test_cache test_receive_buffers test_close_races \
-  test_reentrant_unpickling test_threads test_async_api test_many test_tiers test_fork \
+  test_reentrant_unpickling test_threads test_async_api test_async_queue test_many test_tiers \
+  test_fork \
   test_backend
 test-python:
 	@if [ -d bindings/python ]; then \

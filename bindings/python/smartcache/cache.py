@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import math
@@ -454,18 +455,25 @@ class SmartCache:
         (None = each tier's default), in one library call: Redis receives them pipelined in
         one round trip. Every key and value is encoded and checked before anything is
         stored, so a bad one stores nothing."""
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if arrays:
+            self._call(lib.sz_cache_set_many, *arrays, ms)
+
+    def _set_many_args(self, mapping: Mapping[Key, Any],
+                       ttl: Optional[float]) -> Tuple[Tuple[Any, ...], int]:
+        """set_many's (keys, key_lens, vals, val_lens, n) C arrays, () for no items, and its
+        ttl in ms. Every key and value is encoded (and so checked) first."""
         items = list(mapping.items())
         kbs = [_key_bytes(k) for k, _ in items]
         ms = 0 if ttl is None else _ttl_ms(ttl)
         data = [self._codec.encode(v) for _, v in items]
-        if not items:
-            return
         n = len(items)
-        self._call(lib.sz_cache_set_many,
-                   ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, kbs)),
-                   ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, data)), n, ms)
+        if not n:
+            return (), ms
+        return (ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, kbs)),
+                ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, data)), n), ms
 
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
@@ -519,8 +527,10 @@ class SmartCache:
 
     # -- async API (Django-style: the sync calls' arguments and results) ---------------------
     # A memory hit is answered inline, on the loop, without a thread hop: sz_cache_get_memory
-    # never waits on I/O. Everything that may wait on Redis or the disk runs on the worker
-    # threads of _offload, so the loop never waits on it. A cache with neither tier does no I/O
+    # never waits on I/O. Everything that may wait on Redis or the disk is submitted to the
+    # library's worker threads through the loop's completion queue (_offload), whose
+    # completions the loop collects from a descriptor it watches: the loop never waits on I/O
+    # and no Python thread competes with it for the GIL. A cache with neither tier does no I/O
     # at all and answers every call inline.
     async def aget(self, key: Key, default: Any = None) -> Any:
         """``get`` for coroutines."""
@@ -529,66 +539,116 @@ class SmartCache:
         value = self._get_memory(key, _MEMORY_MISS)
         if value is not _MEMORY_MISS:
             return value
-        _key_bytes(key)  # a bad key fails this call only, not the batch it would join
-        found = await _offload.batched(self._get_found, key)
+        found = await _offload.queue().submit_get(self, _key_bytes(key), self._got)
         return default if found is _MEMORY_MISS else found
 
-    def _get_found(self, keys: List[Key]) -> List[Any]:
-        """The values of `keys` (_MEMORY_MISS where missing) from one get_many: a batch of the
-        memory misses of agets made in the same event-loop iteration (see _offload.batched).
-        If the batch fails (a value that does not decode), each key is read on its own, so only
-        the aget of the bad key fails."""
-        try:
-            found = self.get_many(keys)
-        except CacheClosedError:
-            raise
-        except SmartCacheError:
-            return [_offload.outcome(self.get, k, _MEMORY_MISS) for k in keys]
-        return [found.get(k, _MEMORY_MISS) for k in keys]
-
     async def aget_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
-        """``get_many`` for coroutines: the keys in memory inline, the rest in one call off
-        the loop."""
+        """``get_many`` for coroutines: the keys in memory inline, the rest off the loop (one
+        library call, one Redis round trip, for the lot)."""
         keys = list(keys)
         if not self._has_lower_tiers:
             return self.get_many(keys)
         found: Dict[Key, Any] = {}
-        missing: List[Key] = []
+        missing: List[Tuple[Key, bytes]] = []
         for key in keys:
             value = self._get_memory(key, _MEMORY_MISS)
             if value is _MEMORY_MISS:
-                missing.append(key)
+                missing.append((key, _key_bytes(key)))
             else:
                 found[key] = value
         if missing:
-            found.update(await _offload.run(self.get_many, missing))
+            q = _offload.queue()
+            values = await asyncio.gather(*(q.submit_get(self, kb, self._got)
+                                            for _, kb in missing))
+            found.update((k, v) for (k, _), v in zip(missing, values) if v is not _MEMORY_MISS)
         return found
 
     async def aset(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """``set`` for coroutines."""
-        await self._off_loop(self.set, key, value, ttl)
+        if not self._has_lower_tiers:
+            return self.set(key, value, ttl)
+        kb = _key_bytes(key)
+        ms = 0 if ttl is None else _ttl_ms(ttl)
+        await self._submit(_native.SZ_OP_SET, kb, self._codec.encode(value), ms, self._done)
 
     async def aset_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
         """``set_many`` for coroutines."""
-        await self._off_loop(self.set_many, mapping, ttl)
+        if not self._has_lower_tiers:
+            return self.set_many(mapping, ttl)
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if not arrays:
+            return
+        h = self._enter()
+        try:
+            fut = _offload.queue().submit_set_many(h, arrays, ms, self._done)
+        finally:
+            self._leave()
+        await fut
 
     async def adelete(self, key: Key) -> bool:
         """``delete`` for coroutines."""
-        return bool(await self._off_loop(self.delete, key))
+        if not self._has_lower_tiers:
+            return self.delete(key)
+        return bool(await self._submit(_native.SZ_OP_DELETE, _key_bytes(key), None, 0,
+                                       self._yes))
 
     async def aexists(self, key: Key) -> bool:
         """``exists`` for coroutines."""
-        return bool(await self._off_loop(self.exists, key))
+        if not self._has_lower_tiers:
+            return self.exists(key)
+        return bool(await self._submit(_native.SZ_OP_EXISTS, _key_bytes(key), None, 0,
+                                       self._yes))
 
     async def aclear(self) -> None:
         """``clear`` for coroutines."""
-        await self._off_loop(self.clear)
-
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a worker thread when it may wait on Redis or the disk, else inline."""
         if not self._has_lower_tiers:
-            return fn(*args)
-        return await _offload.run(fn, *args)
+            return self.clear()
+        await self._submit(_native.SZ_OP_CLEAR, None, None, 0, self._done)
+
+    def _enter(self) -> Any:
+        """This cache's handle, marked in flight until _leave(), or CacheClosedError."""
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        return h
+
+    def _leave(self) -> None:
+        self._inflight.pop()
+
+    def _submit(self, op: int, kb: Optional[bytes], value: Optional[bytes], ttl_ms: int,
+                finish: "_offload.Finish") -> "asyncio.Future[Any]":
+        """A future for one queued call on this cache (see _offload)."""
+        h = self._enter()
+        try:
+            return _offload.queue().submit(h, op, kb, value, ttl_ms, finish)
+        finally:
+            self._leave()
+
+    def _failed(self, status: int, message: Optional[bytes]) -> SmartCacheError:
+        """The exception of a queued call that answered a negative status."""
+        if self._h is None:
+            return CacheClosedError("this SmartCache is closed; open a new one")
+        return error_for(status, (message or b"").decode("utf-8", "replace"))
+
+    def _got(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> Any:
+        """A queued get's value (decoded here, on the loop), or _MEMORY_MISS."""
+        if status == _OK:
+            return self._codec.decode(memoryview(_string_at(data, n) if data else b""))
+        if status == _NOT_FOUND:
+            return _MEMORY_MISS
+        raise self._failed(status, message)
+
+    def _yes(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> bool:
+        """A queued delete's or exists' answer."""
+        if status < 0:
+            raise self._failed(status, message)
+        return status == _OK
+
+    def _done(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> None:
+        """A queued set's, set_many's or clear's outcome."""
+        if status < 0:
+            raise self._failed(status, message)
 
     # -- observability --------------------------------------------------------------------
     def get_stats(self) -> CacheStats:
