@@ -243,12 +243,32 @@ demo:
 	@echo "--- the disk tier's files take (du):"
 	@du -sh $(BUILD)/demo-cache
 
-bench:
+bench: lib
 	scripts/with-redis.sh $(CARGO) bench
 
 # Bytes per entry by RSS at 1,000,000 entries, beside quick_cache and moka (a few seconds).
 bench-memory:
 	$(CARGO) bench --bench memory_rss
+
+# What an application pays through the shared library (docs/BENCHMARKS.md, "Through
+# libsmartcache.so"): the C program benches/c/so_get.c linked against build/lib's .so; the Rust
+# bench benches/so_get.rs loading the same .so beside quick_cache and moka in one run (ns per
+# get at 1 and 2 threads, replacing sets); then instructions and cache misses per operation
+# under callgrind. SO_GET_GETS gets per thread (the issue's 1,500,000: ~2 minutes in all).
+SO_GET_GETS          ?= 1500000
+SO_GET_CALLGRIND_OPS ?= 200000
+SO_GET_C             := $(BUILD)/bench/so_get
+.PHONY: bench-so
+bench-so: lib
+	@mkdir -p $(BUILD)/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude -pthread benches/c/so_get.c -o $(SO_GET_C) \
+	  -L$(LIBDIR) -lsmartcache -Wl,-rpath,$(LIBDIR)
+	$(SO_GET_C) $(SO_GET_GETS)
+	$(CARGO) bench --bench so_get --no-run
+	SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so SO_GET_GETS=$(SO_GET_GETS) $(CARGO) bench --bench so_get
+	scripts/so-get-callgrind.sh $(SO_GET_C) \
+	  "$$($(CARGO) bench --bench so_get --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))/\1/p')" \
+	  $(SO_GET_CALLGRIND_OPS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

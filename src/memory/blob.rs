@@ -59,8 +59,9 @@ pub const STATE_DEAD: u8 = 0x80;
 /// An owned reference to a blob.
 pub struct Blob(NonNull<Header>);
 
-// SAFETY: the header's mutable fields are atomics and the bytes are immutable after creation,
-// so a blob may be shared and released from any thread.
+// SAFETY: the header's mutable fields are atomics and the bytes are immutable while shared
+// (`overwrite_with` writes only a block nobody else holds), so a blob may be shared and
+// released from any thread.
 unsafe impl Send for Blob {}
 // SAFETY: as above.
 unsafe impl Sync for Blob {}
@@ -202,8 +203,8 @@ impl Blob {
         if h.flags & FLAG_DEADLINE == 0 {
             return 0;
         }
-        // SAFETY: FLAG_DEADLINE says the block ends with the 8 deadline bytes written at
-        // creation, right after the value; they never change.
+        // SAFETY: FLAG_DEADLINE says the block ends with the 8 deadline bytes, right after the
+        // value, written at creation (or by `overwrite_with`, when nobody else can read them).
         unsafe {
             self.0
                 .as_ptr()
@@ -292,6 +293,45 @@ impl Blob {
         let blob = std::mem::ManuallyDrop::new(unsafe { Blob::from_raw(p) });
         // SAFETY: the slice points into the block, which outlives 'a per the contract.
         unsafe { std::slice::from_raw_parts(blob.value().as_ptr(), blob.value().len()) }
+    }
+
+    /// Writes `new`'s value, entry flags and deadline over this block in place, keeping this
+    /// block's policy state, and returns true; or returns false and changes nothing unless
+    /// both blocks have the same key and value lengths and allocator and `holders` is every
+    /// reference to this block there is. A replacing set then reuses the resident block
+    /// instead of leaving it as a queue tombstone: a workload of overwrites otherwise
+    /// allocates fresh memory on every set while up to two queues' worth of dead blocks wait
+    /// for the head (callgrind: 3.0 memory misses per replacing set).
+    ///
+    /// The caller holds the shard's write lock and `holders` of the references (the index's and
+    /// the queue's): no get can pin this block meanwhile, and with no pin outstanding nobody
+    /// else can be reading its bytes.
+    pub fn overwrite_with(&self, new: &Blob, holders: u32) -> bool {
+        let (h, n) = (self.header(), new.header());
+        let same_shape = h.key_len == n.key_len
+            && h.val_len == n.val_len
+            && (h.flags ^ n.flags) & (FLAG_JEMALLOC | FLAG_DEADLINE) == 0;
+        // Acquire: a pin released just before (Release) has finished reading the bytes.
+        if !same_shape || h.refs.load(Ordering::Acquire) != holders {
+            return false;
+        }
+        let (flags, deadline, value) = (n.flags, new.deadline(), new.value());
+        let at = self.0.as_ptr();
+        // SAFETY: per the contract no other thread can read or write this block now (the
+        // references are all the caller's, under the shard's write lock), and no reference to
+        // its header is live here; `value` is `new`'s, a different block of the same length,
+        // and both blocks carry a deadline after the value or neither does (same size).
+        unsafe {
+            std::ptr::addr_of_mut!((*at).flags).write(flags);
+            let dst = at.cast::<u8>().add(HEADER + n.key_len as usize);
+            std::ptr::copy_nonoverlapping(value.as_ptr(), dst, value.len());
+            if flags & FLAG_DEADLINE != 0 {
+                dst.add(value.len())
+                    .cast::<Ticks>()
+                    .write_unaligned(deadline);
+            }
+        }
+        true
     }
 
     /// True when both refer to the same block.

@@ -184,14 +184,10 @@ impl Cache {
         let inner = &*self.inner;
         inner.check_key(key)?;
         inner.sync_memory();
-        let stored = match inner.l1.get(key) {
-            Some(blob) => blob,
-            None => match inner.in_this_process().get_lower(key) {
-                Some(blob) => blob,
-                None => return Ok(None),
-            },
-        };
-        Ok(inner.decode(stored))
+        match inner.l1.get(key) {
+            Some(stored) => Ok(inner.decode(stored)),
+            None => Ok(inner.get_missed(key)),
+        }
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
@@ -561,16 +557,18 @@ impl Inner {
 
     #[inline]
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid("key is empty"));
+        match key.len() {
+            1..=MAX_KEY_LEN => Ok(()),
+            _ => Err(bad_key(key)),
         }
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::TooLarge(format!(
-                "key of {} bytes (the limit is {MAX_KEY_LEN})",
-                key.len()
-            )));
-        }
-        Ok(())
+    }
+
+    /// `get` after memory missed: the lower tiers, out of line so that a memory hit's path
+    /// through the C ABI stays one straight function.
+    #[inline(never)]
+    fn get_missed(&self, key: &[u8]) -> Option<Blob> {
+        let stored = self.in_this_process().get_lower(key)?;
+        self.decode(stored)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
@@ -639,6 +637,18 @@ impl Inner {
             f()
         }
     }
+}
+
+/// Why `key` is refused (empty or over MAX_KEY_LEN).
+#[cold]
+fn bad_key(key: &[u8]) -> Error {
+    if key.is_empty() {
+        return Error::invalid("key is empty");
+    }
+    Error::TooLarge(format!(
+        "key of {} bytes (the limit is {MAX_KEY_LEN})",
+        key.len()
+    ))
 }
 
 impl Drop for Cache {
