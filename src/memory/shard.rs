@@ -325,6 +325,7 @@ mod tests {
 
     #[test]
     fn a_same_size_overwrite_reuses_the_unpinned_block_and_spares_a_pinned_one() {
+        // Same size: same key and value lengths, and a deadline in both or in neither.
         let mut s = Shard::new(100, 0, true).unwrap();
         put(&mut s, b"k", b"one", Some(77));
         let resident = |s: &Shard| match s.get(h(b"k"), b"k", 1) {
@@ -335,14 +336,14 @@ mod tests {
         // no tombstone is queued.
         let before = (resident(&s), s.policy.queued());
         drop(before.0);
-        let d = put(&mut s, b"k", b"two", None);
+        let d = put(&mut s, b"k", b"two", Some(88));
         assert!(d.replaced.is_none() && d.evicted.is_empty());
         let now = resident(&s);
-        assert_eq!((now.value(), now.deadline()), (&b"two"[..], 0));
+        assert_eq!((now.value(), now.deadline()), (&b"two"[..], 88));
         assert_eq!(s.policy.queued(), before.1);
         // Pinned: the pin keeps its bytes, the index takes a new block.
         let pin = now;
-        let d = put(&mut s, b"k", b"333", None);
+        let d = put(&mut s, b"k", b"333", Some(88));
         assert_eq!(d.replaced.unwrap().value(), b"two");
         assert_eq!(pin.value(), b"two");
         assert_eq!(get(&s, b"k").as_deref(), Some(&b"333"[..]));
