@@ -30,6 +30,31 @@
 
 
 /**
+ * Debt slots: keys remembered one by one. Past this, a debt is a clear of the prefix.
+ */
+#define SLOTS 64
+
+/**
+ * Words per slot: the ticket, the key's length, then the key.
+ */
+#define SLOT_WORDS 32
+
+/**
+ * Longest key a slot holds; a longer one is owed as a clear.
+ */
+#define SLOT_KEY_BYTES ((SLOT_WORDS - 2) * 8)
+
+/**
+ * Shared counters: owed, paid, clears owed, clears done, the ticket counter.
+ */
+#define HEADER_WORDS 5
+
+/**
+ * Bytes of the slot table in a file.
+ */
+#define TABLE_BYTES ((SLOTS * SLOT_WORDS) * 8)
+
+/**
  * memory_capacity: the ghost queue takes 4 bytes per item of capacity at open, so 2^32
  * items asks for 16 GiB up front (an allocation that fails is SZ_ERR_NOMEM, not an abort).
  */

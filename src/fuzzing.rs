@@ -262,7 +262,7 @@ static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
         }
         cache.delete(&disk_key(5)).expect("template delete");
     }
-    let files = [crate::disk::FILE_NAME, crate::disk::write_log::FILE_NAME]
+    let files = [crate::disk::FILE_NAME, crate::coherence::write_log::FILE_NAME]
         .into_iter()
         .map(|name| {
             (

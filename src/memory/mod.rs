@@ -85,7 +85,7 @@ pub struct MemoryStats {
     pub evictions: u64,
     pub expirations: u64,
     /// Entries dropped because another process set, deleted or cleared them (see
-    /// `disk::write_log`).
+    /// `coherence::write_log`).
     pub invalidations: u64,
     pub size: u64,
     pub capacity: u64,

@@ -365,6 +365,15 @@ impl RedisTier {
         Ok(n > 0)
     }
 
+    /// One round trip (PING): once it returns, Redis has handled every command that was
+    /// already waiting on its sockets when this one arrived (see `coherence::outage`).
+    pub fn round_trip(&self) -> Result<()> {
+        self.inner.run(|c, d| match c.command(&[b"PING"], d)? {
+            Reply::Status(_) => Ok(()),
+            other => Err(unexpected("PING", other)),
+        })
+    }
+
     /// True when the key existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         let k = self.inner.key(key);

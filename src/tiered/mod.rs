@@ -19,8 +19,9 @@ mod write;
 pub use crate::tier::TierHealth;
 pub use codec::Copied;
 
+use crate::coherence::outage::Outage;
 use crate::config::{Config, MAX_KEY_LEN};
-use crate::disk::write_log::{Change, WriteLog};
+use crate::coherence::write_log::{Change, WriteLog};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
@@ -120,10 +121,12 @@ impl Cache {
             None => MemoryTier::new(l1_options)?,
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
+        // The debts to Redis: shared by the processes of the disk_path, else this one's.
         let redis = match config.redis_enabled {
-            true => Some(Arc::new(RedisLayer::new(Arc::new(RedisTier::open(
-                &config,
-            )?)))),
+            true => Some(Arc::new(RedisLayer::new(
+                Arc::new(RedisTier::open(&config)?),
+                writes.as_ref().map_or_else(Outage::in_process, WriteLog::outage),
+            ))),
             false => None,
         };
         // The read order; adding a tier means adding it here, where it is read.

@@ -4,7 +4,7 @@
 use super::lower::earliest;
 use super::Inner;
 use crate::clock;
-use crate::disk::write_log::CopyInFlight;
+use crate::coherence::write_log::CopyInFlight;
 use crate::latency::Op;
 use crate::memory::{Blob, WriteMark};
 use crate::tier::{flags, Hit, LowerTier};

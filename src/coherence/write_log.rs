@@ -13,25 +13,27 @@
 //! while it read it, or reserved by a writer that died before filling it in), drops its whole
 //! memory tier instead: always correct, only slower.
 //!
-//! Layout (docs/disk-format.md): a 4 KiB header page, then `len` entries of 32 bytes. Writers
-//! reserve a position with one atomic add on `next` and fill the entry in; an entry's `stamp`
-//! is its position + 1 once it is complete.
+//! Layout (docs/disk-format.md): a 4 KiB header page, the outage table (`super::outage`,
+//! 16 KiB), then `len` entries of 32 bytes. Writers reserve a position with one atomic add on
+//! `next` and fill the entry in; an entry's `stamp` is its position + 1 once it is complete.
 
-use super::file::{self, io_err};
+use crate::disk::file::{self, io_err};
+use super::outage::{self, Outage};
 use crate::error::{Error, Result};
 use memmap2::{MmapMut, MmapOptions};
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.
 pub const FILE_NAME: &str = "smartcache.writes";
 
 const MAGIC: [u8; 8] = *b"SCWRITES";
-const VERSION: u32 = 1;
+/// 2: the outage table (and its counters in the header page) before the entries.
+const VERSION: u32 = 2;
 const HEADER_LEN: u64 = 4096;
 /// Bytes 0..24 (magic, version, len, seed) are covered by a crc32 stored at 24.
 const CHECKED_LEN: usize = 24;
@@ -41,6 +43,10 @@ const NEXT_OFF: usize = 128;
 /// last start in unix ms), in the header page after `next`.
 const COPIES_OFF: usize = 512;
 const COPY_GROUPS: usize = 128;
+/// The outage table's counters (`outage::HEADER_WORDS`), after the copy fence; its slots fill
+/// the `outage::TABLE_BYTES` after the header page.
+const OUTAGE_OFF: usize = COPIES_OFF + COPY_GROUPS * 16;
+const ENTRIES_OFF: u64 = HEADER_LEN + outage::TABLE_BYTES as u64;
 const ENTRY_BYTES: u64 = 32;
 /// Entries in a new file: a handle may fall this many writes behind (by all processes) between
 /// two of its reads before it must drop its whole memory tier. 2 MiB.
@@ -89,7 +95,7 @@ impl Drop for CopyInFlight<'_> {
 }
 
 pub struct WriteLog {
-    _map: MmapMut,
+    map: Arc<MmapMut>,
     next: *const AtomicU64,
     copies: *const Copies,
     entries: *const Entry,
@@ -141,8 +147,11 @@ fn parse_header(h: &[u8]) -> std::result::Result<(u64, u64), String> {
     let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
     let version = u32_at(8);
     if version != VERSION {
+        // Processes of another build share nothing they would both honour: refused, and the
+        // file left alone (it holds no data, only coordination state).
         return Err(format!(
-            "write log version {version}, this build reads {VERSION}"
+            "write log version {version}, this build reads {VERSION} (stop the processes of \
+             the other build on this disk_path, then remove the file)"
         ));
     }
     if u32_at(CHECKED_LEN) != crc32fast::hash(&h[..CHECKED_LEN]) {
@@ -166,7 +175,7 @@ impl WriteLog {
     /// `open`, laying a new file out with `new_len` entries (an existing file keeps its own).
     fn open_with_len(dir: &Path, new_len: u64) -> Result<WriteLog> {
         let (file, path) = file::open_or_create(dir, FILE_NAME, || {
-            let size = HEADER_LEN + new_len * ENTRY_BYTES;
+            let size = ENTRIES_OFF + new_len * ENTRY_BYTES;
             Ok(file::NewFile {
                 size,
                 reserved: vec![(0, size)],
@@ -178,7 +187,7 @@ impl WriteLog {
             file::read_prefix(&file, &mut hdr).map_err(|e| io_err(&path, "cannot read", e))?;
         let (len, seed) = parse_header(&hdr[..got])
             .map_err(|m| Error::io(format!("{}: refusing to use: {m}", path.display())))?;
-        let size = HEADER_LEN + len * ENTRY_BYTES;
+        let size = ENTRIES_OFF + len * ENTRY_BYTES;
         let have = file
             .metadata()
             .map_err(|e| io_err(&path, "cannot stat", e))?
@@ -196,17 +205,17 @@ impl WriteLog {
             .map_err(|e| io_err(&path, "cannot map", e))?;
         let base = map.as_mut_ptr();
         // SAFETY: NEXT_OFF + 8, COPIES_OFF + COPY_GROUPS * 16 (both within the header page)
-        // and HEADER_LEN + len * 32 lie inside the mapping, which is page-aligned, so all three
+        // and ENTRIES_OFF + len * 32 lie inside the mapping, which is page-aligned, so all three
         // regions are 8-aligned for AtomicU64.
         let (next, copies, entries) = unsafe {
             (
                 base.add(NEXT_OFF) as *const AtomicU64,
                 base.add(COPIES_OFF) as *const Copies,
-                base.add(HEADER_LEN as usize) as *const Entry,
+                base.add(ENTRIES_OFF as usize) as *const Entry,
             )
         };
         let log = WriteLog {
-            _map: map,
+            map: Arc::new(map),
             next,
             copies,
             entries,
@@ -219,6 +228,21 @@ impl WriteLog {
         // A new handle's memory tier is empty: nothing written so far concerns it.
         log.applied.store(log.next().load(Acquire), Release);
         Ok(log)
+    }
+
+    /// The outage table in this file, shared by every process of the disk_path.
+    pub fn outage(&self) -> Outage {
+        let base = self.map.as_ptr();
+        // SAFETY: OUTAGE_OFF + HEADER_WORDS words end inside the header page (asserted below),
+        // the TABLE_BYTES after HEADER_LEN end before the entries, both 8-aligned in the
+        // page-aligned mapping, which the Arc keeps mapped; the table is only used atomically.
+        unsafe {
+            Outage::shared(
+                base.add(OUTAGE_OFF) as *const AtomicU64,
+                base.add(HEADER_LEN as usize) as *const AtomicU64,
+                Arc::clone(&self.map) as Arc<dyn Send + Sync>,
+            )
+        }
     }
 
     /// The seed every process's memory tier hashes keys with, so hashes in the log mean the
@@ -407,9 +431,11 @@ impl WriteLog {
     }
 }
 
+const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= HEADER_LEN as usize);
+
 #[cfg(test)]
 mod tests {
-    use super::super::tests::temp_dir;
+    use crate::disk::tests::temp_dir;
     use super::*;
     use std::sync::Arc;
 
@@ -661,7 +687,7 @@ mod tests {
             .write(true)
             .open(d.join(FILE_NAME))
             .unwrap();
-        f.set_len(HEADER_LEN).unwrap();
+        f.set_len(ENTRIES_OFF).unwrap();
         drop(f);
         let c = WriteLog::open(&d).unwrap();
         assert_eq!(c.seed(), b.seed());
