@@ -17,8 +17,8 @@
 //! 16 KiB), then `len` entries of 32 bytes. Writers reserve a position with one atomic add on
 //! `next` and fill the entry in; an entry's `stamp` is its position + 1 once it is complete.
 
-use crate::disk::file::{self, io_err};
 use super::outage::{self, Outage};
+use crate::disk::file::{self, io_err};
 use crate::error::{Error, Result};
 use memmap2::{MmapMut, MmapOptions};
 use std::hash::BuildHasher;
@@ -281,10 +281,11 @@ impl WriteLog {
     /// deleted has finished (and withdrawn itself if it came too late).
     pub fn copying(&self, hash: u64) -> CopyInFlight<'_> {
         let c = self.copies_of(hash);
-        // SeqCst, with the fence in wait_for_copies: the count is seen by any delete whose
-        // disk delete this copy's disk read did not see.
-        c.count.fetch_add(1, SeqCst);
+        // The start before the count: a waiter that sees the count sees this start with it.
         c.last_start_ms.store(unix_ms(), Relaxed);
+        // SeqCst, with the fence in wait_for_copies: the count is seen by any write whose
+        // disk write this copy's disk read did not see.
+        c.count.fetch_add(1, SeqCst);
         CopyInFlight(c)
     }
 
@@ -296,21 +297,35 @@ impl WriteLog {
     /// copier killed in flight leaves its count raised for ever, and under steady copy traffic
     /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
+        match hash {
+            Some(h) => self.wait_for_copies_of(&[h], max_wait),
+            None => self.wait_for_groups(0..COPY_GROUPS as u64, max_wait),
+        }
+    }
+
+    /// `wait_for_copies` for the groups of several keys (a `set_many`), within one `max_wait`.
+    /// Costs a fence and one load per key when no copy is in flight.
+    pub fn wait_for_copies_of(&self, hashes: &[u64], max_wait: Duration) {
+        self.wait_for_groups(hashes.iter().map(|h| h % COPY_GROUPS as u64), max_wait);
+    }
+
+    fn wait_for_groups(&self, groups: impl Iterator<Item = u64>, max_wait: Duration) {
         std::sync::atomic::fence(SeqCst);
-        let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
-            Some(g) => g..g + 1,
-            None => 0..COPY_GROUPS as u64,
-        };
-        let deadline = Instant::now() + max_wait;
+        let mut deadline = None;
         let max_ms = max_wait.as_millis() as u64;
         let live = |c: &Copies| {
-            // The start time before the clock: a copy starting meanwhile is not "in the future".
-            let started = c.last_start_ms.load(Relaxed);
-            let now = unix_ms();
-            c.count.load(SeqCst) > 0 && started <= now && now - started < max_ms
+            // The count first (it carries its copy's start, see `copying`), then the start,
+            // then the clock: a copy starting meanwhile is not "in the future".
+            c.count.load(SeqCst) > 0 && {
+                let started = c.last_start_ms.load(Relaxed);
+                let now = unix_ms();
+                started <= now && now - started < max_ms
+            }
         };
         for c in groups.map(|g| self.copies_of(g)) {
-            while live(c) && Instant::now() < deadline {
+            while live(c)
+                && Instant::now() < *deadline.get_or_insert_with(|| Instant::now() + max_wait)
+            {
                 std::thread::yield_now();
             }
         }
@@ -435,8 +450,8 @@ const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= HEADER_LEN as usi
 
 #[cfg(test)]
 mod tests {
-    use crate::disk::tests::temp_dir;
     use super::*;
+    use crate::disk::tests::temp_dir;
     use std::sync::Arc;
 
     fn changes(log: &WriteLog) -> Vec<Change> {

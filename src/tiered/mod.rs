@@ -20,8 +20,8 @@ pub use crate::tier::TierHealth;
 pub use codec::Copied;
 
 use crate::coherence::outage::Outage;
-use crate::config::{Config, MAX_KEY_LEN};
 use crate::coherence::write_log::{Change, WriteLog};
+use crate::config::{Config, MAX_KEY_LEN};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
@@ -125,7 +125,9 @@ impl Cache {
         let redis = match config.redis_enabled {
             true => Some(Arc::new(RedisLayer::new(
                 Arc::new(RedisTier::open(&config)?),
-                writes.as_ref().map_or_else(Outage::in_process, WriteLog::outage),
+                writes
+                    .as_ref()
+                    .map_or_else(Outage::in_process, WriteLog::outage),
             ))),
             false => None,
         };

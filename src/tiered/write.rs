@@ -3,6 +3,7 @@
 //! the same way up: lower tiers from the bottom, memory last.
 
 use super::Inner;
+use crate::coherence::write_log::WriteLog;
 use crate::error::Result;
 use crate::latency::Op;
 use crate::memory::Blob;
@@ -70,8 +71,7 @@ impl Inner {
     /// The one write path. The order, and why:
     /// 1. the lower tiers from the bottom up (disk, then Redis): a copy from a lower tier into
     ///    a higher one (`Inner::fill`) then either finds the new value or is replaced by it;
-    /// 2. after a delete or clear, wait for the copies other readers started from the old
-    ///    value (`wait_for_copies`);
+    /// 2. wait for the copies other readers started from the old value (`wait_for_copies`);
     /// 3. memory: a get that missed memory and read the lower tiers before this write reached
     ///    them holds an older value, and memory's write count refuses it only if the count
     ///    moves after the lower tiers have the new one (see `Inner::promote`);
@@ -113,8 +113,8 @@ impl Inner {
             }
         }
         match &mutation {
-            Mutation::Set(..) => {}
-            Mutation::Delete(key) => self.wait_for_copies(Some(key)),
+            Mutation::Set(entries, _) => self.wait_for_copies(Some(entries)),
+            Mutation::Delete(key) => self.wait_for_copies_of_key(key),
             Mutation::Clear => self.wait_for_copies(None),
         }
         match &mutation {
@@ -138,16 +138,42 @@ impl Inner {
         unfinished.map_or(Ok(found), Err)
     }
 
-    /// After a delete (of `key` and the others of its group; None: a clear) has reached the
-    /// lower tiers, waits for the copies between lower tiers that may have read the old value,
-    /// in every process on this disk_path (see `Inner::fill`): each has then either been
-    /// deleted by us or seen the delete and withdrawn itself. A copy takes at most three calls
-    /// to the tier it fills.
-    fn wait_for_copies(&self, key: Option<&[u8]>) {
-        if let (2.., Some(log)) = (self.lower.len(), &self.writes) {
-            let timeout = Duration::from_millis(self.config.redis_timeout_ms);
-            let hash = key.map(|k| self.l1.key_hash(k));
-            log.wait_for_copies(hash, timeout * 3 + Duration::from_millis(100));
+    /// After a write of `key` has reached the lower tiers, waits for the copies between lower
+    /// tiers (see `Inner::fill`) that may have read the old value, in every process on this
+    /// disk_path: each has then either been deleted by us or seen the write and withdrawn
+    /// itself. A set waits too: its value in Redis can be deleted (by a concurrent delete or
+    /// clear, or by Redis itself) before a copy of the older value lands there with SET NX,
+    /// which is then withdrawn only when the copy re-reads the disk; the set must not return
+    /// before that. A copy takes at most three calls to the tier it fills.
+    fn wait_for_copies_of_key(&self, key: &[u8]) {
+        if let Some(log) = self.copy_fence() {
+            log.wait_for_copies(Some(self.l1.key_hash(key)), self.copy_bound());
         }
+    }
+
+    /// `wait_for_copies_of_key` for every entry of a set (None: every key, for a clear).
+    fn wait_for_copies(&self, entries: Option<&[Prepared<'_>]>) {
+        if let Some(log) = self.copy_fence() {
+            match entries {
+                Some(entries) => {
+                    let hashes: Vec<u64> =
+                        entries.iter().map(|e| self.l1.key_hash(e.key)).collect();
+                    log.wait_for_copies_of(&hashes, self.copy_bound());
+                }
+                None => log.wait_for_copies(None, self.copy_bound()),
+            }
+        }
+    }
+
+    /// The write log, when copies between lower tiers happen (more than one lower tier).
+    fn copy_fence(&self) -> Option<&WriteLog> {
+        match (self.lower.len(), &self.writes) {
+            (2.., Some(log)) => Some(log),
+            _ => None,
+        }
+    }
+
+    fn copy_bound(&self) -> Duration {
+        Duration::from_millis(self.config.redis_timeout_ms) * 3 + Duration::from_millis(100)
     }
 }
