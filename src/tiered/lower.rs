@@ -198,6 +198,12 @@ impl LowerTier for RedisLayer {
         self.tier.stats().tier.hits
     }
 
+    /// The disk served `key` while Redis was down or owed: Redis may hold an older value
+    /// (a writer killed between its disk and Redis steps owes nothing), so it is owed too.
+    fn served_below(&self, key: &[u8]) {
+        self.remember([key]);
+    }
+
     /// Pays the debts once Redis answers again, so that no process waits for its next read.
     fn tick(&self) {
         let _ = self.settle();
