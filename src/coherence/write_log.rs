@@ -47,6 +47,10 @@ const COPY_GROUPS: usize = 128;
 /// the `outage::TABLE_BYTES` after the header page.
 const OUTAGE_OFF: usize = COPIES_OFF + COPY_GROUPS * 16;
 const ENTRIES_OFF: u64 = HEADER_LEN + outage::TABLE_BYTES as u64;
+/// Sets and deletes in flight, by group of keys: `WRITE_GROUPS` pairs of (count, last start in
+/// unix ms), in the header page after the outage counters.
+const WRITES_OFF: usize = 3072;
+const WRITE_GROUPS: usize = 64;
 const ENTRY_BYTES: u64 = 32;
 /// Entries in a new file: a handle may fall this many writes behind (by all processes) between
 /// two of its reads before it must drop its whole memory tier. 2 MiB.
@@ -275,6 +279,40 @@ impl WriteLog {
         unsafe { &*self.copies.add(hash as usize % COPY_GROUPS) }
     }
 
+    fn writes_of(&self, hash: u64) -> &Copies {
+        // SAFETY: WRITE_GROUPS pairs of words from WRITES_OFF end before HEADER_LEN (asserted
+        // at the end of this file), inside the page-aligned mapping, 8-aligned.
+        unsafe {
+            &*(self.map.as_ptr().add(WRITES_OFF) as *const Copies).add(hash as usize % WRITE_GROUPS)
+        }
+    }
+
+    /// Marks a set or delete of a key of `hash` as in flight until the guard drops: from
+    /// before its first tier is written until after its entry is recorded. Meanwhile no
+    /// process copies a lower tier's value of the group into its memory (`writing_in`): a
+    /// writer killed between the lower tiers and its entry would leave the copy there, older
+    /// than what the lower tiers serve.
+    pub fn writing(&self, hash: u64) -> CopyInFlight<'_> {
+        let w = self.writes_of(hash);
+        w.last_start_ms.store(unix_ms(), Relaxed);
+        w.count.fetch_add(1, SeqCst);
+        CopyInFlight(w)
+    }
+
+    /// True when a set or delete of `hash`'s group may be in flight (see `writing`): call it
+    /// after reading the lower tiers, before copying the value into memory. A count left by a
+    /// writer that died is believed for `max_wait` after the group's latest start (a living
+    /// writer judged dead only costs a copy that its entry drops).
+    pub fn writing_in(&self, hash: u64, max_wait: Duration) -> bool {
+        std::sync::atomic::fence(SeqCst);
+        let w = self.writes_of(hash);
+        w.count.load(SeqCst) > 0 && {
+            let started = w.last_start_ms.load(Relaxed);
+            let now = unix_ms();
+            started <= now && now - started < max_wait.as_millis() as u64
+        }
+    }
+
     /// Marks a copy of a key of `hash` from disk into Redis as in flight until the returned
     /// guard drops. Take it before reading the disk: a delete that then waits for the copies
     /// of its key (`wait_for_copies`) knows that every copy which may have read the value it
@@ -446,7 +484,8 @@ impl WriteLog {
     }
 }
 
-const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= HEADER_LEN as usize);
+const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= WRITES_OFF);
+const _: () = assert!(WRITES_OFF + WRITE_GROUPS * 16 <= HEADER_LEN as usize);
 
 #[cfg(test)]
 mod tests {

@@ -121,7 +121,9 @@ impl Inner {
             .ok()?;
         // A promotion memory cannot take (or must not) is not the caller's failure: the value
         // is still served, as a get that ran before the write would have served it.
-        let _ = self.l1.promote(blob.clone(), mark);
+        if !self.writing_in(mark.key_hash()) {
+            let _ = self.l1.promote(blob.clone(), mark);
+        }
         Some(blob)
     }
 

@@ -3,7 +3,7 @@
 //! the same way up: lower tiers from the bottom, memory last.
 
 use super::Inner;
-use crate::coherence::write_log::WriteLog;
+use crate::coherence::write_log::{Change, CopyInFlight, WriteLog};
 use crate::error::Result;
 use crate::latency::Op;
 use crate::memory::Blob;
@@ -84,6 +84,7 @@ impl Inner {
     pub(super) fn write(&self, mutation: Mutation<'_>) -> Result<bool> {
         let mut found = false;
         let mut unfinished = None;
+        let _in_flight = self.announce(&mutation);
         if let Mutation::Set(entries, _) = &mutation {
             if self.config.enable_stats {
                 for e in entries.iter() {
@@ -163,6 +164,38 @@ impl Inner {
                 None => log.wait_for_copies(None, self.copy_bound()),
             }
         }
+    }
+
+    /// Before a set or delete touches any tier: marks it in flight in its keys' groups and
+    /// records an entry for each key, so that the other processes drop their memory copies
+    /// now and copy nothing of the group into memory until the returned guards drop (after the
+    /// entries `tell_others` records at the end). A writer killed between the lower tiers and
+    /// those final entries then leaves no memory tier with a value older than what the lower
+    /// tiers serve. A clear is not announced: a clear killed half way leaves entries missing,
+    /// which a reader sees as misses, never as older values.
+    fn announce(&self, mutation: &Mutation<'_>) -> Vec<CopyInFlight<'_>> {
+        let Some(log) = self.writes.as_ref().filter(|_| self.has_lower_tiers()) else {
+            return Vec::new();
+        };
+        let announce = |key: &[u8]| {
+            let hash = self.l1.key_hash(key);
+            let guard = log.writing(hash);
+            log.record(Change::Key(hash));
+            guard
+        };
+        match mutation {
+            Mutation::Set(entries, _) => entries.iter().map(|e| announce(e.key)).collect(),
+            Mutation::Delete(key) => vec![announce(key)],
+            Mutation::Clear => Vec::new(),
+        }
+    }
+
+    /// True when a set or delete of `hash`'s group may be in flight in some process (see
+    /// `announce`): a lower tier's value of it is then served but not copied into memory.
+    pub(super) fn writing_in(&self, hash: u64) -> bool {
+        self.writes
+            .as_ref()
+            .is_some_and(|log| log.writing_in(hash, self.copy_bound()))
     }
 
     /// The write log, when copies between lower tiers happen (more than one lower tier).
