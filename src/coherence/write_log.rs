@@ -122,10 +122,18 @@ unsafe impl Send for WriteLog {}
 // SAFETY: see Send; every &self method uses atomics or the `catching_up` mutex.
 unsafe impl Sync for WriteLog {}
 
+/// Wall-clock milliseconds from the coarse clock (a few ms of resolution; the start times it
+/// stamps are judged against bounds of 100 ms and more): cheap enough for every set.
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1000) + ts.tv_nsec as u64 / 1_000_000
 }
 
 fn random_u64() -> u64 {
@@ -336,15 +344,16 @@ impl WriteLog {
     /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
         match hash {
-            Some(h) => self.wait_for_copies_of(&[h], max_wait),
+            Some(h) => self.wait_for_copies_of([h], max_wait),
             None => self.wait_for_groups(0..COPY_GROUPS as u64, max_wait),
         }
     }
 
     /// `wait_for_copies` for the groups of several keys (a `set_many`), within one `max_wait`.
     /// Costs a fence and one load per key when no copy is in flight.
-    pub fn wait_for_copies_of(&self, hashes: &[u64], max_wait: Duration) {
-        self.wait_for_groups(hashes.iter().map(|h| h % COPY_GROUPS as u64), max_wait);
+    pub fn wait_for_copies_of(&self, hashes: impl IntoIterator<Item = u64>, max_wait: Duration) {
+        let groups = hashes.into_iter().map(|h| h % COPY_GROUPS as u64);
+        self.wait_for_groups(groups, max_wait);
     }
 
     fn wait_for_groups(&self, groups: impl Iterator<Item = u64>, max_wait: Duration) {

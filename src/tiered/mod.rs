@@ -543,11 +543,11 @@ impl Inner {
         });
     }
 
-    /// Records a write of `key` (None: a clear) for the other processes' memory tiers, once it
-    /// has reached the tiers they read.
-    fn tell_others(&self, key: Option<&[u8]>) {
+    /// Records a write of the keys of memory-tier hash `hash` (None: a clear) for the other
+    /// processes' memory tiers, once it has reached the tiers they read.
+    fn tell_others(&self, hash: Option<u64>) {
         if let Some(log) = &self.writes {
-            let change = key.map_or(Change::All, |k| Change::Key(self.l1.key_hash(k)));
+            let change = hash.map_or(Change::All, Change::Key);
             if log.record(change) {
                 self.catch_up(log);
             }

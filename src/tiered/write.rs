@@ -24,6 +24,37 @@ pub(super) struct Prepared<'v> {
     pub blob: Blob,
 }
 
+/// The writes in flight of an announced mutation (see `Inner::announce`), until dropped: the
+/// first held inline, so a single set allocates nothing for it.
+#[derive(Default)]
+struct Announced<'a> {
+    /// The keys' memory-tier hashes, for the final entries and the copy fence (empty without
+    /// a disk tier: nobody to tell).
+    hashes: SmallHashes,
+    first: Option<CopyInFlight<'a>>,
+    rest: Vec<CopyInFlight<'a>>,
+}
+
+/// Hashes, the first held inline.
+#[derive(Default)]
+struct SmallHashes {
+    first: Option<u64>,
+    rest: Vec<u64>,
+}
+
+impl SmallHashes {
+    fn push(&mut self, h: u64) {
+        match self.first {
+            None => self.first = Some(h),
+            Some(_) => self.rest.push(h),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u64> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
 /// One mutation of the cache.
 pub(super) enum Mutation<'a> {
     /// Entries for `ttl` (None: each tier's default).
@@ -84,7 +115,7 @@ impl Inner {
     pub(super) fn write(&self, mutation: Mutation<'_>) -> Result<bool> {
         let mut found = false;
         let mut unfinished = None;
-        let _in_flight = self.announce(&mutation);
+        let announced = self.announce(&mutation);
         if let Mutation::Set(entries, _) = &mutation {
             if self.config.enable_stats {
                 for e in entries.iter() {
@@ -114,16 +145,27 @@ impl Inner {
             }
         }
         match &mutation {
-            Mutation::Set(entries, _) => self.wait_for_copies(Some(entries)),
-            Mutation::Delete(key) => self.wait_for_copies_of_key(key),
             Mutation::Clear => self.wait_for_copies(None),
+            _ => self.wait_for_copies(Some(&announced.hashes)),
         }
         match &mutation {
             Mutation::Set(entries, _) => {
-                for e in entries.iter() {
-                    // Checked by `prepare`: only a blob too large for memory's budget fails
-                    // here, and then only with a lower tier holding it.
-                    let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+                // The hashes the announcement computed, in the entries' order (none without a
+                // disk tier).
+                // Checked by `prepare`: only a blob too large for memory's budget fails here,
+                // and then only with a lower tier holding it.
+                match announced.hashes.first {
+                    None => entries.iter().for_each(|e| {
+                        let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+                    }),
+                    Some(_) => entries
+                        .iter()
+                        .zip(announced.hashes.iter())
+                        .for_each(|(e, &h)| {
+                            let blob = e.blob.clone();
+                            let _ =
+                                self.timed_memory(Op::Set, || self.l1.insert_blob_hashed(blob, h));
+                        }),
                 }
             }
             Mutation::Delete(key) => found |= self.timed_memory(Op::Delete, || self.l1.delete(key)),
@@ -132,35 +174,27 @@ impl Inner {
             }
         }
         match &mutation {
-            Mutation::Set(entries, _) => entries.iter().for_each(|e| self.tell_others(Some(e.key))),
-            Mutation::Delete(key) => self.tell_others(Some(key)),
             Mutation::Clear => self.tell_others(None),
+            _ => announced
+                .hashes
+                .iter()
+                .for_each(|&h| self.tell_others(Some(h))),
         }
         unfinished.map_or(Ok(found), Err)
     }
 
-    /// After a write of `key` has reached the lower tiers, waits for the copies between lower
-    /// tiers (see `Inner::fill`) that may have read the old value, in every process on this
-    /// disk_path: each has then either been deleted by us or seen the write and withdrawn
-    /// itself. A set waits too: its value in Redis can be deleted (by a concurrent delete or
-    /// clear, or by Redis itself) before a copy of the older value lands there with SET NX,
-    /// which is then withdrawn only when the copy re-reads the disk; the set must not return
-    /// before that. A copy takes at most three calls to the tier it fills.
-    fn wait_for_copies_of_key(&self, key: &[u8]) {
+    /// After a write has reached the lower tiers, waits for the copies between lower tiers
+    /// (see `Inner::fill`) of its keys' groups (`hashes`; None: every group, for a clear) that
+    /// may have read the old value, in every process on this disk_path: each has then either
+    /// been deleted by us or seen the write and withdrawn itself. A set waits too: its value in
+    /// Redis can be deleted (by a concurrent delete or clear, or by Redis itself) before a copy
+    /// of the older value lands there with SET NX, which is then withdrawn only when the copy
+    /// re-reads the disk; the set must not return before that. A copy takes at most three
+    /// calls to the tier it fills.
+    fn wait_for_copies(&self, hashes: Option<&SmallHashes>) {
         if let Some(log) = self.copy_fence() {
-            log.wait_for_copies(Some(self.l1.key_hash(key)), self.copy_bound());
-        }
-    }
-
-    /// `wait_for_copies_of_key` for every entry of a set (None: every key, for a clear).
-    fn wait_for_copies(&self, entries: Option<&[Prepared<'_>]>) {
-        if let Some(log) = self.copy_fence() {
-            match entries {
-                Some(entries) => {
-                    let hashes: Vec<u64> =
-                        entries.iter().map(|e| self.l1.key_hash(e.key)).collect();
-                    log.wait_for_copies_of(&hashes, self.copy_bound());
-                }
+            match hashes {
+                Some(hashes) => log.wait_for_copies_of(hashes.iter().copied(), self.copy_bound()),
                 None => log.wait_for_copies(None, self.copy_bound()),
             }
         }
@@ -173,21 +207,27 @@ impl Inner {
     /// those final entries then leaves no memory tier with a value older than what the lower
     /// tiers serve. A clear is not announced: a clear killed half way leaves entries missing,
     /// which a reader sees as misses, never as older values.
-    fn announce(&self, mutation: &Mutation<'_>) -> Vec<CopyInFlight<'_>> {
+    fn announce(&self, mutation: &Mutation<'_>) -> Announced<'_> {
+        let mut announced = Announced::default();
         let Some(log) = self.writes.as_ref().filter(|_| self.has_lower_tiers()) else {
-            return Vec::new();
+            return announced;
         };
-        let announce = |key: &[u8]| {
+        let mut announce = |key: &[u8]| {
             let hash = self.l1.key_hash(key);
             let guard = log.writing(hash);
             log.record(Change::Key(hash));
-            guard
+            announced.hashes.push(hash);
+            match announced.first {
+                None => announced.first = Some(guard),
+                Some(_) => announced.rest.push(guard),
+            }
         };
         match mutation {
-            Mutation::Set(entries, _) => entries.iter().map(|e| announce(e.key)).collect(),
-            Mutation::Delete(key) => vec![announce(key)],
-            Mutation::Clear => Vec::new(),
+            Mutation::Set(entries, _) => entries.iter().for_each(|e| announce(e.key)),
+            Mutation::Delete(key) => announce(key),
+            Mutation::Clear => {}
         }
+        announced
     }
 
     /// True when a set or delete of `hash`'s group may be in flight in some process (see
