@@ -152,6 +152,7 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "compression_enabled"
         | "jemalloc_enabled"
         | "redis_enabled"
+        | "redis_invalidation"
         | "disk_enabled"
         | "enable_stats" => Limit::Boolean,
         "value_secret" | "value_secret_previous" => Limit::Secret {
@@ -205,6 +206,9 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// None = derived (see the Redis tier), so two caches do not share keys unless told to.
     pub redis_key_prefix: Option<String>,
+    /// Keep the memory tier coherent with other hosts' writes through Redis's invalidation
+    /// messages (`CLIENT TRACKING ... BCAST`, see `redis::invalidation`).
+    pub redis_invalidation: bool,
 
     pub disk_enabled: bool,
     /// A directory; the tier keeps one file in it.
@@ -238,6 +242,7 @@ impl Default for Config {
             redis_timeout_ms: 100,
             redis_pool_size: 4,
             redis_key_prefix: None,
+            redis_invalidation: false,
             disk_enabled: false,
             disk_path: default_disk_path(),
             disk_max_size: 256 << 20,
@@ -265,6 +270,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_timeout_ms",
     "redis_pool_size",
     "redis_key_prefix",
+    "redis_invalidation",
     "disk_enabled",
     "disk_path",
     "disk_max_size",
@@ -314,6 +320,7 @@ impl Config {
                     Some(v.to_string())
                 }
             }
+            "redis_invalidation" => self.redis_invalidation = boolean(name, v)?,
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
             "disk_path" => self.disk_path = PathBuf::from(v),
             "disk_max_size" => self.disk_max_size = number(name, v)?,
@@ -349,6 +356,7 @@ impl Config {
             "redis_timeout_ms" => self.redis_timeout_ms.to_string(),
             "redis_pool_size" => self.redis_pool_size.to_string(),
             "redis_key_prefix" => self.redis_key_prefix.clone().unwrap_or_default(),
+            "redis_invalidation" => self.redis_invalidation.to_string(),
             "disk_enabled" => self.disk_enabled.to_string(),
             "disk_path" => self.disk_path.display().to_string(),
             "disk_max_size" => self.disk_max_size.to_string(),
@@ -377,6 +385,12 @@ impl Config {
             if let Some(Limit::Count { .. } | Limit::Bytes { .. }) = limit_of(name) {
                 number(name, &self.get(name)?)?;
             }
+        }
+        if self.redis_invalidation && !self.redis_enabled {
+            return Err(Error::config(
+                "redis_invalidation is set without redis_enabled: the invalidations come from \
+                 Redis (turn redis_enabled on too)",
+            ));
         }
         if self.value_secret_previous.is_set() && !self.value_secret.is_set() {
             return Err(Error::config(

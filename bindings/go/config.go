@@ -25,7 +25,8 @@ const Never time.Duration = -1
 var OptionNames = []string{
 	"memory_capacity", "memory_max_bytes", "memory_ttl", "compression_enabled",
 	"compression_min_size", "jemalloc_enabled", "redis_enabled", "redis_url", "redis_ttl",
-	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "disk_enabled", "disk_path",
+	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "redis_invalidation",
+	"disk_enabled", "disk_path",
 	"disk_max_size", "disk_ttl", "enable_stats", "auto_expire_interval", "max_value_size",
 	"value_secret", "value_secret_previous",
 }
@@ -74,6 +75,12 @@ type Config struct {
 	// by the library as "sc:" + 32 hex digits of SHA-256(canonical disk_path) + ":", so caches
 	// with the same DiskPath share their Redis entries and others never overlap). Caches share entries exactly when their prefixes (and Redis) match.
 	RedisKeyPrefix string
+
+	// RedisInvalidation keeps the memory tier coherent with other hosts' writes: Redis reports
+	// every key under this cache's prefix that anyone changes (CLIENT TRACKING ... BCAST) and it
+	// is dropped from memory; while that connection is down, memory holds nothing
+	// (redis_invalidation; default false; needs RedisEnabled and Redis 6 or later).
+	RedisInvalidation bool
 
 	// DiskEnabled turns on the disk tier, L3 (disk_enabled; default false).
 	DiskEnabled bool
@@ -186,6 +193,9 @@ func (c *Config) options() ([][2]string, error) {
 	num("redis_pool_size", int64(c.RedisPoolSize))
 	if c.RedisKeyPrefix != "" {
 		add("redis_key_prefix", c.RedisKeyPrefix)
+	}
+	if c.RedisInvalidation {
+		add("redis_invalidation", "true")
 	}
 	if c.DiskEnabled {
 		add("disk_enabled", "true")

@@ -27,15 +27,15 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::Arc;
 
 /// Debt slots: keys remembered one by one. Past this, a debt is a clear of the prefix.
-pub const SLOTS: usize = 64;
+pub(crate) const SLOTS: usize = 64;
 /// Words per slot: the ticket, the key's length, then the key.
-pub const SLOT_WORDS: usize = 32;
+pub(crate) const SLOT_WORDS: usize = 32;
 /// Longest key a slot holds; a longer one is owed as a clear.
-pub const SLOT_KEY_BYTES: usize = (SLOT_WORDS - 2) * 8;
+pub(crate) const SLOT_KEY_BYTES: usize = (SLOT_WORDS - 2) * 8;
 /// Shared counters: owed, paid, clears owed, clears done, the ticket counter.
-pub const HEADER_WORDS: usize = 5;
+pub(crate) const HEADER_WORDS: usize = 5;
 /// Bytes of the slot table in a file.
-pub const TABLE_BYTES: usize = SLOTS * SLOT_WORDS * 8;
+pub(crate) const TABLE_BYTES: usize = SLOTS * SLOT_WORDS * 8;
 
 const OWED: usize = 0;
 const PAID: usize = 1;

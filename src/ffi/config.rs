@@ -32,6 +32,9 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
 /// - redis_timeout_ms: 1..=600000
 /// - redis_pool_size: 1..=1024 connections
 /// - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path)
+/// - redis_invalidation: boolean (default false). With Redis on, the memory tier drops the keys
+///   other hosts change, told by Redis (`CLIENT TRACKING ... BCAST PREFIX <prefix>`), and is
+///   held empty while that connection is down (see README, "Several hosts")
 /// - disk_path: a directory, 1..=4095 bytes
 /// - disk_max_size: 65536..=2^38 bytes
 /// - auto_expire_interval: 0 (off) or 1..=86400 seconds

@@ -287,6 +287,14 @@ impl Drop for Conn {
     }
 }
 
+impl std::os::fd::AsRawFd for Conn {
+    /// The socket, for waiting until it is readable (never for reading or writing past hiredis).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        // SAFETY: ctx is live and owned by this Conn; reading a plain int field.
+        unsafe { (*self.ctx.as_ptr()).fd }
+    }
+}
+
 fn timeval(d: Duration) -> libc::timeval {
     // A zero timeval means "no timeout" to the kernel; never pass one.
     let d = d.max(Duration::from_micros(1000));
@@ -467,6 +475,24 @@ impl Conn {
             out.push(self.read_reply(deadline)?);
         }
         Ok(out)
+    }
+
+    /// Reads one reply the server sends unasked (a pub/sub message, see
+    /// `super::invalidation`) or one still owed to a command, waiting no later than
+    /// `deadline`. A connection that only listens should first wait for its descriptor to be
+    /// readable (`as_raw_fd`) unless `has_buffered_input`: a deadline passing here breaks the
+    /// connection, as for any exchange.
+    pub fn receive(&mut self, deadline: Instant) -> Result<Reply, ConnError> {
+        if self.broken {
+            return Err(self.fail(ConnErrorKind::Io, "connection already failed".into()));
+        }
+        self.read_reply(deadline)
+    }
+
+    /// True when bytes already read from the socket wait to be made into replies: `receive`
+    /// then goes on without the descriptor becoming readable again.
+    pub fn has_buffered_input(&self) -> bool {
+        self.buffered() > 0
     }
 
     /// Queues a command in hiredis's output buffer (nothing is sent yet).

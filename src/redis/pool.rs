@@ -184,6 +184,12 @@ impl Pool {
         self.lock().open
     }
 
+    /// A logged-in connection of its own for a caller that keeps it (the invalidation
+    /// listener's): not counted against the pool's size and never returned to it.
+    pub fn dial_dedicated(&self, deadline: Instant) -> Result<Conn, ConnError> {
+        self.dial(deadline)
+    }
+
     /// Connects, then AUTH and SELECT as the URL says.
     fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {
         let mut conn = self.connect(deadline)?;

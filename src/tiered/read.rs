@@ -123,6 +123,7 @@ impl Inner {
         // is still served, as a get that ran before the write would have served it.
         if !self.writing_in(mark.key_hash()) {
             let _ = self.l1.promote(blob.clone(), mark);
+            self.unless_listening_forget(key);
         }
         Some(blob)
     }

@@ -151,12 +151,12 @@ impl Inner {
         match &mutation {
             Mutation::Set(entries, _) => {
                 // The hashes the announcement computed, in the entries' order (none without a
-                // disk tier).
-                // Checked by `prepare`: only a blob too large for memory's budget fails here,
-                // and then only with a lower tier holding it.
+                // disk tier). Checked by `prepare`: only a blob too large for memory's budget
+                // fails here, and then only with a lower tier holding it.
                 match announced.hashes.first {
                     None => entries.iter().for_each(|e| {
                         let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+                        self.forget_own_write(e.key);
                     }),
                     Some(_) => entries
                         .iter()
@@ -165,6 +165,7 @@ impl Inner {
                             let blob = e.blob.clone();
                             let _ =
                                 self.timed_memory(Op::Set, || self.l1.insert_blob_hashed(blob, h));
+                            self.forget_own_write(e.key);
                         }),
                 }
             }
