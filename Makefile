@@ -17,7 +17,8 @@ C_TESTS     := $(patsubst c_tests/%.c,%,$(wildcard c_tests/test_*.c))
 
 .PHONY: all lib deps test test-rust test-c test-c-memcheck check-generated lint demo bench \
         install clean test-python test-go test-examples test-install test-interop \
-        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick soak soak-quick
+        wheel sdist sdist-check test-wheel test-symbols fuzz fuzz-quick soak soak-quick \
+        test-interleavings
 
 # In-repository pkg-config file (header in include/, library in build/lib, with an rpath), so
 # the Go binding builds here exactly as it does against an install: through pkg-config.
@@ -50,12 +51,20 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every suite. Installs what a fresh Debian machine lacks, and starts its own redis-server.
-test: deps lib check-generated lint test-rust test-c test-c-memcheck test-symbols fuzz-quick \
+test: deps lib check-generated lint test-rust test-interleavings test-c test-c-memcheck test-symbols fuzz-quick \
       soak-quick test-python test-wheel test-go test-examples test-interop test-install
 	@echo "make test: all suites passed"
 
 test-rust:
 	scripts/with-redis.sh $(CARGO) test --release --lib --tests
+	$(CARGO) test --release --doc
+
+# The memory tier's pin counts, the write log and the copy fence under the shuttle schedule
+# checker (tests/interleavings.rs): the real code over shuttle's atomics and locks, through
+# crate::sync, in thousands of schedules per model. A build of its own (the `shuttle` feature);
+# SHUTTLE_ITERATIONS (4000) sets the schedules per model and scheduler.
+test-interleavings:
+	$(CARGO) test --release --features shuttle --test interleavings
 
 # Each C test built twice: against the shared library and against the static one.
 $(BUILD)/c/%.so.bin: c_tests/%.c $(wildcard c_tests/*.h) include/smartcache.h lib

@@ -29,6 +29,7 @@ pub mod offload;
 pub mod redis;
 pub mod sign;
 pub mod stats;
+pub mod sync;
 pub mod tier;
 pub mod tiered;
 

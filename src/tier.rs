@@ -114,8 +114,8 @@ pub struct TierCounters {
     last_error: Mutex<Option<String>>,
 }
 
-/// A copy of a tier's counters at one instant.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// A copy of a tier's counters at one instant. Serialised as they appear in the stats JSON.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TierSnapshot {
     pub hits: u64,
     pub misses: u64,

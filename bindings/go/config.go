@@ -61,8 +61,9 @@ type Config struct {
 
 	// RedisEnabled turns on the Redis tier, L2 (redis_enabled; default false).
 	RedisEnabled bool
-	// RedisURL is redis://[user:password@]host:port/db or unix:///path?db=N (redis_url;
-	// default redis://localhost:6379/0).
+	// RedisURL is redis://[user:password@]host:port/db, unix:///path?db=N, or a Redis
+	// Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes; see
+	// docs/scaling.md) (redis_url; default redis://localhost:6379/0).
 	RedisURL string
 	// RedisTTL is L2's default lifetime (redis_ttl; default 1800 s; Never = none).
 	RedisTTL time.Duration

@@ -51,7 +51,7 @@ const ABANDONED_MS: u64 = 10_000;
 
 /// What the words live in: the write log's mapping, or this process's heap.
 enum Owner {
-    Shared(#[allow(dead_code)] Arc<dyn Send + Sync>),
+    Shared(#[allow(dead_code)] Arc<dyn std::any::Any + Send + Sync>),
     Heap(#[allow(dead_code)] Box<[AtomicU64]>),
 }
 
@@ -107,7 +107,7 @@ impl Outage {
     pub unsafe fn shared(
         header: *const AtomicU64,
         slots: *const AtomicU64,
-        owner: Arc<dyn Send + Sync>,
+        owner: Arc<dyn std::any::Any + Send + Sync>,
     ) -> Outage {
         Outage {
             header,

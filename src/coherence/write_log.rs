@@ -20,12 +20,13 @@
 use super::outage::{self, Outage};
 use crate::disk::file::{self, io_err};
 use crate::error::{Error, Result};
-use memmap2::{MmapMut, MmapOptions};
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::atomic::{self, AtomicU64};
+use crate::sync::{yield_now, Mutex, MutexGuard};
+use memmap2::MmapOptions;
 use std::hash::BuildHasher;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.
@@ -42,7 +43,7 @@ const NEXT_OFF: usize = 128;
 /// Copies from disk into Redis in flight, by group of keys: `COPY_GROUPS` pairs of (count,
 /// last start in unix ms), in the header page after `next`.
 const COPIES_OFF: usize = 512;
-const COPY_GROUPS: usize = 128;
+pub(crate) const COPY_GROUPS: usize = 128;
 /// The outage table's counters (`outage::HEADER_WORDS`), after the copy fence; its slots fill
 /// the `outage::TABLE_BYTES` after the header page.
 const OUTAGE_OFF: usize = COPIES_OFF + COPY_GROUPS * 16;
@@ -98,8 +99,24 @@ impl Drop for CopyInFlight<'_> {
     }
 }
 
+/// Where a handle's shared words are.
+struct Shared {
+    next: *const AtomicU64,
+    copies: *const Copies,
+    entries: *const Entry,
+    writes: *const Copies,
+    outage: (*const u8, *const u8),
+}
+
 pub struct WriteLog {
-    map: Arc<MmapMut>,
+    /// Owns the memory the pointers below point into: the mapped file (or, under the schedule
+    /// checker, the words of a `checked::CheckedFile`). Shared with the outage table.
+    words: Arc<dyn std::any::Any + Send + Sync>,
+    /// Sets and deletes in flight by group (`WRITE_GROUPS` pairs).
+    writes: *const Copies,
+    /// The outage table: its counters and its slots (std atomics: `super::outage` is not
+    /// under the schedule checker).
+    outage: (*const u8, *const u8),
     next: *const AtomicU64,
     copies: *const Copies,
     entries: *const Entry,
@@ -115,7 +132,7 @@ pub struct WriteLog {
     catching_up: Mutex<()>,
 }
 
-// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never
+// SAFETY: `next`, `copies` and `entries` point into `_words`, which the log owns and never
 // remaps, so they are valid on any thread for the log's lifetime; the shared words are only
 // accessed as atomics.
 unsafe impl Send for WriteLog {}
@@ -219,15 +236,49 @@ impl WriteLog {
         // SAFETY: NEXT_OFF + 8, COPIES_OFF + COPY_GROUPS * 16 (both within the header page)
         // and ENTRIES_OFF + len * 32 lie inside the mapping, which is page-aligned, so all three
         // regions are 8-aligned for AtomicU64.
-        let (next, copies, entries) = unsafe {
+        // SAFETY (also): WRITES_OFF + WRITE_GROUPS * 16 and OUTAGE_OFF + HEADER_WORDS * 8 end
+        // inside the header page (asserted at the end of this file); the outage slots fill
+        // HEADER_LEN..ENTRIES_OFF.
+        let (next, copies, entries, writes, outage) = unsafe {
             (
                 base.add(NEXT_OFF) as *const AtomicU64,
                 base.add(COPIES_OFF) as *const Copies,
                 base.add(ENTRIES_OFF as usize) as *const Entry,
+                base.add(WRITES_OFF) as *const Copies,
+                (
+                    base.add(OUTAGE_OFF) as *const u8,
+                    base.add(HEADER_LEN as usize) as *const u8,
+                ),
             )
         };
+        let shared = Shared {
+            next,
+            copies,
+            entries,
+            writes,
+            outage,
+        };
+        Ok(Self::over(Arc::new(map), shared, len, seed))
+    }
+
+    /// A handle over shared words that `words` owns (and never moves): see `Shared`.
+    fn over(
+        words: Arc<dyn std::any::Any + Send + Sync>,
+        at: Shared,
+        len: u64,
+        seed: u64,
+    ) -> WriteLog {
+        let Shared {
+            next,
+            copies,
+            entries,
+            writes,
+            outage,
+        } = at;
         let log = WriteLog {
-            map: Arc::new(map),
+            words,
+            writes,
+            outage,
             next,
             copies,
             entries,
@@ -239,20 +290,19 @@ impl WriteLog {
         };
         // A new handle's memory tier is empty: nothing written so far concerns it.
         log.applied.store(log.next().load(Acquire), Release);
-        Ok(log)
+        log
     }
 
     /// The outage table in this file, shared by every process of the disk_path.
     pub fn outage(&self) -> Outage {
-        let base = self.map.as_ptr();
-        // SAFETY: OUTAGE_OFF + HEADER_WORDS words end inside the header page (asserted below),
-        // the TABLE_BYTES after HEADER_LEN end before the entries, both 8-aligned in the
-        // page-aligned mapping, which the Arc keeps mapped; the table is only used atomically.
+        // SAFETY: `outage` points at HEADER_WORDS and SLOTS * SLOT_WORDS 8-aligned words (see
+        // `open`, or `checked::CheckedFile`) that `words` keeps alive; they are only used
+        // atomically, as std atomics.
         unsafe {
             Outage::shared(
-                base.add(OUTAGE_OFF) as *const AtomicU64,
-                base.add(HEADER_LEN as usize) as *const AtomicU64,
-                Arc::clone(&self.map) as Arc<dyn Send + Sync>,
+                self.outage.0 as *const std::sync::atomic::AtomicU64,
+                self.outage.1 as *const std::sync::atomic::AtomicU64,
+                Arc::clone(&self.words),
             )
         }
     }
@@ -288,11 +338,9 @@ impl WriteLog {
     }
 
     fn writes_of(&self, hash: u64) -> &Copies {
-        // SAFETY: WRITE_GROUPS pairs of words from WRITES_OFF end before HEADER_LEN (asserted
-        // at the end of this file), inside the page-aligned mapping, 8-aligned.
-        unsafe {
-            &*(self.map.as_ptr().add(WRITES_OFF) as *const Copies).add(hash as usize % WRITE_GROUPS)
-        }
+        // SAFETY: `writes` points at WRITE_GROUPS pairs of words (see `open`, or
+        // `checked::CheckedFile`) that `words` keeps alive.
+        unsafe { &*self.writes.add(hash as usize % WRITE_GROUPS) }
     }
 
     /// Marks a set or delete of a key of `hash` as in flight until the guard drops: from
@@ -312,7 +360,7 @@ impl WriteLog {
     /// writer that died is believed for `max_wait` after the group's latest start (a living
     /// writer judged dead only costs a copy that its entry drops).
     pub fn writing_in(&self, hash: u64, max_wait: Duration) -> bool {
-        std::sync::atomic::fence(SeqCst);
+        atomic::fence(SeqCst);
         let w = self.writes_of(hash);
         w.count.load(SeqCst) > 0 && {
             let started = w.last_start_ms.load(Relaxed);
@@ -357,7 +405,7 @@ impl WriteLog {
     }
 
     fn wait_for_groups(&self, groups: impl Iterator<Item = u64>, max_wait: Duration) {
-        std::sync::atomic::fence(SeqCst);
+        atomic::fence(SeqCst);
         let mut deadline = None;
         let max_ms = max_wait.as_millis() as u64;
         let live = |c: &Copies| {
@@ -373,7 +421,7 @@ impl WriteLog {
             while live(c)
                 && Instant::now() < *deadline.get_or_insert_with(|| Instant::now() + max_wait)
             {
-                std::thread::yield_now();
+                yield_now();
             }
         }
     }
@@ -469,7 +517,7 @@ impl WriteLog {
             if since.elapsed() > UNFINISHED_WAIT {
                 return None;
             }
-            std::thread::yield_now();
+            yield_now();
         }
         let (hash, writer, kind) = (
             e.hash.load(Acquire),
@@ -495,6 +543,10 @@ impl WriteLog {
 
 const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= WRITES_OFF);
 const _: () = assert!(WRITES_OFF + WRITE_GROUPS * 16 <= HEADER_LEN as usize);
+
+#[cfg(feature = "shuttle")]
+#[path = "write_log_checked.rs"]
+pub mod checked;
 
 #[cfg(test)]
 mod tests {

@@ -13,13 +13,13 @@ pub mod shard;
 use crate::clock::{self, Ticks};
 use crate::error::{Error, Result};
 use crate::latency::{Histogram, LatencySnapshot, MEMORY_SAMPLE_EVERY};
+use crate::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use arena::Allocator;
 pub use blob::Blob;
 use crossbeam_utils::CachePadded;
 use shard::{Lookup, Shard};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// Above this many items the index is grown on demand instead of allocated up front, so a huge

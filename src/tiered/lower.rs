@@ -32,7 +32,7 @@ impl Payer for RedisTier {
         RedisTier::round_trip(self)
     }
     fn delete(&self, key: &[u8]) -> Result<()> {
-        RedisTier::delete(self, key).map(drop)
+        self.delete_after_round_trip(key)
     }
     fn clear(&self) -> Result<()> {
         RedisTier::clear(self)

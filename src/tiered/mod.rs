@@ -409,6 +409,45 @@ impl Cache {
         self.inner.in_this_process().stats()
     }
 
+    /// The stats and each tier's health and details as one JSON object, the document
+    /// `sz_cache_stats_json` returns (its keys are listed in docs/c-api.md).
+    ///
+    /// ```
+    /// use smartcache::{Cache, Config};
+    ///
+    /// let cache = Cache::open(Config::default())?;
+    /// cache.set(b"greeting", b"hello", None)?;
+    /// assert!(cache.get(b"greeting")?.is_some());
+    /// let stats: serde_json::Value = serde_json::from_str(&cache.stats_json()).unwrap();
+    /// assert_eq!(stats["sets"], 1);
+    /// assert_eq!(stats["tiers"]["memory"]["hits"], 1);
+    /// assert_eq!(stats["tiers"]["redis"]["enabled"], false);
+    /// # Ok::<(), smartcache::Error>(())
+    /// ```
+    pub fn stats_json(&self) -> String {
+        crate::stats::render_json(&self.stats(), &self.health())
+    }
+
+    /// The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on
+    /// a /metrics endpoint: the metrics of [`crate::stats::prometheus::METRICS`], each named
+    /// `smartcache_*`, per-tier ones labelled `tier`. What `sz_cache_stats_prometheus` returns.
+    ///
+    /// ```
+    /// use smartcache::{Cache, Config};
+    ///
+    /// let cache = Cache::open(Config::default())?;
+    /// cache.set(b"greeting", b"hello", None)?;
+    /// cache.get(b"greeting")?;
+    /// let text = cache.stats_prometheus();
+    /// assert!(text.contains("# TYPE smartcache_hits_total counter\n"));
+    /// assert!(text.contains("\nsmartcache_hits_total 1\n"));
+    /// assert!(text.contains("\nsmartcache_tier_up{tier=\"memory\"} 1\n"));
+    /// # Ok::<(), smartcache::Error>(())
+    /// ```
+    pub fn stats_prometheus(&self) -> String {
+        crate::stats::render_prometheus(&self.stats(), &self.health())
+    }
+
     pub fn health(&self) -> Health {
         self.inner.in_this_process().health()
     }

@@ -67,7 +67,8 @@ class SmartCacheConfig:
     jemalloc_enabled: bool = True
     #: Enable the Redis tier (L2).
     redis_enabled: bool = False
-    #: redis://[user:password@]host:port/db or unix:///path?db=N
+    #: redis://[user:password@]host:port/db, unix:///path?db=N, or a Redis Cluster's
+    #: redis+cluster://[user:password@]host:port,host:port/ (seed nodes)
     redis_url: str = "redis://localhost:6379/0"
     #: L2 default TTL, seconds.
     redis_ttl: int = 1800
