@@ -272,15 +272,18 @@ static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
         }
         cache.delete(&disk_key(5)).expect("template delete");
     }
-    let files = [crate::disk::FILE_NAME, crate::disk::write_log::FILE_NAME]
-        .into_iter()
-        .map(|name| {
-            (
-                name,
-                std::fs::read(dir.join(name)).expect("read the template"),
-            )
-        })
-        .collect();
+    let files = [
+        crate::disk::FILE_NAME,
+        crate::coherence::write_log::FILE_NAME,
+    ]
+    .into_iter()
+    .map(|name| {
+        (
+            name,
+            std::fs::read(dir.join(name)).expect("read the template"),
+        )
+    })
+    .collect();
     DiskTemplate { dir, files }
 });
 

@@ -13,6 +13,7 @@
 //!   health, not as an error of the call.
 
 pub mod clock;
+pub mod coherence;
 pub mod compress;
 pub mod config;
 pub mod disk;

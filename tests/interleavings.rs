@@ -8,8 +8,8 @@
 
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
 use shuttle::{thread, Config, Runner};
-use smartcache::disk::write_log::checked::CheckedFile;
-use smartcache::disk::write_log::Change;
+use smartcache::coherence::write_log::checked::CheckedFile;
+use smartcache::coherence::write_log::Change;
 use smartcache::memory::{MemoryOptions, MemoryTier};
 use smartcache::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -213,7 +213,7 @@ fn a_pinned_entry_is_never_freed_while_a_reader_holds_it_and_is_freed_exactly_on
 // ---- The write log --------------------------------------------------------------------------
 
 /// Catches `log` up and returns what it was told.
-fn changes(log: &smartcache::disk::write_log::WriteLog) -> Vec<Change> {
+fn changes(log: &smartcache::coherence::write_log::WriteLog) -> Vec<Change> {
     let mut seen = Vec::new();
     log.catch_up(|c| seen.push(c));
     seen

@@ -44,7 +44,8 @@ impl WriteMark {
 
 #[derive(Clone, Copy)]
 enum Store {
-    Set,
+    /// A set, with the key's `key_hash` when the caller has it already.
+    Set(Option<u64>),
     Promote(WriteMark),
 }
 
@@ -72,7 +73,7 @@ pub struct MemoryStats {
     pub evictions: u64,
     pub expirations: u64,
     /// Entries dropped because another process set, deleted or cleared them (see
-    /// `disk::write_log`).
+    /// `coherence::write_log`).
     pub invalidations: u64,
     pub size: u64,
     pub capacity: u64,
@@ -306,7 +307,14 @@ impl MemoryTier {
 
     /// Stores a blob made by `make_blob*`, counted as a set.
     pub fn insert_blob(&self, blob: Blob) -> Result<()> {
-        self.store(blob, Store::Set).map(drop)
+        self.store(blob, Store::Set(None)).map(drop)
+    }
+
+    /// `insert_blob` for a caller that has the key's `key_hash` already (a write that told
+    /// the other processes of it): the key is not hashed again.
+    pub fn insert_blob_hashed(&self, blob: Blob, hash: u64) -> Result<()> {
+        debug_assert_eq!(hash, self.hash(blob.key()));
+        self.store(blob, Store::Set(Some(hash))).map(drop)
     }
 
     /// Notes the write count of `key`'s group, for a get that missed memory and is about to ask
@@ -352,7 +360,8 @@ impl MemoryTier {
 
     fn store(&self, blob: Blob, how: Store) -> Result<bool> {
         let hash = match how {
-            Store::Set => self.hash(blob.key()),
+            Store::Set(Some(hash)) => hash,
+            Store::Set(None) => self.hash(blob.key()),
             Store::Promote(mark) => mark.hash,
         };
         let slot = self.slot(hash);
@@ -361,7 +370,7 @@ impl MemoryTier {
             match how {
                 Store::Promote(mark) if shard.write_epoch(hash) != mark.epoch => return Ok(false),
                 Store::Promote(_) => {}
-                Store::Set => shard.count_write(hash),
+                Store::Set(_) => shard.count_write(hash),
             }
             if !shard.fits(&blob) {
                 return Err(self.too_large(&blob));
@@ -386,7 +395,7 @@ impl MemoryTier {
             }
             displaced
         };
-        if matches!(how, Store::Set) {
+        if matches!(how, Store::Set(_)) {
             self.count(&self.counters.here().sets);
         }
         if self.opts.count_stats && !displaced.evicted.is_empty() {

@@ -463,6 +463,33 @@ impl RedisTier {
         Ok(n > 0)
     }
 
+    /// One round trip (PING): once it returns, Redis has handled every command that was
+    /// already waiting on its sockets when this one arrived (see `coherence::outage`). With a
+    /// cluster, on the node of the empty key's slot only: `delete_after_round_trip` orders each
+    /// key on its own node.
+    pub fn round_trip(&self) -> Result<()> {
+        self.inner.run(b"", |c, d| match c.command(&[b"PING"], d)? {
+            Reply::Status(_) => Ok(()),
+            other => Err(unexpected("PING", other)),
+        })
+    }
+
+    /// `DEL key` sent only once a PING to the same node has been answered: a write of the key
+    /// that timed out earlier and was still waiting there has been handled before the delete.
+    pub fn delete_after_round_trip(&self, key: &[u8]) -> Result<()> {
+        let k = self.inner.key(key);
+        self.inner.run(&k, |c, d| {
+            match c.command(&[b"PING"], d)? {
+                Reply::Status(_) => {}
+                other => return Err(unexpected("PING", other)),
+            }
+            match c.command(&[b"DEL", &k], d)? {
+                Reply::Integer(_) => Ok(()),
+                other => Err(unexpected("DEL", other)),
+            }
+        })
+    }
+
     /// True when the key existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         let k = self.inner.key(key);

@@ -20,8 +20,9 @@ mod write;
 pub use crate::tier::TierHealth;
 pub use codec::Copied;
 
+use crate::coherence::outage::Outage;
+use crate::coherence::write_log::{Change, WriteLog};
 use crate::config::{Config, MAX_KEY_LEN};
-use crate::disk::write_log::{Change, WriteLog};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
@@ -127,10 +128,14 @@ impl Cache {
             None => MemoryTier::new(l1_options)?,
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
+        // The debts to Redis: shared by the processes of the disk_path, else this one's.
         let redis = match config.redis_enabled {
-            true => Some(Arc::new(RedisLayer::new(Arc::new(RedisTier::open(
-                &config,
-            )?)))),
+            true => Some(Arc::new(RedisLayer::new(
+                Arc::new(RedisTier::open(&config)?),
+                writes
+                    .as_ref()
+                    .map_or_else(Outage::in_process, WriteLog::outage),
+            ))),
             false => None,
         };
         // The read order; adding a tier means adding it here, where it is read.
@@ -601,11 +606,11 @@ impl Inner {
         });
     }
 
-    /// Records a write of `key` (None: a clear) for the other processes' memory tiers, once it
-    /// has reached the tiers they read.
-    fn tell_others(&self, key: Option<&[u8]>) {
+    /// Records a write of the keys of memory-tier hash `hash` (None: a clear) for the other
+    /// processes' memory tiers, once it has reached the tiers they read.
+    fn tell_others(&self, hash: Option<u64>) {
         if let Some(log) = &self.writes {
-            let change = key.map_or(Change::All, |k| Change::Key(self.l1.key_hash(k)));
+            let change = hash.map_or(Change::All, Change::Key);
             if log.record(change) {
                 self.catch_up(log);
             }

@@ -4,7 +4,8 @@
 //! on them as `WriteLog::open` is a process's handle on the file. Every method of the handle
 //! is the real one.
 
-use super::{Copies, Entry, WriteLog, COPY_GROUPS};
+use super::super::outage;
+use super::{Copies, Entry, Shared, WriteLog, COPY_GROUPS, WRITE_GROUPS};
 use crate::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ struct Words {
     next: AtomicU64,
     copies: Box<[Copies]>,
     entries: Box<[Entry]>,
+    writes: Box<[Copies]>,
+    /// The outage table's counters and slots (std atomics: not under the checker).
+    outage: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 /// A write log "file" of `len` entries, shared by the handles `open` makes.
@@ -35,6 +39,15 @@ impl CheckedFile {
                         last_start_ms: zero(),
                     })
                     .collect(),
+                writes: (0..WRITE_GROUPS)
+                    .map(|_| Copies {
+                        count: zero(),
+                        last_start_ms: zero(),
+                    })
+                    .collect(),
+                outage: (0..outage::HEADER_WORDS + outage::SLOTS * outage::SLOT_WORDS)
+                    .map(|_| std::sync::atomic::AtomicU64::new(0))
+                    .collect(),
                 entries: (0..len)
                     .map(|_| Entry {
                         stamp: zero(),
@@ -52,13 +65,15 @@ impl CheckedFile {
     pub fn open(&self) -> WriteLog {
         let w = &self.words;
         // The handle keeps the words alive (its Arc), and boxed slices never move.
-        WriteLog::over(
-            Box::new(Arc::clone(w)),
-            &w.next,
-            w.copies.as_ptr(),
-            w.entries.as_ptr(),
-            self.len,
-            0,
-        )
+        let outage = w.outage.as_ptr() as *const u8;
+        let at = Shared {
+            next: &w.next,
+            copies: w.copies.as_ptr(),
+            entries: w.entries.as_ptr(),
+            writes: w.writes.as_ptr(),
+            // SAFETY: the slots follow the HEADER_WORDS counters inside the same boxed slice.
+            outage: (outage, unsafe { outage.add(outage::HEADER_WORDS * 8) }),
+        };
+        WriteLog::over(Arc::new(Arc::clone(w)), at, self.len, 0)
     }
 }
