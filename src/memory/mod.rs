@@ -14,7 +14,7 @@ pub mod shard;
 use crate::clock::{self, Ticks};
 use crate::error::{Error, Result};
 use crate::latency::{Histogram, LatencySnapshot, MEMORY_SAMPLE_EVERY};
-use crate::sync::atomic::{AtomicIsize, AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use arena::Allocator;
 pub use blob::Blob;
@@ -22,6 +22,7 @@ use counters::Counters;
 use crossbeam_utils::CachePadded;
 use shard::{Lookup, Shard};
 use std::hash::BuildHasher;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// Above this many items the index is grown on demand instead of allocated up front, so a huge
@@ -160,6 +161,8 @@ impl MemoryTier {
     }
 
     #[inline]
+    /// Counters are std's atomics under the schedule checker too (see `counters`): statistics,
+    /// not part of a protocol it checks.
     fn count(&self, c: &AtomicU64) {
         if self.opts.count_stats {
             c.fetch_add(1, Relaxed);
