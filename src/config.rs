@@ -128,6 +128,16 @@ pub fn limit_of(name: &str) -> Option<Limit> {
             max: TEXT_MAX,
             what: "a directory path",
         },
+        "redis_tls_ca_file" | "redis_tls_cert_file" | "redis_tls_key_file" => Limit::Text {
+            min: 0,
+            max: TEXT_MAX,
+            what: "a PEM file path (empty = unset)",
+        },
+        "redis_tls_server_name" => Limit::Text {
+            min: 0,
+            max: 253,
+            what: "a DNS name or IP address (empty = the URL's host)",
+        },
         "redis_key_prefix" => Limit::Text {
             min: 0,
             max: KEY_PREFIX_MAX,
@@ -205,6 +215,11 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// None = derived (see the Redis tier), so two caches do not share keys unless told to.
     pub redis_key_prefix: Option<String>,
+    /// `rediss://` settings (see `redis::tls`); None = unset.
+    pub redis_tls_ca_file: Option<String>,
+    pub redis_tls_cert_file: Option<String>,
+    pub redis_tls_key_file: Option<String>,
+    pub redis_tls_server_name: Option<String>,
 
     pub disk_enabled: bool,
     /// A directory; the tier keeps one file in it.
@@ -238,6 +253,10 @@ impl Default for Config {
             redis_timeout_ms: 100,
             redis_pool_size: 4,
             redis_key_prefix: None,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            redis_tls_server_name: None,
             disk_enabled: false,
             disk_path: default_disk_path(),
             disk_max_size: 256 << 20,
@@ -247,6 +266,22 @@ impl Default for Config {
             max_value_size: 16 << 20,
             value_secret: Secret::default(),
             value_secret_previous: Secret::default(),
+        }
+    }
+}
+
+fn unset_if_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+impl Config {
+    /// The TLS options for a `rediss://` URL.
+    pub fn redis_tls(&self) -> crate::redis::tls::TlsOptions {
+        crate::redis::tls::TlsOptions {
+            ca_file: self.redis_tls_ca_file.clone(),
+            cert_file: self.redis_tls_cert_file.clone(),
+            key_file: self.redis_tls_key_file.clone(),
+            server_name: self.redis_tls_server_name.clone(),
         }
     }
 }
@@ -265,6 +300,10 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_timeout_ms",
     "redis_pool_size",
     "redis_key_prefix",
+    "redis_tls_ca_file",
+    "redis_tls_cert_file",
+    "redis_tls_key_file",
+    "redis_tls_server_name",
     "disk_enabled",
     "disk_path",
     "disk_max_size",
@@ -314,6 +353,10 @@ impl Config {
                     Some(v.to_string())
                 }
             }
+            "redis_tls_ca_file" => self.redis_tls_ca_file = unset_if_empty(v),
+            "redis_tls_cert_file" => self.redis_tls_cert_file = unset_if_empty(v),
+            "redis_tls_key_file" => self.redis_tls_key_file = unset_if_empty(v),
+            "redis_tls_server_name" => self.redis_tls_server_name = unset_if_empty(v),
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
             "disk_path" => self.disk_path = PathBuf::from(v),
             "disk_max_size" => self.disk_max_size = number(name, v)?,
@@ -349,6 +392,10 @@ impl Config {
             "redis_timeout_ms" => self.redis_timeout_ms.to_string(),
             "redis_pool_size" => self.redis_pool_size.to_string(),
             "redis_key_prefix" => self.redis_key_prefix.clone().unwrap_or_default(),
+            "redis_tls_ca_file" => self.redis_tls_ca_file.clone().unwrap_or_default(),
+            "redis_tls_cert_file" => self.redis_tls_cert_file.clone().unwrap_or_default(),
+            "redis_tls_key_file" => self.redis_tls_key_file.clone().unwrap_or_default(),
+            "redis_tls_server_name" => self.redis_tls_server_name.clone().unwrap_or_default(),
             "disk_enabled" => self.disk_enabled.to_string(),
             "disk_path" => self.disk_path.display().to_string(),
             "disk_max_size" => self.disk_max_size.to_string(),

@@ -41,6 +41,9 @@ pub mod frame;
 pub mod pool;
 pub mod prefix;
 pub mod resolve;
+pub mod sentinel;
+pub mod tls;
+pub mod transport;
 pub mod url;
 
 use crate::clock;
@@ -143,9 +146,14 @@ impl RedisTier {
             .clone()
             .unwrap_or_else(|| derived_prefix(&cfg.disk_path));
         let timeout = Duration::from_millis(cfg.redis_timeout_ms.max(1));
+        let tls = open_tls(&url, cfg)?;
+        let mut pool =
+            Pool::new(url, timeout, cfg.redis_pool_size).with_max_value_size(cfg.max_value_size);
+        if let Some(tls) = tls {
+            pool = pool.with_tls(tls);
+        }
         let inner = Arc::new(Inner {
-            pool: Pool::new(url, timeout, cfg.redis_pool_size)
-                .with_max_value_size(cfg.max_value_size),
+            pool,
             breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
             refusing: AtomicBool::new(false),
             counters: TierCounters::default(),
@@ -547,6 +555,22 @@ impl Drop for RedisTier {
     }
 }
 
+/// The TLS client settings of a `rediss://` URL, checked now: a CA file that cannot be read
+/// is a config error at open, not a failure on every call.
+fn open_tls(url: &RedisUrl, cfg: &Config) -> Result<Option<tls::Tls>> {
+    if !url.tls {
+        return Ok(None);
+    }
+    tls::Tls::new(&cfg.redis_tls())
+        .map(Some)
+        .map_err(|why| Error::config(format!("TLS for redis_url: {why}")))
+}
+
+/// True for an error reply that says the server is no longer the master (after a failover).
+fn says_not_master(msg: &str) -> bool {
+    msg.starts_with("READONLY") || msg.contains("master -> replica")
+}
+
 /// Starts the breaker's probe thread for the tier.
 fn spawn_probe(inner: &Arc<Inner>) -> Result<ProbeThread> {
     let probing = Arc::clone(inner);
@@ -629,6 +653,9 @@ impl Inner {
                     return Err(err);
                 }
                 Err(CallError::Reply(msg)) => {
+                    if says_not_master(&msg) {
+                        self.pool.master_moved();
+                    }
                     self.breaker.success();
                     self.refusing.store(true, Relaxed);
                     let err = Error::backend(msg);
