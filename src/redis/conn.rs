@@ -459,22 +459,38 @@ impl Conn {
             next_depth: MAX_DEPTH,
         };
         conn.set_socket_timeout(timeout)?;
+        if let Err(mut e) = conn.handshake(deadline) {
+            if tls.is_some() && e.kind == ConnErrorKind::Timeout {
+                // A plain server on this port waits for a line that never comes.
+                e.message
+                    .push_str(" during the TLS handshake (is it a TLS port?)");
+            }
+            return Err(e);
+        }
+        Ok(conn)
+    }
+
+    /// Drives the TLS handshake to its end (nothing to do in plain text), each step armed.
+    fn handshake(&mut self, deadline: Instant) -> Result<(), ConnError> {
         loop {
-            conn.arm(deadline)?;
-            match conn.transport.handshake_step() {
-                Ok(true) => break,
+            self.arm(deadline)?;
+            match self.transport.handshake_step() {
+                Ok(true) => return Ok(()),
                 Ok(false) => {}
+                Err(e) if transport::is_tls_failure(&e) => {
+                    let msg = format!("cannot connect to {}: TLS handshake: {e}", self.peer);
+                    return Err(self.fail(ConnErrorKind::Connect, msg));
+                }
                 Err(e) => {
-                    let mut err = conn.io_failure(e, deadline, "TLS handshake");
+                    let mut err = self.io_failure(e, deadline, "TLS handshake");
                     if err.kind != ConnErrorKind::Timeout {
                         err.kind = ConnErrorKind::Connect;
-                        err.message = format!("cannot connect to {}: {}", conn.peer, err.message);
+                        err.message = format!("cannot connect to {}", err.message);
                     }
                     return Err(err);
                 }
             }
         }
-        Ok(conn)
     }
 
     /// The `host:port` or socket path, for messages.
@@ -752,7 +768,7 @@ impl Conn {
         let (kind, msg) = if transport::is_tls_failure(&e) {
             (
                 ConnErrorKind::Protocol,
-                format!("{op} with {} failed: {e}", self.peer),
+                format!("TLS error from {} ({op}): {e}", self.peer),
             )
         } else if matches!(
             e.kind(),

@@ -3,3 +3,4 @@
 
 pub mod fake_redis;
 pub mod redis_server;
+pub mod tls_certs;

@@ -1,0 +1,287 @@
+//! `rediss://` against a real redis-server listening with `--tls-port`, with certificates made
+//! by the test: verification, host names, expiry, client certificates, a plain client on the
+//! TLS port, and deadlines that hold while a TLS peer stalls.
+
+mod support;
+
+use smartcache::error::status::SZ_ERR_CONFIG;
+use smartcache::redis::RedisTier;
+use smartcache::Config;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use support::redis_server::{free_port, RedisServer};
+use support::tls_certs::{path_str, Issued, TestCa};
+
+const TIMEOUT_MS: u64 = 300;
+
+/// A redis-server with a plain port (for the test's own checks) and a TLS port.
+struct TlsRedis {
+    server: RedisServer,
+    tls_port: u16,
+}
+
+fn start_tls_redis(ca: &TestCa, cert: &Issued, auth_clients: bool) -> TlsRedis {
+    let tls_port = free_port();
+    let (port_s, cert_s, key_s, ca_s) = (
+        tls_port.to_string(),
+        path_str(&cert.cert_file),
+        path_str(&cert.key_file),
+        path_str(&ca.ca_file),
+    );
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &port_s,
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+        "--tls-ca-cert-file",
+        &ca_s,
+        "--tls-auth-clients",
+        if auth_clients { "yes" } else { "no" },
+    ]);
+    TlsRedis { server, tls_port }
+}
+
+fn config(url: String, prefix: &str) -> Config {
+    Config {
+        redis_enabled: true,
+        redis_url: url,
+        redis_timeout_ms: TIMEOUT_MS,
+        redis_pool_size: 2,
+        redis_key_prefix: Some(prefix.to_string()),
+        ..Config::default()
+    }
+}
+
+fn with_ca(mut cfg: Config, ca: &TestCa) -> Config {
+    cfg.redis_tls_ca_file = Some(path_str(&ca.ca_file));
+    cfg
+}
+
+/// Opens the tier and expects it down, its error containing `expected`.
+fn assert_refused(cfg: &Config, expected: &str) -> String {
+    let tier = RedisTier::open(cfg).unwrap();
+    assert!(!tier.is_up(), "the tier must not come up");
+    let e = tier.stats().tier.last_error.expect("an error is kept");
+    assert!(e.contains(expected), "expected '{expected}' in: {e}");
+    e
+}
+
+#[test]
+fn verified_tls_round_trip_with_ca_file() {
+    let ca = TestCa::new("ok");
+    let cert = ca.issue("server", &["127.0.0.1", "localhost"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!("rediss://{host}:{}/0", r.tls_port);
+        let tier = RedisTier::open(&with_ca(config(url.clone(), "tls:"), &ca)).unwrap();
+        assert!(tier.is_up(), "{:?}", tier.stats());
+        assert_eq!(tier.stats().url, url);
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        tier.set(b"k", b"over tls", 0, None).unwrap();
+        tier.set(b"big", &big, 0, None).unwrap();
+        assert_eq!(tier.get(b"k").unwrap().unwrap().value, b"over tls");
+        assert_eq!(tier.get(b"big").unwrap().unwrap().value, big);
+        let many = tier.get_many(&[b"k", b"missing", b"big"]).unwrap();
+        assert!(many[1].is_none());
+        assert_eq!(many[2].as_ref().unwrap().value, big);
+    }
+    // What went over TLS is in the server (checked over its plain port).
+    let raw = r.server.cmd(&[b"GET", b"tls:k"]).bulk().unwrap();
+    assert!(raw.ends_with(b"over tls"));
+}
+
+#[test]
+fn server_name_option_verifies_a_name_the_url_does_not_carry() {
+    let ca = TestCa::new("sni");
+    let cert = ca.issue("server", &["redis.test"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    let mut cfg = with_ca(config(url, "sni:"), &ca);
+    // By address alone the certificate does not match.
+    assert_refused(&cfg, "not valid for name");
+    cfg.redis_tls_server_name = Some("redis.test".into());
+    let tier = RedisTier::open(&cfg).unwrap();
+    assert!(tier.is_up(), "{:?}", tier.stats());
+    tier.set(b"a", b"b", 0, None).unwrap();
+    assert_eq!(tier.get(b"a").unwrap().unwrap().value, b"b");
+}
+
+#[test]
+fn wrong_ca_is_refused() {
+    let ca = TestCa::new("real");
+    let other = TestCa::new("other");
+    let cert = ca.issue("server", &["127.0.0.1"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    let e = assert_refused(&with_ca(config(url.clone(), "x:"), &other), "UnknownIssuer");
+    assert!(e.contains("certificate"), "{e}");
+    // The system store does not know the test CA either.
+    assert_refused(&config(url, "x:"), "certificate");
+}
+
+#[test]
+fn wrong_host_name_is_refused() {
+    let ca = TestCa::new("name");
+    let cert = ca.issue("server", &["cache.example"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    assert_refused(&with_ca(config(url, "x:"), &ca), "not valid for name");
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let ca = TestCa::new("expired");
+    let cert = ca.issue_expired("server", &["127.0.0.1"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    assert_refused(&with_ca(config(url, "x:"), &ca), "certificate expired");
+}
+
+#[test]
+fn client_certificate_required_and_given() {
+    let ca = TestCa::new("mtls");
+    let cert = ca.issue("server", &["127.0.0.1"]);
+    let client = ca.issue("client", &["smartcache-client"]);
+    let r = start_tls_redis(&ca, &cert, true);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    // Without one the server refuses. In TLS 1.3 the client's side of the handshake is
+    // over before the server has checked it, so the refusal (an alert) is what the first
+    // command reads.
+    let tier = RedisTier::open(&with_ca(config(url.clone(), "m:"), &ca)).unwrap();
+    let e = tier.set(b"k", b"v", 0, None).unwrap_err().to_string();
+    assert!(e.contains("CertificateRequired"), "{e}");
+    let mut cfg = with_ca(config(url, "m:"), &ca);
+    cfg.redis_tls_cert_file = Some(path_str(&client.cert_file));
+    cfg.redis_tls_key_file = Some(path_str(&client.key_file));
+    let tier = RedisTier::open(&cfg).unwrap();
+    assert!(tier.is_up(), "{:?}", tier.stats());
+    tier.set(b"mtls", b"yes", 0, None).unwrap();
+    assert_eq!(tier.get(b"mtls").unwrap().unwrap().value, b"yes");
+}
+
+#[test]
+fn plain_url_to_tls_port_and_tls_url_to_plain_port_fail_cleanly() {
+    let ca = TestCa::new("mix");
+    let cert = ca.issue("server", &["127.0.0.1"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let t = Instant::now();
+    let plain_to_tls = config(format!("redis://127.0.0.1:{}/0", r.tls_port), "x:");
+    let tier = RedisTier::open(&plain_to_tls).unwrap();
+    // The TCP connection opens; the server drops it on the first bytes that are not TLS.
+    let e = tier.get(b"k").unwrap_err().to_string();
+    assert!(e.contains("closed the connection"), "{e}");
+    assert_eq!(tier.stats().tier.last_error.unwrap(), e);
+    let tls_to_plain = with_ca(
+        config(format!("rediss://127.0.0.1:{}/0", r.server.port()), "x:"),
+        &ca,
+    );
+    let tier = RedisTier::open(&tls_to_plain).unwrap();
+    assert!(!tier.is_up());
+    // A plain server reads the ClientHello as the start of a command line and waits.
+    let e = tier.stats().tier.last_error.unwrap();
+    assert!(e.contains("during the TLS handshake"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn stalled_tls_peers_are_bounded_by_the_timeout() {
+    // A peer that accepts and never answers the ClientHello.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ca = TestCa::new("stall");
+    let url = format!(
+        "rediss://127.0.0.1:{}/0",
+        silent.local_addr().unwrap().port()
+    );
+    let t = Instant::now();
+    let tier = RedisTier::open(&with_ca(config(url, "x:"), &ca)).unwrap();
+    let took = t.elapsed();
+    assert!(!tier.is_up());
+    let e = tier.stats().tier.last_error.unwrap();
+    assert!(e.contains(&format!("no reply in {TIMEOUT_MS} ms")), "{e}");
+    assert!(took < Duration::from_millis(TIMEOUT_MS + 400), "{took:?}");
+
+    // A real TLS server that stops answering after the handshake (SIGSTOP).
+    let cert = ca.issue("server", &["127.0.0.1"]);
+    let r = start_tls_redis(&ca, &cert, false);
+    let url = format!("rediss://127.0.0.1:{}/0", r.tls_port);
+    let tier = RedisTier::open(&with_ca(config(url, "x:"), &ca)).unwrap();
+    tier.set(b"k", b"v", 0, None).unwrap();
+    r.server.pause();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let e = tier.get(b"k").unwrap_err().to_string();
+        let took = t.elapsed();
+        assert!(e.contains(&format!("no reply in {TIMEOUT_MS} ms")), "{e}");
+        assert!(took >= Duration::from_millis(TIMEOUT_MS - 5), "{took:?}");
+        assert!(took < Duration::from_millis(TIMEOUT_MS + 400), "{took:?}");
+    }
+    r.server.resume();
+}
+
+#[test]
+fn bad_tls_files_are_config_errors_at_open() {
+    let ca = TestCa::new("files");
+    let cert = ca.issue("client", &["c"]);
+    let url = "rediss://127.0.0.1:1/0".to_string();
+    let missing = Config {
+        redis_tls_ca_file: Some("/nonexistent/ca.pem".into()),
+        ..config(url.clone(), "x:")
+    };
+    let not_pem = Config {
+        redis_tls_ca_file: Some(path_str(&cert.key_file)),
+        ..config(url.clone(), "x:")
+    };
+    let cert_without_key = Config {
+        redis_tls_cert_file: Some(path_str(&cert.cert_file)),
+        ..with_ca(config(url.clone(), "x:"), &ca)
+    };
+    let key_not_matching = Config {
+        redis_tls_cert_file: Some(path_str(&cert.cert_file)),
+        redis_tls_key_file: Some(path_str(&ca.issue("other", &["o"]).key_file)),
+        ..with_ca(config(url, "x:"), &ca)
+    };
+    for (what, cfg, expected) in [
+        ("missing CA file", missing, "redis_tls_ca_file"),
+        (
+            "CA file without a certificate",
+            not_pem,
+            "redis_tls_ca_file",
+        ),
+        (
+            "certificate without key",
+            cert_without_key,
+            "redis_tls_key_file",
+        ),
+        (
+            "key of another certificate",
+            key_not_matching,
+            "redis_tls_cert_file",
+        ),
+    ] {
+        let e = RedisTier::open(&cfg)
+            .err()
+            .unwrap_or_else(|| panic!("{what} opened"));
+        assert_eq!(e.code(), SZ_ERR_CONFIG, "{what}: {e}");
+        assert!(e.to_string().contains(expected), "{what}: {e}");
+    }
+}
+
+#[test]
+fn tls_options_are_set_and_read_back_by_name() {
+    let mut cfg = Config::default();
+    for name in [
+        "redis_tls_ca_file",
+        "redis_tls_cert_file",
+        "redis_tls_key_file",
+        "redis_tls_server_name",
+    ] {
+        assert_eq!(cfg.get(name).unwrap(), "");
+        cfg.set(name, "/etc/x.pem").unwrap();
+        assert_eq!(cfg.get(name).unwrap(), "/etc/x.pem");
+        cfg.set(name, "").unwrap();
+        assert_eq!(cfg.get(name).unwrap(), "");
+    }
+    cfg.set("redis_url", "rediss://:pw@h:6380/1").unwrap();
+}
