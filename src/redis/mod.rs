@@ -577,7 +577,7 @@ fn spawn_probe(inner: &Arc<Inner>) -> Result<ProbeThread> {
     let closing = Arc::clone(inner);
     inner
         .breaker
-        .spawn_probe(
+        .spawn_probe_watching(
             PROBE_INTERVAL,
             move || match probing.pool.probe() {
                 Ok(()) => true,
@@ -593,6 +593,11 @@ fn spawn_probe(inner: &Arc<Inner>) -> Result<ProbeThread> {
                 closing.pool.reset();
                 *lock(&closing.probe_error) = None;
             },
+            inner.pool.is_sentinel().then(|| {
+                let watching = Arc::clone(inner);
+                let check: Box<dyn FnMut() + Send> = Box::new(move || watching.pool.check_master());
+                (sentinel::WATCH_INTERVAL, check)
+            }),
         )
         .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))
 }

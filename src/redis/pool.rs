@@ -180,6 +180,22 @@ impl Pool {
         self
     }
 
+    /// True for a `redis+sentinel://` pool.
+    pub fn is_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+
+    /// With Sentinel: asks the Sentinels where the master is and, if it moved (a failover
+    /// the pooled connections have not noticed: the old master keeps answering until the
+    /// Sentinels reconfigure it), drops every connection to the old one. A failed ask
+    /// changes nothing.
+    pub fn check_master(&self) {
+        let Some(loc) = &self.sentinel else { return };
+        if loc.refresh(Instant::now() + self.timeout) {
+            self.reset_connections();
+        }
+    }
+
     /// A reply said the server is no longer the master (READONLY): with Sentinel, the next
     /// dial asks where the master is now; every connection to the old one is dropped.
     pub fn master_moved(&self) {
@@ -192,6 +208,11 @@ impl Pool {
         if let Some(loc) = &self.sentinel {
             loc.forget();
         }
+        self.reset_connections();
+    }
+
+    /// Drops idle connections and outdates lent ones.
+    fn reset_connections(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let stale = {
             let mut st = self.lock();

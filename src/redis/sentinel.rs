@@ -48,6 +48,11 @@ impl SentinelSpec {
     }
 }
 
+/// How often the tier asks the Sentinels where the master is while all is well: bounds how
+/// long after a failover writes can still reach the demoted master (which the Sentinels
+/// reconfigure only some seconds later) and so be lost.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
 pub struct Locator {
     spec: SentinelSpec,
     tls: Option<Tls>,
@@ -94,6 +99,18 @@ impl Locator {
         let addr = self.ask(deadline)?;
         self.lock().master = Some(addr);
         Ok((addr, true))
+    }
+
+    /// Asks the Sentinels again; true when the master they name differs from the cached one
+    /// (which is then replaced). A failed ask keeps the cache.
+    pub fn refresh(&self, deadline: Instant) -> bool {
+        let Ok(addr) = self.ask(deadline) else {
+            return false;
+        };
+        let mut st = self.lock();
+        let moved = st.master.is_some_and(|old| old != addr);
+        st.master = Some(addr);
+        moved
     }
 
     /// The cached address is suspect (failover, dead master): the next dial asks again.

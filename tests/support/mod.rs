@@ -3,4 +3,5 @@
 
 pub mod fake_redis;
 pub mod redis_server;
+pub mod sentinel;
 pub mod tls_certs;
