@@ -121,7 +121,7 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "redis_url" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
-            what: "a redis:// or unix:// URL",
+            what: "a redis://, rediss://, redis+sentinel:// or unix:// URL",
         },
         "disk_path" => Limit::Text {
             min: 1,

@@ -30,6 +30,9 @@ _BOOL_FIELDS = frozenset({
 _SECONDS_FIELDS = frozenset({"memory_ttl", "redis_ttl", "disk_ttl", "auto_expire_interval"})
 _COUNT_FIELDS = frozenset({"memory_capacity", "redis_timeout_ms", "redis_pool_size"})
 _SECRET_FIELDS = frozenset({"value_secret", "value_secret_previous"})
+_TLS_FIELDS = frozenset({
+    "redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file", "redis_tls_server_name",
+})
 _SIZE_FIELDS = frozenset({
     "memory_max_bytes", "compression_min_size", "disk_max_size", "max_value_size",
 })
@@ -66,7 +69,9 @@ class SmartCacheConfig:
     jemalloc_enabled: bool = True
     #: Enable the Redis tier (L2).
     redis_enabled: bool = False
-    #: redis://[user:password@]host:port/db or unix:///path?db=N
+    #: redis://[user:password@]host:port/db, rediss://... (TLS),
+    #: redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://),
+    #: or unix:///path?db=N
     redis_url: str = "redis://localhost:6379/0"
     #: L2 default TTL, seconds.
     redis_ttl: int = 1800
@@ -95,6 +100,15 @@ class SmartCacheConfig:
     #: SHA-256(canonical disk_path) + ":", so caches with the same disk_path share Redis
     #: entries and others do not.
     redis_key_prefix: Optional[str] = None
+    #: For rediss:// URLs: PEM file of the CA certificates that verify the server ("" = the
+    #: system's trust store).
+    redis_tls_ca_file: str = ""
+    #: For rediss:// URLs: PEM client certificate, with redis_tls_key_file ("" = none).
+    redis_tls_cert_file: str = ""
+    #: For rediss:// URLs: PEM private key of redis_tls_cert_file ("" = none).
+    redis_tls_key_file: str = ""
+    #: For rediss:// URLs: the name the server's certificate must carry ("" = the URL's host).
+    redis_tls_server_name: str = ""
     #: The most the disk tier's file grows to, laid out when it is created (it starts with a
     #: few MiB on disk; an existing file keeps its layout).
     disk_max_size: Size = 256 << 20
@@ -153,7 +167,7 @@ class SmartCacheConfig:
         elif name in _SECRET_FIELDS:
             if not isinstance(value, str):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
-        elif name == "redis_url":
+        elif name == "redis_url" or name in _TLS_FIELDS:
             if not isinstance(value, str):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
 
