@@ -113,10 +113,12 @@ impl RedisUrl {
         } else if let Some(rest) = url.strip_prefix("unix://") {
             parse_unix(rest)
         } else {
-            Err("expected redis[s]://[[user]:password@]host[:port][/db], \
-                 redis[s]+sentinel://host:port[,host:port]/master-name[/db] \
-                 or unix:///path?db=N"
-                .into())
+            Err(
+                "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS), \
+                 redis+sentinel://host:port[,host:port]/master-name[/db], \
+                 rediss+sentinel://... or unix:///path?db=N"
+                    .into(),
+            )
         };
         parsed.map_err(|why: String| {
             Error::config(format!(
