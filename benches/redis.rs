@@ -286,25 +286,8 @@ fn signed_vs_unsigned_get(c: &mut Criterion, server: &RedisServer) {
 fn tls_vs_plain_get(c: &mut Criterion) {
     let ca = tls_certs::TestCa::new("bench");
     let cert = ca.issue("server", &["127.0.0.1"]);
-    let tls_port = redis_server::free_port();
-    let (port_s, cert_s, key_s, ca_s) = (
-        tls_port.to_string(),
-        tls_certs::path_str(&cert.cert_file),
-        tls_certs::path_str(&cert.key_file),
-        tls_certs::path_str(&ca.ca_file),
-    );
-    let server = RedisServer::start_with(&[
-        "--tls-port",
-        &port_s,
-        "--tls-cert-file",
-        &cert_s,
-        "--tls-key-file",
-        &key_s,
-        "--tls-ca-cert-file",
-        &ca_s,
-        "--tls-auth-clients",
-        "no",
-    ]);
+    let tls_certs::TlsRedis { server, tls_port } = tls_certs::start_tls_redis(&ca, &cert, false);
+    let ca_s = tls_certs::path_str(&ca.ca_file);
     let plain = RedisTier::open(&config(server.url(0))).unwrap();
     let tls = RedisTier::open(&Config {
         redis_tls_ca_file: Some(ca_s.clone()),

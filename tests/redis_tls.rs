@@ -9,39 +9,9 @@ use smartcache::redis::RedisTier;
 use smartcache::Config;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
-use support::redis_server::{free_port, RedisServer};
-use support::tls_certs::{path_str, Issued, TestCa};
+use support::tls_certs::{path_str, start_tls_redis, TestCa};
 
 const TIMEOUT_MS: u64 = 300;
-
-/// A redis-server with a plain port (for the test's own checks) and a TLS port.
-struct TlsRedis {
-    server: RedisServer,
-    tls_port: u16,
-}
-
-fn start_tls_redis(ca: &TestCa, cert: &Issued, auth_clients: bool) -> TlsRedis {
-    let tls_port = free_port();
-    let (port_s, cert_s, key_s, ca_s) = (
-        tls_port.to_string(),
-        path_str(&cert.cert_file),
-        path_str(&cert.key_file),
-        path_str(&ca.ca_file),
-    );
-    let server = RedisServer::start_with(&[
-        "--tls-port",
-        &port_s,
-        "--tls-cert-file",
-        &cert_s,
-        "--tls-key-file",
-        &key_s,
-        "--tls-ca-cert-file",
-        &ca_s,
-        "--tls-auth-clients",
-        if auth_clients { "yes" } else { "no" },
-    ]);
-    TlsRedis { server, tls_port }
-}
 
 fn config(url: String, prefix: &str) -> Config {
     Config {

@@ -362,13 +362,9 @@ impl Pool {
         self.tls
             .as_ref()
             .map(|tls| {
-                let name = tls.server_name(host).map_err(|why| ConnError {
+                tls.target(host).map_err(|why| ConnError {
                     kind: ConnErrorKind::Connect,
                     message: format!("cannot connect to {}: {why}", self.url.endpoint),
-                })?;
-                Ok(TlsTarget {
-                    tls: tls.clone(),
-                    name,
                 })
             })
             .transpose()

@@ -200,13 +200,9 @@ impl Locator {
         self.tls
             .as_ref()
             .map(|tls| {
-                let name = tls.server_name(host).map_err(|why| ConnError {
+                tls.target(host).map_err(|why| ConnError {
                     kind: ConnErrorKind::Connect,
                     message: format!("cannot connect to {host}: {why}"),
-                })?;
-                Ok(TlsTarget {
-                    tls: tls.clone(),
-                    name,
                 })
             })
             .transpose()

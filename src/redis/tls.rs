@@ -135,6 +135,14 @@ impl Tls {
             .map_err(|_| format!("'{host}' is not a DNS name or IP address to verify"))
     }
 
+    /// These settings for a server reached as `host`.
+    pub fn target(&self, host: &str) -> Result<TlsTarget, String> {
+        Ok(TlsTarget {
+            tls: self.clone(),
+            name: self.server_name(host)?,
+        })
+    }
+
     /// A client session for one connection to `name`.
     pub fn session(&self, name: ServerName<'static>) -> Result<ClientConnection, rustls::Error> {
         ClientConnection::new(Arc::clone(&self.config), name)

@@ -230,10 +230,8 @@ fn parse_sentinel(rest: &str, tls: bool) -> std::result::Result<RedisUrl, String
         user: None,
         password: None,
     };
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("expected name=value, got '{pair}'"))?;
+    for pair in query_pairs(query) {
+        let (k, v) = pair?;
         match k {
             "sentinel_user" => spec.user = Some(decode(v)?),
             "sentinel_password" => spec.password = Some(decode(v)?),
@@ -276,10 +274,8 @@ fn parse_unix(rest: &str) -> std::result::Result<RedisUrl, String> {
         tls: false,
         sentinel: None,
     };
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("expected name=value, got '{pair}'"))?;
+    for pair in query_pairs(query) {
+        let (k, v) = pair?;
         match k {
             "db" => url.db = parse_db(v)?,
             "password" => url.password = Some(decode(v)?),
@@ -291,6 +287,16 @@ fn parse_unix(rest: &str) -> std::result::Result<RedisUrl, String> {
         return Err("a user needs a password".into());
     }
     Ok(url)
+}
+
+/// The `name=value` pairs of a query string (`None`: no query).
+fn query_pairs(
+    query: Option<&str>,
+) -> impl Iterator<Item = std::result::Result<(&str, &str), String>> {
+    query.into_iter().flat_map(|q| q.split('&')).map(|pair| {
+        pair.split_once('=')
+            .ok_or_else(|| format!("expected name=value, got '{pair}'"))
+    })
 }
 
 fn parse_port(p: &str) -> std::result::Result<u16, String> {

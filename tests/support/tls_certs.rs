@@ -1,6 +1,7 @@
 //! Test certificates made by the test (rcgen): a CA, server certificates it signs for chosen
 //! names (valid or expired), a client certificate, written as PEM files into a temp dir.
 
+use super::redis_server::{free_port, RedisServer};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,4 +89,34 @@ impl Drop for TestCa {
 
 pub fn path_str(p: &Path) -> String {
     p.to_str().unwrap().to_string()
+}
+
+/// A redis-server with its plain port (for the test's own checks) and a TLS port serving
+/// `cert`, trusting `ca` for client certificates (required when `auth_clients`).
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub tls_port: u16,
+}
+
+pub fn start_tls_redis(ca: &TestCa, cert: &Issued, auth_clients: bool) -> TlsRedis {
+    let tls_port = free_port();
+    let (port_s, cert_s, key_s, ca_s) = (
+        tls_port.to_string(),
+        path_str(&cert.cert_file),
+        path_str(&cert.key_file),
+        path_str(&ca.ca_file),
+    );
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &port_s,
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+        "--tls-ca-cert-file",
+        &ca_s,
+        "--tls-auth-clients",
+        if auth_clients { "yes" } else { "no" },
+    ]);
+    TlsRedis { server, tls_port }
 }
