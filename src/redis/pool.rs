@@ -191,7 +191,7 @@ impl Pool {
     /// changes nothing.
     pub fn check_master(&self) {
         let Some(loc) = &self.sentinel else { return };
-        if loc.refresh(Instant::now() + self.timeout) {
+        if loc.refresh() {
             self.reset_connections();
         }
     }

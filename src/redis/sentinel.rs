@@ -101,14 +101,16 @@ impl Locator {
         Ok((addr, true))
     }
 
-    /// Asks the Sentinels again; true when the master they name differs from the cached one
-    /// (which is then replaced). A failed ask keeps the cache.
-    pub fn refresh(&self, deadline: Instant) -> bool {
-        let Ok(addr) = self.ask(deadline) else {
+    /// Asks the Sentinels again (in the background: each gets a whole timeout); true when the
+    /// master they name is not the cached one (none cached counts: connections may still be
+    /// open to the old master), which is then replaced. A failed ask keeps the cache.
+    pub fn refresh(&self) -> bool {
+        let each = u32::try_from(self.spec.sentinels.len()).unwrap_or(u32::MAX);
+        let Ok(addr) = self.ask(Instant::now() + self.timeout.saturating_mul(each)) else {
             return false;
         };
         let mut st = self.lock();
-        let moved = st.master.is_some_and(|old| old != addr);
+        let moved = st.master != Some(addr);
         st.master = Some(addr);
         moved
     }
