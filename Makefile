@@ -121,8 +121,9 @@ soak-quick:
 # The committed header (and Python declarations) must be what the build generates.
 check-generated: lib
 	@if [ -f scripts/gen_ffi.py ]; then $(VENV)/bin/python scripts/gen_ffi.py; fi
-	@git diff --exit-code -- include/ bindings/python/smartcache/_native.py || \
-	  { echo "generated files are stale: commit the regenerated include/smartcache.h / _native.py"; exit 1; }
+	@git diff --exit-code -- include/ bindings/python/smartcache/_native.py \
+	  bindings/python/smartcache/_cdef.h || \
+	  { echo "generated files are stale: commit the regenerated include/smartcache.h / _native.py / _cdef.h"; exit 1; }
 	@# The Go module carries copies of the licence texts (a module zip holds no symlinks).
 	@cmp -s LICENSE-MIT bindings/go/LICENSE-MIT && cmp -s LICENSE-APACHE bindings/go/LICENSE-APACHE || \
 	  { echo "bindings/go/LICENSE-* differ from the repository's LICENSE-*: copy them again"; exit 1; }
@@ -131,10 +132,23 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
+# The editable install compiles the cffi backend's module in place (gitignored). The whole suite
+# runs on it (forced: a module that failed to build fails the run instead of falling back), then
+# again on the ctypes fallback the suites
+# that cross into the library in their own ways (calls, buffers, threads, closing, async,
+# fork); the rest (configuration, middleware, servers, decorator rules) is the same Python
+# code above either backend. test-wheel runs the whole suite once more, from the wheel.
+PY_BACKEND_SUITES := test_native test_cache test_receive_buffers test_close_races \
+  test_reentrant_unpickling test_threads test_async_api test_async_queue test_many test_tiers \
+  test_fork \
+  test_backend
 test-python:
 	@if [ -d bindings/python ]; then \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -e bindings/python && \
-	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so scripts/with-redis.sh $(VENV)/bin/pytest -q bindings/python/tests; \
+	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so SMARTCACHE_BACKEND=cffi scripts/with-redis.sh \
+	    $(VENV)/bin/pytest -q bindings/python/tests && \
+	  SMARTCACHE_LIB=$(LIBDIR)/libsmartcache.so SMARTCACHE_BACKEND=ctypes scripts/with-redis.sh \
+	    $(VENV)/bin/pytest -q $(patsubst %,bindings/python/tests/%.py,$(PY_BACKEND_SUITES)); \
 	fi
 
 # The Go binding finds the library through pkg-config (build/pkgconfig/smartcache.pc here).

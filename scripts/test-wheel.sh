@@ -23,7 +23,7 @@ cp -r "$root/bindings/python/tests" "$dir/tests"
 clean_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME"
            SMARTCACHE_TEST_REDIS_URL="$SMARTCACHE_TEST_REDIS_URL")
 cd "$dir"
-# The package must be the installed one, with the library inside it.
+# The package must be the installed one, with the library and the cffi module inside it.
 "${clean_env[@]}" "$dir/venv/bin/python" - "$dir/venv" <<'PY'
 import os, sys
 import smartcache
@@ -32,7 +32,10 @@ where, lib = os.path.realpath(smartcache.__file__), os.path.realpath(smartcache.
 pkg = os.path.dirname(where)
 assert where.startswith(venv + os.sep), f"smartcache imported from {where}, not the venv {venv}"
 assert os.path.dirname(lib) == pkg, f"library {lib} is not the one in the package {pkg}"
-print(f"test-wheel: smartcache {smartcache.__version__} from {pkg}, library {lib}")
+# The wheel carries the compiled cffi module, and a plain import uses it.
+assert smartcache.backend() == "cffi", smartcache._backend.FALLBACK_REASON
+print(f"test-wheel: smartcache {smartcache.__version__} from {pkg}, library {lib}, "
+      f"{smartcache.backend()} backend")
 PY
 "${clean_env[@]}" "$dir/venv/bin/pytest" -q -p no:cacheprovider --rootdir "$dir" \
   -m "not checkout" "$dir/tests"

@@ -162,6 +162,7 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "compression_enabled"
         | "jemalloc_enabled"
         | "redis_enabled"
+        | "redis_invalidation"
         | "disk_enabled"
         | "enable_stats" => Limit::Boolean,
         "value_secret" | "value_secret_previous" => Limit::Secret {
@@ -220,6 +221,9 @@ pub struct Config {
     pub redis_tls_cert_file: Option<String>,
     pub redis_tls_key_file: Option<String>,
     pub redis_tls_server_name: Option<String>,
+    /// Keep the memory tier coherent with other hosts' writes through Redis's invalidation
+    /// messages (`CLIENT TRACKING ... BCAST`, see `redis::invalidation`).
+    pub redis_invalidation: bool,
 
     pub disk_enabled: bool,
     /// A directory; the tier keeps one file in it.
@@ -257,6 +261,7 @@ impl Default for Config {
             redis_tls_cert_file: None,
             redis_tls_key_file: None,
             redis_tls_server_name: None,
+            redis_invalidation: false,
             disk_enabled: false,
             disk_path: default_disk_path(),
             disk_max_size: 256 << 20,
@@ -304,6 +309,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_tls_cert_file",
     "redis_tls_key_file",
     "redis_tls_server_name",
+    "redis_invalidation",
     "disk_enabled",
     "disk_path",
     "disk_max_size",
@@ -357,6 +363,7 @@ impl Config {
             "redis_tls_cert_file" => self.redis_tls_cert_file = unset_if_empty(v),
             "redis_tls_key_file" => self.redis_tls_key_file = unset_if_empty(v),
             "redis_tls_server_name" => self.redis_tls_server_name = unset_if_empty(v),
+            "redis_invalidation" => self.redis_invalidation = boolean(name, v)?,
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
             "disk_path" => self.disk_path = PathBuf::from(v),
             "disk_max_size" => self.disk_max_size = number(name, v)?,
@@ -396,6 +403,7 @@ impl Config {
             "redis_tls_cert_file" => self.redis_tls_cert_file.clone().unwrap_or_default(),
             "redis_tls_key_file" => self.redis_tls_key_file.clone().unwrap_or_default(),
             "redis_tls_server_name" => self.redis_tls_server_name.clone().unwrap_or_default(),
+            "redis_invalidation" => self.redis_invalidation.to_string(),
             "disk_enabled" => self.disk_enabled.to_string(),
             "disk_path" => self.disk_path.display().to_string(),
             "disk_max_size" => self.disk_max_size.to_string(),
@@ -424,6 +432,12 @@ impl Config {
             if let Some(Limit::Count { .. } | Limit::Bytes { .. }) = limit_of(name) {
                 number(name, &self.get(name)?)?;
             }
+        }
+        if self.redis_invalidation && !self.redis_enabled {
+            return Err(Error::config(
+                "redis_invalidation is set without redis_enabled: the invalidations come from \
+                 Redis (turn redis_enabled on too)",
+            ));
         }
         if self.value_secret_previous.is_set() && !self.value_secret.is_set() {
             return Err(Error::config(

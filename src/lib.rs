@@ -24,6 +24,7 @@ pub mod fork;
 pub mod fuzzing;
 pub mod latency;
 pub mod memory;
+pub mod offload;
 pub mod redis;
 pub mod sign;
 pub mod stats;

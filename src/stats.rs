@@ -3,6 +3,7 @@
 use crate::disk::DiskStats;
 use crate::latency::LatencySnapshot;
 use crate::memory::MemoryStats;
+use crate::redis::invalidation::InvalidationStats;
 use crate::tier::TierSnapshot;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -29,6 +30,8 @@ pub struct CacheStats {
     pub latency: [[LatencySnapshot; 3]; 3],
     pub memory: MemoryStats,
     pub redis: Option<TierSnapshot>,
+    /// The invalidation listener's figures, with `redis_invalidation` on.
+    pub redis_invalidation: Option<InvalidationStats>,
     pub disk: Option<TierSnapshot>,
     /// The disk tier's file-level figures (entries, bytes, capacity, corruptions, path).
     pub disk_file: Option<DiskStats>,

@@ -69,6 +69,16 @@ impl Smart {
             )
         };
     }
+    /// Live entries in the memory tier (sz_stats.size).
+    pub fn memory_size(&self) -> u64 {
+        // SAFETY: sz_stats is plain data (integers and floats): all zeroes is a valid value.
+        let mut st: sz_stats = unsafe { std::mem::zeroed() };
+        st.struct_size = std::mem::size_of::<sz_stats>();
+        // SAFETY: live handle; `st` is a valid sz_stats whose struct_size says its size (the
+        // zeroed plain-data struct is a valid value).
+        assert_eq!(unsafe { sz_cache_stats(self.0, &mut st) }, SZ_OK);
+        st.size
+    }
     /// A pinned get and its release, returning the first byte so the read is not optimised out.
     #[inline]
     pub fn get(&self, k: &[u8]) -> Option<u8> {

@@ -26,7 +26,8 @@ var OptionNames = []string{
 	"memory_capacity", "memory_max_bytes", "memory_ttl", "compression_enabled",
 	"compression_min_size", "jemalloc_enabled", "redis_enabled", "redis_url", "redis_ttl",
 	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "redis_tls_ca_file",
-	"redis_tls_cert_file", "redis_tls_key_file", "redis_tls_server_name", "disk_enabled", "disk_path",
+	"redis_tls_cert_file", "redis_tls_key_file", "redis_tls_server_name", "redis_invalidation",
+	"disk_enabled", "disk_path",
 	"disk_max_size", "disk_ttl", "enable_stats", "auto_expire_interval", "max_value_size",
 	"value_secret", "value_secret_previous",
 }
@@ -86,6 +87,12 @@ type Config struct {
 	// RedisTLSServerName is the name the server's certificate must carry
 	// (redis_tls_server_name; default "" = the URL's host).
 	RedisTLSServerName string
+
+	// RedisInvalidation keeps the memory tier coherent with other hosts' writes: Redis reports
+	// every key under this cache's prefix that anyone changes (CLIENT TRACKING ... BCAST) and it
+	// is dropped from memory; while that connection is down, memory holds nothing
+	// (redis_invalidation; default false; needs RedisEnabled and Redis 6 or later).
+	RedisInvalidation bool
 
 	// DiskEnabled turns on the disk tier, L3 (disk_enabled; default false).
 	DiskEnabled bool
@@ -208,6 +215,9 @@ func (c *Config) options() ([][2]string, error) {
 		if o.value != "" {
 			add(o.name, o.value)
 		}
+	}
+	if c.RedisInvalidation {
+		add("redis_invalidation", "true")
 	}
 	if c.DiskEnabled {
 		add("disk_enabled", "true")

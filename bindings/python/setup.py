@@ -11,6 +11,11 @@
   one wheel serves every Python 3. ``auditwheel repair`` then retags it manylinux, within the
   build, so that ``python -m build`` and ``pip wheel`` produce the manylinux wheel directly.
 - The sdist carries the crate's sources under ``rust/`` so that it builds with cargo alone.
+- The cffi backend's modules (``smartcache._sz_cffi`` and ``_sz_cffi_hit``, from
+  ``smartcache/_cffi_build.py``) are compiled into the package, against the limited API (one
+  ``.abi3.so`` each for every CPython 3), and are optional: where they cannot be compiled the
+  package installs without them and uses ctypes. The wheel stays tagged for any Python 3,
+  since the package works without them: PyPy and other interpreters use ctypes.
 """
 
 from __future__ import annotations
@@ -173,6 +178,8 @@ class SdistWithCrate(sdist):
 
 setup(
     version=crate_version(crate_dir() / "Cargo.toml"),
+    cffi_modules=["smartcache/_cffi_build.py:ffibuilder",
+                  "smartcache/_cffi_build.py:hit_ffibuilder"],
     distclass=NativeDistribution,
     cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel,
               "sdist": SdistWithCrate},

@@ -3,19 +3,30 @@
 use super::stats::{stats_json, stats_prometheus, write_sized};
 use super::value::into_handle;
 use super::{
-    boundary, boundary_ptr, bytes, handle, key_arg, out_arg, sz_config, sz_health, sz_stats,
-    sz_value, SZ_NOT_FOUND, SZ_OK,
+    boundary, boundary_ptr, bytes, free_handle, handle, key_arg, out_arg, sz_config, sz_health,
+    sz_stats, sz_value, SZ_NOT_FOUND, SZ_OK,
 };
 use crate::config::Config;
 use crate::error::Error;
 use crate::stats::CacheStats;
 use crate::tiered::{Cache, Copied, Health};
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering::Release};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An open cache. Opaque; safe to use from many threads at once.
 pub struct sz_cache {
-    pub(super) inner: Cache,
+    /// Shared with the calls queued on it (sz_queue_submit), which keep it open until they end.
+    pub(super) inner: Arc<Cache>,
+    /// Set by sz_cache_close: queued calls that have not started yet then fail instead.
+    pub(super) closed: Arc<AtomicBool>,
+}
+
+impl Drop for sz_cache {
+    fn drop(&mut self) {
+        self.closed.store(true, Release);
+    }
 }
 
 /// The value under construction in a sz_compute_fn callback. Opaque.
@@ -84,26 +95,26 @@ pub unsafe extern "C" fn sz_cache_open(cfg: *const sz_config, out: *mut *mut sz_
             None => Config::default(),
         };
         let cache = Cache::open(config)?;
-        *dst = Box::into_raw(Box::new(sz_cache { inner: cache }));
+        *dst = Box::into_raw(Box::new(sz_cache {
+            inner: Arc::new(cache),
+            closed: Arc::new(AtomicBool::new(false)),
+        }));
         Ok(SZ_OK)
     })
 }
 
 /// Closes a cache: stops its background threads and flushes the disk tier. Pinned values
 /// handed out earlier stay valid until released. NULL is a no-op. No other thread may be using
-/// the handle.
+/// the handle. Calls queued on it with sz_queue_submit that have not started fail with
+/// SZ_ERR_INVALID; those running finish first, and the cache is stopped and flushed when the
+/// last of them ends (on its worker thread).
 ///
 /// # Safety
 /// `c` is NULL or from sz_cache_open, closed exactly once.
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_close(c: *mut sz_cache) {
-    if !c.is_null() {
-        boundary(|| {
-            // SAFETY: per the contract c is a live Box from sz_cache_open.
-            drop(unsafe { Box::from_raw(c) });
-            Ok(SZ_OK)
-        });
-    }
+    // SAFETY: per this function's contract c is NULL or a live Box from sz_cache_open.
+    unsafe { free_handle(c) }
 }
 
 /// Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled
@@ -425,7 +436,7 @@ pub(super) fn copied_status(
 /// # Safety
 /// When n > 0, `ptrs` and `lens` point to n elements each, and every non-null ptrs[i] is valid
 /// for lens[i] bytes.
-unsafe fn byte_arrays<'a>(
+pub(super) unsafe fn byte_arrays<'a>(
     ptrs: *const *const c_void,
     lens: *const usize,
     n: usize,
@@ -462,6 +473,30 @@ unsafe fn byte_arrays<'a>(
             r.map_err(|e| e.about(&format!("{what}[{i}]")))
         })
         .collect()
+}
+
+/// Key and value of one entry of a set_many, borrowed from the caller.
+pub(super) type Entry<'a> = (&'a [u8], &'a [u8]);
+
+/// Borrows `n` entries given as the four parallel arrays of a set_many (keys checked as keys).
+///
+/// # Safety
+/// As for `byte_arrays`, for both the keys and the values.
+pub(super) unsafe fn entry_arrays<'a>(
+    keys: *const *const c_void,
+    key_lens: *const usize,
+    vals: *const *const c_void,
+    val_lens: *const usize,
+    n: usize,
+) -> Result<Vec<Entry<'a>>, Error> {
+    // SAFETY: per this function's contract.
+    let (keys, vals) = unsafe {
+        (
+            byte_arrays(keys, key_lens, n, "keys", true)?,
+            byte_arrays(vals, val_lens, n, "vals", false)?,
+        )
+    };
+    Ok(keys.into_iter().zip(vals).collect())
 }
 
 /// Looks up `n` keys at once (`keys[i]`, `key_lens[i]` bytes each): memory first, then the keys
@@ -526,13 +561,7 @@ pub unsafe extern "C" fn sz_cache_set_many(
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
         // SAFETY: per this function's contract.
-        let (keys, vals) = unsafe {
-            (
-                byte_arrays(keys, key_lens, n, "keys", true)?,
-                byte_arrays(vals, val_lens, n, "vals", false)?,
-            )
-        };
-        let items: Vec<(&[u8], &[u8])> = keys.into_iter().zip(vals).collect();
+        let items = unsafe { entry_arrays(keys, key_lens, vals, val_lens, n) }?;
         cache.inner.set_many(&items, ttl(ttl_ms))?;
         Ok(SZ_OK)
     })

@@ -39,6 +39,9 @@ pub extern "C" fn sz_config_new() -> *mut sz_config {
 ///   server (unset: the system's trust store), and a client certificate with its key
 /// - redis_tls_server_name: 0..=253 bytes, the name the server's certificate must carry
 ///   (empty = the URL's host)
+/// - redis_invalidation: boolean (default false). With Redis on, the memory tier drops the keys
+///   other hosts change, told by Redis (`CLIENT TRACKING ... BCAST PREFIX <prefix>`), and is
+///   held empty while that connection is down (see README, "Several hosts")
 /// - disk_path: a directory, 1..=4095 bytes
 /// - disk_max_size: 65536..=2^38 bytes
 /// - auto_expire_interval: 0 (off) or 1..=86400 seconds

@@ -7,6 +7,7 @@
 mod cache;
 mod config;
 mod json;
+mod queue;
 mod stats;
 mod status;
 mod value;
@@ -14,6 +15,7 @@ mod value;
 pub use cache::*;
 pub use config::*;
 pub use json::*;
+pub use queue::*;
 pub use stats::*;
 pub use status::*;
 pub use value::*;
@@ -58,6 +60,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "a panic with no message".into()
+    }
+}
+
+/// Frees a handle this library boxed for C (its destructor runs inside `boundary`, so a panic
+/// there does not cross into C). NULL is a no-op.
+///
+/// # Safety
+/// `p` is NULL or from `Box::into_raw` in this library, freed exactly once, unused afterwards.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        boundary(|| {
+            // SAFETY: per this function's contract p is a live Box of ours.
+            drop(unsafe { Box::from_raw(p) });
+            Ok(0)
+        });
     }
 }
 

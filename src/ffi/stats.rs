@@ -287,6 +287,7 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
                 d.skipped,
                 quote(&d.path.display().to_string())
             ),
+            ("redis", _) => format!(",\"invalidation\":{}", invalidation_json(s)),
             _ => String::new(),
         };
         let _ = write!(
@@ -307,6 +308,25 @@ pub(crate) fn stats_json(s: &CacheStats, h: &Health) -> String {
     }
     j.push_str("}}");
     j
+}
+
+/// The redis object's `invalidation`: null with `redis_invalidation` off, else the listener's
+/// figures (see `redis::invalidation::InvalidationStats`).
+fn invalidation_json(s: &CacheStats) -> String {
+    let Some(i) = &s.redis_invalidation else {
+        return "null".into();
+    };
+    format!(
+        "{{\"listening\":{},\"messages\":{},\"keys\":{},\"flushes\":{},\"connects\":{},\
+         \"disconnects\":{},\"last_error\":{}}}",
+        i.listening,
+        i.messages,
+        i.keys,
+        i.flushes,
+        i.connects,
+        i.disconnects,
+        i.last_error.as_deref().map_or("null".into(), quote)
+    )
 }
 
 /// `{"get":{"samples":..,"p50_us":..,"p99_us":..},"set":..,"delete":..}` for one tier.

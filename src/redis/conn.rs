@@ -317,6 +317,14 @@ const READ_CHUNK: usize = 16 * 1024;
 /// An output buffer grown past this (a large SET) is given back after the write.
 const OBUF_KEEP: usize = 64 * 1024;
 
+impl std::os::fd::AsRawFd for Conn {
+    /// The socket, for waiting until it is readable (never for reading or writing past
+    /// `receive`).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.transport.raw_fd()
+    }
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -560,6 +568,25 @@ impl Conn {
             out.push(self.read_reply(deadline)?);
         }
         Ok(out)
+    }
+
+    /// Reads one reply the server sends unasked (a pub/sub message, see
+    /// `super::invalidation`) or one still owed to a command, waiting no later than
+    /// `deadline`. A connection that only listens should first wait for its descriptor to be
+    /// readable (`as_raw_fd`) unless `has_buffered_input`: a deadline passing here breaks the
+    /// connection, as for any exchange.
+    pub fn receive(&mut self, deadline: Instant) -> Result<Reply, ConnError> {
+        if self.broken {
+            return Err(self.fail(ConnErrorKind::Io, "connection already failed".into()));
+        }
+        self.read_reply(deadline)
+    }
+
+    /// True when bytes already read from the socket wait to be made into replies (in the
+    /// reply reader, or decrypted or still to decrypt in the TLS session): `receive` then
+    /// goes on without the descriptor becoming readable again.
+    pub fn has_buffered_input(&mut self) -> bool {
+        self.buffered() > 0 || self.transport.has_buffered_input()
     }
 
     /// Queues a command in the output buffer (nothing is sent yet).

@@ -38,6 +38,7 @@ pub mod breaker;
 pub mod call_timeout;
 pub mod conn;
 pub mod frame;
+pub mod invalidation;
 pub mod pool;
 pub mod prefix;
 pub mod resolve;
@@ -223,6 +224,16 @@ impl RedisTier {
     /// The key prefix in use.
     pub fn key_prefix(&self) -> &[u8] {
         &self.inner.prefix
+    }
+
+    /// The per-call timeout (`redis_timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// A logged-in connection outside the pool, for the invalidation listener.
+    pub fn dial_dedicated(&self, deadline: Instant) -> std::result::Result<Conn, ConnError> {
+        self.inner.pool.dial_dedicated(deadline)
     }
 
     pub fn is_up(&self) -> bool {

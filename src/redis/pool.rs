@@ -237,6 +237,12 @@ impl Pool {
         self.lock().open
     }
 
+    /// A logged-in connection of its own for a caller that keeps it (the invalidation
+    /// listener's): not counted against the pool's size and never returned to it.
+    pub fn dial_dedicated(&self, deadline: Instant) -> Result<Conn, ConnError> {
+        self.dial(deadline)
+    }
+
     /// Connects, then AUTH and SELECT as the URL says; with Sentinel, to the master it names,
     /// asking again once if the address it had cached is not the master any more.
     fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {

@@ -115,6 +115,24 @@ impl Transport {
         }
     }
 
+    /// The socket's descriptor, for poll(2).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self.socket())
+    }
+
+    /// True when the TLS session holds input already read from the socket: plaintext not yet
+    /// taken, or records not yet decrypted. (A plain socket buffers nothing of ours.) An
+    /// error counts as input: reading it is how the caller learns of it.
+    pub fn has_buffered_input(&mut self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t
+                .session
+                .process_new_packets()
+                .map_or(true, |state| state.plaintext_bytes_to_read() > 0),
+        }
+    }
+
     /// Bounds every later blocking read and write (SO_RCVTIMEO, SO_SNDTIMEO).
     pub fn set_timeout(&self, t: Duration) -> io::Result<()> {
         let s = self.socket();

@@ -11,6 +11,7 @@
 
 mod background;
 mod codec;
+mod coherent;
 mod lower;
 mod read;
 mod report;
@@ -27,6 +28,7 @@ use crate::flight::SingleFlight;
 use crate::fork::{self, ForkAware, Held};
 use crate::latency::{self, Latencies, Op, TierId};
 use crate::memory::{Blob, MemoryOptions, MemoryTier};
+use crate::redis::invalidation::{Coherence, Listener};
 use crate::redis::RedisTier;
 use crate::sign::Signer;
 use crate::stats::{CacheStats, RateWindow};
@@ -68,6 +70,11 @@ struct Inner {
     /// a forked child can replace it (`adopt_process`); `Cache::drop` takes it out, which ends
     /// the cycle of the thread holding this Inner.
     background: Mutex<Option<Background>>,
+    /// With `redis_invalidation`: whether memory may be trusted (see `coherent`).
+    coherence: Option<Arc<Coherence>>,
+    /// The invalidation listener's thread; taken out by `Cache::drop` (before the Inner goes)
+    /// and replaced in a forked child (`adopt_process`).
+    listener: Mutex<Option<Listener>>,
     /// The fork generation (`crate::fork`) the background threads were started in.
     generation: AtomicU64,
     /// This Inner, for restarting the background thread (which holds it) in a forked child.
@@ -151,10 +158,15 @@ impl Cache {
             bytes_stored: AtomicU64::new(0),
             memory_errors: TierCounters::default(),
             background: Mutex::new(None),
+            coherence: config
+                .redis_invalidation
+                .then(|| Arc::new(Coherence::default())),
+            listener: Mutex::new(None),
             generation: AtomicU64::new(fork::generation()),
             config,
         });
         *lock(&inner.background) = Background::start(&inner)?;
+        inner.start_listener(true)?;
 
         // Weak: a cache closed is not kept alive by the fork handlers.
         let weak = Arc::downgrade(&inner);
@@ -408,15 +420,17 @@ impl Cache {
 }
 
 impl ForkAware for Inner {
-    /// In the order the code nests them: the background slot before the Redis probe's
-    /// (`adopt_process`), the write log's catch-up before the memory shards (`catch_up`), a
-    /// tier's own locks before its counters'. In all: background slot, write log, disk,
-    /// flights, memory shards, Redis (its pending invalidations before its connections: a
-    /// replay holds the one while using the other), counters, rate. The lower tiers are named
+    /// In the order the code nests them: the background slot before the Redis probe's and the
+    /// listener's (`adopt_process`), the write log's catch-up before the memory shards
+    /// (`catch_up`), a tier's own locks before its counters'. In all: background slot,
+    /// listener slot, write log, disk, flights, memory shards, Redis (its pending
+    /// invalidations before its connections: a replay holds the one while using the other),
+    /// the listener's last error, counters, rate. The lower tiers are named
     /// here by type rather than walked in `lower`'s read order, because memory sits between
     /// them in this order: a tier added to `lower` must be added here too.
     fn hold_locks<'a>(&'a self, held: &mut Vec<Box<dyn Held + 'a>>) {
         held.push(Box::new(lock(&self.background)));
+        held.push(Box::new(lock(&self.listener)));
         if let Some(log) = &self.writes {
             held.push(Box::new(log.hold_for_fork()));
         }
@@ -427,6 +441,9 @@ impl ForkAware for Inner {
         self.l1.hold_for_fork(held);
         if let Some(redis) = &self.redis {
             redis.hold_for_fork(held);
+        }
+        if let Some(c) = &self.coherence {
+            c.hold_for_fork(held);
         }
         held.push(Box::new(self.memory_errors.hold_for_fork()));
         held.push(Box::new(self.rate.hold_for_fork()));
@@ -447,6 +464,7 @@ impl ForkAware for Inner {
             redis.after_fork();
         }
         self.flights.after_fork();
+        self.forget_listener();
     }
 }
 
@@ -489,6 +507,14 @@ impl Inner {
             if restart {
                 let _ = redis.tier.restart_probe();
             }
+        }
+        if let Some(parents) = lock(&self.listener).take() {
+            parents.abandon();
+        }
+        if restart {
+            // Not waited for: memory stays empty (every get reads Redis) until it listens.
+            // One that cannot start leaves memory untrusted, never stale.
+            let _ = self.start_listener(false);
         }
         self.generation.store(now, Relaxed);
         drop(background);
@@ -583,6 +609,9 @@ impl Drop for Cache {
         if self.inner.generation.load(Relaxed) != fork::generation() {
             self.inner.adopt_process(false);
         }
+        // The listener first: its thread may hold the Inner for a moment (see `coherent`).
+        let listener = lock(&self.inner.listener).take();
+        drop(listener);
         // Stop the background thread before the tiers go away (this also ends the cycle of
         // the thread holding the Inner).
         let background = lock(&self.inner.background).take();

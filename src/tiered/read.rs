@@ -99,6 +99,7 @@ impl Inner {
         // A promotion memory cannot take (or must not) is not the caller's failure: the value
         // is still served, as a get that ran before the write would have served it.
         let _ = self.l1.promote(blob.clone(), mark);
+        self.unless_listening_forget(key);
         Some(blob)
     }
 

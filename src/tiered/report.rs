@@ -91,6 +91,7 @@ impl Inner {
             }),
             memory,
             redis,
+            redis_invalidation: self.coherence.as_ref().map(|c| c.snapshot()),
             disk,
             disk_file,
             uptime: now.duration_since(self.started),

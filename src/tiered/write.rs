@@ -123,6 +123,7 @@ impl Inner {
                     // Checked by `prepare`: only a blob too large for memory's budget fails
                     // here, and then only with a lower tier holding it.
                     let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+                    self.forget_own_write(e.key);
                 }
             }
             Mutation::Delete(key) => found |= self.timed_memory(Op::Delete, || self.l1.delete(key)),

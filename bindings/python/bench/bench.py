@@ -365,6 +365,9 @@ def open_contenders(tmp: str) -> Tuple[List[Contender], List[Tuple[str, str]]]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="SmartCache Python binding benchmark")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--instructions", action="store_true",
+                    help="add bench_backends.py's callgrind counts per get on each backend "
+                         "(about 3 minutes more)")
     ap.add_argument("--out", help="write the Markdown report here")
     args = ap.parse_args(argv)
 
@@ -410,7 +413,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines.append("```")
     lines.append("")
     lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-                 f"Python {platform.python_version()}, libsmartcache {smartcache.library_version}. "
+                 f"Python {platform.python_version()}, libsmartcache {smartcache.library_version}, "
+                 f"{smartcache.backend()} backend. "
                  f"{args.rounds} interleaved rounds; medians shown (guide-workload gets: the "
                  f"fastest of {GET_PASSES} passes over the 1000 keys in each round).")
     lines.append("")
@@ -470,6 +474,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, why in na:
         lines.append(f"| {name} | {why} | |")
     lines.append("")
+    if args.instructions:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_backends  # noqa: E402 (beside this file, not a package)
+        lines.append("## Instructions per memory-tier get, each backend (callgrind)")
+        lines.append("")
+        lines.append("Counted by `bench_backends.py` (exact from run to run, unlike the timings "
+                     "above): the difference between an interpreter doing 3000 gets and one "
+                     "doing only the set-up, per get.")
+        lines.append("")
+        lines.extend(bench_backends.table())
+        lines.append("")
     lines.extend(NOTES)
     report = "\n".join(lines) + "\n"
     print(report)

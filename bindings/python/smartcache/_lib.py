@@ -62,7 +62,10 @@ def _load() -> Tuple[ctypes.CDLL, str]:
             tried.append(f"  {where}: {path} (no such file)")
             continue
         try:
-            lib = ctypes.CDLL(path)
+            # RTLD_GLOBAL: the cffi backend's module resolves its sz_* references against
+            # this very library when it is imported (see _cffi_build.py). Only sz_* names are
+            # global in the library, so nothing else it holds can clash with another's.
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         except OSError as e:
             hint = ""
             if "static TLS" in str(e):

@@ -12,7 +12,7 @@ import ctypes
 from ctypes import POINTER
 from typing import Any, Dict, List, Tuple
 
-HEADER_SHA256 = "ea286a50254f954f019d01c753e0718d498874bd5b8cca93de4611a4866aa891"
+HEADER_SHA256 = "728be21ae8bccc21677bc893b0b20eefa81a39694e92b7694d47ca2ccaf03c60"
 
 # --- constants (#define SZ_*) ---
 SZ_VERSION = '0.1.0'
@@ -42,6 +42,16 @@ SZ_ERR_BUFFER_TOO_SMALL = -7
 SZ_ERR_INTERNAL = -99
 # The first byte of a value in the JSON-tagged form; the JSON text follows it.
 SZ_TAG_JSON = 74
+# sz_queue_submit: look up the key (as sz_cache_get).
+SZ_OP_GET = 1
+# sz_queue_submit: store the value under the key (as sz_cache_set).
+SZ_OP_SET = 2
+# sz_queue_submit: remove the key (as sz_cache_delete).
+SZ_OP_DELETE = 3
+# sz_queue_submit: ask whether the key is held (as sz_cache_exists).
+SZ_OP_EXISTS = 4
+# sz_queue_submit: remove every entry of the cache (as sz_cache_clear; no key).
+SZ_OP_CLEAR = 5
 
 # Every status code by value, for messages.
 STATUS_NAMES: Dict[int, str] = {
@@ -70,6 +80,12 @@ class sz_config(ctypes.Structure):
     """Options for sz_cache_open, set by name. Opaque."""
 
     # Opaque: only ever handled through POINTER(sz_config).
+
+
+class sz_queue(ctypes.Structure):
+    """A completion queue. Opaque. Submit from any thread; drain from one thread at a time."""
+
+    # Opaque: only ever handled through POINTER(sz_queue).
 
 
 class sz_sink(ctypes.Structure):
@@ -240,11 +256,27 @@ class sz_health(ctypes.Structure):
     ]
 
 
+class sz_completion(ctypes.Structure):
+    """One finished call, filled in by sz_queue_drain."""
+
+    _fields_ = [
+        # The token the call was submitted with.
+        ('token', ctypes.c_uint64),
+        # What the synchronous call would have returned: SZ_OK, SZ_NOT_FOUND or a negative * SZ_ERR_* code.
+        ('status', ctypes.c_int),
+        # SZ_OP_GET with SZ_OK: the value's bytes (`len` of them); otherwise NULL. Owned by the * queue: valid until the next sz_queue_drain or sz_queue_close on it.
+        ('data', ctypes.c_void_p),
+        ('len', ctypes.c_size_t),
+        # After a negative status: its message (NUL-terminated, owned like `data`); else NULL.
+        ('error', ctypes.c_char_p),
+    ]
+
+
 # --- functions: name -> (restype, argtypes, parameter names) ---
 FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     # Opens a cache with `cfg` (NULL = all defaults; the config is copied and may be freed right after). On success *out is the handle; close it with sz_cache_close.
     'sz_cache_open': (ctypes.c_int, [POINTER(sz_config), POINTER(POINTER(sz_cache))], ('cfg', 'out')),
-    # Closes a cache: stops its background threads and flushes the disk tier. Pinned values handed out earlier stay valid until released. NULL is a no-op. No other thread may be using the handle.
+    # Closes a cache: stops its background threads and flushes the disk tier. Pinned values handed out earlier stay valid until released. NULL is a no-op. No other thread may be using the handle. Calls queued on it with sz_queue_submit that have not started fail with SZ_ERR_INVALID; those running finish first, and the cache is stopped and flushed when the last of them ends (on its worker thread).
     'sz_cache_close': (None, [POINTER(sz_cache)], ('c',)),
     # Stores `val` (val_len bytes; val may be NULL when val_len is 0) under `key` in every enabled tier, for `ttl_ms` milliseconds (0 = each tier's configured default TTL; a TTL over 100 years is stored as 100 years).
     'sz_cache_set': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ('c', 'key', 'key_len', 'val', 'val_len', 'ttl_ms')),
@@ -286,7 +318,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_string_free': (None, [ctypes.c_void_p], ('s',)),
     # A new configuration with every option at its default. Free it with sz_config_free (after sz_cache_open, which copies it). NULL only if memory is exhausted.
     'sz_config_new': (POINTER(sz_config), [], ()),
-    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db`, `rediss://...` (TLS),   `redis+sentinel://host:port[,host:port]/master-name[/db]` (also `rediss+sentinel://`)   or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - redis_tls_ca_file, redis_tls_cert_file, redis_tls_key_file: PEM file paths for   `rediss://` URLs, 0..=4095 bytes (empty = unset): the CA certificates that verify the   server (unset: the system's trust store), and a client certificate with its key - redis_tls_server_name: 0..=253 bytes, the name the server's certificate must carry   (empty = the URL's host) - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a   set secret as "***", never its text; error messages never contain it.
+    # Sets option `name` to `value` (both NUL-terminated text). Names and accepted values: - memory_capacity: 1..=2^32 items - memory_max_bytes: 0 (no byte bound) or 4096..=2^48 - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century) - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans - compression_min_size: 0..=4294967295 bytes - redis_url: `redis://[user:password@]host:port/db`, `rediss://...` (TLS),   `redis+sentinel://host:port[,host:port]/master-name[/db]` (also `rediss+sentinel://`)   or unix:///path?db=N, 1..=4095 bytes - redis_timeout_ms: 1..=600000 - redis_pool_size: 1..=1024 connections - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path) - redis_tls_ca_file, redis_tls_cert_file, redis_tls_key_file: PEM file paths for   `rediss://` URLs, 0..=4095 bytes (empty = unset): the CA certificates that verify the   server (unset: the system's trust store), and a client certificate with its key - redis_tls_server_name: 0..=253 bytes, the name the server's certificate must carry   (empty = the URL's host) - redis_invalidation: boolean (default false). With Redis on, the memory tier drops the keys   other hosts change, told by Redis (`CLIENT TRACKING ... BCAST PREFIX <prefix>`), and is   held empty while that connection is down (see README, "Several hosts") - disk_path: a directory, 1..=4095 bytes - disk_max_size: 65536..=2^38 bytes - auto_expire_interval: 0 (off) or 1..=86400 seconds - max_value_size: 1..=2^31 bytes - value_secret, value_secret_previous: empty (off, the default) or 16..=4096 bytes, taken   verbatim (not trimmed). With value_secret, every value written to Redis and disk is signed   (HMAC-SHA256) and a value found there without a valid signature is a miss counted as   tampered. value_secret_previous is accepted when verifying only, for rotating the secret;   set without value_secret, sz_cache_open fails with SZ_ERR_CONFIG. sz_config_get reports a   set secret as "***", never its text; error messages never contain it.
     'sz_config_set': (ctypes.c_int, [POINTER(sz_config), ctypes.c_char_p, ctypes.c_char_p], ('cfg', 'name', 'value')),
     # The name of option number `index` (0, 1, ...) in the order sz_config_set lists them, or NULL past the last: lets a program or binding walk every option. Static; never free it.
     'sz_config_option': (ctypes.c_char_p, [ctypes.c_size_t], ('index',)),
@@ -298,6 +330,20 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], Tuple[str, ...]]] = {
     'sz_cache_set_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ('c', 'key', 'key_len', 'json', 'json_len', 'ttl_ms')),
     # Copies the JSON text of `key`, stored in the JSON-tagged form, into `buf` (buf_cap bytes; buf may be NULL when buf_cap is 0) without its tag byte, and sets *json_len to the text's length. When buf_cap > *json_len a NUL byte follows the text, so a buffer one byte longer than the text receives a C string.
     'sz_cache_get_json': (ctypes.c_int, [POINTER(sz_cache), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, POINTER(ctypes.c_size_t)], ('c', 'key', 'key_len', 'buf', 'buf_cap', 'json_len')),
+    # Opens a completion queue: calls submitted to it run on the library's worker threads (never on the caller's), and each finished call waits in the queue until sz_queue_drain collects it. sz_queue_fd gives a descriptor that is readable exactly while finished calls wait, for an event loop to watch (epoll, poll, asyncio's add_reader).
+    'sz_queue_open': (ctypes.c_int, [POINTER(POINTER(sz_queue))], ('out',)),
+    # The queue's descriptor (an eventfd): readable while finished calls wait to be drained. Read nothing from it yourself (sz_queue_drain resets it). Returns the descriptor (>= 0) or SZ_ERR_INVALID for NULL.
+    'sz_queue_fd': (ctypes.c_int, [POINTER(sz_queue)], ('q',)),
+    # Closes a queue. Calls still queued or running finish on the worker threads and their completions are dropped (values released); nothing waits for them, so this never blocks on I/O. Values from the last drain become invalid. NULL is a no-op. In a child of fork(), close the parent's queues (this is the one call allowed on them) and open new ones.
+    'sz_queue_close': (None, [POINTER(sz_queue)], ('q',)),
+    # Submits one call on `c` to run on a worker thread; its completion, carrying `token`, comes out of sz_queue_drain. `op` is SZ_OP_GET, SZ_OP_SET (with `val`, `val_len`, `ttl_ms` as for sz_cache_set), SZ_OP_DELETE, SZ_OP_EXISTS (key only) or SZ_OP_CLEAR (key ignored, may be NULL). Key and value are copied: the caller may free them on return. The completion's status is what the synchronous call returns (delete and exists: SZ_OK for yes, SZ_NOT_FOUND for no). Gets queued for the same cache run together as one sz_cache_get_many (one Redis round trip).
+    'sz_queue_submit': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64], ('q', 'c', 'op', 'key', 'key_len', 'val', 'val_len', 'ttl_ms', 'token')),
+    # sz_cache_set_many as a queued call: `n` entries (`keys[i]` -> `vals[i]`), all for `ttl_ms`, stored on a worker thread; the completion (carrying `token`) has sz_cache_set_many's status. Everything is copied: the caller may free the arrays on return.
+    'sz_queue_submit_set_many': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64], ('q', 'c', 'keys', 'key_lens', 'vals', 'val_lens', 'n', 'ttl_ms', 'token')),
+    # sz_queue_submit for `n` keys at once: `n` calls of `op` (SZ_OP_GET, SZ_OP_DELETE or SZ_OP_EXISTS), the one on `keys[i]` (`key_lens[i]` bytes) carrying token `tokens[i]`. One library call and one wake-up of the workers for the lot: what an event loop uses to submit the gets its coroutines made in one iteration. Their completions are separate, as if submitted one by one. Keys are copied.
+    'sz_queue_submit_many': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_cache), ctypes.c_int, POINTER(ctypes.c_void_p), POINTER(ctypes.c_size_t), POINTER(ctypes.c_uint64), ctypes.c_size_t], ('q', 'c', 'op', 'keys', 'key_lens', 'tokens', 'n')),
+    # Moves up to `cap` finished calls into `out[0..]`, oldest first, and returns how many (0 when none wait; never blocks). Their `data` and `error` stay valid until the next sz_queue_drain or sz_queue_close on this queue, which releases them. The descriptor stays readable while more wait, so a loop that drains a bounded number per wake-up is called again.
+    'sz_queue_drain': (ctypes.c_int, [POINTER(sz_queue), POINTER(sz_completion), ctypes.c_size_t], ('q', 'out', 'cap')),
     # The message of this thread's last failing call ("" if none failed yet).
     'sz_last_error': (ctypes.c_char_p, [], ()),
     # The library's version, "MAJOR.MINOR.PATCH"; compare with SZ_VERSION from the header. Static; never free it.

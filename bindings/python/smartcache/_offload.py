@@ -1,148 +1,217 @@
-"""The worker threads the async API hands blocking calls to (Redis, disk).
+"""How the async API runs calls that may wait on Redis or the disk without the loop waiting.
 
-One bounded thread pool per process, shared by every cache and event loop, created on first
-use. A call waiting on Redis or the disk holds no GIL (the library releases it), so a worker
-costs the loop nothing while it waits; the loop only receives the completion
-(``run_in_executor`` posts it with ``call_soon_threadsafe``).
+The library's own worker threads (Rust, holding no GIL) run them. Each event loop has one
+completion queue (``sz_queue``): a call is submitted with a token and a future; the library
+signals the queue's descriptor when calls finish, and the loop, which watches it with
+``add_reader``, drains up to DRAIN_MAX completions per wake-up in one native call and
+finishes their futures there (decoding values on the loop). No Python thread exists to
+contend for the GIL with the loop thread; the loop thread only runs the submit and the drain.
+Gets are submitted in bursts: ``submit_get`` only notes the key, and once per loop iteration
+every get noted meanwhile is submitted in one native call (``sz_queue_submit_many``), which
+wakes one library worker per 256 gets; gets of one cache queued together run as one
+``get_many`` in the library (one Redis MGET round trip).
 
-Size: the calls are I/O-bound, and every worker waiting on Redis holds one of a cache's
-``redis_pool_size`` connections at most, so more threads than a few pools' worth only queue in
-the library. ``SMARTCACHE_ASYNC_WORKERS`` overrides the default of 32.
-
-Batching. ``batched(fn, item)`` queues `item` and answers with its result from one ``fn(items)``
-call covering every item queued on the same event loop in the same loop iteration (at most
-BATCH_MAX per call). The async get uses it so that a burst of memory misses becomes a few
-``get_many`` calls (one Redis MGET round trip each) instead of a thread hop and a round trip
-per key: fewer completions for the loop to take in, and no queue of single gets waiting for
-the pool's connections.
+A cancelled caller's future is skipped when its completion arrives; the call itself still
+runs to its end in the library, and its value is released at the next drain. The queue is
+closed when its loop is garbage-collected; closing never waits for calls in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import ctypes
+import itertools
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
-T = TypeVar("T")
+from . import _native
+from ._lib import last_error, lib
+from .errors import error_for
 
-_DEFAULT_WORKERS = 32
-BATCH_MAX = 256
-RESUME_PER_ITERATION = 32
-_lock = threading.Lock()
-_executor: Optional[ThreadPoolExecutor] = None
+#: Completions taken per loop wake-up: the loop finishes at most this many futures before it
+#: turns again (the descriptor stays readable while more wait), so a burst of completions is
+#: spread over iterations instead of holding other tasks up.
+DRAIN_MAX = 64
 
+# (status, data address, length, error message) -> the caller's result, or raises.
+Finish = Callable[[int, Optional[int], int, Optional[bytes]], Any]
 
-def worker_count() -> int:
-    text = os.environ.get("SMARTCACHE_ASYNC_WORKERS", "")
-    try:
-        n = int(text) if text else _DEFAULT_WORKERS
-    except ValueError:
-        n = _DEFAULT_WORKERS
-    return max(1, min(n, 1024))
-
-
-def executor() -> ThreadPoolExecutor:
-    """The process's pool, created on first use."""
-    global _executor
-    ex = _executor
-    if ex is None:
-        with _lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=worker_count(),
-                                               thread_name_prefix="smartcache-io")
-            ex = _executor
-    return ex
+_OK = _native.SZ_OK
+_queue_open = lib.sz_queue_open
+_queue_fd = lib.sz_queue_fd
+_queue_close = lib.sz_queue_close
+_queue_submit = lib.sz_queue_submit
+_queue_submit_set_many = lib.sz_queue_submit_set_many
+_queue_submit_many = lib.sz_queue_submit_many
+_queue_drain = lib.sz_queue_drain
+_QueuePtr = ctypes.POINTER(_native.sz_queue)
+_VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
 
 
-async def run(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on a worker thread; the calling coroutine waits without blocking its loop.
-    Cancelling the caller does not stop a call already running (it finishes in its thread)."""
-    return await asyncio.get_running_loop().run_in_executor(executor(), fn, *args)
+class Submitter(Protocol):
+    """What a burst of gets is submitted for (a SmartCache): its handle, marked in flight
+    (``enter``, then ``leave``), or an exception when it was closed meanwhile."""
+
+    def _enter(self) -> Any:
+        ...
+
+    def _leave(self) -> None:
+        ...
 
 
-class Raised:
-    """A result slot of a batch whose item failed: its caller receives `error`."""
+class LoopQueue:
+    """One event loop's completion queue and the futures waiting on it."""
 
-    __slots__ = ("error",)
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        q = _QueuePtr()
+        rc = _queue_open(ctypes.byref(q))
+        if rc != _OK:
+            raise error_for(rc, last_error())
+        self._q: Optional["ctypes._Pointer[_native.sz_queue]"] = q
+        self._loop = weakref.ref(loop)
+        self._waiting: Dict[int, Tuple["asyncio.Future[Any]", Finish]] = {}
+        self._tokens = itertools.count(1).__next__
+        self._out = (_native.sz_completion * DRAIN_MAX)()
+        # Gets noted this iteration, by cache (submitted together by _submit_gets).
+        self._gets: Dict[int, Tuple[Submitter, List[bytes], List[int]]] = {}
+        # Closes the queue when the loop goes away (not before: its futures live there).
+        self.close = weakref.finalize(loop, _queue_close, q)
+        loop.add_reader(_queue_fd(q), self._drain)
 
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+    def submit(self, h: Any, op: int, key: Optional[bytes], value: Optional[bytes],
+               ttl_ms: int, finish: Finish) -> "asyncio.Future[Any]":
+        """A future for ``op`` on cache handle ``h``, finished on this loop by ``finish``."""
+        loop = self._loop()
+        assert loop is not None
+        token = self._tokens()
+        rc = _queue_submit(self._q, h, op, key, len(key) if key else 0, value,
+                           len(value) if value else 0, ttl_ms, token)
+        return self._waiting_on(loop, rc, token, finish)
+
+    def submit_set_many(self, h: Any, arrays: Tuple[Any, ...], ttl_ms: int,
+                        finish: Finish) -> "asyncio.Future[Any]":
+        """A future for a queued set_many on cache handle ``h``; ``arrays`` are
+        sz_cache_set_many's (keys, key_lens, vals, val_lens, n)."""
+        loop = self._loop()
+        assert loop is not None
+        token = self._tokens()
+        rc = _queue_submit_set_many(self._q, h, *arrays, ttl_ms, token)
+        return self._waiting_on(loop, rc, token, finish)
+
+    def submit_get(self, cache: Submitter, key: bytes,
+                   finish: Finish) -> "asyncio.Future[Any]":
+        """A future for a get of ``key`` on ``cache``, submitted with every other get noted
+        in this loop iteration (the cache is looked up again then: it may be closed by
+        then)."""
+        loop = self._loop()
+        assert loop is not None
+        if not self._gets:
+            loop.call_soon(self._submit_gets)
+        token = self._tokens()
+        noted = self._gets.get(id(cache))
+        if noted is None:
+            noted = self._gets[id(cache)] = (cache, [], [])
+        noted[1].append(key)
+        noted[2].append(token)
+        fut = loop.create_future()
+        self._waiting[token] = (fut, finish)
+        return fut
+
+    def _submit_gets(self) -> None:
+        noted, self._gets = self._gets, {}
+        for cache, keys, tokens in noted.values():
+            self._submit_gets_of(cache, keys, tokens)
+
+    def _submit_gets_of(self, cache: Submitter, keys: List[bytes], tokens: List[int]) -> None:
+        """Submits one cache's noted gets in one call; if that fails (the cache was closed
+        meanwhile), their futures receive the error."""
+        n = len(keys)
+        try:
+            h = cache._enter()
+            try:
+                rc = _queue_submit_many(self._q, h, _native.SZ_OP_GET,
+                                        ctypes.cast((ctypes.c_char_p * n)(*keys), _VoidPtrArray),
+                                        (ctypes.c_size_t * n)(*map(len, keys)),
+                                        (ctypes.c_uint64 * n)(*tokens), n)
+            finally:
+                cache._leave()
+            if rc != _OK:
+                raise error_for(rc, last_error())
+        except Exception as e:
+            for token in tokens:
+                fut, _ = self._waiting.pop(token)
+                if not fut.done():
+                    fut.set_exception(e)
+
+    def _waiting_on(self, loop: asyncio.AbstractEventLoop, rc: int, token: int,
+                    finish: Finish) -> "asyncio.Future[Any]":
+        if rc != _OK:
+            raise error_for(rc, last_error())
+        fut = loop.create_future()
+        self._waiting[token] = (fut, finish)
+        return fut
+
+    def _drain(self) -> None:
+        if self._q is None:  # closed in a forked child (see _forget_after_fork)
+            return
+        out = self._out
+        n = _queue_drain(self._q, out, DRAIN_MAX)
+        if n < 0:  # only a queue of another process (after fork) is refused
+            loop = self._loop()
+            if loop is not None:
+                loop.remove_reader(_queue_fd(self._q))
+            return
+        waiting = self._waiting
+        for i in range(n):
+            c = out[i]
+            entry = waiting.pop(c.token, None)
+            if entry is None:
+                continue
+            fut, finish = entry
+            if fut.done():  # its caller was cancelled
+                continue
+            try:
+                fut.set_result(finish(c.status, c.data, c.len, c.error))
+            except Exception as e:
+                fut.set_exception(e)
 
 
-def outcome(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args), or Raised(the exception it raised): one item's result within a batch."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        return Raised(e)
+_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopQueue]" = (
+    weakref.WeakKeyDictionary())
 
 
-BatchFn = Callable[[List[Any]], List[Any]]
-Waiting = List[Tuple[Any, "asyncio.Future[Any]"]]
-# Items queued per (loop, batch function), until the loop's next iteration flushes them.
-_queued: Dict[Tuple[asyncio.AbstractEventLoop, BatchFn], Waiting] = {}
-
-
-async def batched(fn: BatchFn, item: Any) -> Any:
-    """`item`'s result from a call ``fn(items)`` on a worker thread that serves every item
-    queued on this loop in this iteration; fn returns one result per item, in order (a
-    Raised result fails that item's caller only)."""
+def queue() -> LoopQueue:
+    """The running loop's completion queue, opened on first use."""
     loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    key = (loop, fn)
-    waiting = _queued.get(key)
-    if waiting is None:
-        waiting = _queued[key] = []
-        loop.call_soon(_flush, key)
-    waiting.append((item, fut))
-    return await fut
+    q = _queues.get(loop)
+    if q is None:
+        _let_closed_loops_go()
+        q = _queues[loop] = LoopQueue(loop)
+    return q
 
 
-def _flush(key: Tuple[asyncio.AbstractEventLoop, BatchFn]) -> None:
-    loop, fn = key
-    waiting = _queued.pop(key, [])
-    for i in range(0, len(waiting), BATCH_MAX):
-        chunk = waiting[i:i + BATCH_MAX]
-        done = asyncio.wrap_future(executor().submit(fn, [item for item, _ in chunk]), loop=loop)
-        done.add_done_callback(functools.partial(_deliver, chunk))
-
-
-def _deliver(chunk: Waiting, done: "asyncio.Future[List[Any]]") -> None:
-    error = asyncio.CancelledError() if done.cancelled() else done.exception()
-    results = [None] * len(chunk) if error is not None else done.result()
-    _resume(done.get_loop(), list(zip(chunk, results)), error, 0)
-
-
-def _resume(loop: asyncio.AbstractEventLoop, answers: List[Tuple[Tuple[Any, Any], Any]],
-            error: Optional[BaseException], start: int) -> None:
-    """Answers the callers of a batch, RESUME_PER_ITERATION per loop iteration: waking all of
-    a large batch's coroutines in one iteration would hold the loop up for as long as they
-    take to run (other tasks, timers, I/O would wait); a slice at a time keeps the loop
-    turning between them."""
-    end = start + RESUME_PER_ITERATION
-    for (_, fut), result in answers[start:end]:
-        if fut.done():  # its caller was cancelled
-            continue
-        if error is not None:
-            fut.set_exception(error)
-        elif isinstance(result, Raised):
-            fut.set_exception(result.error)
-        else:
-            fut.set_result(result)
-    if end < len(answers):
-        loop.call_soon(_resume, loop, answers, error, end)
+def _let_closed_loops_go() -> None:
+    """Forgets the queues of loops closed with calls still in flight: their waiting futures
+    (which hold the loop) would otherwise keep the loop and its queue alive for ever."""
+    for loop, q in list(_queues.items()):
+        if loop.is_closed():
+            del _queues[loop]
+            q._waiting.clear()
+            q._gets.clear()
+            q._q = None
+            q.close()
 
 
 def _forget_after_fork() -> None:
-    # A forked child has none of the parent's worker threads: a pool object that believes it
-    # has them would queue work nobody runs. The child makes its own on first use.
-    global _executor, _lock
-    _executor = None
-    _lock = threading.Lock()
-    _queued.clear()
+    # A forked child must not drain its parent's queues (their workers and descriptors are the
+    # parent's): it closes them, which never waits, and opens its own on first use.
+    # A loop still watching the old descriptor number (a fork inside a running loop) then
+    # finds a dead queue, not a freed one.
+    for q in list(_queues.values()):
+        q._q = None
+        q.close()
+    _queues.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import math
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple,
                     Union, cast)
 
-from . import _native, _offload, defaults
+from . import _backend, _native, _offload, defaults
 from ._lib import last_error, lib
 from .config import SmartCacheConfig
 from .errors import (
@@ -42,74 +43,32 @@ _BUFFER_MAX = 1 << 20
 
 # Bound functions, looked up once: attribute lookups on the CDLL cost ~50ns per call.
 _sz_get = lib.sz_cache_get
-_sz_delete = lib.sz_cache_delete
-_sz_exists = lib.sz_cache_exists
 _sz_value_data = lib.sz_value_data
 _sz_value_len = lib.sz_value_len
 _sz_value_release = lib.sz_value_release
 
-
-def _untyped(name: str) -> Any:
-    """A second function object for `name` with the generated restype but no argtypes.
-
-    ctypes spends ~0.3us per call converting and checking arguments against argtypes; the two
-    hot calls (get_buffered, set) instead receive ready-made ctypes objects (c_void_p,
-    c_size_t, c_uint64, byref) built exactly per the generated prototype, so nothing is
-    converted. The argument types still come from _native.FUNCTIONS: a test checks the hot
-    paths against it. (get_buffered is built the same way below, from the PyDLL.)
-    """
-    fn = lib._FuncPtr((name, lib))
-    fn.restype = _native.FUNCTIONS[name][0]
-    return fn
-
-
-_fast_set = _untyped("sz_cache_set")
-
-# get() calls sz_cache_get_buffered holding the GIL (a PyDLL function: ctypes does not release
-# it), and hands the library the GIL's own release and reacquire functions in each receive
-# buffer: the library calls them only when a get leaves the memory tier for Redis or the disk
-# tier. So a memory hit runs under the GIL like a dict lookup (ctypes' release and reacquire
-# around every call cost more than the lookup), and network and disk work still lets other
-# threads run.
-_pylib = ctypes.PyDLL(lib._name, handle=lib._handle)
-_fast_get_buffered = _pylib._FuncPtr(("sz_cache_get_buffered", _pylib))
-_fast_get_buffered.restype = _native.FUNCTIONS["sz_cache_get_buffered"][0]
+# The per-operation calls and their argument forms, from the cffi or the ctypes layer (see
+# _backend): get() keeps the GIL over a memory hit under ctypes, and cffi releases it.
+_fast_get_buffered = _backend.get_buffered
 # The same, memory tier only (never blocks on I/O): the async API's inline first try.
-_fast_get_memory = _pylib._FuncPtr(("sz_cache_get_memory", _pylib))
-_fast_get_memory.restype = _native.FUNCTIONS["sz_cache_get_memory"][0]
+_fast_get_memory = _backend.get_memory
+_fast_set = _backend.set
+_fast_delete = _backend.delete
+_fast_exists = _backend.exists
+# Ready-made length arguments for short lengths (keys): indexing beats constructing.
+_SMALL_LEN = _backend.LENGTHS
+_c_size_t = _backend.length
+_c_uint64 = _backend.ttl
+_TTL_DEFAULT = _backend.TTL_DEFAULT  # ttl_ms 0 = each tier's default TTL
 # What the memory-only get returns on a miss: a fresh object no stored value can be.
 _MEMORY_MISS = object()
-
-
-def _address(function: Any) -> int:
-    """The address of a C function of the interpreter (never NULL: it is linked in)."""
-    address = ctypes.cast(function, ctypes.c_void_p).value
-    if address is None:
-        raise ImportError(f"smartcache: {function} has no address")
-    return address
-
-
-_RELEASE_GIL = _native.sz_release_fn(_address(ctypes.pythonapi.PyEval_SaveThread))
-_REACQUIRE_GIL = _native.sz_reacquire_fn(_address(ctypes.pythonapi.PyEval_RestoreThread))
-_c_size_t = ctypes.c_size_t
-# Ready-made c_size_t arguments for short lengths (keys): indexing beats constructing.
-_SMALL_LEN = tuple(ctypes.c_size_t(i) for i in range(1024))
-_TTL_DEFAULT = ctypes.c_uint64(0)  # ttl_ms 0 = each tier's default TTL
-_c_uint64 = ctypes.c_uint64
 _loads = pickle.loads
 _TAG_PICKLE = TAG_PICKLE
 _string_at = ctypes.string_at
 _ValuePtr = ctypes.POINTER(_native.sz_value)
 _VoidPtrArray = ctypes.POINTER(ctypes.c_void_p)
 _CachePtr = ctypes.POINTER(_native.sz_cache)
-
-
-def _copy_out(v: Any) -> bytes:
-    """The bytes of a pinned sz_value (the one copy), and the pin released."""
-    try:
-        return _string_at(_sz_value_data(v), _sz_value_len(v))
-    finally:
-        _sz_value_release(v)
+_copy_out = _backend.copy_out
 
 
 def _key_bytes(key: Any) -> bytes:
@@ -145,28 +104,23 @@ def _ttl_ms(ttl: Optional[float]) -> int:
 
 class _Buffer:
     """A receive buffer for sz_cache_get_buffered: a bytearray, and the sz_get_buffer struct
-    that describes it and the cache to the library, prebuilt with its byref argument (see
-    _untyped). get() takes one off the cache's free list and puts it back after decoding, so
+    that describes it and the cache to the library, with the argument that passes it (see
+    _backend). get() takes one off the cache's free list and puts it back after decoding, so
     nothing else writes into it meanwhile: no other thread, and no get nested inside a decode
     (an unpickled __setstate__ may call get)."""
 
     __slots__ = ("raw", "cbuf", "view", "st", "ref")
 
     def __init__(self, cap: int) -> None:
-        self.st = _native.sz_get_buffer(release=_RELEASE_GIL, reacquire=_REACQUIRE_GIL,
-                                        pin_larger=1)
-        self.ref = ctypes.byref(self.st)
+        self.st, self.ref = _backend.new_get_buffer()
         self.resize(cap)
 
     def resize(self, cap: int) -> None:
         """A fresh, zeroed bytearray of `cap` bytes (an exported bytearray cannot be resized).
         The library keeps it zeroed after each value from then on."""
         self.raw = bytearray(cap)
-        self.cbuf = (ctypes.c_char * cap).from_buffer(self.raw)
+        self.cbuf = _backend.point(self.st, self.raw)
         self.view = memoryview(self.raw)
-        self.st.data = ctypes.addressof(self.cbuf)
-        self.st.cap = cap
-        self.st.len = 0
 
 
 def _buffered_get(c_get: Any) -> Callable[..., Any]:
@@ -289,7 +243,7 @@ class SmartCache:
             lib.sz_config_free(cfg)
         self._h: Optional["ctypes._Pointer[_native.sz_cache]"] = handle
         # The same handle as a c_void_p, the form the untyped hot-path calls take.
-        self._hv: Optional[ctypes.c_void_p] = ctypes.cast(handle, ctypes.c_void_p)
+        self._hv: Any = _backend.cache_arg(handle)
         # get() unpickles in place when the tag byte equals this; -1 never matches a byte, so
         # a json/custom cache sends pickles to Codec.decode, which refuses them.
         self._pickle_tag = _TAG_PICKLE if self._codec.name == "pickle" else -1
@@ -339,7 +293,7 @@ class SmartCache:
         Buffers made from now on start cleared: _new_buffer registers a buffer before it
         reads the handle, which close() cleared before calling this."""
         for buf in self._buffers_held_up_this_stack():
-            buf.st.cache = None
+            _backend.attach(buf.st, None)
         retired: List[_Buffer] = []
         while any(b.st.cache for b in self._all_buffers):
             try:
@@ -347,7 +301,7 @@ class SmartCache:
             except IndexError:
                 time.sleep(0.0005)  # the rest are in gets still running
                 continue
-            buf.st.cache = None
+            _backend.attach(buf.st, None)
             retired.append(buf)
         self._free_buffers.extend(retired)
 
@@ -407,7 +361,7 @@ class SmartCache:
     def _new_buffer(self) -> _Buffer:
         buf = _Buffer(_BUFFER_INITIAL)
         self._all_buffers.append(buf)  # before reading the handle: see _retire_buffers
-        buf.st.cache = self._h
+        _backend.attach(buf.st, self._h)
         return buf
 
     def _get_uncommon(self, rc: int, buf: _Buffer) -> Any:
@@ -416,7 +370,7 @@ class SmartCache:
         error."""
         v = buf.st.value
         if v:
-            data = _copy_out(v)
+            data = _backend.take_value(v)
             if len(data) <= _BUFFER_MAX:
                 buf.resize(max(len(data), 2 * len(buf.raw)))  # so the next one fits
             return self._codec.decode(memoryview(data))
@@ -501,36 +455,44 @@ class SmartCache:
         (None = each tier's default), in one library call: Redis receives them pipelined in
         one round trip. Every key and value is encoded and checked before anything is
         stored, so a bad one stores nothing."""
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if arrays:
+            self._call(lib.sz_cache_set_many, *arrays, ms)
+
+    def _set_many_args(self, mapping: Mapping[Key, Any],
+                       ttl: Optional[float]) -> Tuple[Tuple[Any, ...], int]:
+        """set_many's (keys, key_lens, vals, val_lens, n) C arrays, () for no items, and its
+        ttl in ms. Every key and value is encoded (and so checked) first."""
         items = list(mapping.items())
         kbs = [_key_bytes(k) for k, _ in items]
         ms = 0 if ttl is None else _ttl_ms(ttl)
         data = [self._codec.encode(v) for _, v in items]
-        if not items:
-            return
         n = len(items)
-        self._call(lib.sz_cache_set_many,
-                   ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, kbs)),
-                   ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
-                   (ctypes.c_size_t * n)(*map(len, data)), n, ms)
+        if not n:
+            return (), ms
+        return (ctypes.cast((ctypes.c_char_p * n)(*kbs), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, kbs)),
+                ctypes.cast((ctypes.c_char_p * n)(*data), _VoidPtrArray),
+                (ctypes.c_size_t * n)(*map(len, data)), n), ms
 
     def delete(self, key: Key) -> bool:
         """Removes ``key`` from every tier; True if some tier had it."""
-        return self._found(_sz_delete, key)
+        return self._found(_fast_delete, key)
 
     def exists(self, key: Key) -> bool:
         """True if some tier holds a live entry for ``key`` (does not count as an access)."""
-        return self._found(_sz_exists, key)
+        return self._found(_fast_exists, key)
 
     def _found(self, call: Any, key: Key) -> bool:
         """Runs a keyed call answering SZ_OK (found) or SZ_NOT_FOUND."""
         kb = _key_bytes(key)
         self._inflight.append(None)
-        h = self._h
-        if h is None:
+        hv = self._hv
+        if hv is None:
             raise self._closed()
         try:
-            rc = call(h, kb, len(kb))
+            n = len(kb)
+            rc = call(hv, kb, _SMALL_LEN[n] if n < 1024 else _c_size_t(n))
             if rc == _OK:
                 return True
             if rc == _NOT_FOUND:
@@ -565,8 +527,10 @@ class SmartCache:
 
     # -- async API (Django-style: the sync calls' arguments and results) ---------------------
     # A memory hit is answered inline, on the loop, without a thread hop: sz_cache_get_memory
-    # never waits on I/O. Everything that may wait on Redis or the disk runs on the worker
-    # threads of _offload, so the loop never waits on it. A cache with neither tier does no I/O
+    # never waits on I/O. Everything that may wait on Redis or the disk is submitted to the
+    # library's worker threads through the loop's completion queue (_offload), whose
+    # completions the loop collects from a descriptor it watches: the loop never waits on I/O
+    # and no Python thread competes with it for the GIL. A cache with neither tier does no I/O
     # at all and answers every call inline.
     async def aget(self, key: Key, default: Any = None) -> Any:
         """``get`` for coroutines."""
@@ -575,66 +539,116 @@ class SmartCache:
         value = self._get_memory(key, _MEMORY_MISS)
         if value is not _MEMORY_MISS:
             return value
-        _key_bytes(key)  # a bad key fails this call only, not the batch it would join
-        found = await _offload.batched(self._get_found, key)
+        found = await _offload.queue().submit_get(self, _key_bytes(key), self._got)
         return default if found is _MEMORY_MISS else found
 
-    def _get_found(self, keys: List[Key]) -> List[Any]:
-        """The values of `keys` (_MEMORY_MISS where missing) from one get_many: a batch of the
-        memory misses of agets made in the same event-loop iteration (see _offload.batched).
-        If the batch fails (a value that does not decode), each key is read on its own, so only
-        the aget of the bad key fails."""
-        try:
-            found = self.get_many(keys)
-        except CacheClosedError:
-            raise
-        except SmartCacheError:
-            return [_offload.outcome(self.get, k, _MEMORY_MISS) for k in keys]
-        return [found.get(k, _MEMORY_MISS) for k in keys]
-
     async def aget_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
-        """``get_many`` for coroutines: the keys in memory inline, the rest in one call off
-        the loop."""
+        """``get_many`` for coroutines: the keys in memory inline, the rest off the loop (one
+        library call, one Redis round trip, for the lot)."""
         keys = list(keys)
         if not self._has_lower_tiers:
             return self.get_many(keys)
         found: Dict[Key, Any] = {}
-        missing: List[Key] = []
+        missing: List[Tuple[Key, bytes]] = []
         for key in keys:
             value = self._get_memory(key, _MEMORY_MISS)
             if value is _MEMORY_MISS:
-                missing.append(key)
+                missing.append((key, _key_bytes(key)))
             else:
                 found[key] = value
         if missing:
-            found.update(await _offload.run(self.get_many, missing))
+            q = _offload.queue()
+            values = await asyncio.gather(*(q.submit_get(self, kb, self._got)
+                                            for _, kb in missing))
+            found.update((k, v) for (k, _), v in zip(missing, values) if v is not _MEMORY_MISS)
         return found
 
     async def aset(self, key: Key, value: Any, ttl: Optional[float] = None) -> None:
         """``set`` for coroutines."""
-        await self._off_loop(self.set, key, value, ttl)
+        if not self._has_lower_tiers:
+            return self.set(key, value, ttl)
+        kb = _key_bytes(key)
+        ms = 0 if ttl is None else _ttl_ms(ttl)
+        await self._submit(_native.SZ_OP_SET, kb, self._codec.encode(value), ms, self._done)
 
     async def aset_many(self, mapping: Mapping[Key, Any], ttl: Optional[float] = None) -> None:
         """``set_many`` for coroutines."""
-        await self._off_loop(self.set_many, mapping, ttl)
+        if not self._has_lower_tiers:
+            return self.set_many(mapping, ttl)
+        arrays, ms = self._set_many_args(mapping, ttl)
+        if not arrays:
+            return
+        h = self._enter()
+        try:
+            fut = _offload.queue().submit_set_many(h, arrays, ms, self._done)
+        finally:
+            self._leave()
+        await fut
 
     async def adelete(self, key: Key) -> bool:
         """``delete`` for coroutines."""
-        return bool(await self._off_loop(self.delete, key))
+        if not self._has_lower_tiers:
+            return self.delete(key)
+        return bool(await self._submit(_native.SZ_OP_DELETE, _key_bytes(key), None, 0,
+                                       self._yes))
 
     async def aexists(self, key: Key) -> bool:
         """``exists`` for coroutines."""
-        return bool(await self._off_loop(self.exists, key))
+        if not self._has_lower_tiers:
+            return self.exists(key)
+        return bool(await self._submit(_native.SZ_OP_EXISTS, _key_bytes(key), None, 0,
+                                       self._yes))
 
     async def aclear(self) -> None:
         """``clear`` for coroutines."""
-        await self._off_loop(self.clear)
-
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a worker thread when it may wait on Redis or the disk, else inline."""
         if not self._has_lower_tiers:
-            return fn(*args)
-        return await _offload.run(fn, *args)
+            return self.clear()
+        await self._submit(_native.SZ_OP_CLEAR, None, None, 0, self._done)
+
+    def _enter(self) -> Any:
+        """This cache's handle, marked in flight until _leave(), or CacheClosedError."""
+        self._inflight.append(None)
+        h = self._h
+        if h is None:
+            raise self._closed()
+        return h
+
+    def _leave(self) -> None:
+        self._inflight.pop()
+
+    def _submit(self, op: int, kb: Optional[bytes], value: Optional[bytes], ttl_ms: int,
+                finish: "_offload.Finish") -> "asyncio.Future[Any]":
+        """A future for one queued call on this cache (see _offload)."""
+        h = self._enter()
+        try:
+            return _offload.queue().submit(h, op, kb, value, ttl_ms, finish)
+        finally:
+            self._leave()
+
+    def _failed(self, status: int, message: Optional[bytes]) -> SmartCacheError:
+        """The exception of a queued call that answered a negative status."""
+        if self._h is None:
+            return CacheClosedError("this SmartCache is closed; open a new one")
+        return error_for(status, (message or b"").decode("utf-8", "replace"))
+
+    def _got(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> Any:
+        """A queued get's value (decoded here, on the loop), or _MEMORY_MISS."""
+        if status == _OK:
+            return self._codec.decode(memoryview(_string_at(data, n) if data else b""))
+        if status == _NOT_FOUND:
+            return _MEMORY_MISS
+        raise self._failed(status, message)
+
+    def _yes(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> bool:
+        """A queued delete's or exists' answer."""
+        if status < 0:
+            raise self._failed(status, message)
+        return status == _OK
+
+    def _done(self, status: int, data: Optional[int], n: int, message: Optional[bytes]) -> None:
+        """A queued set's, set_many's or clear's outcome."""
+        if status < 0:
+            raise self._failed(status, message)
 
     # -- observability --------------------------------------------------------------------
     def get_stats(self) -> CacheStats:

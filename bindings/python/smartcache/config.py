@@ -25,7 +25,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 Size = Union[int, str]
 
 _BOOL_FIELDS = frozenset({
-    "compression_enabled", "jemalloc_enabled", "redis_enabled", "disk_enabled", "enable_stats",
+    "compression_enabled", "jemalloc_enabled", "redis_enabled", "redis_invalidation",
+    "disk_enabled", "enable_stats",
 })
 _SECONDS_FIELDS = frozenset({"memory_ttl", "redis_ttl", "disk_ttl", "auto_expire_interval"})
 _COUNT_FIELDS = frozenset({"memory_capacity", "redis_timeout_ms", "redis_pool_size"})
@@ -109,6 +110,11 @@ class SmartCacheConfig:
     redis_tls_key_file: str = ""
     #: For rediss:// URLs: the name the server's certificate must carry ("" = the URL's host).
     redis_tls_server_name: str = ""
+    #: Keep the memory tier coherent with other hosts: Redis reports the keys under this
+    #: cache's prefix that anyone changes (CLIENT TRACKING ... BCAST) and they are dropped from
+    #: memory; while that connection is down, memory holds nothing. Needs redis_enabled and
+    #: Redis 6 or later. See docs/coherence.md, "Other hosts".
+    redis_invalidation: bool = False
     #: The most the disk tier's file grows to, laid out when it is created (it starts with a
     #: few MiB on disk; an existing file keeps its layout).
     disk_max_size: Size = 256 << 20

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import smartcache
-from smartcache import _native, cache as cache_mod
+from smartcache import _backend, _native, cache as cache_mod
 from smartcache._lib import lib
 
 REPO = Path(__file__).resolve().parents[3]
@@ -67,8 +67,21 @@ def test_struct_sizes_round_trip(cache: smartcache.SmartCache) -> None:
 
 
 def test_hot_path_arguments_follow_the_generated_prototypes() -> None:
-    """get()/set() call sz_cache_get_buffered/sz_cache_set without argtypes (speed), passing
-    ctypes objects; their types must be the ones the header declares."""
+    """Under ctypes, get()/set() call sz_cache_get_buffered/sz_cache_set without argtypes
+    (speed), passing ctypes objects: their types must be the ones the header declares. Under
+    cffi, the compiled module's prototypes must be the header's."""
+    if _backend.NAME == "cffi":
+        ffi = _backend._ffi
+        for name, c_type in [
+            ("get_buffered", "int(*)(sz_get_buffer *, const void *, size_t)"),
+            ("get_memory", "int(*)(sz_get_buffer *, const void *, size_t)"),
+            ("set", "int(*)(sz_cache *, const void *, size_t, const void *, size_t, uint64_t)"),
+            ("delete", "int(*)(sz_cache *, const void *, size_t)"),
+            ("exists", "int(*)(sz_cache *, const void *, size_t)"),
+        ]:
+            assert ffi.typeof(getattr(_backend, name)) is ffi.typeof(c_type), name
+        assert cache_mod._SMALL_LEN == tuple(range(1024))
+        return
     _, get_args, _ = _native.FUNCTIONS["sz_cache_get_buffered"]
     _, set_args, _ = _native.FUNCTIONS["sz_cache_set"]
     assert get_args[0]._type_ is _native.sz_get_buffer  # byref(sz_get_buffer)
