@@ -5,6 +5,8 @@
 //! `smartcache_sets` counts sets instead (`--toggle-collect='l1_instructions::sets_*'`): 200,000
 //! over a full cache of 100,000, half replacing a resident key, half inserting and evicting.
 //!
+//! `smartcache_disk_sets` counts the same sets on a cache with the disk tier enabled.
+//!
 //! `smartcache_disk` is the same workload on a cache with the disk tier enabled (every get
 //! still a memory hit): the difference is what keeping memory in step with the other processes
 //! sharing the disk file (the write log check) costs a hit. `smartcache_disk_signed` adds
@@ -94,6 +96,21 @@ fn main() {
             let sum = gets_smartcache(&c, &keys);
             let _ = std::fs::remove_dir_all(&dir);
             sum
+        }
+        "smartcache_disk_sets" => {
+            // Sets with the disk tier: what a write costs besides its memory insert (the disk
+            // record, the write log entries, the writes-in-flight count).
+            let dir = std::env::temp_dir().join(format!("sc-l1-sets-{}", std::process::id()));
+            let path = dir.to_str().unwrap();
+            let extra = [("disk_enabled", "true"), ("disk_path", path)];
+            let c = Smart::open_with(RESIDENT as usize, true, &extra);
+            (0..RESIDENT).for_each(|i| c.set(&key(i), &value));
+            let keys: Vec<[u8; 16]> = (0..GETS)
+                .map(|_| key(rng.next_u64() % (2 * RESIDENT)))
+                .collect();
+            sets_smartcache(&c, &keys, &value);
+            let _ = std::fs::remove_dir_all(&dir);
+            (0..GETS).map(|_| 7u64).sum()
         }
         "smartcache_redis" | "smartcache_redis_invalidation" => {
             // Fewer keys than the memory-only cases (each set is a Redis round trip, slow under

@@ -12,7 +12,13 @@
 //!    printed to stdout);
 //! 5. a 100-byte GET hit over TLS (`rediss://`, pooled connections reused) vs the same hit in
 //!    plain TCP, same server (its TLS and plain ports), interleaved (target: TLS <= 1.3x).
+//! 6. a 100-byte GET hit through a Redis Cluster (3 masters + 3 replicas started by the bench,
+//!    `redis+cluster://`) vs the same hit on a single node, interleaved (target ≤ 1.15x), and
+//!    the commands each master counts for one get_many of 100 keys spread over the slots.
 
+#[path = "../tests/support/redis_cluster.rs"]
+#[allow(dead_code)]
+mod redis_cluster;
 #[path = "../tests/support/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
@@ -33,7 +39,7 @@ fn config(url: String) -> Config {
     Config {
         redis_enabled: true,
         redis_url: url,
-        redis_timeout_ms: 50,
+        redis_timeout_ms: 500,
         redis_pool_size: 4,
         redis_key_prefix: Some("bench:".into()),
         ..Config::default()
@@ -153,6 +159,7 @@ fn benches(c: &mut Criterion) {
 
     signed_vs_unsigned_get(c, &server);
     tls_vs_plain_get(c);
+    cluster_vs_single_get(c, &server);
 
     let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("many{i}").into_bytes()).collect();
     for k in &keys {
@@ -209,6 +216,85 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("redis_down");
     g.bench_function("get_breaker_open", |b| {
         b.iter(|| black_box(tier.get(b"hot").is_err()))
+    });
+    g.finish();
+}
+
+/// A cluster hit against a single-node hit: same value, same machine, interleaved.
+fn cluster_vs_single_get(c: &mut Criterion, server: &RedisServer) {
+    let cluster = redis_cluster::RedisCluster::start(3);
+    let single = RedisTier::open(&config(server.url(0))).unwrap();
+    let clustered = RedisTier::open(&config(cluster.url(3))).unwrap();
+    let value = vec![b'c'; 100];
+    single.set(b"hot100", &value, 0, None).unwrap();
+    clustered.set(b"hot100", &value, 0, None).unwrap();
+    assert_eq!(clustered.get(b"hot100").unwrap().unwrap().value, value);
+
+    let mut g = c.benchmark_group("redis_cluster_get_hit_100B");
+    g.bench_function("single_node", |b| {
+        b.iter(|| black_box(single.get(black_box(b"hot100")).unwrap()))
+    });
+    g.bench_function("cluster", |b| {
+        b.iter(|| black_box(clustered.get(black_box(b"hot100")).unwrap()))
+    });
+    g.finish();
+
+    let (mut s_ns, mut c_ns) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        s_ns.extend(sample(1000, || {
+            black_box(single.get(b"hot100").unwrap());
+        }));
+        c_ns.extend(sample(1000, || {
+            black_box(clustered.get(b"hot100").unwrap());
+        }));
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+    let (smean, cmean) = (mean(&s_ns), mean(&c_ns));
+    let (sp50, sp99, _, _) = percentiles(s_ns);
+    let (cp50, cp99, _, _) = percentiles(c_ns);
+    println!(
+        "get hit 100B, 20000 interleaved calls each: cluster mean {:.1} µs p50 {:.1} p99 {:.1} | single node mean {:.1} µs p50 {:.1} p99 {:.1} | ratio mean {:.3} p50 {:.3}",
+        cmean / 1e3,
+        cp50 as f64 / 1e3,
+        cp99 as f64 / 1e3,
+        smean / 1e3,
+        sp50 as f64 / 1e3,
+        sp99 as f64 / 1e3,
+        cmean / smean,
+        cp50 as f64 / sp50 as f64
+    );
+
+    // get_many of 100 keys over 3 masters: one pipeline per master.
+    let keys: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("spread{i}").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let items: Vec<_> = refs.iter().map(|k| (*k, &value[..], 0u8, None)).collect();
+    clustered.set_many(&items).unwrap();
+    single.set_many(&items).unwrap();
+    let calls = |n: &RedisServer| -> u64 {
+        let info = String::from_utf8(n.cmd_str(&["INFO", "commandstats"]).bulk().unwrap()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|r| r.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let masters = cluster.masters();
+    let before: Vec<u64> = masters.iter().map(|&m| calls(&cluster.nodes[m])).collect();
+    assert!(clustered
+        .get_many(&refs)
+        .unwrap()
+        .iter()
+        .all(Option::is_some));
+    let after: Vec<u64> = masters.iter().map(|&m| calls(&cluster.nodes[m])).collect();
+    let per_master: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("cluster get_many(100 keys): GETs per master {per_master:?} (one pipeline each)");
+    let mut g = c.benchmark_group("redis_cluster_100_keys");
+    g.bench_function("single_node_get_many", |b| {
+        b.iter(|| black_box(single.get_many(&refs).unwrap()))
+    });
+    g.bench_function("cluster_get_many", |b| {
+        b.iter(|| black_box(clustered.get_many(&refs).unwrap()))
     });
     g.finish();
 }

@@ -167,6 +167,16 @@
 #define GET_BATCH_MAX 256
 
 /**
+ * Slots in a Redis Cluster.
+ */
+#define SLOTS 16384
+
+/**
+ * Most distinct nodes (masters and replicas) a table may name.
+ */
+#define MAX_NODES 1000
+
+/**
  * Bytes of a tag as stored (the full HMAC-SHA256 output).
  */
 #define MAC_LEN 32
@@ -728,8 +738,9 @@ sz_config *sz_config_new(void);
  * - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans
  * - compression_min_size: 0..=4294967295 bytes
  * - redis_url: `redis://[user:password@]host:port/db`, `rediss://...` (TLS),
- *   `redis+sentinel://host:port[,host:port]/master-name[/db]` (also `rediss+sentinel://`)
- *   or unix:///path?db=N, 1..=4095 bytes
+ *   `redis+sentinel://host:port[,host:port]/master-name[/db]` (also `rediss+sentinel://`),
+ *   a Redis Cluster's `redis+cluster://[user:password@]host:port,host:port/` (seeds; also
+ *   `rediss+cluster://`) or unix:///path?db=N, 1..=4095 bytes
  * - redis_timeout_ms: 1..=600000
  * - redis_pool_size: 1..=1024 connections
  * - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path)

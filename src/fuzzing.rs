@@ -7,6 +7,7 @@
 use crate::compress;
 use crate::config::{Config, OPTION_NAMES};
 use crate::disk::format::{record_crc, Geometry, RecordHeader, HEADER_LEN, RECORD_HEADER};
+use crate::redis::cluster::ClusterUrl;
 use crate::redis::conn::{Conn, Endpoint, Reply};
 use crate::redis::frame::{self, Decoded};
 use crate::redis::url::RedisUrl;
@@ -159,6 +160,15 @@ pub fn redis_url(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if ClusterUrl::is_cluster(text) {
+        if let Ok(url) = ClusterUrl::parse(text) {
+            let shown = url.to_string();
+            if url.password.is_some() {
+                assert!(shown.contains("***"), "{shown}");
+            }
+        }
+        return;
+    }
     match RedisUrl::parse(text) {
         Ok(url) => {
             let shown = url.to_string();
@@ -262,15 +272,18 @@ static DISK_TEMPLATE: Lazy<DiskTemplate> = Lazy::new(|| {
         }
         cache.delete(&disk_key(5)).expect("template delete");
     }
-    let files = [crate::disk::FILE_NAME, crate::disk::write_log::FILE_NAME]
-        .into_iter()
-        .map(|name| {
-            (
-                name,
-                std::fs::read(dir.join(name)).expect("read the template"),
-            )
-        })
-        .collect();
+    let files = [
+        crate::disk::FILE_NAME,
+        crate::coherence::write_log::FILE_NAME,
+    ]
+    .into_iter()
+    .map(|name| {
+        (
+            name,
+            std::fs::read(dir.join(name)).expect("read the template"),
+        )
+    })
+    .collect();
     DiskTemplate { dir, files }
 });
 

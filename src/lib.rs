@@ -13,6 +13,7 @@
 //!   health, not as an error of the call.
 
 pub mod clock;
+pub mod coherence;
 pub mod compress;
 pub mod config;
 pub mod disk;
@@ -28,6 +29,7 @@ pub mod offload;
 pub mod redis;
 pub mod sign;
 pub mod stats;
+pub mod sync;
 pub mod tier;
 pub mod tiered;
 

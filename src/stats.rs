@@ -1,4 +1,5 @@
-//! Cache-wide statistics: the snapshot every binding reads, and the recent-throughput window.
+//! Cache-wide statistics: the snapshot every binding reads, its two text renderings (JSON in
+//! `json`, Prometheus in `prometheus`), and the recent-throughput window.
 
 use crate::disk::DiskStats;
 use crate::latency::LatencySnapshot;
@@ -8,6 +9,12 @@ use crate::tier::TierSnapshot;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod json;
+pub mod prometheus;
+
+pub use json::render as render_json;
+pub use prometheus::render as render_prometheus;
 
 /// Everything `sz_cache_stats`, the JSON and the bindings report.
 #[derive(Debug, Default, Clone)]

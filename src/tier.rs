@@ -94,6 +94,10 @@ pub trait LowerTier: Send + Sync {
     }
     /// Upkeep the background thread runs about once a second.
     fn tick(&self) {}
+    /// A tier below this one served `key` while this one could not be asked (down, or not
+    /// trusted): this tier may hold an older value of it, which must not be served once the
+    /// newer one has been (a write killed between the tiers leaves them so).
+    fn served_below(&self, _key: &[u8]) {}
 }
 
 /// Counters of one lower tier. Relaxed atomics: these tiers cost microseconds per call, so one
@@ -110,8 +114,8 @@ pub struct TierCounters {
     last_error: Mutex<Option<String>>,
 }
 
-/// A copy of a tier's counters at one instant.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// A copy of a tier's counters at one instant. Serialised as they appear in the stats JSON.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TierSnapshot {
     pub hits: u64,
     pub misses: u64,

@@ -1,4 +1,4 @@
-//! The copy fence of the write log (src/disk/write_log.rs): a delete waits for the copies from
+//! The copy fence of the write log (src/coherence/write_log.rs): a delete waits for the copies from
 //! disk into Redis in flight in its group of keys. A process killed in the middle of a copy
 //! leaves its group's in-flight count raised for ever; no delete may then wait longer than the
 //! bound it is given, under steady copy traffic, nor when the file's start times lie.
@@ -8,9 +8,10 @@
 //! until it is SIGKILLed at a random moment.
 
 mod common;
+mod support;
 
 use common::{Rng, TempDir};
-use smartcache::disk::write_log::{WriteLog, FILE_NAME};
+use smartcache::coherence::write_log::{WriteLog, FILE_NAME};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -146,4 +147,45 @@ fn after_copiers_killed_mid_copy_no_delete_waits_past_its_bound() {
         timed_wait(&log, Some(g as u64));
     }
     timed_wait(&log, None);
+}
+
+#[test]
+fn a_set_waits_for_the_copies_in_flight_of_its_key() {
+    // A copy from disk into Redis of the key's older value, in flight in another process (here
+    // held in every group): its SET NX may land once the set's own value has left Redis (a
+    // concurrent delete or clear), and is withdrawn only when the copy re-reads the disk. The
+    // set must not return before that.
+    let server = support::redis_server::RedisServer::start();
+    let dir = TempDir::new("copy-fence-set");
+    let mut config = smartcache::Config {
+        redis_enabled: true,
+        redis_url: server.url(0),
+        disk_enabled: true,
+        disk_path: dir.path().to_str().unwrap().into(),
+        disk_max_size: 8 << 20,
+        auto_expire_interval: 0,
+        ..smartcache::Config::default()
+    };
+    config.redis_timeout_ms = 100; // the bound: 3 x 100 + 100 ms
+    let cache = smartcache::Cache::open(config).unwrap();
+    let copier = WriteLog::open(dir.path()).unwrap();
+    let started = Instant::now();
+    cache.set(b"k", b"v1", None).unwrap();
+    let alone = started.elapsed();
+    let in_flight: Vec<_> = (0..GROUPS).map(|g| copier.copying(g)).collect();
+    let release_after = Duration::from_millis(150);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(release_after);
+            drop(in_flight);
+        });
+        cache.set(b"k", b"v2", None).unwrap();
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited >= release_after,
+        "the set returned after {waited:?}, before the copy in flight ended ({alone:?} alone)"
+    );
+    assert!(waited < Duration::from_millis(400) + SLACK, "{waited:?}");
 }

@@ -178,3 +178,75 @@ fn a_clear_that_could_not_finish_in_redis_is_an_error_and_nothing_cleared_is_rea
     cache.clear().unwrap();
     assert_eq!(server.cmd_str(&["DBSIZE"]).int(), 0);
 }
+
+#[test]
+fn writes_that_missed_redis_are_not_read_from_it_by_another_process() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("outage-other-process");
+    let dir = dir.path().to_str().unwrap().to_string();
+    let url = server.url(0);
+    let writer = Cache::open(config(url.clone(), &dir)).unwrap();
+    writer.set(b"k1", b"v1-old", None).unwrap();
+    writer.set(b"k2", b"v1-old", None).unwrap();
+    let raw = |key: &str| {
+        let full = format!("{PREFIX}{key}");
+        server.cmd(&[b"GET", full.as_bytes()]).bulk().unwrap()
+    };
+    let old_frames = [("k1", raw("k1")), ("k2", raw("k2"))];
+    server.pause();
+    writer.delete(b"k2").unwrap();
+    writer.set(b"k1", b"v2-new", None).unwrap();
+    // The writer goes away before Redis returns: it cannot replay anything itself. What it
+    // owes is in the write log file, for every process of the disk_path.
+    drop(writer);
+    server.resume();
+    // The timed-out commands may still land once Redis runs again (they wait on its sockets);
+    // whether they did or not (a dropped connection loses them), Redis may hold the old
+    // values: put them back as they were.
+    std::thread::sleep(Duration::from_millis(100));
+    for (key, frame) in &old_frames {
+        let full = format!("{PREFIX}{key}");
+        server.cmd(&[b"SET", full.as_bytes(), frame]).assert_ok();
+    }
+    assert!(redis_has(&server, "k1") && redis_has(&server, "k2"));
+    assert_eq!(
+        read_in_a_new_process(&url, &dir, &["k1", "k2"]),
+        "read k1=v2-new\nread k2=miss"
+    );
+    // The reader paid the writer's debts before it read Redis.
+    assert!(!redis_has(&server, "k2"), "the delete was not replayed");
+    // k1 was dropped, then copied from disk again by the reader's miss: the new value.
+    assert_ne!(
+        raw("k1"),
+        old_frames[0].1,
+        "the replaced value was not dropped"
+    );
+}
+
+#[test]
+fn a_clear_that_redis_missed_while_down_is_finished_before_another_process_reads_it() {
+    let mut server = RedisServer::start();
+    let dir = TempDir::new("outage-clear-other-process");
+    let dir = dir.path().to_str().unwrap().to_string();
+    let url = server.url(0);
+    let writer = Cache::open(config(url.clone(), &dir)).unwrap();
+    writer.set(b"k1", b"v1-old", None).unwrap();
+    // Redis stops answering: the writer's calls time out until its breaker opens.
+    server.pause();
+    for _ in 0..10 {
+        let _ = writer.get(b"other");
+        let _ = writer.set(b"other", b"x", None);
+    }
+    // A clear while Redis is down is Ok (it is owed, and Redis serves nobody meanwhile)
+    // or an error; either way nothing cleared may be read from Redis afterwards.
+    let _ = writer.clear();
+    drop(writer);
+    server.resume();
+    assert!(redis_has(&server, "k1"));
+    assert_eq!(read_in_a_new_process(&url, &dir, &["k1"]), "read k1=miss");
+    assert!(
+        !redis_has(&server, "k1"),
+        "the clear was not finished in Redis"
+    );
+    let _ = &mut server;
+}

@@ -63,8 +63,10 @@ type Config struct {
 	// RedisEnabled turns on the Redis tier, L2 (redis_enabled; default false).
 	RedisEnabled bool
 	// RedisURL is redis://[user:password@]host:port/db, rediss://... (TLS),
-	// redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://), or
-	// unix:///path?db=N (redis_url; default redis://localhost:6379/0).
+	// redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://),
+	// a Redis Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes;
+	// also rediss+cluster://; see docs/scaling.md), or unix:///path?db=N
+	// (redis_url; default redis://localhost:6379/0).
 	RedisURL string
 	// RedisTTL is L2's default lifetime (redis_ttl; default 1800 s; Never = none).
 	RedisTTL time.Duration

@@ -8,13 +8,12 @@
 //! head, and only then point the index at the record, so a writer killed at any instant leaves
 //! at worst an unreferenced partial record.
 
-mod file;
+pub(crate) mod file;
 pub mod format;
 mod grow;
 pub mod index;
 pub mod lock;
 pub mod ring;
-pub mod write_log;
 
 use crate::config::MAX_KEY_LEN;
 use crate::error::{Error, Result};
@@ -823,13 +822,13 @@ fn check_key(key: &[u8]) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::fs;
 
     /// A fresh directory name under the system temp dir (not created), for the disk modules'
     /// unit tests.
-    pub(super) fn temp_dir(name: &str) -> PathBuf {
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
         static N: AtomicU64 = AtomicU64::new(0);
         let d = std::env::temp_dir().join(format!(
             "smartcache-disk-unit-{name}-{}-{}",

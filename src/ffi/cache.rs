@@ -1,6 +1,6 @@
 //! Cache handles and their operations.
 
-use super::stats::{stats_json, stats_prometheus, write_sized};
+use super::stats::write_sized;
 use super::value::into_handle;
 use super::{
     boundary, boundary_ptr, bytes, free_handle, handle, key_arg, out_arg, sz_config, sz_health,
@@ -8,8 +8,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::error::Error;
-use crate::stats::CacheStats;
-use crate::tiered::{Cache, Copied, Health};
+use crate::tiered::{Cache, Copied};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering::Release};
 use std::sync::Arc;
@@ -756,7 +755,7 @@ unsafe fn fill_sized<T: Copy>(
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
     // SAFETY: per this function's contract.
-    unsafe { render(c, stats_json) }
+    unsafe { render(c, Cache::stats_json) }
 }
 
 /// The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on a
@@ -767,18 +766,18 @@ pub unsafe extern "C" fn sz_cache_stats_json(c: *mut sz_cache) -> *mut c_char {
 #[no_mangle]
 pub unsafe extern "C" fn sz_cache_stats_prometheus(c: *mut sz_cache) -> *mut c_char {
     // SAFETY: per this function's contract.
-    unsafe { render(c, stats_prometheus) }
+    unsafe { render(c, Cache::stats_prometheus) }
 }
 
-/// The cache's stats and health rendered as text for C, or NULL on error.
+/// The cache's stats rendered as text by `as_text`, copied out as a C string, or NULL on error.
 ///
 /// # Safety
 /// `c` is NULL or from sz_cache_open.
-unsafe fn render(c: *mut sz_cache, as_text: fn(&CacheStats, &Health) -> String) -> *mut c_char {
+unsafe fn render(c: *mut sz_cache, as_text: fn(&Cache) -> String) -> *mut c_char {
     boundary_ptr(|| {
         // SAFETY: per this function's contract.
         let cache = unsafe { handle(c, "cache") }?;
-        let text = as_text(&cache.inner.stats(), &cache.inner.health());
+        let text = as_text(&cache.inner);
         Ok(CString::new(text).unwrap_or_default().into_raw())
     })
 }

@@ -84,7 +84,18 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
 /// A non-null `p` points to a live `T` handed out by this library and not yet freed.
 pub(crate) unsafe fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
     // SAFETY: per the contract, non-null means live.
-    unsafe { p.as_ref() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
+    match unsafe { p.as_ref() } {
+        Some(r) => Ok(r),
+        None => Err(null_argument(what)),
+    }
+}
+
+/// "`what` is NULL". Out of line and cold: the message is built only when it is needed, and
+/// the checks on every call's path stay a compare and a branch each.
+#[cold]
+#[inline(never)]
+fn null_argument(what: &str) -> Error {
+    Error::invalid(format!("{what} is NULL"))
 }
 
 /// Borrows `len` bytes at `p`. NULL is allowed only for len == 0.
@@ -96,11 +107,11 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&
         return if len == 0 {
             Ok(&[])
         } else {
-            Err(Error::invalid(format!("{what} is NULL")))
+            Err(null_argument(what))
         };
     }
     if len > isize::MAX as usize {
-        return Err(Error::TooLarge(format!("{what} length {len}")));
+        return Err(too_long(what, len));
     }
     // SAFETY: per the contract p is valid for len bytes; len fits isize.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
@@ -113,7 +124,7 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&
 /// As for `bytes`.
 pub(crate) unsafe fn key_arg<'a>(p: *const u8, len: usize) -> Result<&'a [u8]> {
     if p.is_null() {
-        return Err(Error::invalid("key is NULL"));
+        return Err(null_argument("key"));
     }
     // SAFETY: forwarded contract.
     unsafe { bytes(p, len, "key") }
@@ -125,7 +136,7 @@ pub(crate) unsafe fn key_arg<'a>(p: *const u8, len: usize) -> Result<&'a [u8]> {
 /// A non-null `p` points to a NUL-terminated string.
 pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
-        return Err(Error::invalid(format!("{what} is NULL")));
+        return Err(null_argument(what));
     }
     // SAFETY: per the contract p is NUL-terminated.
     unsafe { CStr::from_ptr(p) }
@@ -139,5 +150,14 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
 /// A non-null `p` points to writable memory for a `T`.
 pub(crate) unsafe fn out_arg<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
     // SAFETY: per the contract, non-null means writable.
-    unsafe { p.as_mut() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
+    match unsafe { p.as_mut() } {
+        Some(r) => Ok(r),
+        None => Err(null_argument(what)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn too_long(what: &str, len: usize) -> Error {
+    Error::TooLarge(format!("{what} length {len}"))
 }

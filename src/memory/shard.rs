@@ -146,9 +146,12 @@ impl Shard {
         hash_of: impl Fn(&[u8]) -> u64,
     ) -> Displaced {
         let mut out = Displaced::default();
-        let queued = blob.clone();
         match self.index.find_mut(hash, |b| b.key_is(blob.key())) {
+            // Index and queue hold the resident block's only references: it takes the new
+            // value in place, keeping its queue slot and frequency (see `overwrite_with`).
+            Some(slot) if slot.overwrite_with(&blob, 2) => return out,
             Some(slot) => {
+                let queued = blob.clone();
                 let old = std::mem::replace(slot, blob);
                 let state = old.state();
                 S3Fifo::bury(&old);
@@ -156,6 +159,7 @@ impl Shard {
                 out.replaced = Some(old);
             }
             None => {
+                let queued = blob.clone();
                 self.index.insert_unique(hash, blob, |b| hash_of(b.key()));
                 self.policy.admit(queued, hash);
             }
@@ -310,13 +314,40 @@ mod tests {
         let mut s = Shard::new(100, 0, true).unwrap();
         put(&mut s, b"a", b"1", None);
         assert_eq!(get(&s, b"a").as_deref(), Some(&b"1"[..]));
-        let d = put(&mut s, b"a", b"2", None);
+        let d = put(&mut s, b"a", b"22", None);
         assert_eq!(d.replaced.unwrap().value(), b"1");
-        assert_eq!(get(&s, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(get(&s, b"a").as_deref(), Some(&b"22"[..]));
         assert_eq!(s.entries(), 1);
-        assert_eq!(s.remove(h(b"a"), b"a").unwrap().value(), b"2");
+        assert_eq!(s.remove(h(b"a"), b"a").unwrap().value(), b"22");
         assert_eq!(get(&s, b"a"), None);
         assert!(s.remove(h(b"a"), b"a").is_none());
+    }
+
+    #[test]
+    fn a_same_size_overwrite_reuses_the_unpinned_block_and_spares_a_pinned_one() {
+        // Same size: same key and value lengths, and a deadline in both or in neither.
+        let mut s = Shard::new(100, 0, true).unwrap();
+        put(&mut s, b"k", b"one", Some(77));
+        let resident = |s: &Shard| match s.get(h(b"k"), b"k", 1) {
+            Lookup::Hit(b) => b.clone(),
+            _ => panic!("k is resident"),
+        };
+        // Unpinned: the new value is written into the resident block, deadline included, and
+        // no tombstone is queued.
+        let before = (resident(&s), s.policy.queued());
+        drop(before.0);
+        let d = put(&mut s, b"k", b"two", Some(88));
+        assert!(d.replaced.is_none() && d.evicted.is_empty());
+        let now = resident(&s);
+        assert_eq!((now.value(), now.deadline()), (&b"two"[..], 88));
+        assert_eq!(s.policy.queued(), before.1);
+        // Pinned: the pin keeps its bytes, the index takes a new block.
+        let pin = now;
+        let d = put(&mut s, b"k", b"333", Some(88));
+        assert_eq!(d.replaced.unwrap().value(), b"two");
+        assert_eq!(pin.value(), b"two");
+        assert_eq!(get(&s, b"k").as_deref(), Some(&b"333"[..]));
+        assert_eq!(s.entries(), 1);
     }
 
     #[test]

@@ -49,9 +49,10 @@ const SLACK: Duration = Duration::from_millis(2);
 /// are refused as protocol errors before hiredis allocates anything for them.
 pub(crate) const MAX_ARRAY_LEN: usize = 1 << 20;
 
-/// Deepest array nesting accepted: 0 is a top-level array; SCAN's `[cursor, [keys]]` is the
-/// deepest reply any of our commands gets.
-pub(crate) const MAX_DEPTH: usize = 1;
+/// Deepest array nesting accepted: 0 is a top-level array; a cluster's `CLUSTER SLOTS`,
+/// `[[start, end, [ip, port, id, [metadata]]]]`, is the deepest reply any of our commands
+/// gets (SCAN's `[cursor, [keys]]` is 1). Every level is still charged to the reply's budget.
+pub(crate) const MAX_DEPTH: usize = 3;
 
 /// Deepest nesting any caller may allow (see `Conn::expect_nesting`); hiredis 0.13 itself
 /// stops at seven levels.

@@ -85,8 +85,8 @@ pub struct Coherence {
     last_error: Mutex<Option<String>>,
 }
 
-/// A snapshot of [`Coherence`] for stats.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A snapshot of [`Coherence`] for stats (the stats JSON's `tiers.redis.invalidation`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct InvalidationStats {
     /// Subscribed: memory is trusted.
     pub listening: bool,

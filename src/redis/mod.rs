@@ -36,9 +36,11 @@
 
 pub mod breaker;
 pub mod call_timeout;
+pub mod cluster;
 pub mod conn;
 pub mod frame;
 pub mod invalidation;
+pub mod node;
 pub mod pool;
 pub mod prefix;
 pub mod resolve;
@@ -46,20 +48,23 @@ pub mod sentinel;
 pub mod tls;
 pub mod transport;
 pub mod url;
+pub mod wire;
 
 use crate::clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sign::Signer;
 use crate::tier::{shown_key, ttl_from_secs, Hit, TierCounters, TierSnapshot};
-use breaker::{Breaker, BreakerState, ProbeThread, FAILURE_THRESHOLD, PROBE_INTERVAL};
+use breaker::{BreakerState, ProbeThread};
+use cluster::{slots, Cluster, ClusterUrl, Redirect, RefreshThread};
 use conn::{Conn, ConnError, ConnErrorKind, Reply};
 use frame::{Decoded, Foreign};
-use pool::Pool;
+use node::Node;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 pub use url::RedisUrl;
+use wire::Wire;
 
 /// One entry of [`RedisTier::set_many`]: key, value, flags, ttl (None = no expiry).
 pub type SetItem<'a> = (&'a [u8], &'a [u8], u8, Option<Duration>);
@@ -88,14 +93,23 @@ pub struct RedisStats {
 /// The L2 tier.
 pub struct RedisTier {
     inner: Arc<Inner>,
-    // Declared after `inner` only for readability: Drop below stops the probe explicitly.
-    // Behind a mutex only so a forked child can replace it (`restart_probe`).
+    // Declared after `inner` only for readability: Drop below stops the threads explicitly.
+    // Behind mutexes only so a forked child can replace them (`restart_probe`).
     probe: Mutex<Option<ProbeThread>>,
+    /// A cluster's slot-table refresh thread.
+    refresher: Mutex<Option<RefreshThread>>,
+}
+
+/// What the tier talks to.
+enum Target {
+    /// One server (`redis://`, `unix://`).
+    Single(Arc<Node>),
+    /// A Redis Cluster (`redis+cluster://`): a node per slot.
+    Cluster(Arc<Cluster>),
 }
 
 struct Inner {
-    pool: Pool,
-    breaker: Arc<Breaker>,
+    target: Target,
     /// The last call got an error reply (NOAUTH, NOPERM, OOM...). Such replies do not trip the
     /// breaker (the server answers, fast), but a Redis refusing every command is not "up".
     refusing: AtomicBool,
@@ -109,9 +123,10 @@ struct Inner {
     signer: Option<Signer>,
     /// A stored payload longer than this is refused as a miss (another writer's, or forged).
     max_value_size: usize,
-    /// Why the latest probe failed (None once one succeeded).
-    probe_error: Mutex<Option<String>>,
 }
+
+/// Most redirections one call follows (a slot being migrated takes two: MOVED, then ASK).
+const MAX_REDIRECTS: usize = 5;
 
 /// How one exchange failed.
 enum CallError {
@@ -122,6 +137,8 @@ enum CallError {
     /// A reply of the wrong shape: the server does not speak Redis as we expect. Treated like a
     /// transport failure, and the connection is dropped.
     Unexpected(String),
+    /// A cluster node answered MOVED or ASK: the key is served elsewhere.
+    Redirect(Redirect),
 }
 
 impl From<ConnError> for CallError {
@@ -132,6 +149,16 @@ impl From<ConnError> for CallError {
 
 pub use prefix::derived_prefix;
 
+/// Checks `redis_url` as `RedisTier::open` will parse it: a `redis+cluster://` URL, else a
+/// single server's. Err is a config error naming redis_url.
+pub fn check_url(url: &str) -> Result<()> {
+    if ClusterUrl::is_cluster(url) {
+        ClusterUrl::parse(url).map(drop)
+    } else {
+        RedisUrl::parse(url).map(drop)
+    }
+}
+
 /// Most keys asked for per SCAN of `clear` (fewer when max_value_size is small and the
 /// longest keys of a batch would not fit its reply budget, see `Conn::expect_keys`).
 const SCAN_COUNT: usize = 500;
@@ -140,22 +167,45 @@ impl RedisTier {
     /// Bad URL -> `Err(Error::Config)` naming redis_url. Redis down at open is not an error:
     /// the tier starts down (breaker open, error counted) and the probe brings it up later.
     pub fn open(cfg: &Config) -> Result<RedisTier> {
-        let url = RedisUrl::parse(&cfg.redis_url)?;
-        let url_shown = url.to_string();
         let prefix = cfg
             .redis_key_prefix
             .clone()
             .unwrap_or_else(|| derived_prefix(&cfg.disk_path));
         let timeout = Duration::from_millis(cfg.redis_timeout_ms.max(1));
-        let tls = open_tls(&url, cfg)?;
-        let mut pool =
-            Pool::new(url, timeout, cfg.redis_pool_size).with_max_value_size(cfg.max_value_size);
-        if let Some(tls) = tls {
-            pool = pool.with_tls(tls);
-        }
+        let (pool_size, max_value_size) = (cfg.redis_pool_size, cfg.max_value_size);
+        let target = if ClusterUrl::is_cluster(&cfg.redis_url) {
+            let url = ClusterUrl::parse(&cfg.redis_url)?;
+            slots::check_prefix(prefix.as_bytes()).map_err(|why| {
+                Error::config(format!(
+                    "bad value '{}' for option 'redis_key_prefix': {why}",
+                    crate::config::shortened(&prefix)
+                ))
+            })?;
+            let tls = open_tls(url.tls, cfg)?;
+            Target::Cluster(Arc::new(Cluster::new(
+                url,
+                tls,
+                timeout,
+                pool_size,
+                max_value_size,
+            )))
+        } else {
+            let url = RedisUrl::parse(&cfg.redis_url)?;
+            let tls = open_tls(url.tls, cfg)?;
+            Target::Single(Arc::new(Node::new(
+                url,
+                tls,
+                timeout,
+                pool_size,
+                max_value_size,
+            )))
+        };
+        let url_shown = match &target {
+            Target::Single(node) => node.shown.clone(),
+            Target::Cluster(c) => c.shown.clone(),
+        };
         let inner = Arc::new(Inner {
-            pool,
-            breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
+            target,
             refusing: AtomicBool::new(false),
             counters: TierCounters::default(),
             skipped: AtomicU64::new(0),
@@ -164,55 +214,83 @@ impl RedisTier {
             url_shown,
             default_ttl: ttl_from_secs(cfg.redis_ttl),
             signer: Signer::from_config(cfg),
-            max_value_size: cfg.max_value_size,
-            probe_error: Mutex::new(None),
+            max_value_size,
         });
 
-        // Warm one connection so the first call does not pay the dial; failing here only
-        // means the tier starts down.
-        match inner.pool.get(Instant::now() + timeout) {
-            Ok(conn) => drop(conn),
-            Err(e) => {
-                inner.counters.error(&Error::backend(e.message).to_string());
-                inner.breaker.trip();
+        // Warm a connection (a cluster: read its slot table) so the first call does not pay
+        // for it; failing here only means the tier starts down.
+        let (probe, refresher) = match &inner.target {
+            Target::Single(node) => {
+                if let Err(e) = node.warm(timeout) {
+                    inner.counters.error(&e);
+                }
+                (Some(node.spawn_probe()?), None)
             }
-        }
-
-        let probe = spawn_probe(&inner)?;
+            Target::Cluster(c) => {
+                if let Err(e) = c.refresh(Instant::now() + 2 * timeout) {
+                    inner.counters.error(&Error::backend(e).to_string());
+                }
+                let refresher = c.spawn_refresher().map_err(|e| {
+                    Error::Internal(format!("cannot start the redis slot refresh thread: {e}"))
+                })?;
+                (None, Some(refresher))
+            }
+        };
         Ok(RedisTier {
             inner,
-            probe: Mutex::new(Some(probe)),
+            probe: Mutex::new(probe),
+            refresher: Mutex::new(refresher),
         })
     }
 
     /// Takes this tier's locks for `crate::fork`.
     pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
         let i = &*self.inner;
-        i.pool.hold_for_fork(held);
-        held.push(Box::new(i.breaker.hold_for_fork()));
-        held.push(Box::new(lock(&i.probe_error)));
+        match &i.target {
+            Target::Single(node) => node.hold_for_fork(held),
+            Target::Cluster(c) => c.hold_for_fork(held),
+        }
         held.push(Box::new(lock(&self.probe)));
+        held.push(Box::new(lock(&self.refresher)));
         held.push(Box::new(i.counters.hold_for_fork()));
     }
 
     /// In a forked child, single threaded: the parent's sockets are let go of (see
-    /// `Pool::after_fork`). The probe thread is restarted later by `restart_probe`: threads
+    /// `Pool::after_fork`). The probe threads are restarted later by `restart_probe`: threads
     /// must not be started inside the fork handler.
     pub fn after_fork(&self) {
-        self.inner.pool.after_fork();
+        match &self.inner.target {
+            Target::Single(node) => node.pool.after_fork(),
+            Target::Cluster(c) => c.after_fork(),
+        }
     }
 
-    /// In a forked child: lets go of the parent's probe thread, which does not exist here.
+    /// In a forked child: lets go of the parent's probe (and refresh) threads, which do not
+    /// exist here.
     pub fn abandon_probe(&self) {
         if let Some(old) = lock(&self.probe).take() {
             old.abandon();
         }
+        if let Some(old) = lock(&self.refresher).take() {
+            old.abandon();
+        }
+        if let Target::Cluster(c) = &self.inner.target {
+            c.abandon_probes();
+        }
     }
 
-    /// In a forked child, after `abandon_probe`: a probe thread of this process's own.
+    /// In a forked child, after `abandon_probe`: threads of this process's own.
     pub fn restart_probe(&self) -> Result<()> {
-        let probe = spawn_probe(&self.inner)?;
-        *lock(&self.probe) = Some(probe);
+        match &self.inner.target {
+            Target::Single(node) => *lock(&self.probe) = Some(node.spawn_probe()?),
+            Target::Cluster(c) => {
+                c.restart_probes();
+                let refresher = c.spawn_refresher().map_err(|e| {
+                    Error::Internal(format!("cannot start the redis slot refresh thread: {e}"))
+                })?;
+                *lock(&self.refresher) = Some(refresher);
+            }
+        }
         Ok(())
     }
 
@@ -231,13 +309,25 @@ impl RedisTier {
         self.inner.timeout
     }
 
-    /// A logged-in connection outside the pool, for the invalidation listener.
+    /// A logged-in connection outside the pool, for the invalidation listener. A cluster has
+    /// none to give: tracking covers only the node it is turned on at, so the configuration
+    /// refuses `redis_invalidation` with a cluster URL before a tier is opened.
     pub fn dial_dedicated(&self, deadline: Instant) -> std::result::Result<Conn, ConnError> {
-        self.inner.pool.dial_dedicated(deadline)
+        match &self.inner.target {
+            Target::Single(node) => node.pool.dial_dedicated(deadline),
+            Target::Cluster(_) => Err(ConnError {
+                kind: ConnErrorKind::Connect,
+                message: "redis_invalidation is not available on a Redis Cluster".into(),
+            }),
+        }
     }
 
+    /// The breaker is closed (a cluster: every slot has a master whose breaker is closed).
     pub fn is_up(&self) -> bool {
-        self.inner.breaker.allows()
+        match &self.inner.target {
+            Target::Single(node) => node.breaker.allows(),
+            Target::Cluster(c) => c.all_up(),
+        }
     }
 
     /// `Ok(None)` on a miss, on an expired frame, and on a value that is not ours (that one
@@ -251,7 +341,7 @@ impl RedisTier {
         // PTTL counts from when Redis answered, some time before we read the answer: counting
         // the lifetime left from before the request instead errs short, never long.
         let asked_ns = clock::unix_ns();
-        let (stored, pttl) = self.inner.run(|c, d| {
+        let (stored, pttl) = self.inner.run(&k, |c, d| {
             c.append(&[b"GET", &k])?;
             c.append(&[b"PTTL", &k])?;
             let mut replies = c.finish(d)?.into_iter();
@@ -281,11 +371,12 @@ impl RedisTier {
     /// The raw stored bytes of `key` (GET), framed.
     fn fetch(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let k = self.inner.key(key);
-        self.inner.run(|c, d| match c.command(&[b"GET", &k], d)? {
-            Reply::Bulk(v) => Ok(Some(v)),
-            Reply::Nil => Ok(None),
-            other => Err(unexpected("GET", other)),
-        })
+        self.inner
+            .run(&k, |c, d| match c.command(&[b"GET", &k], d)? {
+                Reply::Bulk(v) => Ok(Some(v)),
+                Reply::Nil => Ok(None),
+                other => Err(unexpected("GET", other)),
+            })
     }
 
     /// True when `get` would return a value, without counting a hit or miss (for `exists`,
@@ -317,7 +408,7 @@ impl RedisTier {
     pub fn set(&self, key: &[u8], value: &[u8], flags: u8, ttl: Option<Duration>) -> Result<()> {
         let k = self.inner.key(key);
         let (framed, px) = self.inner.framed(&k, value, flags, ttl);
-        self.inner.run(|c, d| {
+        self.inner.run(&k, |c, d| {
             let reply = match &px {
                 Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes()], d)?,
                 None => c.command(&[b"SET", &k, &framed], d)?,
@@ -356,7 +447,7 @@ impl RedisTier {
                 )
             }
         };
-        let stored = self.inner.run(|c, d| {
+        let stored = self.inner.run(&k, |c, d| {
             let reply = match &px {
                 Some(ms) => c.command(&[b"SET", &k, &framed, b"PX", ms.as_bytes(), b"NX"], d)?,
                 None => c.command(&[b"SET", &k, &framed, b"NX"], d)?,
@@ -375,7 +466,7 @@ impl RedisTier {
         const COMPARE_AND_DELETE: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
             return redis.call('DEL', KEYS[1]) else return 0 end";
         let k = self.inner.key(key);
-        let n = self.inner.run(|c, d| {
+        let n = self.inner.run(&k, |c, d| {
             match c.command(&[b"EVAL", COMPARE_AND_DELETE, b"1", &k, frame], d)? {
                 Reply::Integer(n) => Ok(n),
                 other => Err(unexpected("EVAL", other)),
@@ -384,24 +475,81 @@ impl RedisTier {
         Ok(n > 0)
     }
 
+    /// One round trip (PING): once it returns, Redis has handled every command that was
+    /// already waiting on its sockets when this one arrived (see `coherence::outage`). With a
+    /// cluster, on the node of the empty key's slot only: `delete_after_round_trip` orders each
+    /// key on its own node.
+    pub fn round_trip(&self) -> Result<()> {
+        self.inner.run(b"", |c, d| match c.command(&[b"PING"], d)? {
+            Reply::Status(_) => Ok(()),
+            other => Err(unexpected("PING", other)),
+        })
+    }
+
+    /// `DEL key` sent only once a PING to the same node has been answered: a write of the key
+    /// that timed out earlier and was still waiting there has been handled before the delete.
+    pub fn delete_after_round_trip(&self, key: &[u8]) -> Result<()> {
+        let k = self.inner.key(key);
+        self.inner.run(&k, |c, d| {
+            match c.command(&[b"PING"], d)? {
+                Reply::Status(_) => {}
+                other => return Err(unexpected("PING", other)),
+            }
+            match c.command(&[b"DEL", &k], d)? {
+                Reply::Integer(_) => Ok(()),
+                other => Err(unexpected("DEL", other)),
+            }
+        })
+    }
+
     /// True when the key existed.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         let k = self.inner.key(key);
-        let n = self.inner.run(|c, d| match c.command(&[b"DEL", &k], d)? {
-            Reply::Integer(n) => Ok(n),
-            other => Err(unexpected("DEL", other)),
-        })?;
+        let n = self
+            .inner
+            .run(&k, |c, d| match c.command(&[b"DEL", &k], d)? {
+                Reply::Integer(n) => Ok(n),
+                other => Err(unexpected("DEL", other)),
+            })?;
         self.inner.counters.delete();
         Ok(n > 0)
     }
 
-    /// Deletes every key under the prefix (SCAN + UNLINK in batches); nothing else.
+    /// Deletes every key under the prefix (SCAN + UNLINK in batches); nothing else. A
+    /// cluster: on every master in turn.
     pub fn clear(&self) -> Result<()> {
+        match &self.inner.target {
+            Target::Single(node) => self.clear_node(node, false),
+            Target::Cluster(c) => {
+                let masters = c.masters();
+                if masters.is_empty() || !c.all_up() {
+                    c.request_refresh();
+                }
+                if masters.is_empty() {
+                    let err = Error::backend(format!("{}: no slot table yet", c.shown));
+                    self.inner.counters.error(&err.to_string());
+                    return Err(err);
+                }
+                // Every master is cleared even after one failed: what can be cleared is.
+                let mut first_error = None;
+                for node in &masters {
+                    if let Err(e) = self.clear_node(node, true) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// SCAN + UNLINK over one node. `by_slot`: a cluster node refuses a multi-key command
+    /// across slots (CROSSSLOT), so a batch is unlinked with one UNLINK per slot, pipelined.
+    fn clear_node(&self, node: &Node, by_slot: bool) -> Result<()> {
         let mut pattern = glob_escape(&self.inner.prefix);
         pattern.push(b'*');
         let mut cursor = b"0".to_vec();
         loop {
-            let (next, keys) = self.inner.run(|c, d| {
+            let (next, keys) = self.inner.run_on(node, |c, d| {
                 // COUNT is a hint: a batch can run past it (a bucket is returned whole).
                 // A batch past the budget is a protocol error, so the clear fails rather than
                 // returning with keys left.
@@ -438,12 +586,21 @@ impl RedisTier {
                 }
             })?;
             if !keys.is_empty() {
-                let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
-                args.push(b"UNLINK");
-                args.extend(keys.iter().map(Vec::as_slice));
-                self.inner.run(|c, d| match c.command(&args, d)? {
-                    Reply::Integer(_) => Ok(()),
-                    other => Err(unexpected("UNLINK", other)),
+                let batches = unlink_batches(&keys, by_slot);
+                self.inner.run_on(node, |c, d| {
+                    for args in &batches {
+                        c.append(args)?;
+                    }
+                    for reply in c.finish(d)? {
+                        match reply {
+                            Reply::Integer(_) => {}
+                            // A key migrated since the SCAN: the SCAN of its new node finds
+                            // it, unless that node was cleared already (see docs/scaling.md).
+                            Reply::Error(e) if Redirect::parse(&e).is_some() => {}
+                            other => return Err(unexpected("UNLINK", other)),
+                        }
+                    }
+                    Ok(())
                 })?;
             }
             if next == b"0" {
@@ -453,44 +610,33 @@ impl RedisTier {
         }
     }
 
-    /// One MGET (one round trip); results in the order of `keys`.
+    /// `get` for many keys, in their order, not counting PTTL. One node: one MGET (one round
+    /// trip). A cluster: the keys grouped by node, one pipeline of GETs per node (one round
+    /// trip each); a key its node redirects is asked again where it now lives. The keys of a
+    /// node that is down or failed read as misses (the error is counted, not a miss).
     pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Hit>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let full: Vec<Vec<u8>> = keys.iter().map(|k| self.inner.key(k)).collect();
-        let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
-        args.push(b"MGET");
-        args.extend(full.iter().map(Vec::as_slice));
-        let values = self.inner.run(|c, d| {
-            c.expect_values(keys.len());
-            match c.command(&args, d)? {
-                Reply::Array(v) if v.len() == keys.len() => Ok(v),
-                other => Err(unexpected("MGET", other)),
-            }
-        })?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, v) in keys.iter().zip(values) {
-            let stored = match v {
-                Reply::Bulk(b) => Some(b),
-                Reply::Nil => None,
-                other => {
-                    let msg = format!("MGET gave {} for one key", describe(&other));
-                    self.inner.counters.error(&Error::backend(msg).to_string());
-                    None
-                }
-            };
-            out.push(self.inner.unframe(key, stored));
-        }
-        Ok(out)
+        let fetched = match &self.inner.target {
+            Target::Single(node) => self.inner.mget(node, &full)?,
+            Target::Cluster(c) => self.inner.cluster_get_many(c, &full),
+        };
+        Ok(keys
+            .iter()
+            .zip(fetched)
+            .map(|(key, f)| f.and_then(|stored| self.inner.unframe(key, stored)))
+            .collect())
     }
 
-    /// Pipelined SETs: all written, then all replies read, within one timeout.
+    /// Pipelined SETs: all written, then all replies read, within one timeout (a cluster:
+    /// one pipeline per node, see `get_many`).
     pub fn set_many(&self, items: &[SetItem<'_>]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
-        let prepared: Vec<(Vec<u8>, Vec<u8>, Option<String>)> = items
+        let prepared: Vec<Prepared> = items
             .iter()
             .map(|(k, v, fl, ttl)| {
                 let key = self.inner.key(k);
@@ -498,40 +644,24 @@ impl RedisTier {
                 (key, f, px)
             })
             .collect();
-        let failed = self.inner.run(|c, d| {
-            for (k, f, px) in &prepared {
-                match px {
-                    Some(ms) => c.append(&[b"SET", k, f, b"PX", ms.as_bytes()])?,
-                    None => c.append(&[b"SET", k, f])?,
-                }
+        let (stored, failure) = match &self.inner.target {
+            Target::Single(node) => {
+                let all: Vec<usize> = (0..prepared.len()).collect();
+                let outcome = self
+                    .inner
+                    .run_on(node, |c, d| pipeline_sets(c, d, &prepared, &all))?;
+                let refused: Vec<String> = outcome.into_iter().filter_map(|o| o.err()).collect();
+                let failure = refused.first().map(|e| (refused.len(), e.clone()));
+                (prepared.len() - refused.len(), failure)
             }
-            let replies = c.finish(d)?;
-            // Every reply is read before judging, so the connection stays in step.
-            let mut first_error = None;
-            let mut errors = 0usize;
-            for r in replies {
-                match r {
-                    Reply::Status(s) if s == b"OK" => {}
-                    Reply::Error(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e);
-                    }
-                    other => return Err(unexpected("SET", other)),
-                }
-            }
-            Ok(first_error.map(|e| (errors, e)))
-        })?;
-        match failed {
-            None => {
-                for _ in items {
-                    self.inner.counters.set();
-                }
-                Ok(())
-            }
+            Target::Cluster(c) => self.inner.cluster_set_many(c, &prepared),
+        };
+        for _ in 0..stored {
+            self.inner.counters.set();
+        }
+        match failure {
+            None => Ok(()),
             Some((errors, e)) => {
-                for _ in 0..items.len() - errors {
-                    self.inner.counters.set();
-                }
                 let err = Error::backend(format!(
                     "{errors} of {} pipelined SETs refused: {e}",
                     items.len()
@@ -544,32 +674,54 @@ impl RedisTier {
 
     pub fn stats(&self) -> RedisStats {
         let i = &self.inner;
+        let nodes: Vec<Arc<Node>> = match &i.target {
+            Target::Single(node) => vec![Arc::clone(node)],
+            Target::Cluster(c) => c.masters(),
+        };
+        let any_open = nodes.iter().any(|n| !n.breaker.allows());
+        let (all_nodes, up) = match &i.target {
+            Target::Single(node) => (vec![Arc::clone(node)], node.breaker.allows()),
+            Target::Cluster(c) => (c.nodes(), c.all_up()),
+        };
         RedisStats {
             tier: i.counters.snapshot(),
             skipped: i.skipped.load(Relaxed),
-            up: i.breaker.allows() && !i.refusing.load(Relaxed),
-            breaker: i.breaker.state(),
-            consecutive_failures: i.breaker.consecutive_failures(),
-            times_opened: i.breaker.times_opened(),
-            open_connections: i.pool.open_connections(),
+            up: up && !i.refusing.load(Relaxed),
+            breaker: if any_open {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            consecutive_failures: nodes
+                .iter()
+                .map(|n| n.breaker.consecutive_failures())
+                .max()
+                .unwrap_or(0),
+            times_opened: all_nodes.iter().map(|n| n.breaker.times_opened()).sum(),
+            open_connections: all_nodes.iter().map(|n| n.pool.open_connections()).sum(),
             url: i.url_shown.clone(),
             key_prefix: String::from_utf8_lossy(&i.prefix).into_owned(),
-            last_probe_error: lock(&i.probe_error).clone(),
+            last_probe_error: nodes.iter().find_map(|n| n.probe_error()),
         }
     }
 }
 
 impl Drop for RedisTier {
     fn drop(&mut self) {
-        // Stops and joins the probe thread (at most one probe timeout) before the pool closes.
+        // Stops and joins the threads (at most one probe timeout) before the pools close.
         lock(&self.probe).take();
+        lock(&self.refresher).take();
+        if let Target::Cluster(c) = &self.inner.target {
+            c.stop_probes();
+        }
     }
 }
 
-/// The TLS client settings of a `rediss://` URL, checked now: a CA file that cannot be read
-/// is a config error at open, not a failure on every call.
-fn open_tls(url: &RedisUrl, cfg: &Config) -> Result<Option<tls::Tls>> {
-    if !url.tls {
+/// The TLS client settings of a `rediss://` (or `rediss+cluster://`, `rediss+sentinel://`)
+/// URL, checked now: a CA file that cannot be read is a config error at open, not a failure on
+/// every call.
+fn open_tls(wanted: bool, cfg: &Config) -> Result<Option<tls::Tls>> {
+    if !wanted {
         return Ok(None);
     }
     tls::Tls::new(&cfg.redis_tls())
@@ -582,35 +734,63 @@ fn says_not_master(msg: &str) -> bool {
     msg.starts_with("READONLY") || msg.contains("master -> replica")
 }
 
-/// Starts the breaker's probe thread for the tier.
-fn spawn_probe(inner: &Arc<Inner>) -> Result<ProbeThread> {
-    let probing = Arc::clone(inner);
-    let closing = Arc::clone(inner);
-    inner
-        .breaker
-        .spawn_probe_watching(
-            PROBE_INTERVAL,
-            move || match probing.pool.probe() {
-                Ok(()) => true,
-                Err(e) => {
-                    // Kept apart from `errors` so a long outage does not inflate the
-                    // count by one per probe; health shows why Redis is still down.
-                    *lock(&probing.probe_error) = Some(Error::backend(e.message).to_string());
-                    false
-                }
-            },
-            // Sockets opened before the outage point at a dead or restarted server.
-            move || {
-                closing.pool.reset();
-                *lock(&closing.probe_error) = None;
-            },
-            inner.pool.is_sentinel().then(|| {
-                let watching = Arc::clone(inner);
-                let check: Box<dyn FnMut() + Send> = Box::new(move || watching.pool.check_master());
-                (sentinel::WATCH_INTERVAL, check)
-            }),
-        )
-        .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))
+/// A SET ready to send: full key, frame, PX argument.
+type Prepared = (Vec<u8>, Vec<u8>, Option<String>);
+
+/// Appends the SETs of `items[which]`, reads every reply, and judges each: Ok, or the refusal
+/// (an error reply, a redirection included). Every reply is read before judging, so the
+/// connection stays in step.
+fn pipeline_sets(
+    c: &mut Wire<'_>,
+    d: Instant,
+    items: &[Prepared],
+    which: &[usize],
+) -> std::result::Result<Vec<std::result::Result<(), String>>, CallError> {
+    for &i in which {
+        let (k, f, px) = &items[i];
+        match px {
+            Some(ms) => c.append(&[b"SET", k, f, b"PX", ms.as_bytes()])?,
+            None => c.append(&[b"SET", k, f])?,
+        }
+    }
+    finish_pipeline(c, d, which.len(), "SETs")?
+        .into_iter()
+        .map(|r| match r {
+            Reply::Status(s) if s == b"OK" => Ok(Ok(())),
+            Reply::Error(e) => Ok(Err(e)),
+            other => Err(unexpected("SET", other)),
+        })
+        .collect()
+}
+
+/// Reads the replies of a pipeline of `n` commands (`what`, for the message).
+fn finish_pipeline(
+    c: &mut Wire<'_>,
+    d: Instant,
+    n: usize,
+    what: &str,
+) -> std::result::Result<Vec<Reply>, CallError> {
+    let replies = c.finish(d)?;
+    if replies.len() != n {
+        return Err(CallError::Unexpected(format!(
+            "{} replies to {n} pipelined {what}",
+            replies.len()
+        )));
+    }
+    Ok(replies)
+}
+
+/// UNLINK commands for a SCAN batch: one, or one per hash slot (`by_slot`).
+fn unlink_batches(keys: &[Vec<u8>], by_slot: bool) -> Vec<Vec<&[u8]>> {
+    let mut batches: Vec<(u16, Vec<&[u8]>)> = Vec::new();
+    for k in keys {
+        let slot = if by_slot { slots::slot(k) } else { 0 };
+        match batches.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, args)) => args.push(k),
+            None => batches.push((slot, vec![b"UNLINK", k])),
+        }
+    }
+    batches.into_iter().map(|(_, args)| args).collect()
 }
 
 impl Inner {
@@ -621,25 +801,117 @@ impl Inner {
         k
     }
 
-    /// Runs one exchange under the breaker, the pool and one deadline, and does the counting.
+    /// Runs one exchange about `key` (the full Redis key) under one deadline, on the node
+    /// that serves it (a cluster: following redirections), and does the counting.
     fn run<T>(
         &self,
-        mut exchange: impl FnMut(&mut Conn, Instant) -> std::result::Result<T, CallError>,
+        key: &[u8],
+        mut exchange: impl FnMut(&mut Wire<'_>, Instant) -> std::result::Result<T, CallError>,
     ) -> Result<T> {
-        if !self.breaker.allows() {
-            self.skipped.fetch_add(1, Relaxed);
-            return Err(Error::backend(format!(
-                "circuit open: {} is down, call skipped",
-                self.url_shown
-            )));
+        match &self.target {
+            Target::Single(node) => self.run_on(node, exchange),
+            Target::Cluster(c) => self.route(c, key, &mut exchange),
         }
+    }
+
+    /// Runs one exchange on `node` under its breaker and pool and one deadline, and does the
+    /// counting.
+    fn run_on<T>(
+        &self,
+        node: &Node,
+        mut exchange: impl FnMut(&mut Wire<'_>, Instant) -> std::result::Result<T, CallError>,
+    ) -> Result<T> {
+        self.admit(node)?;
         let deadline = call_timeout::deadline(Instant::now(), self.timeout);
+        let result = self.attempt(node, false, deadline, &mut exchange);
+        self.settle(node, result)
+    }
+
+    /// A cluster call: to the slot's master, then wherever MOVED/ASK say, at most
+    /// MAX_REDIRECTS hops, all within one deadline.
+    fn route<T>(
+        &self,
+        cluster: &Cluster,
+        key: &[u8],
+        exchange: &mut impl FnMut(&mut Wire<'_>, Instant) -> std::result::Result<T, CallError>,
+    ) -> Result<T> {
+        let slot = slots::slot(key);
+        let Some(mut node) = cluster.node_for(slot) else {
+            cluster.request_refresh();
+            return Err(self.count(format!("{}: no node serves slot {slot}", cluster.shown)));
+        };
+        let deadline = call_timeout::deadline(Instant::now(), self.timeout);
+        let mut asking = false;
+        for _ in 0..=MAX_REDIRECTS {
+            if let Err(e) = self.admit(&node) {
+                // Its replica may have taken over: the next table says.
+                cluster.request_refresh();
+                return Err(e);
+            }
+            match self.attempt(&node, asking, deadline, exchange) {
+                Err(CallError::Redirect(r)) => {
+                    node = match cluster.follow(&node, &r, deadline) {
+                        Ok(next) => next,
+                        Err(why) => return Err(self.count(why)),
+                    };
+                    asking = r.ask;
+                }
+                result => {
+                    match &result {
+                        Err(CallError::Conn(_) | CallError::Unexpected(_)) => {
+                            cluster.request_refresh()
+                        }
+                        Err(CallError::Reply(e)) if e.contains("CLUSTERDOWN") => {
+                            cluster.request_refresh()
+                        }
+                        _ => {}
+                    }
+                    return self.settle(&node, result);
+                }
+            }
+        }
+        Err(self.count(format!(
+            "{}: more than {MAX_REDIRECTS} redirections for slot {slot} (a redirect loop?)",
+            cluster.shown
+        )))
+    }
+
+    /// Err (counted as skipped) while `node`'s breaker is open.
+    fn admit(&self, node: &Node) -> Result<()> {
+        if node.breaker.allows() {
+            return Ok(());
+        }
+        self.skipped.fetch_add(1, Relaxed);
+        Err(Error::backend(format!(
+            "circuit open: {} is down, call skipped",
+            node.shown
+        )))
+    }
+
+    /// Counts an error and returns it.
+    fn count(&self, message: String) -> Error {
+        let err = Error::backend(message);
+        self.counters.error(&err.to_string());
+        err
+    }
+
+    /// One exchange on a pooled connection of `node` (ASKING before each command when
+    /// `asking`). An idle pooled socket can be stale (Redis restarted, idle timeout): a call
+    /// that finds it closed is retried once on a fresh one, within the same deadline. All our
+    /// commands are idempotent, so a repeat is harmless.
+    fn attempt<T>(
+        &self,
+        node: &Node,
+        asking: bool,
+        deadline: Instant,
+        exchange: &mut impl FnMut(&mut Wire<'_>, Instant) -> std::result::Result<T, CallError>,
+    ) -> std::result::Result<T, CallError> {
         let mut retried = false;
         loop {
-            let (result, reused) = match self.pool.get(deadline) {
+            let (result, reused) = match node.pool.get(deadline) {
                 Ok(mut conn) => {
                     let reused = conn.reused;
-                    let r = exchange(&mut conn, deadline);
+                    let r = exchange(&mut Wire::new(&mut conn, asking), deadline);
                     if matches!(r, Err(CallError::Unexpected(_))) {
                         conn.mark_broken();
                     }
@@ -648,47 +920,185 @@ impl Inner {
                 Err(e) => (Err(CallError::Conn(e)), false),
             };
             match result {
-                Ok(v) => {
-                    self.breaker.success();
-                    self.refusing.store(false, Relaxed);
-                    return Ok(v);
-                }
-                // An idle pooled socket can be stale (Redis restarted, idle timeout): retry
-                // once on a fresh one, within the same deadline. All our commands are
-                // idempotent, so a repeat is harmless.
                 Err(CallError::Conn(e))
                     if reused && !retried && e.kind == ConnErrorKind::Closed =>
                 {
                     retried = true;
                 }
-                // Contention is not Redis's fault; if Redis is what holds the connections up,
-                // their holders time out and trip the breaker themselves.
-                Err(CallError::Conn(e)) if e.kind == ConnErrorKind::PoolBusy => {
-                    let err = Error::backend(e.message);
-                    self.counters.error(&err.to_string());
-                    return Err(err);
+                result => return result,
+            }
+        }
+    }
+
+    /// Counts an exchange's outcome and moves `node`'s breaker.
+    fn settle<T>(&self, node: &Node, result: std::result::Result<T, CallError>) -> Result<T> {
+        match result {
+            Ok(v) => {
+                node.breaker.success();
+                self.refusing.store(false, Relaxed);
+                Ok(v)
+            }
+            // Contention is not Redis's fault; if Redis is what holds the connections up,
+            // their holders time out and trip the breaker themselves.
+            Err(CallError::Conn(e)) if e.kind == ConnErrorKind::PoolBusy => {
+                Err(self.count(e.message))
+            }
+            Err(CallError::Reply(msg)) => {
+                if says_not_master(&msg) {
+                    node.pool.master_moved();
                 }
-                Err(CallError::Reply(msg)) => {
-                    if says_not_master(&msg) {
-                        self.pool.master_moved();
-                    }
-                    self.breaker.success();
-                    self.refusing.store(true, Relaxed);
-                    let err = Error::backend(msg);
-                    self.counters.error(&err.to_string());
-                    return Err(err);
+                node.breaker.success();
+                self.refusing.store(true, Relaxed);
+                Err(self.count(msg))
+            }
+            // Only a single-node tier gets here with one: the server is a cluster node.
+            Err(CallError::Redirect(r)) => {
+                node.breaker.success();
+                self.refusing.store(true, Relaxed);
+                Err(self.count(format!(
+                    "{} redirected slot {} to {}: it is a Redis Cluster node, use a \
+                     redis+cluster:// URL",
+                    node.shown,
+                    r.slot,
+                    r.addr()
+                )))
+            }
+            Err(CallError::Conn(ConnError { message, .. }))
+            | Err(CallError::Unexpected(message)) => {
+                let err = self.count(message);
+                if node.breaker.failure() {
+                    node.pool.reset();
                 }
-                Err(CallError::Conn(ConnError { message, .. }))
-                | Err(CallError::Unexpected(message)) => {
-                    let err = Error::backend(message);
-                    self.counters.error(&err.to_string());
-                    if self.breaker.failure() {
-                        self.pool.reset();
+                Err(err)
+            }
+        }
+    }
+
+    /// One MGET on one server: the stored bytes of each key (None: a miss), in order.
+    fn mget(&self, node: &Node, full: &[Vec<u8>]) -> Result<Vec<Option<Option<Vec<u8>>>>> {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(full.len() + 1);
+        args.push(b"MGET");
+        args.extend(full.iter().map(Vec::as_slice));
+        let values = self.run_on(node, |c, d| {
+            c.expect_values(full.len());
+            match c.command(&args, d)? {
+                Reply::Array(v) if v.len() == full.len() => Ok(v),
+                other => Err(unexpected("MGET", other)),
+            }
+        })?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                Some(match v {
+                    Reply::Bulk(b) => Some(b),
+                    Reply::Nil => None,
+                    other => {
+                        self.count(format!("MGET gave {} for one key", describe(&other)));
+                        None
                     }
-                    return Err(err);
+                })
+            })
+            .collect())
+    }
+
+    /// A cluster's `get_many`: per key Some(stored) (stored None: a miss), or None when its
+    /// node could not be read (counted as an error, not a miss).
+    fn cluster_get_many(
+        &self,
+        cluster: &Cluster,
+        full: &[Vec<u8>],
+    ) -> Vec<Option<Option<Vec<u8>>>> {
+        let mut out: Vec<Option<Option<Vec<u8>>>> = vec![None; full.len()];
+        let mut again = Vec::new();
+        for (node, which) in self.by_node(cluster, full) {
+            let replies = self.run_on(&node, |c, d| {
+                for &i in &which {
+                    c.append(&[b"GET", &full[i]])?;
+                }
+                finish_pipeline(c, d, which.len(), "GETs")
+            });
+            let Ok(replies) = replies else { continue };
+            for (i, reply) in which.into_iter().zip(replies) {
+                match reply {
+                    Reply::Bulk(b) => out[i] = Some(Some(b)),
+                    Reply::Nil => out[i] = Some(None),
+                    Reply::Error(e) if Redirect::parse(&e).is_some() => again.push(i),
+                    other => {
+                        self.count(format!("GET gave {} for one key", describe(&other)));
+                    }
                 }
             }
         }
+        for i in again {
+            out[i] = self
+                .run(&full[i], |c, d| {
+                    match c.command(&[b"GET", &full[i]], d)? {
+                        Reply::Bulk(v) => Ok(Some(v)),
+                        Reply::Nil => Ok(None),
+                        other => Err(unexpected("GET", other)),
+                    }
+                })
+                .ok();
+        }
+        out
+    }
+
+    /// A cluster's `set_many`: how many were stored, and (count, first reason) of the others.
+    fn cluster_set_many(
+        &self,
+        cluster: &Cluster,
+        items: &[Prepared],
+    ) -> (usize, Option<(usize, String)>) {
+        let keys: Vec<Vec<u8>> = items.iter().map(|(k, ..)| k.clone()).collect();
+        let mut stored = 0;
+        let mut refused: Vec<String> = Vec::new();
+        let mut again = Vec::new();
+        for (node, which) in self.by_node(cluster, &keys) {
+            match self.run_on(&node, |c, d| pipeline_sets(c, d, items, &which)) {
+                Ok(outcomes) => {
+                    for (i, o) in which.into_iter().zip(outcomes) {
+                        match o {
+                            Ok(()) => stored += 1,
+                            Err(e) if Redirect::parse(&e).is_some() => again.push(i),
+                            Err(e) => refused.push(e),
+                        }
+                    }
+                }
+                Err(e) => refused.extend(std::iter::repeat(e.to_string()).take(which.len())),
+            }
+        }
+        for i in again {
+            let one = [i];
+            match self.run(&items[i].0, |c, d| pipeline_sets(c, d, items, &one)) {
+                Ok(mut o) => match o.pop() {
+                    Some(Ok(())) => stored += 1,
+                    Some(Err(e)) => refused.push(e),
+                    None => refused.push("no reply".into()),
+                },
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+        let failure = refused.first().map(|e| (refused.len(), e.clone()));
+        (stored, failure)
+    }
+
+    /// The indices of `full` grouped by the node serving their slot, in first-seen order.
+    /// A key whose slot has no node yet is counted as an error and left out.
+    fn by_node(&self, cluster: &Cluster, full: &[Vec<u8>]) -> Vec<(Arc<Node>, Vec<usize>)> {
+        let mut groups: Vec<(Arc<Node>, Vec<usize>)> = Vec::new();
+        for (i, k) in full.iter().enumerate() {
+            let slot = slots::slot(k);
+            let Some(node) = cluster.node_for(slot) else {
+                cluster.request_refresh();
+                self.count(format!("{}: no node serves slot {slot}", cluster.shown));
+                continue;
+            };
+            match groups.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
+                Some((_, which)) => which.push(i),
+                None => groups.push((node, vec![i])),
+            }
+        }
+        groups
     }
 
     /// Frames a value for `redis_key` (the full key), signed when a secret is set, with the
@@ -790,10 +1200,13 @@ fn expect_ok(what: &str, reply: Reply) -> std::result::Result<(), CallError> {
     }
 }
 
-/// Error replies become `Reply`; anything else of the wrong shape is `Unexpected`.
+/// Error replies become `Reply` (MOVED and ASK: `Redirect`); anything else of the wrong shape is `Unexpected`.
 fn unexpected(cmd: &str, reply: Reply) -> CallError {
     match reply {
-        Reply::Error(e) => CallError::Reply(format!("{cmd} refused: {e}")),
+        Reply::Error(e) => match Redirect::parse(&e) {
+            Some(r) => CallError::Redirect(r),
+            None => CallError::Reply(format!("{cmd} refused: {e}")),
+        },
         other => CallError::Unexpected(format!("{cmd} answered {}", describe(&other))),
     }
 }
@@ -847,6 +1260,23 @@ mod tests {
     fn glob_metacharacters_are_escaped() {
         assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\".to_vec());
         assert_eq!(glob_escape(b"sc:/tmp/x:"), b"sc:/tmp/x:".to_vec());
+    }
+
+    #[test]
+    fn cluster_urls_are_accepted_where_redis_url_is_set() {
+        let mut cfg = Config::default();
+        cfg.set(
+            "redis_url",
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.redis_url,
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"
+        );
+        let e = cfg.set("redis_url", "redis+cluster://h:1/5").unwrap_err();
+        assert_eq!(e.code(), crate::error::status::SZ_ERR_CONFIG);
+        assert!(e.to_string().contains("redis_url"), "{e}");
     }
 
     #[test]

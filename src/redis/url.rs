@@ -176,8 +176,8 @@ fn split_userinfo(rest: &str) -> std::result::Result<UserInfo<'_>, String> {
     Ok((user, password, hostpart))
 }
 
-/// `host[:port]`, `[v6][:port]`; port 6379 when absent.
-fn parse_host_port(hostport: &str) -> std::result::Result<(String, u16), String> {
+/// `host[:port]` or `[v6]:port`; the port defaults to 6379.
+pub(crate) fn parse_host_port(hostport: &str) -> std::result::Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("unclosed '[' in host")?;
         match after {
@@ -196,7 +196,7 @@ fn parse_host_port(hostport: &str) -> std::result::Result<(String, u16), String>
     if host.is_empty() {
         return Err("missing host".into());
     }
-    if host.contains(['/', ' ', '@', ',']) {
+    if host.contains(['/', ' ', '@', ',', '?', '#']) || host.chars().any(char::is_control) {
         return Err(format!("bad host '{host}'"));
     }
     Ok((host.to_string(), port))
@@ -306,13 +306,13 @@ fn parse_port(p: &str) -> std::result::Result<u16, String> {
     }
 }
 
-fn parse_db(db: &str) -> std::result::Result<u32, String> {
+pub(crate) fn parse_db(db: &str) -> std::result::Result<u32, String> {
     db.parse::<u32>()
         .map_err(|_| format!("bad database number '{db}'"))
 }
 
 /// Percent-decoding of userinfo and query values.
-fn decode(s: &str) -> std::result::Result<String, String> {
+pub(crate) fn decode(s: &str) -> std::result::Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -335,7 +335,7 @@ fn decode(s: &str) -> std::result::Result<String, String> {
 
 /// Best-effort redaction of a URL that may not parse: hides what sits between the scheme's
 /// `//` and the last `@`, and any `password=` value.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let mut s = url.to_string();
     if let (Some(start), Some(at)) = (s.find("//"), s.rfind('@')) {
         if at > start + 2 {

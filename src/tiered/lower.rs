@@ -1,110 +1,92 @@
 //! The tiers below memory as `LowerTier`s: Redis with the invalidations that could not reach it
-//! (replayed before it is read again), the disk file with its default TTL and whether its
-//! writes are failing.
+//! (paid by any process of the host before it reads Redis again: `coherence::outage`), the
+//! disk file with its default TTL and whether its writes are failing.
 
 use crate::clock;
+use crate::coherence::outage::{Outage, Payer};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::latency::TierId;
 use crate::redis::RedisTier;
 use crate::tier::{Entry, Hit, LowerTier, TierHealth};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Keys whose invalidation could not reach Redis that are remembered one by one; past this, a
-/// whole clear of the prefix is remembered instead (an outage long enough to overflow costs
-/// Redis's entries of this cache, never a stale read).
-const MAX_PENDING_KEYS: usize = 10_000;
-
-/// Invalidations that could not reach Redis (breaker open, timeout, error): Redis may still
-/// hold what they replaced. Replayed before this process reads Redis again.
-#[derive(Default)]
-struct Pending {
-    keys: HashSet<Vec<u8>>,
-    /// A clear, or an overflowed queue: every key under the prefix is to go.
-    clear: bool,
-}
-
 /// The Redis tier, with the invalidations that could not reach it: a set, delete or clear that
-/// failed in Redis is remembered, and reads skip Redis (a miss, so the disk serves) until they
-/// have been replayed — by the next Redis read, or by the background thread within a second of
-/// Redis answering again.
+/// failed in Redis (or timed out, and may still land) is owed in the outage table, and every
+/// process sharing the table skips Redis (a miss, so the disk serves) until the debts are paid
+/// — by the next Redis read of any of them, or by a background thread within a second of Redis
+/// answering again.
 pub struct RedisLayer {
     pub tier: Arc<RedisTier>,
-    /// Something is pending: the one atomic load a read pays while nothing is.
-    dirty: AtomicBool,
-    pending: Mutex<Pending>,
+    /// Shared with the other processes of the disk_path (in the write log file), or this
+    /// process's own without a disk tier.
+    outage: Outage,
+    /// One payer per process at a time; the others skip Redis meanwhile.
+    paying: Mutex<()>,
+}
+
+impl Payer for RedisTier {
+    fn round_trip(&self) -> Result<()> {
+        RedisTier::round_trip(self)
+    }
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.delete_after_round_trip(key)
+    }
+    fn clear(&self) -> Result<()> {
+        RedisTier::clear(self)
+    }
 }
 
 impl RedisLayer {
-    pub fn new(tier: Arc<RedisTier>) -> RedisLayer {
+    pub fn new(tier: Arc<RedisTier>, outage: Outage) -> RedisLayer {
         RedisLayer {
             tier,
-            dirty: AtomicBool::new(false),
-            pending: Mutex::new(Pending::default()),
+            outage,
+            paying: Mutex::new(()),
         }
     }
 
     /// Notes `keys` whose write did not reach Redis (or may not have: a timeout).
     fn remember<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
-        let mut p = lock(&self.pending);
-        if !p.clear {
-            p.keys.extend(keys.into_iter().map(<[u8]>::to_vec));
-            if p.keys.len() > MAX_PENDING_KEYS {
-                p.keys = HashSet::new();
-                p.clear = true;
-            }
+        for key in keys {
+            self.outage.owe(key);
         }
-        self.dirty.store(true, Release);
     }
 
-    fn remember_clear(&self) {
-        let mut p = lock(&self.pending);
-        p.keys = HashSet::new();
-        p.clear = true;
-        self.dirty.store(true, Release);
-    }
-
-    /// Takes this layer's locks for `crate::fork`: the pending invalidations before the
-    /// connections (`settle` holds the one while using the other).
+    /// Takes this layer's locks for `crate::fork`: the payment's before the connections
+    /// (`settle` holds the one while using the other).
     pub fn hold_for_fork<'a>(&'a self, held: &mut Vec<Box<dyn crate::fork::Held + 'a>>) {
-        held.push(Box::new(lock(&self.pending)));
+        held.push(Box::new(lock(&self.paying)));
         self.tier.hold_for_fork(held);
     }
 
-    /// In a forked child: the child keeps the invalidations pending in its parent. Redis may
-    /// still hold what they replaced for the child as much as for the parent, so the child too
-    /// skips Redis until it has replayed them. Both replaying them costs at most a second
-    /// delete of a key (a miss later, never a stale read); dropping them could serve a value
-    /// the parent deleted. `dirty` and the queue agree, as both are written under the lock
-    /// `hold_for_fork` held.
+    /// In a forked child: the debts are the host's (or, without a disk tier, the child's copy
+    /// of its parent's): the child too skips Redis until they are paid.
     pub fn after_fork(&self) {
         self.tier.after_fork();
     }
 
-    /// Replays what is pending. Ok once nothing is (Redis may serve reads); Err while Redis
-    /// may still hold a replaced value, or while another thread is replaying.
+    /// Pays what is owed. Ok once nothing is (Redis may serve reads); Err while Redis may still
+    /// hold a replaced value, or while another thread of this process is paying.
     pub fn settle(&self) -> Result<()> {
-        if !self.dirty.load(Acquire) {
+        if self.outage.trusted() {
             return Ok(());
         }
-        let Ok(mut p) = self.pending.try_lock() else {
+        let Ok(_one) = self.paying.try_lock() else {
             return Err(Error::backend(
                 "redis: invalidations pending from an outage",
             ));
         };
-        if p.clear {
-            self.tier.clear()?;
-            p.clear = false;
+        self.outage.pay(self.tier.as_ref())?;
+        if self.outage.trusted() {
+            Ok(())
+        } else {
+            Err(Error::backend(
+                "redis: invalidations pending from an outage",
+            ))
         }
-        while let Some(key) = p.keys.iter().next().cloned() {
-            self.tier.delete(&key)?;
-            p.keys.remove(&key);
-        }
-        self.dirty.store(false, Release);
-        Ok(())
     }
 }
 
@@ -157,8 +139,14 @@ impl LowerTier for RedisLayer {
             .tier
             .default_ttl()
             .map(|t| clock::unix_ns().saturating_add(t.as_nanos() as u64));
-        self.tier
-            .promote(key, value, flags, earliest(expires_ns, tier_limit))
+        let filled = self
+            .tier
+            .promote(key, value, flags, earliest(expires_ns, tier_limit));
+        if filled.is_err() {
+            // A SET NX that timed out may land later, when the value it copies is replaced.
+            self.remember([key]);
+        }
+        filled
     }
 
     /// Compare-and-delete in one script; a Redis that refuses scripts fails here, and the
@@ -183,7 +171,7 @@ impl LowerTier for RedisLayer {
     fn clear(&self) -> Result<()> {
         let cleared = self.tier.clear();
         if cleared.is_err() {
-            self.remember_clear();
+            self.outage.owe_clear();
             if !self.tier.is_up() {
                 return Ok(());
             }
@@ -210,8 +198,13 @@ impl LowerTier for RedisLayer {
         self.tier.stats().tier.hits
     }
 
-    /// Replays pending invalidations once Redis answers again, so other processes do not wait
-    /// for this one's next read of Redis.
+    /// The disk served `key` while Redis was down or owed: Redis may hold an older value
+    /// (a writer killed between its disk and Redis steps owes nothing), so it is owed too.
+    fn served_below(&self, key: &[u8]) {
+        self.remember([key]);
+    }
+
+    /// Pays the debts once Redis answers again, so that no process waits for its next read.
     fn tick(&self) {
         let _ = self.settle();
     }

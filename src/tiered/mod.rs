@@ -20,8 +20,9 @@ mod write;
 pub use crate::tier::TierHealth;
 pub use codec::Copied;
 
+use crate::coherence::outage::Outage;
+use crate::coherence::write_log::{Change, WriteLog};
 use crate::config::{Config, MAX_KEY_LEN};
-use crate::disk::write_log::{Change, WriteLog};
 use crate::disk::DiskTier;
 use crate::error::{Error, Result};
 use crate::flight::SingleFlight;
@@ -127,10 +128,14 @@ impl Cache {
             None => MemoryTier::new(l1_options)?,
         };
         // A bad redis_url is a config error; Redis being down is not (the tier starts down).
+        // The debts to Redis: shared by the processes of the disk_path, else this one's.
         let redis = match config.redis_enabled {
-            true => Some(Arc::new(RedisLayer::new(Arc::new(RedisTier::open(
-                &config,
-            )?)))),
+            true => Some(Arc::new(RedisLayer::new(
+                Arc::new(RedisTier::open(&config)?),
+                writes
+                    .as_ref()
+                    .map_or_else(Outage::in_process, WriteLog::outage),
+            ))),
             false => None,
         };
         // The read order; adding a tier means adding it here, where it is read.
@@ -184,14 +189,10 @@ impl Cache {
         let inner = &*self.inner;
         inner.check_key(key)?;
         inner.sync_memory();
-        let stored = match inner.l1.get(key) {
-            Some(blob) => blob,
-            None => match inner.in_this_process().get_lower(key) {
-                Some(blob) => blob,
-                None => return Ok(None),
-            },
-        };
-        Ok(inner.decode(stored))
+        match inner.l1.get(key) {
+            Some(stored) => Ok(inner.decode(stored)),
+            None => Ok(inner.get_missed(key)),
+        }
     }
 
     /// Copies the value of `key` into `buf`; returns its length. When `buf` is too small,
@@ -404,6 +405,45 @@ impl Cache {
         self.inner.in_this_process().stats()
     }
 
+    /// The stats and each tier's health and details as one JSON object, the document
+    /// `sz_cache_stats_json` returns (its keys are listed in docs/c-api.md).
+    ///
+    /// ```
+    /// use smartcache::{Cache, Config};
+    ///
+    /// let cache = Cache::open(Config::default())?;
+    /// cache.set(b"greeting", b"hello", None)?;
+    /// assert!(cache.get(b"greeting")?.is_some());
+    /// let stats: serde_json::Value = serde_json::from_str(&cache.stats_json()).unwrap();
+    /// assert_eq!(stats["sets"], 1);
+    /// assert_eq!(stats["tiers"]["memory"]["hits"], 1);
+    /// assert_eq!(stats["tiers"]["redis"]["enabled"], false);
+    /// # Ok::<(), smartcache::Error>(())
+    /// ```
+    pub fn stats_json(&self) -> String {
+        crate::stats::render_json(&self.stats(), &self.health())
+    }
+
+    /// The stats in the Prometheus text exposition format (version 0.0.4), ready to serve on
+    /// a /metrics endpoint: the metrics of [`crate::stats::prometheus::METRICS`], each named
+    /// `smartcache_*`, per-tier ones labelled `tier`. What `sz_cache_stats_prometheus` returns.
+    ///
+    /// ```
+    /// use smartcache::{Cache, Config};
+    ///
+    /// let cache = Cache::open(Config::default())?;
+    /// cache.set(b"greeting", b"hello", None)?;
+    /// cache.get(b"greeting")?;
+    /// let text = cache.stats_prometheus();
+    /// assert!(text.contains("# TYPE smartcache_hits_total counter\n"));
+    /// assert!(text.contains("\nsmartcache_hits_total 1\n"));
+    /// assert!(text.contains("\nsmartcache_tier_up{tier=\"memory\"} 1\n"));
+    /// # Ok::<(), smartcache::Error>(())
+    /// ```
+    pub fn stats_prometheus(&self) -> String {
+        crate::stats::render_prometheus(&self.stats(), &self.health())
+    }
+
     pub fn health(&self) -> Health {
         self.inner.in_this_process().health()
     }
@@ -522,16 +562,18 @@ impl Inner {
 
     #[inline]
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid("key is empty"));
+        match key.len() {
+            1..=MAX_KEY_LEN => Ok(()),
+            _ => Err(bad_key(key)),
         }
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::TooLarge(format!(
-                "key of {} bytes (the limit is {MAX_KEY_LEN})",
-                key.len()
-            )));
-        }
-        Ok(())
+    }
+
+    /// `get` after memory missed: the lower tiers, out of line so that a memory hit's path
+    /// through the C ABI stays one straight function.
+    #[inline(never)]
+    fn get_missed(&self, key: &[u8]) -> Option<Blob> {
+        let stored = self.in_this_process().get_lower(key)?;
+        self.decode(stored)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
@@ -564,11 +606,11 @@ impl Inner {
         });
     }
 
-    /// Records a write of `key` (None: a clear) for the other processes' memory tiers, once it
-    /// has reached the tiers they read.
-    fn tell_others(&self, key: Option<&[u8]>) {
+    /// Records a write of the keys of memory-tier hash `hash` (None: a clear) for the other
+    /// processes' memory tiers, once it has reached the tiers they read.
+    fn tell_others(&self, hash: Option<u64>) {
         if let Some(log) = &self.writes {
-            let change = key.map_or(Change::All, |k| Change::Key(self.l1.key_hash(k)));
+            let change = hash.map_or(Change::All, Change::Key);
             if log.record(change) {
                 self.catch_up(log);
             }
@@ -600,6 +642,18 @@ impl Inner {
             f()
         }
     }
+}
+
+/// Why `key` is refused (empty or over MAX_KEY_LEN).
+#[cold]
+fn bad_key(key: &[u8]) -> Error {
+    if key.is_empty() {
+        return Error::invalid("key is empty");
+    }
+    Error::TooLarge(format!(
+        "key of {} bytes (the limit is {MAX_KEY_LEN})",
+        key.len()
+    ))
 }
 
 impl Drop for Cache {

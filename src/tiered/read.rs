@@ -4,7 +4,7 @@
 use super::lower::earliest;
 use super::Inner;
 use crate::clock;
-use crate::disk::write_log::CopyInFlight;
+use crate::coherence::write_log::CopyInFlight;
 use crate::latency::Op;
 use crate::memory::{Blob, WriteMark};
 use crate::tier::{flags, Hit, LowerTier};
@@ -14,11 +14,16 @@ impl Inner {
     /// copied up (see `promote`). A tier that fails is a miss here (it counts the failure).
     pub(super) fn get_lower(&self, key: &[u8]) -> Option<Blob> {
         let mark = self.l1.write_mark(key);
+        let mut failed = None;
         for (i, tier) in self.lower.iter().enumerate() {
             let _copy = self.copy_in_flight(i, mark.key_hash());
-            let hit = self.timed(tier.id(), Op::Get, || tier.get(key));
-            if let Ok(Some(hit)) = hit {
-                return self.promote(key, hit, i, mark);
+            match self.timed(tier.id(), Op::Get, || tier.get(key)) {
+                Ok(Some(hit)) => {
+                    self.served_below(failed, i, key);
+                    return self.promote(key, hit, i, mark);
+                }
+                Ok(None) => {}
+                Err(_) => failed = failed.or(Some(i)),
             }
         }
         None
@@ -31,6 +36,7 @@ impl Inner {
         let marks: Vec<Option<WriteMark>> = (0..keys.len())
             .map(|i| found[i].is_none().then(|| self.l1.write_mark(keys[i])))
             .collect();
+        let mut failed = None;
         for (t, tier) in self.lower.iter().enumerate() {
             if missing.is_empty() {
                 return;
@@ -40,17 +46,34 @@ impl Inner {
                 .iter()
                 .filter_map(|&i| marks[i].and_then(|m| self.copy_in_flight(t, m.key_hash())))
                 .collect();
-            let hits = self
-                .timed(tier.id(), Op::Get, || tier.get_many(&wanted))
-                .unwrap_or_default();
+            let hits = match self.timed(tier.id(), Op::Get, || tier.get_many(&wanted)) {
+                Ok(hits) => hits,
+                Err(_) => {
+                    failed = failed.or(Some(t));
+                    Vec::new()
+                }
+            };
             let mut still_missing = Vec::new();
             for (j, &i) in missing.iter().enumerate() {
                 match (hits.get(j).cloned().flatten(), marks[i]) {
-                    (Some(hit), Some(mark)) => found[i] = self.promote(keys[i], hit, t, mark),
+                    (Some(hit), Some(mark)) => {
+                        self.served_below(failed, t, keys[i]);
+                        found[i] = self.promote(keys[i], hit, t, mark);
+                    }
                     _ => still_missing.push(i),
                 }
             }
             missing = still_missing;
+        }
+    }
+
+    /// Tier `source` served `key` after tiers above it failed (`failed`: the first of them):
+    /// each is told (`LowerTier::served_below`). Only on an outage's path.
+    fn served_below(&self, failed: Option<usize>, source: usize, key: &[u8]) {
+        if let Some(first) = failed {
+            for tier in &self.lower[first..source] {
+                tier.served_below(key);
+            }
         }
     }
 
@@ -98,8 +121,10 @@ impl Inner {
             .ok()?;
         // A promotion memory cannot take (or must not) is not the caller's failure: the value
         // is still served, as a get that ran before the write would have served it.
-        let _ = self.l1.promote(blob.clone(), mark);
-        self.unless_listening_forget(key);
+        if !self.writing_in(mark.key_hash()) {
+            let _ = self.l1.promote(blob.clone(), mark);
+            self.unless_listening_forget(key);
+        }
         Some(blob)
     }
 

@@ -3,6 +3,7 @@
 //! the same way up: lower tiers from the bottom, memory last.
 
 use super::Inner;
+use crate::coherence::write_log::{Change, CopyInFlight, WriteLog};
 use crate::error::Result;
 use crate::latency::Op;
 use crate::memory::Blob;
@@ -21,6 +22,37 @@ pub(super) struct Prepared<'v> {
     entry_flags: u8,
     /// Memory's entry for it.
     pub blob: Blob,
+}
+
+/// The writes in flight of an announced mutation (see `Inner::announce`), until dropped: the
+/// first held inline, so a single set allocates nothing for it.
+#[derive(Default)]
+struct Announced<'a> {
+    /// The keys' memory-tier hashes, for the final entries and the copy fence (empty without
+    /// a disk tier: nobody to tell).
+    hashes: SmallHashes,
+    first: Option<CopyInFlight<'a>>,
+    rest: Vec<CopyInFlight<'a>>,
+}
+
+/// Hashes, the first held inline.
+#[derive(Default)]
+struct SmallHashes {
+    first: Option<u64>,
+    rest: Vec<u64>,
+}
+
+impl SmallHashes {
+    fn push(&mut self, h: u64) {
+        match self.first {
+            None => self.first = Some(h),
+            Some(_) => self.rest.push(h),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u64> {
+        self.first.iter().chain(&self.rest)
+    }
 }
 
 /// One mutation of the cache.
@@ -70,8 +102,7 @@ impl Inner {
     /// The one write path. The order, and why:
     /// 1. the lower tiers from the bottom up (disk, then Redis): a copy from a lower tier into
     ///    a higher one (`Inner::fill`) then either finds the new value or is replaced by it;
-    /// 2. after a delete or clear, wait for the copies other readers started from the old
-    ///    value (`wait_for_copies`);
+    /// 2. wait for the copies other readers started from the old value (`wait_for_copies`);
     /// 3. memory: a get that missed memory and read the lower tiers before this write reached
     ///    them holds an older value, and memory's write count refuses it only if the count
     ///    moves after the lower tiers have the new one (see `Inner::promote`);
@@ -84,6 +115,7 @@ impl Inner {
     pub(super) fn write(&self, mutation: Mutation<'_>) -> Result<bool> {
         let mut found = false;
         let mut unfinished = None;
+        let announced = self.announce(&mutation);
         if let Mutation::Set(entries, _) = &mutation {
             if self.config.enable_stats {
                 for e in entries.iter() {
@@ -113,17 +145,28 @@ impl Inner {
             }
         }
         match &mutation {
-            Mutation::Set(..) => {}
-            Mutation::Delete(key) => self.wait_for_copies(Some(key)),
             Mutation::Clear => self.wait_for_copies(None),
+            _ => self.wait_for_copies(Some(&announced.hashes)),
         }
         match &mutation {
             Mutation::Set(entries, _) => {
-                for e in entries.iter() {
-                    // Checked by `prepare`: only a blob too large for memory's budget fails
-                    // here, and then only with a lower tier holding it.
-                    let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
-                    self.forget_own_write(e.key);
+                // The hashes the announcement computed, in the entries' order (none without a
+                // disk tier). Checked by `prepare`: only a blob too large for memory's budget
+                // fails here, and then only with a lower tier holding it.
+                match announced.hashes.first {
+                    None => entries.iter().for_each(|e| {
+                        let _ = self.timed_memory(Op::Set, || self.l1.insert_blob(e.blob.clone()));
+                        self.forget_own_write(e.key);
+                    }),
+                    Some(_) => entries
+                        .iter()
+                        .zip(announced.hashes.iter())
+                        .for_each(|(e, &h)| {
+                            let blob = e.blob.clone();
+                            let _ =
+                                self.timed_memory(Op::Set, || self.l1.insert_blob_hashed(blob, h));
+                            self.forget_own_write(e.key);
+                        }),
                 }
             }
             Mutation::Delete(key) => found |= self.timed_memory(Op::Delete, || self.l1.delete(key)),
@@ -132,23 +175,79 @@ impl Inner {
             }
         }
         match &mutation {
-            Mutation::Set(entries, _) => entries.iter().for_each(|e| self.tell_others(Some(e.key))),
-            Mutation::Delete(key) => self.tell_others(Some(key)),
             Mutation::Clear => self.tell_others(None),
+            _ => announced
+                .hashes
+                .iter()
+                .for_each(|&h| self.tell_others(Some(h))),
         }
         unfinished.map_or(Ok(found), Err)
     }
 
-    /// After a delete (of `key` and the others of its group; None: a clear) has reached the
-    /// lower tiers, waits for the copies between lower tiers that may have read the old value,
-    /// in every process on this disk_path (see `Inner::fill`): each has then either been
-    /// deleted by us or seen the delete and withdrawn itself. A copy takes at most three calls
-    /// to the tier it fills.
-    fn wait_for_copies(&self, key: Option<&[u8]>) {
-        if let (2.., Some(log)) = (self.lower.len(), &self.writes) {
-            let timeout = Duration::from_millis(self.config.redis_timeout_ms);
-            let hash = key.map(|k| self.l1.key_hash(k));
-            log.wait_for_copies(hash, timeout * 3 + Duration::from_millis(100));
+    /// After a write has reached the lower tiers, waits for the copies between lower tiers
+    /// (see `Inner::fill`) of its keys' groups (`hashes`; None: every group, for a clear) that
+    /// may have read the old value, in every process on this disk_path: each has then either
+    /// been deleted by us or seen the write and withdrawn itself. A set waits too: its value in
+    /// Redis can be deleted (by a concurrent delete or clear, or by Redis itself) before a copy
+    /// of the older value lands there with SET NX, which is then withdrawn only when the copy
+    /// re-reads the disk; the set must not return before that. A copy takes at most three
+    /// calls to the tier it fills.
+    fn wait_for_copies(&self, hashes: Option<&SmallHashes>) {
+        if let Some(log) = self.copy_fence() {
+            match hashes {
+                Some(hashes) => log.wait_for_copies_of(hashes.iter().copied(), self.copy_bound()),
+                None => log.wait_for_copies(None, self.copy_bound()),
+            }
         }
+    }
+
+    /// Before a set or delete touches any tier: marks it in flight in its keys' groups and
+    /// records an entry for each key, so that the other processes drop their memory copies
+    /// now and copy nothing of the group into memory until the returned guards drop (after the
+    /// entries `tell_others` records at the end). A writer killed between the lower tiers and
+    /// those final entries then leaves no memory tier with a value older than what the lower
+    /// tiers serve. A clear is not announced: a clear killed half way leaves entries missing,
+    /// which a reader sees as misses, never as older values.
+    fn announce(&self, mutation: &Mutation<'_>) -> Announced<'_> {
+        let mut announced = Announced::default();
+        let Some(log) = self.writes.as_ref().filter(|_| self.has_lower_tiers()) else {
+            return announced;
+        };
+        let mut announce = |key: &[u8]| {
+            let hash = self.l1.key_hash(key);
+            let guard = log.writing(hash);
+            log.record(Change::Key(hash));
+            announced.hashes.push(hash);
+            match announced.first {
+                None => announced.first = Some(guard),
+                Some(_) => announced.rest.push(guard),
+            }
+        };
+        match mutation {
+            Mutation::Set(entries, _) => entries.iter().for_each(|e| announce(e.key)),
+            Mutation::Delete(key) => announce(key),
+            Mutation::Clear => {}
+        }
+        announced
+    }
+
+    /// True when a set or delete of `hash`'s group may be in flight in some process (see
+    /// `announce`): a lower tier's value of it is then served but not copied into memory.
+    pub(super) fn writing_in(&self, hash: u64) -> bool {
+        self.writes
+            .as_ref()
+            .is_some_and(|log| log.writing_in(hash, self.copy_bound()))
+    }
+
+    /// The write log, when copies between lower tiers happen (more than one lower tier).
+    fn copy_fence(&self) -> Option<&WriteLog> {
+        match (self.lower.len(), &self.writes) {
+            (2.., Some(log)) => Some(log),
+            _ => None,
+        }
+    }
+
+    fn copy_bound(&self) -> Duration {
+        Duration::from_millis(self.config.redis_timeout_ms) * 3 + Duration::from_millis(100)
     }
 }

@@ -218,6 +218,8 @@ pub struct Report {
     pub errors_by_kind: HashMap<&'static str, u64>,
     /// Calls cut short by a SIGKILL.
     pub killed_calls: u64,
+    /// (write cut short by a SIGKILL, key) pairs some read saw: replacements from then on.
+    pub killed_writes_seen: u64,
     /// Key reads that found a value, each checked.
     pub hits_checked: u64,
     pub misses: u64,
@@ -252,7 +254,9 @@ struct KeyWrite {
 /// (or set_many) `W` of `k` that started before `re`, and no write `W2` of `k` (set, set_many,
 /// delete, clear) that returned Ok before `rs` started after `W` ended. `W` in flight when the
 /// read began, `W` concurrent with `W2`, `W` cut short by a SIGKILL (its effects end at the
-/// death), `W` or `W2` failing with an error (maybe applied, maybe not): all allowed.
+/// death), `W` or `W2` failing with an error (maybe applied, maybe not): all allowed. A `W2`
+/// cut short by a SIGKILL whose value some read returned counts as returned Ok when that read
+/// ended: once anyone saw it, what it replaced must not come back.
 pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
     let mut report = Report::default();
     let mut by_id: HashMap<(u32, u32, u64), usize> = HashMap::new();
@@ -287,6 +291,31 @@ pub fn check(ops: &[Op], death_ns: &HashMap<u32, u64>) -> Report {
             _ => op.keys.clone(),
         };
         keys.into_iter().for_each(|k| writes[k].push(w));
+    }
+    // A write cut short by a SIGKILL may or may not have happened, but once a read returned its
+    // value it did: from the end of the first such read it replaces older values like a
+    // completed write (its own span, as the value found, still ends at the death).
+    let mut first_seen: HashMap<(usize, usize), u64> = HashMap::new();
+    for read in ops.iter().filter(|o| o.kind.is_read() && o.ok) {
+        let Some(re) = read.end else { continue };
+        for (&k, found) in read.keys.iter().zip(&read.found) {
+            let Some(wi) = found.as_deref().and_then(|v| identify(v, k, ops, &by_id)) else {
+                continue;
+            };
+            if ops[wi].end.is_none() {
+                let seen = first_seen.entry((wi, k)).or_insert(re);
+                *seen = (*seen).min(re);
+            }
+        }
+    }
+    report.killed_writes_seen = first_seen.len() as u64;
+    for (&(wi, k), &seen) in &first_seen {
+        let w = as_write[wi].expect("identify finds sets only");
+        writes[k].push(KeyWrite {
+            end: seen.max(w.start),
+            completed: true,
+            ..w
+        });
     }
     // Per key, the completed writes by end time, with the latest start among those ending
     // at or before each: a read beginning at `rs` finds by binary search the latest start
@@ -521,6 +550,20 @@ mod checker_tests {
             read(1, 1, (2_000, 2_010), Some(value_for(1, 0, 2, 0))),
         ];
         assert_eq!(violations(&after_rewrite), 1);
+    }
+
+    #[test]
+    fn once_a_read_saw_a_killed_write_what_it_replaced_never_comes_back() {
+        let ops = [
+            op(0, 1, Kind::Set, 0, (10, Some(20))),
+            op(0, 2, Kind::Set, 0, (30, None)),
+            read(1, 1, (2_000, 2_010), Some(value_for(1, 0, 2, 0))),
+            // Overlapping the first read that saw it: still allowed.
+            read(2, 1, (2_005, 2_015), Some(value_for(1, 0, 1, 0))),
+            // Begun after it: the older value came back.
+            read(1, 2, (2_020, 2_030), Some(value_for(1, 0, 1, 0))),
+        ];
+        assert_eq!(violations(&ops), 1);
     }
 
     #[test]

@@ -193,8 +193,9 @@ fn consistency_soak() {
         report.errors_by_kind
     );
     eprintln!(
-        "soak: calls cut short by SIGKILL {}; hits checked {}, misses {}",
-        report.killed_calls, report.hits_checked, report.misses
+        "soak: calls cut short by SIGKILL {} (writes of them seen by a read {}); hits checked \
+         {}, misses {}",
+        report.killed_calls, report.killed_writes_seen, report.hits_checked, report.misses
     );
     eprintln!(
         "soak: faults: Redis pauses {}, Redis kills {}, writer SIGKILLs {}",

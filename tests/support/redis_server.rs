@@ -63,6 +63,9 @@ pub fn redis_server_binary() -> PathBuf {
         })
 }
 
+/// The highest port whose cluster bus port (port + 10000) exists.
+const MAX_PORT_WITH_BUS: u16 = u16::MAX - 10_000;
+
 /// A port nobody listens on right now (bind port 0, read it, release it).
 pub fn free_port() -> u16 {
     loop {
@@ -71,7 +74,9 @@ pub fn free_port() -> u16 {
             .local_addr()
             .unwrap()
             .port();
-        if port != 6379 {
+        // A cluster node also listens on port + 10000 (its bus): ports above 55535 leave it
+        // none, and the kernel hands out ephemeral ports up to 60999.
+        if port != 6379 && port <= MAX_PORT_WITH_BUS {
             return port;
         }
     }
@@ -186,6 +191,11 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// False once `stop` killed it.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {

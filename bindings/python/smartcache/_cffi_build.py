@@ -44,7 +44,7 @@ HIT_FUNCTIONS = ("sz_cache_get_buffered", "sz_cache_get_memory")
 _PRELUDE = "#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n" + CDEF
 
 
-def _declares(line: str, names: tuple) -> bool:
+def _declares(line: str, names: tuple[str, ...]) -> bool:
     return any(line.startswith(f"int {name}(") for name in names)
 
 

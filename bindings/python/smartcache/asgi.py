@@ -26,6 +26,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# How many failed leaders in a row the waiters of a key hand the computation over to before a
+# waiter runs the app on its own (bounds the wait when the app keeps failing).
+_HANDOVERS = 3
+
 
 class CacheMiddleware:
     """Caches an ASGI app's GET and HEAD responses in a SmartCache.
@@ -48,8 +52,9 @@ class CacheMiddleware:
         self.app = app
         self.policy = _http.Policy(cache, ttl, routes, vary, cacheable_statuses, max_body_size,
                                    key_prefix)
-        # Requests computing a key now, per event loop: the others wait for them.
-        self._flights: Dict[Tuple[int, str], "asyncio.Future[None]"] = {}
+        # Requests computing a key now, per event loop: the others wait for them. A future's
+        # result is True when its leader failed (see _single_flight).
+        self._flights: Dict[Tuple[int, str], "asyncio.Future[bool]"] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,29 +72,59 @@ class CacheMiddleware:
             # Another user's request is no answer for this one: compute, never wait.
             await self._compute(cache, plan, scope, receive, send)
             return
+        await self._single_flight(cache, plan, scope, receive, send)
+
+    async def _single_flight(self, cache: SmartCache, plan: _http.Plan, scope: Scope,
+                             receive: Receive, send: Send) -> None:
+        """Computes the response once for concurrent requests of one key.
+
+        The first request leads; the others wait for it (shielded: a waiter being cancelled
+        must not cancel the leader's future), then read what it stored. When the leader
+        failed (the app raised, or its task was cancelled) one waiter becomes the new leader
+        and the rest wait for it, at most _HANDOVERS times, after which a waiter runs the
+        app itself: never an unbounded chain. A leader that answered without storing
+        (private, no-store, a Vary this request does not match, too large) is no answer for
+        a waiter, which then runs the app at once, as before."""
         fkey = (id(asyncio.get_running_loop()), plan.key)
-        flight = self._flights.get(fkey)
-        if flight is not None:
-            # Another request is computing this key: wait for it (shielded: this request
-            # being cancelled must not cancel that one's future), then read what it stored.
-            await asyncio.shield(flight)
+        for _ in range(_HANDOVERS + 1):
+            flight = self._flights.get(fkey)
+            if flight is None:
+                await self._lead(cache, plan, fkey, scope, receive, send)
+                return
+            failed = await asyncio.shield(flight)
             if await self._serve_stored(cache, plan, send):
                 return
-            await self._compute(cache, plan, scope, receive, send)
-            return
+            if not failed:
+                break
+        await self._compute(cache, plan, scope, receive, send)
+
+    async def _lead(self, cache: SmartCache, plan: _http.Plan, fkey: Tuple[int, str],
+                    scope: Scope, receive: Receive, send: Send) -> None:
+        """Runs the app for a key's waiters; its future's result says whether it failed."""
         flight = self._flights[fkey] = asyncio.get_running_loop().create_future()
+        failed = True
         try:
-            await self._compute(cache, plan, scope, receive, send)
+            # A flight that ended between this request's lookup and now (its lookup waited
+            # on Redis or disk) left its response in memory: serve it, do not run the app
+            # a second time.
+            if not await self._serve_stored(cache, plan, send, memory_only=True):
+                await self._compute(cache, plan, scope, receive, send)
+            failed = False
         finally:
             del self._flights[fkey]
-            flight.set_result(None)
+            flight.set_result(failed)
 
-    async def _serve_stored(self, cache: SmartCache, plan: _http.Plan, send: Send) -> bool:
-        """Answers from the cache when it holds a usable response; False otherwise."""
-        record = _http.decode_record(await cache.aget(plan.key))
+    async def _serve_stored(self, cache: SmartCache, plan: _http.Plan, send: Send,
+                            memory_only: bool = False) -> bool:
+        """Answers from the cache when it holds a usable response; False otherwise.
+        `memory_only` consults the memory tier alone (never waits on I/O)."""
+        async def read(key: str) -> Any:
+            return cache._get_memory(key) if memory_only else await cache.aget(key)
+
+        record = _http.decode_record(await read(plan.key))
         variant = self.policy.variant_to_read(plan, record)
         if variant is not None:
-            record = _http.decode_record(await cache.aget(variant))
+            record = _http.decode_record(await read(variant))
         now = _http.now()
         if record is None or not self.policy.usable(record, plan, now):
             return False

@@ -72,7 +72,8 @@ class SmartCacheConfig:
     redis_enabled: bool = False
     #: redis://[user:password@]host:port/db, rediss://... (TLS),
     #: redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://),
-    #: or unix:///path?db=N
+    #: a Redis Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes;
+    #: also rediss+cluster://), or unix:///path?db=N
     redis_url: str = "redis://localhost:6379/0"
     #: L2 default TTL, seconds.
     redis_ttl: int = 1800

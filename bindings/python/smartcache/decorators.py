@@ -48,6 +48,12 @@ once: the first becomes the leader, the others wait on its Event and receive its
 its exception). Coroutine functions run the computation in a task of its own that every
 caller awaits through ``asyncio.shield``: cancelling any caller, the one that started it
 included, leaves the computation running for the others (and its result is still cached).
+A call made inside the computation of its own key (recursion with the same arguments) runs
+the body again rather than wait for itself: sync by the leader's thread identity, async by
+``_computing``, a context variable naming the keys being computed, which tasks inherit.
+
+Unstorable results. A result the serializer refuses is returned but not cached; the first
+one per decorated function raises a RuntimeWarning naming it.
 
 Async. ``async def`` functions read and write the cache through the async API (``aget`` /
 ``aset``): a memory hit is answered on the loop, Redis and disk work off it.
@@ -73,6 +79,7 @@ which computes the key and so works for every process's entry.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import functools
 import hashlib
@@ -84,8 +91,8 @@ import time
 import uuid
 import warnings
 import weakref
-from typing import (TYPE_CHECKING, Any, Callable, Dict, MutableMapping, Optional, Protocol, Set,
-                    Tuple, TypeVar, Union, cast, overload)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, MutableMapping, Optional,
+                    Protocol, Set, Tuple, TypeVar, Union, cast, overload)
 
 try:
     from typing import ParamSpec
@@ -139,6 +146,11 @@ _MISSING = object()
 _HASH_OVER = 200
 _ENVELOPE = "__smartcache_cached__"
 _log = logging.getLogger("smartcache")
+# The (wrapper state id, key) pairs whose async computation the current context is inside.
+# A task inherits its creator's context, so a call made from inside a computation (directly
+# or through other awaits and tasks it starts) sees the keys being computed above it.
+_computing: "contextvars.ContextVar[FrozenSet[Tuple[int, str]]]" = contextvars.ContextVar(
+    "smartcache_cached_computing", default=frozenset())
 
 
 # --- canonical argument text ------------------------------------------------------------------
@@ -259,6 +271,7 @@ class _CachedFunction:
         self.lock = threading.Lock()
         self.flights: Dict[str, _Flight] = {}
         self.refreshing: Set[str] = set()
+        self.warned_unstored = False
         self.async_flights: Dict[Tuple[int, str], "asyncio.Task[Any]"] = {}
         # Keys written, per cache (weak: a closed and dropped cache takes its set with it).
         self.written: MutableMapping[SmartCache, Set[str]] = weakref.WeakKeyDictionary()
@@ -267,6 +280,16 @@ class _CachedFunction:
         return self.explicit_cache if self.explicit_cache is not None else get_default_cache()
 
     def key(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
+        try:
+            return self._key(args, kwargs)
+        except RecursionError:
+            # A self-referencing or very deeply nested argument: no stable text exists (or
+            # none that is worth building), which is the documented TypeError case.
+            raise TypeError(
+                f"@cached {self.prefix} cannot build a key: an argument is self-referencing "
+                "or nested too deeply") from None
+
+    def _key(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         parts = []
@@ -308,9 +331,14 @@ class _CachedFunction:
 
     def failed_to_store(self, error: Exception) -> None:
         """A result that cannot be cached (unpicklable, too large) is still returned to the
-        callers, with a warning: caching is an optimisation, the call worked."""
-        warnings.warn(f"@cached {self.prefix}: result not cached: {error}", RuntimeWarning,
-                      stacklevel=5)
+        callers, with a warning (once per decorated function, not at every call): caching is
+        an optimisation, the call worked; the function runs again at each call."""
+        with self.lock:
+            if self.warned_unstored:
+                return
+            self.warned_unstored = True
+        warnings.warn(f"@cached {self.prefix}: result not cached (the function runs again at "
+                      f"every call with these arguments): {error}", RuntimeWarning, stacklevel=5)
 
     def remember(self, cache: SmartCache, key: str) -> None:
         with self.lock:
@@ -407,6 +435,11 @@ class _CachedFunction:
             if due:
                 self.flight(cache, key, args, kwargs, recheck=False)
             return value
+        if (id(self), key) in _computing.get():
+            # Called from inside the computation of this very key (recursion, direct or
+            # through other calls): joining the flight would await itself forever. Run the
+            # body directly, as a re-entered sync function does.
+            return await self.func(*args, **kwargs)
         # shield: cancelling this caller (whichever started the task) leaves it running for
         # the other callers.
         return await asyncio.shield(self.flight(cache, key, args, kwargs, recheck=True))
@@ -428,6 +461,8 @@ class _CachedFunction:
                        kwargs: Dict[str, Any], recheck: bool) -> Any:
         value = self.recheck(cache, key) if recheck else _MISSING
         if value is _MISSING:
+            # This task runs in a copy of its creator's context: the mark stays in it.
+            _computing.set(_computing.get() | {(id(self), key)})
             value = await self.func(*args, **kwargs)
             await self.astore(cache, key, value)
         return value

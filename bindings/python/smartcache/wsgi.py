@@ -21,6 +21,25 @@ from .cache import SmartCache
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]
+Land = Callable[..., None]
+
+# See smartcache.asgi: failed leaders handed over to a waiter before one runs the app alone.
+_HANDOVERS = 3
+
+
+class _Flight:
+    """A request computing a key; `failed` is set (before `done`) when it landed without an
+    answer the waiters can read (the app raised, or the response stream broke off)."""
+
+    __slots__ = ("done", "failed")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.failed = False
+
+
+def _no_waiters(failed: bool = False) -> None:
+    """The `land` of a request nobody waits for."""
 
 
 class CacheMiddleware:
@@ -36,7 +55,7 @@ class CacheMiddleware:
                                    key_prefix)
         self._lock = threading.Lock()
         # Requests computing a key now (threaded servers): the others wait for them.
-        self._flights: Dict[str, threading.Event] = {}
+        self._flights: Dict[str, _Flight] = {}
 
     def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         headers = [(k[5:].replace("_", "-").lower(), str(v)) for k, v in environ.items()
@@ -60,44 +79,66 @@ class CacheMiddleware:
             return stored
         if plan.cookie_bound:
             # Another user's request is no answer for this one: compute, never wait.
-            return self._compute(cache, plan, environ, start_response, lambda: None)
-        with self._lock:
-            flight = self._flights.get(plan.key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[plan.key] = threading.Event()
-        assert flight is not None
-        if not leader:
-            flight.wait()
+            return self._compute(cache, plan, environ, start_response, _no_waiters)
+        return self._single_flight(cache, plan, environ, start_response)
+
+    def _single_flight(self, cache: SmartCache, plan: _http.Plan, environ: Dict[str, Any],
+                       start_response: StartResponse) -> Iterable[bytes]:
+        """Computes the response once for concurrent requests of one key; the rules of
+        smartcache.asgi.CacheMiddleware._single_flight (a failed leader hands over to one
+        waiter, at most _HANDOVERS times)."""
+        for _ in range(_HANDOVERS + 1):
+            with self._lock:
+                flight = self._flights.get(plan.key)
+                lead = flight is None
+                if flight is None:
+                    flight = self._flights[plan.key] = _Flight()
+            if lead:
+                return self._lead(cache, plan, flight, environ, start_response)
+            flight.done.wait()
             stored = self._serve_stored(cache, plan, start_response)
             if stored is not None:
                 return stored
-            return self._compute(cache, plan, environ, start_response, lambda: None)
+            if not flight.failed:
+                break
+        return self._compute(cache, plan, environ, start_response, _no_waiters)
 
-        def land() -> None:
+    def _lead(self, cache: SmartCache, plan: _http.Plan, flight: "_Flight",
+              environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def land(failed: bool = False) -> None:
             with self._lock:
-                self._flights.pop(plan.key, None)
-            flight.set()
+                if self._flights.get(plan.key) is not flight:
+                    return  # landed already (a streamed body lands at its end and on close)
+                del self._flights[plan.key]
+                flight.failed = failed
+            flight.done.set()
 
         try:
+            # A flight that ended between this request's lookup and now left its response in
+            # memory: serve it rather than run the app a second time.
+            stored = self._serve_stored(cache, plan, start_response, memory_only=True)
+            if stored is not None:
+                land()
+                return stored
             return self._compute(cache, plan, environ, start_response, land)
         except BaseException:
-            land()
+            land(failed=True)
             raise
 
-    def _serve_stored(self, cache: SmartCache, plan: _http.Plan,
-                      start_response: StartResponse) -> Optional[List[bytes]]:
-        record = _http.decode_record(cache.get(plan.key))
+    def _serve_stored(self, cache: SmartCache, plan: _http.Plan, start_response: StartResponse,
+                      memory_only: bool = False) -> Optional[List[bytes]]:
+        read = cache._get_memory if memory_only else cache.get
+        record = _http.decode_record(read(plan.key))
         variant = self.policy.variant_to_read(plan, record)
         if variant is not None:
-            record = _http.decode_record(cache.get(variant))
+            record = _http.decode_record(read(variant))
         now = _http.now()
         if record is None or not self.policy.usable(record, plan, now):
             return None
         return _respond(start_response, *_http.response(record, plan.request, now, hit=True))
 
     def _compute(self, cache: SmartCache, plan: _http.Plan, environ: Dict[str, Any],
-                 start_response: StartResponse, land: Callable[[], None]) -> Iterable[bytes]:
+                 start_response: StartResponse, land: Land) -> Iterable[bytes]:
         """Runs the app; stores its response when it may be, passing it through otherwise.
         `land` is called once the outcome is known (stored, or passed through).
 
@@ -204,17 +245,19 @@ class _Tee:
 
     def __init__(self, middleware: CacheMiddleware, cache: SmartCache, plan: _http.Plan,
                  ttl: float, captured: List[Any], head: List[bytes], rest: Iterator[bytes],
-                 result: Iterable[bytes], land: Callable[[], None]) -> None:
+                 result: Iterable[bytes], land: Land) -> None:
         self._args = (middleware, cache, plan, ttl, captured)
         self._head = head
         self._rest = rest
         self._result = result
         self._land = land
+        self._completed = False
 
     def __iter__(self) -> Iterator[bytes]:
         middleware, cache, plan, ttl, captured = self._args
         copy: Optional[List[bytes]] = list(self._head)
         size = sum(map(len, self._head))
+        completed = False
         try:
             yield from self._head
             for chunk in self._rest:
@@ -227,14 +270,17 @@ class _Tee:
                 yield chunk
             if copy is not None:
                 middleware._store(cache, plan, ttl, captured, copy)
+            completed = True
         finally:
-            self._land()
+            self._completed = completed
+            self._land(failed=not completed)
 
     def close(self) -> None:
         try:
             _close(self._result)
         finally:
-            self._land()
+            # Closed before its end (the client went away): nothing stored for the waiters.
+            self._land(failed=not self._completed)
 
 
 __all__ = ["CacheMiddleware"]

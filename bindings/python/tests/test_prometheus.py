@@ -172,3 +172,46 @@ def test_prometheus_with_redis_tier() -> None:
         assert s['smartcache_tier_up{tier="redis"}'] == 1
         assert not any('tier="disk"' in k for k in s)
         a.clear()
+
+
+def test_prometheus_text_reads_back_with_prometheus_client(tmp_path: Any) -> None:
+    """The text read by prometheus_client's own parser (what a Python exporter re-serving it
+    would use), on all three tiers: every family has the declared type and documentation, and
+    the samples are the counts of the operations made."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cfg = SmartCacheConfig(redis_enabled=True, redis_url=redis_url_or_fail(),
+                           redis_key_prefix=f"prom-{uuid.uuid4().hex}:",
+                           disk_enabled=True, disk_path=str(tmp_path / "d"), disk_max_size="16M")
+    with SmartCache(cfg, serializer="json") as c:
+        for i in range(4):
+            c.set(f"k{i}", i)               # 4 sets, through to Redis and disk
+        assert c.get("k1") == 1             # 1 memory hit
+        assert c.get("absent") is None      # 1 miss, asked of every tier
+        assert c.delete("k0")               # 1 delete
+        text = c.stats_prometheus()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    # prometheus_client names a counter family without its _total suffix.
+    hits = families["smartcache_hits"]
+    assert hits.type == "counter" and hits.documentation == "Gets answered by any tier."
+    assert [s.value for s in hits.samples] == [1]
+    assert [s.value for s in families["smartcache_misses"].samples] == [1]
+    assert [s.value for s in families["smartcache_sets"].samples] == [4]
+    assert [s.value for s in families["smartcache_deletes"].samples] == [1]
+    assert families["smartcache_hit_ratio"].type == "gauge"
+    assert families["smartcache_hit_ratio"].samples[0].value == pytest.approx(0.5)
+
+    def per_tier(family: str) -> Dict[str, float]:
+        return {s.labels["tier"]: s.value for s in families[family].samples}
+
+    assert per_tier("smartcache_tier_up") == {"memory": 1, "redis": 1, "disk": 1}
+    assert per_tier("smartcache_tier_hits") == {"memory": 1, "redis": 0, "disk": 0}
+    assert per_tier("smartcache_tier_misses") == {"memory": 1, "redis": 1, "disk": 1}
+    assert per_tier("smartcache_tier_errors") == {"memory": 0, "redis": 0, "disk": 0}
+    assert per_tier("smartcache_tampered") == {"redis": 0, "disk": 0}
+    latency = families["smartcache_latency_seconds"]
+    assert latency.type == "gauge"
+    quantiles = {(s.labels["tier"], s.labels["op"], s.labels["quantile"]) for s in latency.samples}
+    for tier in ("redis", "disk"):
+        assert {(tier, "set", "0.5"), (tier, "set", "0.99")} <= quantiles, sorted(quantiles)
+    assert 0 < families["smartcache_disk_fill_ratio"].samples[0].value < 1

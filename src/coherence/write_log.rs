@@ -13,25 +13,28 @@
 //! while it read it, or reserved by a writer that died before filling it in), drops its whole
 //! memory tier instead: always correct, only slower.
 //!
-//! Layout (docs/disk-format.md): a 4 KiB header page, then `len` entries of 32 bytes. Writers
-//! reserve a position with one atomic add on `next` and fill the entry in; an entry's `stamp`
-//! is its position + 1 once it is complete.
+//! Layout (docs/disk-format.md): a 4 KiB header page, the outage table (`super::outage`,
+//! 16 KiB), then `len` entries of 32 bytes. Writers reserve a position with one atomic add on
+//! `next` and fill the entry in; an entry's `stamp` is its position + 1 once it is complete.
 
-use super::file::{self, io_err};
+use super::outage::{self, Outage};
+use crate::disk::file::{self, io_err};
 use crate::error::{Error, Result};
-use memmap2::{MmapMut, MmapOptions};
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::atomic::{self, AtomicU64};
+use crate::sync::{yield_now, Mutex, MutexGuard};
+use memmap2::MmapOptions;
 use std::hash::BuildHasher;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The file's name inside disk_path.
 pub const FILE_NAME: &str = "smartcache.writes";
 
 const MAGIC: [u8; 8] = *b"SCWRITES";
-const VERSION: u32 = 1;
+/// 2: the outage table (and its counters in the header page) before the entries.
+const VERSION: u32 = 2;
 const HEADER_LEN: u64 = 4096;
 /// Bytes 0..24 (magic, version, len, seed) are covered by a crc32 stored at 24.
 const CHECKED_LEN: usize = 24;
@@ -40,7 +43,15 @@ const NEXT_OFF: usize = 128;
 /// Copies from disk into Redis in flight, by group of keys: `COPY_GROUPS` pairs of (count,
 /// last start in unix ms), in the header page after `next`.
 const COPIES_OFF: usize = 512;
-const COPY_GROUPS: usize = 128;
+pub(crate) const COPY_GROUPS: usize = 128;
+/// The outage table's counters (`outage::HEADER_WORDS`), after the copy fence; its slots fill
+/// the `outage::TABLE_BYTES` after the header page.
+const OUTAGE_OFF: usize = COPIES_OFF + COPY_GROUPS * 16;
+const ENTRIES_OFF: u64 = HEADER_LEN + outage::TABLE_BYTES as u64;
+/// Sets and deletes in flight, by group of keys: `WRITE_GROUPS` pairs of (count, last start in
+/// unix ms), in the header page after the outage counters.
+const WRITES_OFF: usize = 3072;
+const WRITE_GROUPS: usize = 64;
 const ENTRY_BYTES: u64 = 32;
 /// Entries in a new file: a handle may fall this many writes behind (by all processes) between
 /// two of its reads before it must drop its whole memory tier. 2 MiB.
@@ -88,8 +99,24 @@ impl Drop for CopyInFlight<'_> {
     }
 }
 
+/// Where a handle's shared words are.
+struct Shared {
+    next: *const AtomicU64,
+    copies: *const Copies,
+    entries: *const Entry,
+    writes: *const Copies,
+    outage: (*const u8, *const u8),
+}
+
 pub struct WriteLog {
-    _map: MmapMut,
+    /// Owns the memory the pointers below point into: the mapped file (or, under the schedule
+    /// checker, the words of a `checked::CheckedFile`). Shared with the outage table.
+    words: Arc<dyn std::any::Any + Send + Sync>,
+    /// Sets and deletes in flight by group (`WRITE_GROUPS` pairs).
+    writes: *const Copies,
+    /// The outage table: its counters and its slots (std atomics: `super::outage` is not
+    /// under the schedule checker).
+    outage: (*const u8, *const u8),
     next: *const AtomicU64,
     copies: *const Copies,
     entries: *const Entry,
@@ -105,17 +132,25 @@ pub struct WriteLog {
     catching_up: Mutex<()>,
 }
 
-// SAFETY: `next`, `copies` and `entries` point into `_map`, which the log owns and never
+// SAFETY: `next`, `copies` and `entries` point into `_words`, which the log owns and never
 // remaps, so they are valid on any thread for the log's lifetime; the shared words are only
 // accessed as atomics.
 unsafe impl Send for WriteLog {}
 // SAFETY: see Send; every &self method uses atomics or the `catching_up` mutex.
 unsafe impl Sync for WriteLog {}
 
+/// Wall-clock milliseconds from the coarse clock (a few ms of resolution; the start times it
+/// stamps are judged against bounds of 100 ms and more): cheap enough for every set.
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1000) + ts.tv_nsec as u64 / 1_000_000
 }
 
 fn random_u64() -> u64 {
@@ -141,8 +176,11 @@ fn parse_header(h: &[u8]) -> std::result::Result<(u64, u64), String> {
     let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
     let version = u32_at(8);
     if version != VERSION {
+        // Processes of another build share nothing they would both honour: refused, and the
+        // file left alone (it holds no data, only coordination state).
         return Err(format!(
-            "write log version {version}, this build reads {VERSION}"
+            "write log version {version}, this build reads {VERSION} (stop the processes of \
+             the other build on this disk_path, then remove the file)"
         ));
     }
     if u32_at(CHECKED_LEN) != crc32fast::hash(&h[..CHECKED_LEN]) {
@@ -166,7 +204,7 @@ impl WriteLog {
     /// `open`, laying a new file out with `new_len` entries (an existing file keeps its own).
     fn open_with_len(dir: &Path, new_len: u64) -> Result<WriteLog> {
         let (file, path) = file::open_or_create(dir, FILE_NAME, || {
-            let size = HEADER_LEN + new_len * ENTRY_BYTES;
+            let size = ENTRIES_OFF + new_len * ENTRY_BYTES;
             Ok(file::NewFile {
                 size,
                 reserved: vec![(0, size)],
@@ -178,7 +216,7 @@ impl WriteLog {
             file::read_prefix(&file, &mut hdr).map_err(|e| io_err(&path, "cannot read", e))?;
         let (len, seed) = parse_header(&hdr[..got])
             .map_err(|m| Error::io(format!("{}: refusing to use: {m}", path.display())))?;
-        let size = HEADER_LEN + len * ENTRY_BYTES;
+        let size = ENTRIES_OFF + len * ENTRY_BYTES;
         let have = file
             .metadata()
             .map_err(|e| io_err(&path, "cannot stat", e))?
@@ -196,17 +234,51 @@ impl WriteLog {
             .map_err(|e| io_err(&path, "cannot map", e))?;
         let base = map.as_mut_ptr();
         // SAFETY: NEXT_OFF + 8, COPIES_OFF + COPY_GROUPS * 16 (both within the header page)
-        // and HEADER_LEN + len * 32 lie inside the mapping, which is page-aligned, so all three
+        // and ENTRIES_OFF + len * 32 lie inside the mapping, which is page-aligned, so all three
         // regions are 8-aligned for AtomicU64.
-        let (next, copies, entries) = unsafe {
+        // SAFETY (also): WRITES_OFF + WRITE_GROUPS * 16 and OUTAGE_OFF + HEADER_WORDS * 8 end
+        // inside the header page (asserted at the end of this file); the outage slots fill
+        // HEADER_LEN..ENTRIES_OFF.
+        let (next, copies, entries, writes, outage) = unsafe {
             (
                 base.add(NEXT_OFF) as *const AtomicU64,
                 base.add(COPIES_OFF) as *const Copies,
-                base.add(HEADER_LEN as usize) as *const Entry,
+                base.add(ENTRIES_OFF as usize) as *const Entry,
+                base.add(WRITES_OFF) as *const Copies,
+                (
+                    base.add(OUTAGE_OFF) as *const u8,
+                    base.add(HEADER_LEN as usize) as *const u8,
+                ),
             )
         };
+        let shared = Shared {
+            next,
+            copies,
+            entries,
+            writes,
+            outage,
+        };
+        Ok(Self::over(Arc::new(map), shared, len, seed))
+    }
+
+    /// A handle over shared words that `words` owns (and never moves): see `Shared`.
+    fn over(
+        words: Arc<dyn std::any::Any + Send + Sync>,
+        at: Shared,
+        len: u64,
+        seed: u64,
+    ) -> WriteLog {
+        let Shared {
+            next,
+            copies,
+            entries,
+            writes,
+            outage,
+        } = at;
         let log = WriteLog {
-            _map: map,
+            words,
+            writes,
+            outage,
             next,
             copies,
             entries,
@@ -218,7 +290,21 @@ impl WriteLog {
         };
         // A new handle's memory tier is empty: nothing written so far concerns it.
         log.applied.store(log.next().load(Acquire), Release);
-        Ok(log)
+        log
+    }
+
+    /// The outage table in this file, shared by every process of the disk_path.
+    pub fn outage(&self) -> Outage {
+        // SAFETY: `outage` points at HEADER_WORDS and SLOTS * SLOT_WORDS 8-aligned words (see
+        // `open`, or `checked::CheckedFile`) that `words` keeps alive; they are only used
+        // atomically, as std atomics.
+        unsafe {
+            Outage::shared(
+                self.outage.0 as *const std::sync::atomic::AtomicU64,
+                self.outage.1 as *const std::sync::atomic::AtomicU64,
+                Arc::clone(&self.words),
+            )
+        }
     }
 
     /// The seed every process's memory tier hashes keys with, so hashes in the log mean the
@@ -251,16 +337,49 @@ impl WriteLog {
         unsafe { &*self.copies.add(hash as usize % COPY_GROUPS) }
     }
 
+    fn writes_of(&self, hash: u64) -> &Copies {
+        // SAFETY: `writes` points at WRITE_GROUPS pairs of words (see `open`, or
+        // `checked::CheckedFile`) that `words` keeps alive.
+        unsafe { &*self.writes.add(hash as usize % WRITE_GROUPS) }
+    }
+
+    /// Marks a set or delete of a key of `hash` as in flight until the guard drops: from
+    /// before its first tier is written until after its entry is recorded. Meanwhile no
+    /// process copies a lower tier's value of the group into its memory (`writing_in`): a
+    /// writer killed between the lower tiers and its entry would leave the copy there, older
+    /// than what the lower tiers serve.
+    pub fn writing(&self, hash: u64) -> CopyInFlight<'_> {
+        let w = self.writes_of(hash);
+        w.last_start_ms.store(unix_ms(), Relaxed);
+        w.count.fetch_add(1, SeqCst);
+        CopyInFlight(w)
+    }
+
+    /// True when a set or delete of `hash`'s group may be in flight (see `writing`): call it
+    /// after reading the lower tiers, before copying the value into memory. A count left by a
+    /// writer that died is believed for `max_wait` after the group's latest start (a living
+    /// writer judged dead only costs a copy that its entry drops).
+    pub fn writing_in(&self, hash: u64, max_wait: Duration) -> bool {
+        atomic::fence(SeqCst);
+        let w = self.writes_of(hash);
+        w.count.load(SeqCst) > 0 && {
+            let started = w.last_start_ms.load(Relaxed);
+            let now = unix_ms();
+            started <= now && now - started < max_wait.as_millis() as u64
+        }
+    }
+
     /// Marks a copy of a key of `hash` from disk into Redis as in flight until the returned
     /// guard drops. Take it before reading the disk: a delete that then waits for the copies
     /// of its key (`wait_for_copies`) knows that every copy which may have read the value it
     /// deleted has finished (and withdrawn itself if it came too late).
     pub fn copying(&self, hash: u64) -> CopyInFlight<'_> {
         let c = self.copies_of(hash);
-        // SeqCst, with the fence in wait_for_copies: the count is seen by any delete whose
-        // disk delete this copy's disk read did not see.
-        c.count.fetch_add(1, SeqCst);
+        // The start before the count: a waiter that sees the count sees this start with it.
         c.last_start_ms.store(unix_ms(), Relaxed);
+        // SeqCst, with the fence in wait_for_copies: the count is seen by any write whose
+        // disk write this copy's disk read did not see.
+        c.count.fetch_add(1, SeqCst);
         CopyInFlight(c)
     }
 
@@ -272,22 +391,37 @@ impl WriteLog {
     /// copier killed in flight leaves its count raised for ever, and under steady copy traffic
     /// its group's start time never grows old.
     pub fn wait_for_copies(&self, hash: Option<u64>, max_wait: Duration) {
-        std::sync::atomic::fence(SeqCst);
-        let groups = match hash.map(|h| h % COPY_GROUPS as u64) {
-            Some(g) => g..g + 1,
-            None => 0..COPY_GROUPS as u64,
-        };
-        let deadline = Instant::now() + max_wait;
+        match hash {
+            Some(h) => self.wait_for_copies_of([h], max_wait),
+            None => self.wait_for_groups(0..COPY_GROUPS as u64, max_wait),
+        }
+    }
+
+    /// `wait_for_copies` for the groups of several keys (a `set_many`), within one `max_wait`.
+    /// Costs a fence and one load per key when no copy is in flight.
+    pub fn wait_for_copies_of(&self, hashes: impl IntoIterator<Item = u64>, max_wait: Duration) {
+        let groups = hashes.into_iter().map(|h| h % COPY_GROUPS as u64);
+        self.wait_for_groups(groups, max_wait);
+    }
+
+    fn wait_for_groups(&self, groups: impl Iterator<Item = u64>, max_wait: Duration) {
+        atomic::fence(SeqCst);
+        let mut deadline = None;
         let max_ms = max_wait.as_millis() as u64;
         let live = |c: &Copies| {
-            // The start time before the clock: a copy starting meanwhile is not "in the future".
-            let started = c.last_start_ms.load(Relaxed);
-            let now = unix_ms();
-            c.count.load(SeqCst) > 0 && started <= now && now - started < max_ms
+            // The count first (it carries its copy's start, see `copying`), then the start,
+            // then the clock: a copy starting meanwhile is not "in the future".
+            c.count.load(SeqCst) > 0 && {
+                let started = c.last_start_ms.load(Relaxed);
+                let now = unix_ms();
+                started <= now && now - started < max_ms
+            }
         };
         for c in groups.map(|g| self.copies_of(g)) {
-            while live(c) && Instant::now() < deadline {
-                std::thread::yield_now();
+            while live(c)
+                && Instant::now() < *deadline.get_or_insert_with(|| Instant::now() + max_wait)
+            {
+                yield_now();
             }
         }
     }
@@ -383,7 +517,7 @@ impl WriteLog {
             if since.elapsed() > UNFINISHED_WAIT {
                 return None;
             }
-            std::thread::yield_now();
+            yield_now();
         }
         let (hash, writer, kind) = (
             e.hash.load(Acquire),
@@ -407,10 +541,17 @@ impl WriteLog {
     }
 }
 
+const _: () = assert!(OUTAGE_OFF + outage::HEADER_WORDS * 8 <= WRITES_OFF);
+const _: () = assert!(WRITES_OFF + WRITE_GROUPS * 16 <= HEADER_LEN as usize);
+
+#[cfg(feature = "shuttle")]
+#[path = "write_log_checked.rs"]
+pub mod checked;
+
 #[cfg(test)]
 mod tests {
-    use super::super::tests::temp_dir;
     use super::*;
+    use crate::disk::tests::temp_dir;
     use std::sync::Arc;
 
     fn changes(log: &WriteLog) -> Vec<Change> {
@@ -661,7 +802,7 @@ mod tests {
             .write(true)
             .open(d.join(FILE_NAME))
             .unwrap();
-        f.set_len(HEADER_LEN).unwrap();
+        f.set_len(ENTRIES_OFF).unwrap();
         drop(f);
         let c = WriteLog::open(&d).unwrap();
         assert_eq!(c.seed(), b.seed());
