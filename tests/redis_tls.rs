@@ -1,6 +1,7 @@
 //! `rediss://` against a real redis-server listening with `--tls-port`, with certificates made
 //! by the test: verification, host names, expiry, client certificates, a plain client on the
-//! TLS port, and deadlines that hold while a TLS peer stalls.
+//! TLS port, deadlines that hold while a TLS peer stalls, and a Redis Cluster over TLS
+//! (`rediss+cluster://`).
 
 mod support;
 
@@ -9,6 +10,8 @@ use smartcache::redis::RedisTier;
 use smartcache::Config;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
+use support::redis_cluster::RedisCluster;
+use support::redis_server::{free_port, RedisServer, Resp};
 use support::tls_certs::{path_str, start_tls_redis, TestCa};
 
 const TIMEOUT_MS: u64 = 300;
@@ -254,4 +257,95 @@ fn tls_options_are_set_and_read_back_by_name() {
         assert_eq!(cfg.get(name).unwrap(), "");
     }
     cfg.set("redis_url", "rediss://:pw@h:6380/1").unwrap();
+}
+
+/// Three cluster-enabled masters, each with a plain port (the test's own checks) and a TLS
+/// port that serves clients and the TLS cluster bus (`tls-cluster yes`, so `CLUSTER SLOTS`
+/// names the TLS ports to TLS clients), joined by `redis-cli --tls`. Returns the cluster and
+/// the TLS ports.
+fn start_tls_cluster(ca: &TestCa) -> (RedisCluster, Vec<u16>) {
+    let cert = ca.issue("node", &["127.0.0.1"]);
+    let (cert_s, key_s, ca_s) = (
+        path_str(&cert.cert_file),
+        path_str(&cert.key_file),
+        path_str(&ca.ca_file),
+    );
+    let tls_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let nodes: Vec<RedisServer> = tls_ports
+        .iter()
+        .map(|p| {
+            RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "1000",
+                "--tls-port",
+                &p.to_string(),
+                "--tls-cert-file",
+                &cert_s,
+                "--tls-key-file",
+                &key_s,
+                "--tls-ca-cert-file",
+                &ca_s,
+                "--tls-auth-clients",
+                "no",
+                "--tls-cluster",
+                "yes",
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let cli = ["--tls".to_string(), "--cacert".to_string(), ca_s];
+    (RedisCluster::join(nodes, &addrs, &cli, 0), tls_ports)
+}
+
+#[test]
+fn cluster_over_tls_routes_every_slot_through_verified_tls() {
+    let ca = TestCa::new("cluster");
+    let (cluster, tls_ports) = start_tls_cluster(&ca);
+    let seeds: Vec<String> = tls_ports
+        .iter()
+        .take(2)
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let url = format!("rediss+cluster://{}/", seeds.join(","));
+
+    let tier = RedisTier::open(&with_ca(config(url.clone(), "tlsc:"), &ca)).unwrap();
+    assert!(tier.is_up(), "{:?}", tier.stats());
+    assert_eq!(tier.stats().url, url);
+    let keys: Vec<Vec<u8>> = (0..60).map(|i| format!("k{i}").into_bytes()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        tier.set(k, format!("v{i}").as_bytes(), 0, None).unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            tier.get(k).unwrap().unwrap().value,
+            format!("v{i}").into_bytes()
+        );
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let many = tier.get_many(&refs).unwrap();
+    assert!(many.iter().all(Option::is_some), "{many:?}");
+
+    // Every key sits on exactly one master (read over the plain ports), and the keys are
+    // spread over all three: each was routed, over TLS, to the node that owns its slot.
+    let mut per_node = [0usize; 3];
+    for k in &keys {
+        let full = [b"tlsc:".as_slice(), k].concat();
+        let holders: Vec<usize> = (0..3)
+            .filter(|&n| matches!(cluster.nodes[n].cmd(&[b"GET", &full]), Resp::Bulk(Some(_))))
+            .collect();
+        assert_eq!(holders.len(), 1, "{}", String::from_utf8_lossy(k));
+        per_node[holders[0]] += 1;
+    }
+    assert!(per_node.iter().all(|&n| n > 0), "{per_node:?}");
+
+    // Not silently plaintext: with another CA the certificates are refused, and a plain
+    // cluster URL on the TLS ports does not come up.
+    let other = TestCa::new("cluster-other");
+    let untrusted = RedisTier::open(&with_ca(config(url, "tlsc:"), &other)).unwrap();
+    assert!(!untrusted.is_up(), "{:?}", untrusted.stats());
+    let plain = format!("redis+cluster://{}/", seeds.join(","));
+    let plain = RedisTier::open(&with_ca(config(plain, "tlsc:"), &ca)).unwrap();
+    assert!(!plain.is_up(), "{:?}", plain.stats());
 }
