@@ -33,7 +33,8 @@ impl Node {
         pool_size: usize,
         max_value_size: usize,
     ) -> Node {
-        let mut pool = Pool::new(url.clone(), timeout, pool_size).with_max_value_size(max_value_size);
+        let mut pool =
+            Pool::new(url.clone(), timeout, pool_size).with_max_value_size(max_value_size);
         if let Some(tls) = tls {
             pool = pool.with_tls(tls);
         }
