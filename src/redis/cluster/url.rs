@@ -206,6 +206,19 @@ mod tests {
     }
 
     #[test]
+    fn tls_cluster_form_gives_every_node_tls() {
+        let u = ClusterUrl::parse("rediss+cluster://:pw@h1:7000,h2:7001/").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.seeds, vec![("h1".into(), 7000), ("h2".into(), 7001)]);
+        assert_eq!(u.to_string(), "rediss+cluster://:***@h1:7000,h2:7001/");
+        let node = u.node("10.0.0.2", 7002);
+        assert!(node.tls && node.sentinel.is_none());
+        assert!(!ClusterUrl::parse("redis+cluster://h:1/").unwrap().tls);
+        let e = ClusterUrl::parse("rediss+cluster://h:1/3").unwrap_err();
+        assert!(e.to_string().contains("redis_url"), "{e}");
+    }
+
+    #[test]
     fn bad_cluster_urls_name_the_option_and_hide_the_password() {
         for bad in [
             "redis+cluster://",
