@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 use support::redis_cluster::RedisCluster;
 use support::redis_server::{free_port, RedisServer, Resp};
-use support::tls_certs::{path_str, start_tls_redis, TestCa};
+use support::tls_certs::{path_str, start_tls_redis, tls_server_args, TestCa};
 
 const TIMEOUT_MS: u64 = 300;
 
@@ -265,37 +265,30 @@ fn tls_options_are_set_and_read_back_by_name() {
 /// the TLS ports.
 fn start_tls_cluster(ca: &TestCa) -> (RedisCluster, Vec<u16>) {
     let cert = ca.issue("node", &["127.0.0.1"]);
-    let (cert_s, key_s, ca_s) = (
-        path_str(&cert.cert_file),
-        path_str(&cert.key_file),
-        path_str(&ca.ca_file),
-    );
     let tls_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let nodes: Vec<RedisServer> = tls_ports
         .iter()
-        .map(|p| {
-            RedisServer::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "1000",
-                "--tls-port",
-                &p.to_string(),
-                "--tls-cert-file",
-                &cert_s,
-                "--tls-key-file",
-                &key_s,
-                "--tls-ca-cert-file",
-                &ca_s,
-                "--tls-auth-clients",
-                "no",
-                "--tls-cluster",
-                "yes",
-            ])
+        .map(|&p| {
+            let mut args = tls_server_args(ca, &cert, p, false);
+            // tls-cluster: the cluster bus speaks TLS, and CLUSTER SLOTS names the TLS
+            // ports to TLS clients.
+            args.extend(
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--tls-cluster",
+                    "yes",
+                ]
+                .map(String::from),
+            );
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            RedisServer::start_with(&args)
         })
         .collect();
     let addrs: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let cli = ["--tls".to_string(), "--cacert".to_string(), ca_s];
+    let cli = ["--tls", "--cacert", &path_str(&ca.ca_file)].map(String::from);
     (RedisCluster::join(nodes, &addrs, &cli, 0), tls_ports)
 }
 

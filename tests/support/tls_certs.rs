@@ -100,23 +100,33 @@ pub struct TlsRedis {
 
 pub fn start_tls_redis(ca: &TestCa, cert: &Issued, auth_clients: bool) -> TlsRedis {
     let tls_port = free_port();
-    let (port_s, cert_s, key_s, ca_s) = (
-        tls_port.to_string(),
-        path_str(&cert.cert_file),
-        path_str(&cert.key_file),
-        path_str(&ca.ca_file),
-    );
-    let server = RedisServer::start_with(&[
+    let args = tls_server_args(ca, cert, tls_port, auth_clients);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = RedisServer::start_with(&args);
+    TlsRedis { server, tls_port }
+}
+
+/// The redis-server arguments for a TLS port `tls_port` serving `cert`, trusting `ca` for
+/// client certificates (required when `auth_clients`).
+pub fn tls_server_args(
+    ca: &TestCa,
+    cert: &Issued,
+    tls_port: u16,
+    auth_clients: bool,
+) -> Vec<String> {
+    [
         "--tls-port",
-        &port_s,
+        &tls_port.to_string(),
         "--tls-cert-file",
-        &cert_s,
+        &path_str(&cert.cert_file),
         "--tls-key-file",
-        &key_s,
+        &path_str(&cert.key_file),
         "--tls-ca-cert-file",
-        &ca_s,
+        &path_str(&ca.ca_file),
         "--tls-auth-clients",
         if auth_clients { "yes" } else { "no" },
-    ]);
-    TlsRedis { server, tls_port }
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
