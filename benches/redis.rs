@@ -10,7 +10,9 @@
 //!    two tiers on the same server, interleaved (bound: +1.5 us per hit);
 //! 4. with Redis down and the breaker open, the latency percentiles of a get (custom loop,
 //!    printed to stdout);
-//! 5. a 100-byte GET hit through a Redis Cluster (3 masters + 3 replicas started by the bench,
+//! 5. a 100-byte GET hit over TLS (`rediss://`, pooled connections reused) vs the same hit in
+//!    plain TCP, same server (its TLS and plain ports), interleaved (target: TLS <= 1.3x).
+//! 6. a 100-byte GET hit through a Redis Cluster (3 masters + 3 replicas started by the bench,
 //!    `redis+cluster://`) vs the same hit on a single node, interleaved (target ≤ 1.15x), and
 //!    the commands each master counts for one get_many of 100 keys spread over the slots.
 
@@ -20,6 +22,9 @@ mod redis_cluster;
 #[path = "../tests/support/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
+#[path = "../tests/support/tls_certs.rs"]
+#[allow(dead_code)]
+mod tls_certs;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use redis_server::RedisServer;
@@ -153,6 +158,7 @@ fn benches(c: &mut Criterion) {
     );
 
     signed_vs_unsigned_get(c, &server);
+    tls_vs_plain_get(c);
     cluster_vs_single_get(c, &server);
 
     let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("many{i}").into_bytes()).collect();
@@ -360,6 +366,59 @@ fn signed_vs_unsigned_get(c: &mut Criterion, server: &RedisServer) {
         ds - dp
     );
     assert_eq!(signed.stats().tier.tampered, 0);
+}
+
+/// The same 100-byte hit over a TLS port and over the plain port of one redis-server.
+fn tls_vs_plain_get(c: &mut Criterion) {
+    let ca = tls_certs::TestCa::new("bench");
+    let cert = ca.issue("server", &["127.0.0.1"]);
+    let tls_certs::TlsRedis { server, tls_port } = tls_certs::start_tls_redis(&ca, &cert, false);
+    let ca_s = tls_certs::path_str(&ca.ca_file);
+    let plain = RedisTier::open(&config(server.url(0))).unwrap();
+    let tls = RedisTier::open(&Config {
+        redis_tls_ca_file: Some(ca_s.clone()),
+        ..config(format!("rediss://127.0.0.1:{tls_port}/0"))
+    })
+    .unwrap();
+    let value = vec![b'v'; 100];
+    plain.set(b"hot", &value, 0, None).unwrap();
+    assert_eq!(tls.get(b"hot").unwrap().unwrap().value, value);
+
+    let mut g = c.benchmark_group("redis_get_hit_tls_100B");
+    g.bench_function("plain", |b| {
+        b.iter(|| black_box(plain.get(black_box(b"hot")).unwrap()))
+    });
+    g.bench_function("tls", |b| {
+        b.iter(|| black_box(tls.get(black_box(b"hot")).unwrap()))
+    });
+    g.finish();
+
+    let (mut p_ns, mut t_ns) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        p_ns.extend(sample(1000, || {
+            black_box(plain.get(b"hot").unwrap());
+        }));
+        t_ns.extend(sample(1000, || {
+            black_box(tls.get(b"hot").unwrap());
+        }));
+    }
+    let pmean = p_ns.iter().sum::<u64>() as f64 / p_ns.len() as f64;
+    let tmean = t_ns.iter().sum::<u64>() as f64 / t_ns.len() as f64;
+    let (pp50, pp99, _, _) = percentiles(p_ns);
+    let (tp50, tp99, _, _) = percentiles(t_ns);
+    println!(
+        "get hit 100B, 20000 calls each: tls mean {:.1} µs p50 {:.1} p99 {:.1} | plain mean {:.1} µs p50 {:.1} p99 {:.1} | ratio mean {:.3} p50 {:.3} (target <= 1.3)",
+        tmean / 1e3,
+        tp50 as f64 / 1e3,
+        tp99 as f64 / 1e3,
+        pmean / 1e3,
+        pp50 as f64 / 1e3,
+        pp99 as f64 / 1e3,
+        tmean / pmean,
+        tp50 as f64 / pp50 as f64
+    );
+    // Connections were reused: the pool never dialled past its size.
+    assert!(tls.stats().open_connections <= 4);
 }
 
 criterion_group! {

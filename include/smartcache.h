@@ -737,11 +737,18 @@ sz_config *sz_config_new(void);
  * - memory_ttl, redis_ttl, disk_ttl: 0 (no expiry) or 1..=3153600000 seconds (a century)
  * - compression_enabled, jemalloc_enabled, redis_enabled, disk_enabled, enable_stats: booleans
  * - compression_min_size: 0..=4294967295 bytes
- * - redis_url: `redis://[user:password@]host:port/db`, unix:///path?db=N, or a Redis Cluster's
- *   `redis+cluster://[user:password@]host:port,host:port/` (seeds), 1..=4095 bytes
+ * - redis_url: `redis://[user:password@]host:port/db`, `rediss://...` (TLS),
+ *   `redis+sentinel://host:port[,host:port]/master-name[/db]` (also `rediss+sentinel://`),
+ *   a Redis Cluster's `redis+cluster://[user:password@]host:port,host:port/` (seeds; also
+ *   `rediss+cluster://`) or unix:///path?db=N, 1..=4095 bytes
  * - redis_timeout_ms: 1..=600000
  * - redis_pool_size: 1..=1024 connections
  * - redis_key_prefix: 0..=1024 bytes (empty = derived from disk_path)
+ * - redis_tls_ca_file, redis_tls_cert_file, redis_tls_key_file: PEM file paths for
+ *   `rediss://` URLs, 0..=4095 bytes (empty = unset): the CA certificates that verify the
+ *   server (unset: the system's trust store), and a client certificate with its key
+ * - redis_tls_server_name: 0..=253 bytes, the name the server's certificate must carry
+ *   (empty = the URL's host)
  * - redis_invalidation: boolean (default false). With Redis on, the memory tier drops the keys
  *   other hosts change, told by Redis (`CLIENT TRACKING ... BCAST PREFIX <prefix>`), and is
  *   held empty while that connection is down (see README, "Several hosts")

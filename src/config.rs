@@ -121,12 +121,22 @@ pub fn limit_of(name: &str) -> Option<Limit> {
         "redis_url" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
-            what: "a redis://, redis+cluster:// or unix:// URL",
+            what: "a redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel:// or unix:// URL",
         },
         "disk_path" => Limit::Text {
             min: 1,
             max: TEXT_MAX,
             what: "a directory path",
+        },
+        "redis_tls_ca_file" | "redis_tls_cert_file" | "redis_tls_key_file" => Limit::Text {
+            min: 0,
+            max: TEXT_MAX,
+            what: "a PEM file path (empty = unset)",
+        },
+        "redis_tls_server_name" => Limit::Text {
+            min: 0,
+            max: 253,
+            what: "a DNS name or IP address (empty = the URL's host)",
         },
         "redis_key_prefix" => Limit::Text {
             min: 0,
@@ -206,6 +216,11 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// None = derived (see the Redis tier), so two caches do not share keys unless told to.
     pub redis_key_prefix: Option<String>,
+    /// `rediss://` settings (see `redis::tls`); None = unset.
+    pub redis_tls_ca_file: Option<String>,
+    pub redis_tls_cert_file: Option<String>,
+    pub redis_tls_key_file: Option<String>,
+    pub redis_tls_server_name: Option<String>,
     /// Keep the memory tier coherent with other hosts' writes through Redis's invalidation
     /// messages (`CLIENT TRACKING ... BCAST`, see `redis::invalidation`).
     pub redis_invalidation: bool,
@@ -242,6 +257,10 @@ impl Default for Config {
             redis_timeout_ms: 100,
             redis_pool_size: 4,
             redis_key_prefix: None,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            redis_tls_server_name: None,
             redis_invalidation: false,
             disk_enabled: false,
             disk_path: default_disk_path(),
@@ -252,6 +271,22 @@ impl Default for Config {
             max_value_size: 16 << 20,
             value_secret: Secret::default(),
             value_secret_previous: Secret::default(),
+        }
+    }
+}
+
+fn unset_if_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+impl Config {
+    /// The TLS options for a `rediss://` URL.
+    pub fn redis_tls(&self) -> crate::redis::tls::TlsOptions {
+        crate::redis::tls::TlsOptions {
+            ca_file: self.redis_tls_ca_file.clone(),
+            cert_file: self.redis_tls_cert_file.clone(),
+            key_file: self.redis_tls_key_file.clone(),
+            server_name: self.redis_tls_server_name.clone(),
         }
     }
 }
@@ -270,6 +305,10 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_timeout_ms",
     "redis_pool_size",
     "redis_key_prefix",
+    "redis_tls_ca_file",
+    "redis_tls_cert_file",
+    "redis_tls_key_file",
+    "redis_tls_server_name",
     "redis_invalidation",
     "disk_enabled",
     "disk_path",
@@ -320,6 +359,10 @@ impl Config {
                     Some(v.to_string())
                 }
             }
+            "redis_tls_ca_file" => self.redis_tls_ca_file = unset_if_empty(v),
+            "redis_tls_cert_file" => self.redis_tls_cert_file = unset_if_empty(v),
+            "redis_tls_key_file" => self.redis_tls_key_file = unset_if_empty(v),
+            "redis_tls_server_name" => self.redis_tls_server_name = unset_if_empty(v),
             "redis_invalidation" => self.redis_invalidation = boolean(name, v)?,
             "disk_enabled" => self.disk_enabled = boolean(name, v)?,
             "disk_path" => self.disk_path = PathBuf::from(v),
@@ -356,6 +399,10 @@ impl Config {
             "redis_timeout_ms" => self.redis_timeout_ms.to_string(),
             "redis_pool_size" => self.redis_pool_size.to_string(),
             "redis_key_prefix" => self.redis_key_prefix.clone().unwrap_or_default(),
+            "redis_tls_ca_file" => self.redis_tls_ca_file.clone().unwrap_or_default(),
+            "redis_tls_cert_file" => self.redis_tls_cert_file.clone().unwrap_or_default(),
+            "redis_tls_key_file" => self.redis_tls_key_file.clone().unwrap_or_default(),
+            "redis_tls_server_name" => self.redis_tls_server_name.clone().unwrap_or_default(),
             "redis_invalidation" => self.redis_invalidation.to_string(),
             "disk_enabled" => self.disk_enabled.to_string(),
             "disk_path" => self.disk_path.display().to_string(),

@@ -25,7 +25,8 @@ const Never time.Duration = -1
 var OptionNames = []string{
 	"memory_capacity", "memory_max_bytes", "memory_ttl", "compression_enabled",
 	"compression_min_size", "jemalloc_enabled", "redis_enabled", "redis_url", "redis_ttl",
-	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "redis_invalidation",
+	"redis_timeout_ms", "redis_pool_size", "redis_key_prefix", "redis_tls_ca_file",
+	"redis_tls_cert_file", "redis_tls_key_file", "redis_tls_server_name", "redis_invalidation",
 	"disk_enabled", "disk_path",
 	"disk_max_size", "disk_ttl", "enable_stats", "auto_expire_interval", "max_value_size",
 	"value_secret", "value_secret_previous",
@@ -61,9 +62,11 @@ type Config struct {
 
 	// RedisEnabled turns on the Redis tier, L2 (redis_enabled; default false).
 	RedisEnabled bool
-	// RedisURL is redis://[user:password@]host:port/db, unix:///path?db=N, or a Redis
-	// Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes; see
-	// docs/scaling.md) (redis_url; default redis://localhost:6379/0).
+	// RedisURL is redis://[user:password@]host:port/db, rediss://... (TLS),
+	// redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://),
+	// a Redis Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes;
+	// also rediss+cluster://; see docs/scaling.md), or unix:///path?db=N
+	// (redis_url; default redis://localhost:6379/0).
 	RedisURL string
 	// RedisTTL is L2's default lifetime (redis_ttl; default 1800 s; Never = none).
 	RedisTTL time.Duration
@@ -76,6 +79,16 @@ type Config struct {
 	// by the library as "sc:" + 32 hex digits of SHA-256(canonical disk_path) + ":", so caches
 	// with the same DiskPath share their Redis entries and others never overlap). Caches share entries exactly when their prefixes (and Redis) match.
 	RedisKeyPrefix string
+	// RedisTLSCAFile is a PEM file of the CA certificates that verify a rediss:// server
+	// (redis_tls_ca_file; default "" = the system's trust store).
+	RedisTLSCAFile string
+	// RedisTLSCertFile and RedisTLSKeyFile are a PEM client certificate and its key, for
+	// servers that require one (redis_tls_cert_file, redis_tls_key_file; default none).
+	RedisTLSCertFile string
+	RedisTLSKeyFile  string
+	// RedisTLSServerName is the name the server's certificate must carry
+	// (redis_tls_server_name; default "" = the URL's host).
+	RedisTLSServerName string
 
 	// RedisInvalidation keeps the memory tier coherent with other hosts' writes: Redis reports
 	// every key under this cache's prefix that anyone changes (CLIENT TRACKING ... BCAST) and it
@@ -194,6 +207,16 @@ func (c *Config) options() ([][2]string, error) {
 	num("redis_pool_size", int64(c.RedisPoolSize))
 	if c.RedisKeyPrefix != "" {
 		add("redis_key_prefix", c.RedisKeyPrefix)
+	}
+	for _, o := range [...]struct{ name, value string }{
+		{"redis_tls_ca_file", c.RedisTLSCAFile},
+		{"redis_tls_cert_file", c.RedisTLSCertFile},
+		{"redis_tls_key_file", c.RedisTLSKeyFile},
+		{"redis_tls_server_name", c.RedisTLSServerName},
+	} {
+		if o.value != "" {
+			add(o.name, o.value)
+		}
 	}
 	if c.RedisInvalidation {
 		add("redis_invalidation", "true")

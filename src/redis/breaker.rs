@@ -111,8 +111,20 @@ impl Breaker {
     pub fn spawn_probe(
         self: &Arc<Self>,
         interval: Duration,
+        probe: impl FnMut() -> bool + Send + 'static,
+        on_close: impl Fn() + Send + 'static,
+    ) -> std::io::Result<ProbeThread> {
+        self.spawn_probe_watching(interval, probe, on_close, None)
+    }
+
+    /// As `spawn_probe`; while the breaker is closed the thread also runs `watch`'s closure
+    /// every `watch`'s interval (the Sentinel check of where the master is).
+    pub fn spawn_probe_watching(
+        self: &Arc<Self>,
+        interval: Duration,
         mut probe: impl FnMut() -> bool + Send + 'static,
         on_close: impl Fn() + Send + 'static,
+        mut watch: Option<Watch>,
     ) -> std::io::Result<ProbeThread> {
         let breaker = Arc::clone(self);
         let handle = std::thread::Builder::new()
@@ -124,7 +136,21 @@ impl Breaker {
                         return;
                     }
                     if breaker.allows() {
-                        stop = breaker.wake.wait(stop).unwrap_or_else(|p| p.into_inner());
+                        let Some((every, check)) = watch.as_mut() else {
+                            stop = breaker.wake.wait(stop).unwrap_or_else(|p| p.into_inner());
+                            continue;
+                        };
+                        stop = breaker
+                            .wake
+                            .wait_timeout(stop, *every)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        if *stop || !breaker.allows() {
+                            continue;
+                        }
+                        drop(stop);
+                        check();
+                        stop = breaker.control.lock().unwrap_or_else(|p| p.into_inner());
                         continue;
                     }
                     // Open: give Redis an interval, then ask it.
@@ -150,6 +176,9 @@ impl Breaker {
         })
     }
 }
+
+/// A check the probe thread runs every interval while the breaker is closed.
+pub type Watch = (Duration, Box<dyn FnMut() + Send>);
 
 /// Owns the probe thread: dropping it stops and joins the thread.
 pub struct ProbeThread {

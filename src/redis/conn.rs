@@ -1,16 +1,17 @@
 //! The one module that calls hiredis (through hiredis-sys): a safe, blocking connection.
 //!
-//! Every other part of the tier sees [`Conn`], [`Reply`] and [`ConnError`] only. What this
-//! wrapper adds to hiredis 0.13:
-//! - **A deadline per exchange**, not per syscall. hiredis applies its timeout to each `read`
-//!   and `write` (SO_RCVTIMEO / SO_SNDTIMEO), so a server that trickles bytes could stretch a
-//!   call indefinitely. Before every blocking syscall we shorten the socket timeout to what is
+//! Every other part of the tier sees [`Conn`], [`Reply`] and [`ConnError`] only. The socket
+//! I/O is ours ([`super::transport`]: plain TCP, unix socket, or TLS through rustls); hiredis
+//! 0.13 only parses replies (its `redisReader`), and commands are formatted here (RESP). What
+//! this module guarantees:
+//! - **A deadline per exchange**, not per syscall. Before every blocking syscall (each step of
+//!   the transport blocks at most once, TLS included) we shorten the socket timeout to what is
 //!   left of the caller's deadline (only when it differs by more than `SLACK`, so the usual
-//!   one-write-one-read GET costs no extra syscall).
-//! - **No SIGPIPE.** hiredis writes with write(2); on a socket the peer closed that raises
-//!   SIGPIPE, whose default action kills the host process. We block SIGPIPE on the calling
-//!   thread around writes and consume the one we caused before restoring the thread's mask.
-//!   The process-wide disposition is never touched.
+//!   one-write-one-read GET costs no extra syscall). A server that trickles bytes cannot
+//!   stretch a call.
+//! - **No SIGPIPE.** Every write is send(2) with MSG_NOSIGNAL: a peer that closed the socket
+//!   gives EPIPE, not a signal whose default action kills the host process. Neither the
+//!   thread's mask nor the process-wide disposition is touched.
 //! - **Bounded replies.** hiredis 0.13 buffers a bulk string until all of its announced length
 //!   has arrived (`$999999999999` then a stream of bytes grows the buffer without end), callocs
 //!   an array header's element vector up front (`*100000000` = 800 MB), and nests up to seven
@@ -28,13 +29,14 @@
 //! Any failure other than a Redis error reply leaves the connection unusable (the reply stream
 //! is out of step or the socket is dead); callers drop it.
 
+use super::tls::TlsTarget;
+use super::transport::{self, Transport};
 use hiredis_sys as ffi;
 use libc::{c_char, c_int, c_void, size_t};
 use once_cell::sync::OnceCell;
 use std::cell::Cell;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
@@ -51,6 +53,10 @@ pub(crate) const MAX_ARRAY_LEN: usize = 1 << 20;
 /// `[[start, end, [ip, port, id, [metadata]]]]`, is the deepest reply any of our commands
 /// gets (SCAN's `[cursor, [keys]]` is 1). Every level is still charged to the reply's budget.
 pub(crate) const MAX_DEPTH: usize = 3;
+
+/// Deepest nesting any caller may allow (see `Conn::expect_nesting`); hiredis 0.13 itself
+/// stops at seven levels.
+const MAX_NESTING: usize = 2;
 
 /// What a frame may add to a value on top of max_value_size (header, MAC, an incompressible
 /// value's LZ4 framing), with room to spare.
@@ -81,6 +87,8 @@ struct ReplyBudget {
     left: usize,
     /// Longest single string.
     max_string: usize,
+    /// Deepest array nesting accepted (0 = a top-level array).
+    max_depth: usize,
     /// Why the hooks refused, for the error message.
     refused: Option<Refusal>,
 }
@@ -96,7 +104,12 @@ enum Refusal {
 
 thread_local! {
     static BUDGET: Cell<ReplyBudget> = const {
-        Cell::new(ReplyBudget { left: usize::MAX, max_string: usize::MAX, refused: None })
+        Cell::new(ReplyBudget {
+            left: usize::MAX,
+            max_string: usize::MAX,
+            max_depth: MAX_DEPTH,
+            refused: None,
+        })
     };
 }
 
@@ -166,8 +179,9 @@ extern "C" fn create_array_bounded(
     task: *const ffi::redisReadTask,
     elements: c_int,
 ) -> *mut c_void {
+    let max_depth = BUDGET.try_with(|b| b.get().max_depth).unwrap_or(0);
     // SAFETY: hiredis passes a task of its reader stack (see `depth`).
-    let refusal = if unsafe { depth(task) } > MAX_DEPTH {
+    let refusal = if unsafe { depth(task) } > max_depth {
         Some(Refusal::Depth)
     } else if !usize::try_from(elements).is_ok_and(|n| n <= MAX_ARRAY_LEN) {
         Some(Refusal::Array(i64::from(elements)))
@@ -257,9 +271,15 @@ impl fmt::Display for ConnError {
     }
 }
 
-/// One blocking hiredis connection.
+/// One blocking connection: our socket (see [`transport`]), hiredis's reply reader.
 pub struct Conn {
-    ctx: NonNull<ffi::redisContext>,
+    transport: Transport,
+    /// hiredis's reply parser, fed with what the transport reads.
+    reader: NonNull<ffi::redisReader>,
+    /// Commands formatted (RESP) and not yet written.
+    obuf: Vec<u8>,
+    /// Where reads land before the reader copies them; kept to spare a 16 KiB memset a read.
+    ibuf: Box<[u8]>,
     peer: String,
     /// The configured per-call timeout (used in messages).
     timeout: Duration,
@@ -272,36 +292,37 @@ pub struct Conn {
     max_string: usize,
     /// The budget of the next reply read (see `expect_values`); reset to one value after it.
     next_budget: usize,
+    /// Array nesting the next reply may have (see `expect_nesting`); reset after it.
+    next_depth: usize,
 }
 
-// SAFETY: a Conn owns its redisContext exclusively (it is never aliased or shared) and hiredis
-// keeps no thread-local state for a blocking context, so moving it to another thread is sound.
-// It is not Sync: every method takes &mut self.
+// SAFETY: a Conn owns its redisReader exclusively (it is never aliased or shared) and the
+// reader keeps no thread-local state (the budget is installed by the thread reading, for the
+// duration of the read), so moving it to another thread is sound. It is not Sync: every
+// method takes &mut self.
 unsafe impl Send for Conn {}
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // SAFETY: ctx came from a successful redisConnect* call, is owned by this Conn alone,
-        // and is freed exactly once here. redisFree only closes the fd and frees memory; it
-        // does not write, so it cannot raise SIGPIPE.
-        unsafe { ffi::redisFree(self.ctx.as_ptr()) }
+        // SAFETY: reader came from redisReaderCreate, is owned by this Conn alone, and is
+        // freed exactly once here. The socket closes when `transport` drops; nothing is
+        // written, so no SIGPIPE either.
+        unsafe { ffi::redisReaderFree(self.reader.as_ptr()) }
     }
 }
+
+/// Size of one read from the socket (hiredis read 16 KiB at a time too; a TLS record holds
+/// at most 16 KiB of plaintext).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An output buffer grown past this (a large SET) is given back after the write.
+const OBUF_KEEP: usize = 64 * 1024;
 
 impl std::os::fd::AsRawFd for Conn {
-    /// The socket, for waiting until it is readable (never for reading or writing past hiredis).
+    /// The socket, for waiting until it is readable (never for reading or writing past
+    /// `receive`).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        // SAFETY: ctx is live and owned by this Conn; reading a plain int field.
-        unsafe { (*self.ctx.as_ptr()).fd }
-    }
-}
-
-fn timeval(d: Duration) -> libc::timeval {
-    // A zero timeval means "no timeout" to the kernel; never pass one.
-    let d = d.max(Duration::from_micros(1000));
-    libc::timeval {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
+        self.transport.raw_fd()
     }
 }
 
@@ -309,15 +330,89 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
+/// A reader whose reply functions charge the budget (see [`ReplyBudget`]).
+fn bounded_reader() -> Option<NonNull<ffi::redisReader>> {
+    // SAFETY: redisReaderCreate returns NULL (out of memory) or a reader we now own, with
+    // `fns` pointing at hiredis's static default function table. We copy that table once (it
+    // is immutable) and point this reader at our own 'static copy, which outlives every
+    // reader; the reader only ever reads through the pointer.
+    unsafe {
+        let reader = NonNull::new(ffi::redisReaderCreate())?;
+        let r = reader.as_ptr();
+        if (*r).fns.is_null() {
+            ffi::redisReaderFree(r);
+            return None;
+        }
+        let table = BOUNDED_FUNCTIONS.get_or_init(|| {
+            let d = &*(*r).fns;
+            let _ = DEFAULT_FUNCTIONS.set(ffi::redisReplyObjectFunctions {
+                createString: d.createString,
+                createArray: d.createArray,
+                createInteger: d.createInteger,
+                createNil: d.createNil,
+                freeObject: d.freeObject,
+            });
+            ffi::redisReplyObjectFunctions {
+                createString: Some(create_string_bounded),
+                createArray: Some(create_array_bounded),
+                createInteger: Some(create_integer_bounded),
+                createNil: Some(create_nil_bounded),
+                freeObject: d.freeObject,
+            }
+        });
+        (*r).fns = table as *const ffi::redisReplyObjectFunctions as *mut _;
+        Some(reader)
+    }
+}
+
+/// Appends `args` as one RESP command (`*N`, then `$len` and the bytes of each argument).
+fn format_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+        out.push(kind);
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.reserve(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    header(out, b'*', args.len());
+    for a in args {
+        header(out, b'$', a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 impl Conn {
-    /// Connects, sets the command timeout (and TCP keepalive), all before `deadline`.
-    /// `peer` names the server in messages. A TCP host should be an IP address: hiredis would
-    /// look a name up with getaddrinfo, which no timeout bounds (see [`super::resolve`]).
+    /// Connects in plain text (TCP or unix socket); see [`Conn::connect_tls`].
     pub fn connect(
         ep: &Endpoint,
         peer: String,
         timeout: Duration,
         deadline: Instant,
+    ) -> Result<Conn, ConnError> {
+        Conn::connect_tls(ep, peer, timeout, deadline, None)
+    }
+
+    /// Connects (and with `tls`, completes the TLS handshake), sets the command timeout and
+    /// TCP keepalive, all before `deadline`. `peer` names the server in messages. A TCP host
+    /// should be an IP address: a name would be looked up by the system, which no timeout
+    /// bounds (see [`super::resolve`]).
+    pub fn connect_tls(
+        ep: &Endpoint,
+        peer: String,
+        timeout: Duration,
+        deadline: Instant,
+        tls: Option<&TlsTarget>,
     ) -> Result<Conn, ConnError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -329,90 +424,82 @@ impl Conn {
                 ),
             });
         }
-        let connect_err = |peer: &str, why: &str| ConnError {
+        let sock = transport::connect(ep, left).map_err(|e| {
+            let timed_out = matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) || Instant::now() >= deadline;
+            ConnError {
+                kind: if timed_out {
+                    ConnErrorKind::Timeout
+                } else {
+                    ConnErrorKind::Connect
+                },
+                message: format!("cannot connect to {peer} in {} ms: {e}", ms(timeout)),
+            }
+        })?;
+        let transport = match tls {
+            None => Transport::Plain(sock),
+            Some(t) => {
+                let session = t.tls.session(t.name.clone()).map_err(|e| ConnError {
+                    kind: ConnErrorKind::Connect,
+                    message: format!("cannot connect to {peer}: TLS: {e}"),
+                })?;
+                Transport::tls(sock, session)
+            }
+        };
+        let reader = bounded_reader().ok_or_else(|| ConnError {
             kind: ConnErrorKind::Connect,
-            message: format!("cannot connect to {peer}: {why}"),
-        };
-        let raw = match ep {
-            Endpoint::Tcp { host, port } => {
-                let host =
-                    CString::new(host.as_bytes()).map_err(|_| connect_err(&peer, "NUL in host"))?;
-                // SAFETY: host is a valid NUL-terminated string that outlives the call; hiredis
-                // copies it. The result is NULL (out of memory) or a context we now own.
-                unsafe {
-                    ffi::redisConnectWithTimeout(host.as_ptr(), c_int::from(*port), timeval(left))
-                }
-            }
-            Endpoint::Unix { path } => {
-                let path = CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| connect_err(&peer, "NUL in socket path"))?;
-                // SAFETY: as above, for the path string.
-                unsafe { ffi::redisConnectUnixWithTimeout(path.as_ptr(), timeval(left)) }
-            }
-        };
-        let ctx = NonNull::new(raw).ok_or_else(|| connect_err(&peer, "out of memory"))?;
-        // From here on, Drop frees the context on every early return.
+            message: format!("cannot connect to {peer}: out of memory"),
+        })?;
+        // From here on, Drop frees the reader and closes the socket on every early return.
         let mut conn = Conn {
-            ctx,
+            transport,
+            reader,
+            obuf: Vec::new(),
+            ibuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             peer,
             timeout,
-            sock_timeout: timeout,
+            sock_timeout: Duration::ZERO,
             pending: 0,
             broken: false,
             max_string: DEFAULT_MAX_STRING,
             next_budget: DEFAULT_MAX_STRING + REPLY_OVERHEAD,
+            next_depth: MAX_DEPTH,
         };
-        // SAFETY: ctx is a live context from redisConnect*, whose reader hiredis created
-        // (non-NULL) with `fn` pointing at its static default function table. We copy that
-        // table once (it is immutable) and point this reader at our own 'static copy, which
-        // outlives every context; the reader only ever reads through the pointer.
-        unsafe {
-            let reader = (*conn.ctx.as_ptr()).reader;
-            if !reader.is_null() && !(*reader).fns.is_null() {
-                let table = BOUNDED_FUNCTIONS.get_or_init(|| {
-                    let d = &*(*reader).fns;
-                    let _ = DEFAULT_FUNCTIONS.set(ffi::redisReplyObjectFunctions {
-                        createString: d.createString,
-                        createArray: d.createArray,
-                        createInteger: d.createInteger,
-                        createNil: d.createNil,
-                        freeObject: d.freeObject,
-                    });
-                    ffi::redisReplyObjectFunctions {
-                        createString: Some(create_string_bounded),
-                        createArray: Some(create_array_bounded),
-                        createInteger: Some(create_integer_bounded),
-                        createNil: Some(create_nil_bounded),
-                        freeObject: d.freeObject,
-                    }
-                });
-                (*reader).fns = table as *const ffi::redisReplyObjectFunctions as *mut _;
-            }
-        }
-        if let Some(why) = conn.context_error() {
-            let kind = if Instant::now() >= deadline {
-                ConnErrorKind::Timeout
-            } else {
-                ConnErrorKind::Connect
-            };
-            return Err(ConnError {
-                kind,
-                message: format!(
-                    "cannot connect to {} in {} ms: {why}",
-                    conn.peer,
-                    ms(timeout)
-                ),
-            });
-        }
         conn.set_socket_timeout(timeout)?;
-        if matches!(ep, Endpoint::Tcp { .. }) {
-            // SAFETY: ctx is a live, connected context owned by conn.
-            if unsafe { ffi::redisEnableKeepAlive(conn.ctx.as_ptr()) } != ffi::REDIS_OK {
-                let why = conn.context_error().unwrap_or_default();
-                return Err(connect_err(&conn.peer, &format!("keepalive: {why}")));
+        if let Err(mut e) = conn.handshake(deadline) {
+            if tls.is_some() && e.kind == ConnErrorKind::Timeout {
+                // A plain server on this port waits for a line that never comes.
+                e.message
+                    .push_str(" during the TLS handshake (is it a TLS port?)");
             }
+            return Err(e);
         }
         Ok(conn)
+    }
+
+    /// Drives the TLS handshake to its end (nothing to do in plain text), each step armed.
+    fn handshake(&mut self, deadline: Instant) -> Result<(), ConnError> {
+        loop {
+            self.arm(deadline)?;
+            match self.transport.handshake_step() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if transport::is_tls_failure(&e) => {
+                    let msg = format!("cannot connect to {}: TLS handshake: {e}", self.peer);
+                    return Err(self.fail(ConnErrorKind::Connect, msg));
+                }
+                Err(e) => {
+                    let mut err = self.io_failure(e, deadline, "TLS handshake");
+                    if err.kind != ConnErrorKind::Timeout {
+                        err.kind = ConnErrorKind::Connect;
+                        err.message = format!("cannot connect to {}", err.message);
+                    }
+                    return Err(err);
+                }
+            }
+        }
     }
 
     /// The `host:port` or socket path, for messages.
@@ -455,6 +542,12 @@ impl Conn {
         (self.next_budget / per_key / 2).clamp(1, most)
     }
 
+    /// The next reply may nest arrays `levels` deep (ROLE's list of replicas is `[role,
+    /// offset, [[ip, port, offset], ...]]`: 2) instead of MAX_DEPTH.
+    pub fn expect_nesting(&mut self, levels: usize) {
+        self.next_depth = levels.min(MAX_NESTING);
+    }
+
     /// Marks the connection unusable (the caller saw a reply it cannot trust).
     pub fn mark_broken(&mut self) {
         self.broken = true;
@@ -490,91 +583,69 @@ impl Conn {
         self.read_reply(deadline)
     }
 
-    /// True when bytes already read from the socket wait to be made into replies: `receive`
-    /// then goes on without the descriptor becoming readable again.
-    pub fn has_buffered_input(&self) -> bool {
-        self.buffered() > 0
+    /// True when bytes already read from the socket wait to be made into replies (in the
+    /// reply reader, or decrypted or still to decrypt in the TLS session): `receive` then
+    /// goes on without the descriptor becoming readable again.
+    pub fn has_buffered_input(&mut self) -> bool {
+        self.buffered() > 0 || self.transport.has_buffered_input()
     }
 
-    /// Queues a command in hiredis's output buffer (nothing is sent yet).
+    /// Queues a command in the output buffer (nothing is sent yet).
     pub fn append(&mut self, args: &[&[u8]]) -> Result<(), ConnError> {
         if self.broken {
             return Err(self.fail(ConnErrorKind::Io, "connection already failed".into()));
         }
-        const INLINE: usize = 8;
-        let mut ptrs_inline = [ptr::null::<c_char>(); INLINE];
-        let mut lens_inline = [0 as size_t; INLINE];
-        let (mut ptrs_heap, mut lens_heap);
-        let (ptrs, lens): (&mut [*const c_char], &mut [size_t]) = if args.len() <= INLINE {
-            (
-                &mut ptrs_inline[..args.len()],
-                &mut lens_inline[..args.len()],
-            )
-        } else {
-            ptrs_heap = vec![ptr::null::<c_char>(); args.len()];
-            lens_heap = vec![0 as size_t; args.len()];
-            (&mut ptrs_heap[..], &mut lens_heap[..])
-        };
-        for (i, a) in args.iter().enumerate() {
-            ptrs[i] = a.as_ptr().cast();
-            lens[i] = a.len();
-        }
-        let argc = c_int::try_from(args.len())
-            .map_err(|_| self.fail(ConnErrorKind::Io, "too many arguments".into()))?;
-        // SAFETY: ctx is live and owned; ptrs/lens hold argc valid (pointer, length) pairs into
-        // `args`, which outlive the call; hiredis copies the bytes into its output buffer and
-        // reads argv as const despite the binding's *mut.
-        let rc = unsafe {
-            ffi::redisAppendCommandArgv(self.ctx.as_ptr(), argc, ptrs.as_mut_ptr(), lens.as_ptr())
-        };
-        if rc != ffi::REDIS_OK {
-            let why = self.context_error().unwrap_or_default();
-            return Err(self.fail(ConnErrorKind::Io, format!("cannot queue command: {why}")));
-        }
+        format_command(&mut self.obuf, args);
         self.pending += 1;
         Ok(())
     }
 
-    /// Writes hiredis's output buffer to the socket, with SIGPIPE blocked on this thread.
+    /// Writes the output buffer to the socket (with MSG_NOSIGNAL: never a SIGPIPE).
     fn flush(&mut self, deadline: Instant) -> Result<(), ConnError> {
-        let mut guard = SigpipeGuard::block();
-        loop {
-            self.arm(deadline)?;
-            let mut done: c_int = 0;
-            // SAFETY: ctx is live and owned; `done` is a valid out-pointer for the call.
-            let rc = unsafe { ffi::redisBufferWrite(self.ctx.as_ptr(), &mut done) };
-            if rc != ffi::REDIS_OK {
-                let errno = std::io::Error::last_os_error().raw_os_error();
-                guard.write_failed = true;
-                return Err(self.io_failure(errno, deadline, "write"));
+        let mut written = 0;
+        let obuf = std::mem::take(&mut self.obuf);
+        let result = loop {
+            if let Err(e) = self.arm(deadline) {
+                break Err(e);
             }
-            if done != 0 {
-                return Ok(());
+            match self.transport.write_step(&obuf, &mut written) {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(self.io_failure(e, deadline, "write")),
             }
+        };
+        // Keep the allocation for the next command unless a large value grew it.
+        if obuf.capacity() <= OBUF_KEEP {
+            self.obuf = obuf;
+            self.obuf.clear();
         }
+        result
     }
 
     /// Reads one reply, waiting no later than `deadline`, within this reply's budget.
     fn read_reply(&mut self, deadline: Instant) -> Result<Reply, ConnError> {
         let one = self.one_value_budget();
         let budget = std::mem::replace(&mut self.next_budget, one);
+        let max_depth = std::mem::replace(&mut self.next_depth, MAX_DEPTH);
         BUDGET.with(|b| {
             b.set(ReplyBudget {
                 left: budget,
                 max_string: self.max_string,
+                max_depth,
                 refused: None,
             })
         });
         loop {
             let mut raw: *mut c_void = ptr::null_mut();
-            // SAFETY: ctx is live and owned; `raw` is a valid out-pointer. On success it is
+            // SAFETY: reader is live and owned; `raw` is a valid out-pointer. On success it is
             // NULL (no complete reply buffered yet) or a reply object we must free.
-            let rc = unsafe { ffi::redisGetReplyFromReader(self.ctx.as_ptr(), &mut raw) };
+            let rc = unsafe { ffi::redisReaderGetReply(self.reader.as_ptr(), &mut raw) };
             if rc != ffi::REDIS_OK {
                 let refused = BUDGET.with(|b| b.get().refused);
                 let why = match refused {
                     Some(r) => self.refusal_message(r, budget),
-                    None => self.context_error().unwrap_or_default(),
+                    None => self.reader_error(),
                 };
                 let msg = format!("protocol error from {}: {why}", self.peer);
                 return Err(self.fail(ConnErrorKind::Protocol, msg));
@@ -609,24 +680,39 @@ impl Conn {
                 return Err(self.fail(ConnErrorKind::Protocol, msg));
             }
             self.arm(deadline)?;
-            // SAFETY: ctx is live and owned; a blocking read bounded by SO_RCVTIMEO.
-            if unsafe { ffi::redisBufferRead(self.ctx.as_ptr()) } != ffi::REDIS_OK {
-                let errno = std::io::Error::last_os_error().raw_os_error();
-                return Err(self.io_failure(errno, deadline, "read"));
+            match self.transport.read_step(&mut self.ibuf) {
+                Ok(Some(0)) => {
+                    let msg = format!("{} closed the connection (read: EOF)", self.peer);
+                    return Err(self.fail(ConnErrorKind::Closed, msg));
+                }
+                Ok(Some(n)) => {
+                    // SAFETY: reader is live and owned; ibuf holds n initialised bytes, which
+                    // hiredis copies into its own buffer.
+                    let rc = unsafe {
+                        ffi::redisReaderFeed(
+                            self.reader.as_ptr(),
+                            self.ibuf.as_ptr().cast::<c_char>(),
+                            n,
+                        )
+                    };
+                    if rc != ffi::REDIS_OK {
+                        let msg = format!("reading from {}: {}", self.peer, self.reader_error());
+                        return Err(self.fail(ConnErrorKind::Io, msg));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_failure(e, deadline, "read")),
             }
         }
     }
 
     /// Bytes the reader holds that no reply object has been made from yet.
     fn buffered(&self) -> usize {
-        // SAFETY: ctx is live and owned; its reader was created with it (checked non-NULL at
-        // connect, never replaced); reading two integer fields.
+        // SAFETY: reader is live and owned; reading two integer fields.
         unsafe {
-            let reader = (*self.ctx.as_ptr()).reader;
-            if reader.is_null() {
-                return 0;
-            }
-            (*reader).len.saturating_sub((*reader).pos)
+            let r = self.reader.as_ptr();
+            (*r).len.saturating_sub((*r).pos)
         }
     }
 
@@ -638,11 +724,11 @@ impl Conn {
         if self.buffered() <= MAX_LINE {
             return false;
         }
-        // SAFETY: ctx and its reader are live (see `buffered`); `buf` holds `len` initialised
-        // bytes and pos <= len, and buffered() > MAX_LINE bytes lie past `pos`. The slice is
-        // only read, and dropped before hiredis is called again.
+        // SAFETY: the reader is live (see `buffered`); `buf` holds `len` initialised bytes
+        // and pos <= len, and buffered() > MAX_LINE bytes lie past `pos`. The slice is only
+        // read, and dropped before hiredis is called again.
         let head = unsafe {
-            let reader = &*(*self.ctx.as_ptr()).reader;
+            let reader = &*self.reader.as_ptr();
             std::slice::from_raw_parts(reader.buf.add(reader.pos) as *const u8, MAX_LINE + 1)
         };
         !head.contains(&b'\n')
@@ -693,32 +779,34 @@ impl Conn {
     }
 
     fn set_socket_timeout(&mut self, t: Duration) -> Result<(), ConnError> {
-        // SAFETY: ctx is live and owned; redisSetTimeout only calls setsockopt on its fd.
-        if unsafe { ffi::redisSetTimeout(self.ctx.as_ptr(), timeval(t)) } != ffi::REDIS_OK {
-            let why = self.context_error().unwrap_or_default();
+        // A zero timeout means "no timeout" to the kernel; never pass one.
+        let t = t.max(Duration::from_millis(1));
+        if let Err(e) = self.transport.set_timeout(t) {
             return Err(self.fail(
                 ConnErrorKind::Io,
-                format!("setsockopt on {}: {why}", self.peer),
+                format!("setsockopt on {}: {e}", self.peer),
             ));
         }
         self.sock_timeout = t;
         Ok(())
     }
 
-    fn io_failure(&mut self, errno: Option<i32>, deadline: Instant, op: &str) -> ConnError {
-        // SAFETY: ctx is live; reading a plain int field.
-        let err = unsafe { (*self.ctx.as_ptr()).err };
-        let why = self.context_error().unwrap_or_default();
-        let timed_out = matches!(errno, Some(libc::EAGAIN) | Some(libc::ETIMEDOUT))
-            || Instant::now() >= deadline;
-        let (kind, msg) = if err == ffi::REDIS_ERR_EOF
-            || matches!(errno, Some(libc::EPIPE) | Some(libc::ECONNRESET))
-        {
+    fn io_failure(&mut self, e: std::io::Error, deadline: Instant, op: &str) -> ConnError {
+        use std::io::ErrorKind as K;
+        let (kind, msg) = if transport::is_tls_failure(&e) {
+            (
+                ConnErrorKind::Protocol,
+                format!("TLS error from {} ({op}): {e}", self.peer),
+            )
+        } else if matches!(
+            e.kind(),
+            K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof
+        ) {
             (
                 ConnErrorKind::Closed,
-                format!("{} closed the connection ({op}: {why})", self.peer),
+                format!("{} closed the connection ({op}: {e})", self.peer),
             )
-        } else if err == ffi::REDIS_ERR_IO && timed_out {
+        } else if matches!(e.kind(), K::WouldBlock | K::TimedOut) || Instant::now() >= deadline {
             (
                 ConnErrorKind::Timeout,
                 format!("no reply in {} ms from {}", ms(self.timeout), self.peer),
@@ -726,7 +814,7 @@ impl Conn {
         } else {
             (
                 ConnErrorKind::Io,
-                format!("{op} from {} failed: {why}", self.peer),
+                format!("{op} from {} failed: {e}", self.peer),
             )
         };
         self.fail(kind, msg)
@@ -737,16 +825,17 @@ impl Conn {
         ConnError { kind, message }
     }
 
-    fn context_error(&self) -> Option<String> {
-        // SAFETY: ctx is live; err is an int and errstr a NUL-terminated 128-byte array that
-        // hiredis always terminates (it is zeroed at creation and written with strncpy + NUL).
+    fn reader_error(&self) -> String {
+        // SAFETY: reader is live; err is an int and errstr a NUL-terminated 128-byte array
+        // that hiredis always terminates (zeroed at creation, written with a bounded copy).
         unsafe {
-            let c = &*self.ctx.as_ptr();
-            (c.err != 0).then(|| {
-                CStr::from_ptr(c.errstr.as_ptr())
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            let r = &*self.reader.as_ptr();
+            if r.err == 0 {
+                return "unknown reader error".into();
+            }
+            CStr::from_ptr(r.errstr.as_ptr())
+                .to_string_lossy()
+                .into_owned()
         }
     }
 }
@@ -796,73 +885,4 @@ unsafe fn convert(r: *const ffi::redisReply) -> Result<Reply, String> {
         // REDIS_REPLY_NIL, and nothing else exists in hiredis 0.13.
         _ => Reply::Nil,
     })
-}
-
-/// Blocks SIGPIPE on this thread for its lifetime; on drop consumes a SIGPIPE our failed
-/// write raised (unless one was already pending before, which belongs to the host) and
-/// restores the thread's previous mask. The process-wide disposition is never changed.
-struct SigpipeGuard {
-    old: libc::sigset_t,
-    /// The thread already blocked SIGPIPE: leave its mask alone.
-    was_blocked: bool,
-    /// A SIGPIPE was pending before we started: not ours to consume.
-    was_pending: bool,
-    write_failed: bool,
-}
-
-impl SigpipeGuard {
-    fn block() -> SigpipeGuard {
-        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset/pthread_sigmask/sigpending/
-        // sigismember only write into the sets we pass, which live on this stack frame.
-        unsafe {
-            let mut pipe: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            let mut pending: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut pipe);
-            libc::sigaddset(&mut pipe, libc::SIGPIPE);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
-            let was_blocked = libc::sigismember(&old, libc::SIGPIPE) == 1;
-            // A SIGPIPE can only be pending here if the thread already blocked it (an
-            // unblocked one is delivered on the way out of the kernel), so the common case
-            // skips the sigpending syscall.
-            let was_pending = was_blocked && {
-                libc::sigemptyset(&mut pending);
-                libc::sigpending(&mut pending);
-                libc::sigismember(&pending, libc::SIGPIPE) == 1
-            };
-            SigpipeGuard {
-                old,
-                was_blocked,
-                was_pending,
-                write_failed: false,
-            }
-        }
-    }
-}
-
-impl Drop for SigpipeGuard {
-    fn drop(&mut self) {
-        // SAFETY: as in `block`: the sets and the zero timespec live on this stack frame.
-        // sigtimedwait with a zero timeout never blocks; it returns EAGAIN when nothing is
-        // pending. SIGPIPE is still blocked here, so a signal we raised is pending, not
-        // delivered, until we take it.
-        unsafe {
-            if self.write_failed && !self.was_pending {
-                let mut pipe: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut pipe);
-                libc::sigaddset(&mut pipe, libc::SIGPIPE);
-                let zero = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                while libc::sigtimedwait(&pipe, ptr::null_mut(), &zero) == -1
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                {
-                }
-            }
-            if !self.was_blocked {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, ptr::null_mut());
-            }
-        }
-    }
 }

@@ -44,6 +44,9 @@ pub mod node;
 pub mod pool;
 pub mod prefix;
 pub mod resolve;
+pub mod sentinel;
+pub mod tls;
+pub mod transport;
 pub mod url;
 pub mod wire;
 
@@ -178,15 +181,24 @@ impl RedisTier {
                     crate::config::shortened(&prefix)
                 ))
             })?;
+            let tls = open_tls(url.tls, cfg)?;
             Target::Cluster(Arc::new(Cluster::new(
                 url,
+                tls,
                 timeout,
                 pool_size,
                 max_value_size,
             )))
         } else {
             let url = RedisUrl::parse(&cfg.redis_url)?;
-            Target::Single(Arc::new(Node::new(url, timeout, pool_size, max_value_size)))
+            let tls = open_tls(url.tls, cfg)?;
+            Target::Single(Arc::new(Node::new(
+                url,
+                tls,
+                timeout,
+                pool_size,
+                max_value_size,
+            )))
         };
         let url_shown = match &target {
             Target::Single(node) => node.shown.clone(),
@@ -705,6 +717,23 @@ impl Drop for RedisTier {
     }
 }
 
+/// The TLS client settings of a `rediss://` (or `rediss+cluster://`, `rediss+sentinel://`)
+/// URL, checked now: a CA file that cannot be read is a config error at open, not a failure on
+/// every call.
+fn open_tls(wanted: bool, cfg: &Config) -> Result<Option<tls::Tls>> {
+    if !wanted {
+        return Ok(None);
+    }
+    tls::Tls::new(&cfg.redis_tls())
+        .map(Some)
+        .map_err(|why| Error::config(format!("TLS for redis_url: {why}")))
+}
+
+/// True for an error reply that says the server is no longer the master (after a failover).
+fn says_not_master(msg: &str) -> bool {
+    msg.starts_with("READONLY") || msg.contains("master -> replica")
+}
+
 /// A SET ready to send: full key, frame, PX argument.
 type Prepared = (Vec<u8>, Vec<u8>, Option<String>);
 
@@ -915,6 +944,9 @@ impl Inner {
                 Err(self.count(e.message))
             }
             Err(CallError::Reply(msg)) => {
+                if says_not_master(&msg) {
+                    node.pool.master_moved();
+                }
                 node.breaker.success();
                 self.refusing.store(true, Relaxed);
                 Err(self.count(msg))

@@ -5,6 +5,8 @@
 use super::breaker::{Breaker, ProbeThread, FAILURE_THRESHOLD, PROBE_INTERVAL};
 use super::conn::Endpoint;
 use super::pool::Pool;
+use super::sentinel;
+use super::tls::Tls;
 use super::url::RedisUrl;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,11 +24,24 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(url: RedisUrl, timeout: Duration, pool_size: usize, max_value_size: usize) -> Node {
+    /// `tls`: the client settings when the URL asks for TLS (`rediss://`, or a node of a
+    /// `rediss+cluster://` cluster).
+    pub fn new(
+        url: RedisUrl,
+        tls: Option<Tls>,
+        timeout: Duration,
+        pool_size: usize,
+        max_value_size: usize,
+    ) -> Node {
+        let mut pool =
+            Pool::new(url.clone(), timeout, pool_size).with_max_value_size(max_value_size);
+        if let Some(tls) = tls {
+            pool = pool.with_tls(tls);
+        }
         Node {
             shown: url.to_string(),
-            endpoint: url.endpoint.clone(),
-            pool: Pool::new(url, timeout, pool_size).with_max_value_size(max_value_size),
+            endpoint: url.endpoint,
+            pool,
             breaker: Arc::new(Breaker::new(FAILURE_THRESHOLD)),
             probe_error: Mutex::new(None),
         }
@@ -49,11 +64,12 @@ impl Node {
 
     /// Starts this node's probe thread: while the breaker is open it PINGs a fresh
     /// connection, and the first answer drops the stale pooled ones and closes the breaker.
+    /// Behind Sentinel, while the breaker is closed it also asks where the master is now.
     pub fn spawn_probe(self: &Arc<Self>) -> Result<ProbeThread> {
         let probing = Arc::clone(self);
         let closing = Arc::clone(self);
         self.breaker
-            .spawn_probe(
+            .spawn_probe_watching(
                 PROBE_INTERVAL,
                 move || match probing.pool.probe() {
                     Ok(()) => true,
@@ -69,6 +85,12 @@ impl Node {
                     closing.pool.reset();
                     *lock(&closing.probe_error) = None;
                 },
+                self.pool.is_sentinel().then(|| {
+                    let watching = Arc::clone(self);
+                    let check: Box<dyn FnMut() + Send> =
+                        Box::new(move || watching.pool.check_master());
+                    (sentinel::WATCH_INTERVAL, check)
+                }),
             )
             .map_err(|e| Error::Internal(format!("cannot start the redis probe thread: {e}")))
     }

@@ -9,6 +9,8 @@
 
 use super::conn::{Conn, ConnError, ConnErrorKind, Endpoint, Reply};
 use super::resolve::Resolver;
+use super::sentinel::{self, Locator};
+use super::tls::{Tls, TlsTarget};
 use super::url::RedisUrl;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,10 @@ pub struct Pool {
     url: RedisUrl,
     /// For a TCP endpoint.
     resolver: Option<Resolver>,
+    /// For a `redis+sentinel://` URL: where the master is (instead of `resolver`).
+    sentinel: Option<Locator>,
+    /// For a `rediss://` URL (see `with_tls`).
+    tls: Option<Tls>,
     timeout: Duration,
     size: usize,
     /// Largest value a reply may carry (see `Conn::set_max_value_size`).
@@ -45,13 +51,20 @@ pub struct Pooled<'a> {
 
 impl Pool {
     pub fn new(url: RedisUrl, timeout: Duration, size: usize) -> Pool {
+        let sentinel = url
+            .sentinel
+            .clone()
+            .map(|spec| Locator::new(spec, None, timeout));
         let resolver = match &url.endpoint {
+            _ if sentinel.is_some() => None,
             Endpoint::Tcp { host, port } => Some(Resolver::new(host, *port)),
             Endpoint::Unix { .. } => None,
         };
         Pool {
             url,
             resolver,
+            sentinel,
+            tls: None,
             timeout,
             size: size.max(1),
             max_value_size: None,
@@ -158,8 +171,48 @@ impl Pool {
         }
     }
 
-    /// Drops idle connections and outdates lent ones.
+    /// Connections speak TLS with these settings (and so do the Sentinels, if any).
+    pub fn with_tls(mut self, tls: Tls) -> Pool {
+        if let Some(spec) = self.url.sentinel.clone() {
+            self.sentinel = Some(Locator::new(spec, Some(tls.clone()), self.timeout));
+        }
+        self.tls = Some(tls);
+        self
+    }
+
+    /// True for a `redis+sentinel://` pool.
+    pub fn is_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+
+    /// With Sentinel: asks the Sentinels where the master is and, if it moved (a failover
+    /// the pooled connections have not noticed: the old master keeps answering until the
+    /// Sentinels reconfigure it), drops every connection to the old one. A failed ask
+    /// changes nothing.
+    pub fn check_master(&self) {
+        let Some(loc) = &self.sentinel else { return };
+        if loc.refresh() {
+            self.reset_connections();
+        }
+    }
+
+    /// A reply said the server is no longer the master (READONLY): with Sentinel, the next
+    /// dial asks where the master is now; every connection to the old one is dropped.
+    pub fn master_moved(&self) {
+        self.reset();
+    }
+
+    /// Drops idle connections and outdates lent ones; with Sentinel, forgets the master's
+    /// address (an outage may have been a failover).
     pub fn reset(&self) {
+        if let Some(loc) = &self.sentinel {
+            loc.forget();
+        }
+        self.reset_connections();
+    }
+
+    /// Drops idle connections and outdates lent ones.
+    fn reset_connections(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let stale = {
             let mut st = self.lock();
@@ -190,9 +243,58 @@ impl Pool {
         self.dial(deadline)
     }
 
-    /// Connects, then AUTH and SELECT as the URL says.
+    /// Connects, then AUTH and SELECT as the URL says; with Sentinel, to the master it names,
+    /// asking again once if the address it had cached is not the master any more.
     fn dial(&self, deadline: Instant) -> Result<Conn, ConnError> {
-        let mut conn = self.connect(deadline)?;
+        let Some(loc) = &self.sentinel else {
+            return self.dial_at(self.connect(deadline)?, deadline);
+        };
+        let (addr, fresh) = loc.master(deadline)?;
+        match self.dial_master(loc, addr, deadline) {
+            Err(_) if !fresh => {
+                loc.forget();
+                let (addr, _) = loc.master(deadline)?;
+                self.dial_master(loc, addr, deadline)
+            }
+            Err(e) => {
+                loc.forget();
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    /// Dials the master at `addr` (as a Sentinel named it) and checks its ROLE.
+    fn dial_master(
+        &self,
+        loc: &Locator,
+        addr: std::net::SocketAddr,
+        deadline: Instant,
+    ) -> Result<Conn, ConnError> {
+        let ep = Endpoint::Tcp {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        let peer = format!("master '{}' at {ep}", loc.master_name());
+        let target = loc.target(&addr.ip().to_string())?;
+        let conn = Conn::connect_tls(&ep, peer, self.timeout, deadline, target.as_ref())?;
+        let mut conn = self.dial_at(conn, deadline)?;
+        conn.expect_nesting(2);
+        let role = conn.command(&[b"ROLE"], deadline)?;
+        if !sentinel::is_master(&role) {
+            return Err(ConnError {
+                kind: ConnErrorKind::Connect,
+                message: format!(
+                    "{} is not a master (ROLE answered {role:?}): a failover is under way",
+                    conn.peer()
+                ),
+            });
+        }
+        Ok(conn)
+    }
+
+    /// Logs in on a fresh connection: AUTH and SELECT as the URL says.
+    fn dial_at(&self, mut conn: Conn, deadline: Instant) -> Result<Conn, ConnError> {
         if let Some(n) = self.max_value_size {
             conn.set_max_value_size(n);
         }
@@ -219,8 +321,13 @@ impl Pool {
     /// before the next address is tried; the address that last answered goes first.
     fn connect(&self, deadline: Instant) -> Result<Conn, ConnError> {
         let name = self.url.endpoint.to_string();
+        // Verified against the URL's host, whatever address it resolves to.
+        let target = match &self.url.endpoint {
+            Endpoint::Tcp { host, .. } => self.tls_target(host)?,
+            Endpoint::Unix { .. } => None,
+        };
         let Some(resolver) = &self.resolver else {
-            return Conn::connect(&self.url.endpoint, name, self.timeout, deadline);
+            return Conn::connect_tls(&self.url.endpoint, name, self.timeout, deadline, None);
         };
         let addrs = resolver.resolve(deadline)?;
         let mut failure = None;
@@ -242,7 +349,7 @@ impl Pool {
             } else {
                 format!("{name} ({numeric})")
             };
-            match Conn::connect(&ep, peer, self.timeout, now + share) {
+            match Conn::connect_tls(&ep, peer, self.timeout, now + share, target.as_ref()) {
                 Ok(conn) => {
                     resolver.prefer(addr);
                     return Ok(conn);
@@ -253,6 +360,20 @@ impl Pool {
         // No address answered: the name may point elsewhere by now.
         resolver.forget();
         Err(failure.expect("a resolver answers with at least one address"))
+    }
+}
+
+impl Pool {
+    fn tls_target(&self, host: &str) -> Result<Option<TlsTarget>, ConnError> {
+        self.tls
+            .as_ref()
+            .map(|tls| {
+                tls.target(host).map_err(|why| ConnError {
+                    kind: ConnErrorKind::Connect,
+                    message: format!("cannot connect to {}: {why}", self.url.endpoint),
+                })
+            })
+            .transpose()
     }
 }
 

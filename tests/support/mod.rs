@@ -4,3 +4,5 @@
 pub mod fake_redis;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod sentinel;
+pub mod tls_certs;

@@ -29,14 +29,30 @@ impl RedisCluster {
                 ])
             })
             .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        Self::join(nodes, &addrs, &[], 1)
+    }
+
+    /// Joins started `nodes` (cluster-enabled) into a cluster through `addrs` (one per node,
+    /// the ports redis-cli reaches them on), `cli_args` going to redis-cli first (e.g. its
+    /// `--tls` options), with `replicas` replicas per master; waits until it is ok.
+    pub fn join(
+        nodes: Vec<RedisServer>,
+        addrs: &[String],
+        cli_args: &[String],
+        replicas: usize,
+    ) -> RedisCluster {
         let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
         let mut cmd = Command::new(&cli);
-        cmd.arg("--cluster").arg("create");
-        for n in &nodes {
-            cmd.arg(format!("127.0.0.1:{}", n.port()));
-        }
+        cmd.args(cli_args)
+            .arg("--cluster")
+            .arg("create")
+            .args(addrs);
         let out = cmd
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {cli} (needed for cluster tests): {e}"));

@@ -31,6 +31,9 @@ _BOOL_FIELDS = frozenset({
 _SECONDS_FIELDS = frozenset({"memory_ttl", "redis_ttl", "disk_ttl", "auto_expire_interval"})
 _COUNT_FIELDS = frozenset({"memory_capacity", "redis_timeout_ms", "redis_pool_size"})
 _SECRET_FIELDS = frozenset({"value_secret", "value_secret_previous"})
+_TLS_FIELDS = frozenset({
+    "redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file", "redis_tls_server_name",
+})
 _SIZE_FIELDS = frozenset({
     "memory_max_bytes", "compression_min_size", "disk_max_size", "max_value_size",
 })
@@ -67,8 +70,10 @@ class SmartCacheConfig:
     jemalloc_enabled: bool = True
     #: Enable the Redis tier (L2).
     redis_enabled: bool = False
-    #: redis://[user:password@]host:port/db, unix:///path?db=N, or a Redis Cluster's
-    #: redis+cluster://[user:password@]host:port,host:port/ (seed nodes)
+    #: redis://[user:password@]host:port/db, rediss://... (TLS),
+    #: redis+sentinel://host:port[,host:port]/master-name[/db] (also rediss+sentinel://),
+    #: a Redis Cluster's redis+cluster://[user:password@]host:port,host:port/ (seed nodes;
+    #: also rediss+cluster://), or unix:///path?db=N
     redis_url: str = "redis://localhost:6379/0"
     #: L2 default TTL, seconds.
     redis_ttl: int = 1800
@@ -97,6 +102,15 @@ class SmartCacheConfig:
     #: SHA-256(canonical disk_path) + ":", so caches with the same disk_path share Redis
     #: entries and others do not.
     redis_key_prefix: Optional[str] = None
+    #: For rediss:// URLs: PEM file of the CA certificates that verify the server ("" = the
+    #: system's trust store).
+    redis_tls_ca_file: str = ""
+    #: For rediss:// URLs: PEM client certificate, with redis_tls_key_file ("" = none).
+    redis_tls_cert_file: str = ""
+    #: For rediss:// URLs: PEM private key of redis_tls_cert_file ("" = none).
+    redis_tls_key_file: str = ""
+    #: For rediss:// URLs: the name the server's certificate must carry ("" = the URL's host).
+    redis_tls_server_name: str = ""
     #: Keep the memory tier coherent with other hosts: Redis reports the keys under this
     #: cache's prefix that anyone changes (CLIENT TRACKING ... BCAST) and they are dropped from
     #: memory; while that connection is down, memory holds nothing. Needs redis_enabled and
@@ -160,7 +174,7 @@ class SmartCacheConfig:
         elif name in _SECRET_FIELDS:
             if not isinstance(value, str):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
-        elif name == "redis_url":
+        elif name == "redis_url" or name in _TLS_FIELDS:
             if not isinstance(value, str):
                 raise TypeError(f"SmartCacheConfig.{name} must be a str, not {type(value).__name__}")
 

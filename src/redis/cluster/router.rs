@@ -16,6 +16,7 @@ use super::url::{host_port, ClusterUrl};
 use crate::redis::breaker::ProbeThread;
 use crate::redis::conn::ConnErrorKind;
 use crate::redis::node::{lock, Node};
+use crate::redis::tls::Tls;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -61,6 +62,8 @@ pub struct Cluster {
     timeout: Duration,
     pool_size: usize,
     max_value_size: usize,
+    /// `rediss+cluster://`: every node is dialled over TLS with these settings.
+    tls: Option<Tls>,
     nodes: Mutex<HashMap<String, NodeEntry>>,
     routes: RwLock<Arc<Routes>>,
     /// When the latest refresh started (rate limit), held while one runs.
@@ -71,6 +74,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(
         url: ClusterUrl,
+        tls: Option<Tls>,
         timeout: Duration,
         pool_size: usize,
         max_value_size: usize,
@@ -81,6 +85,7 @@ impl Cluster {
             timeout,
             pool_size,
             max_value_size,
+            tls,
             nodes: Mutex::new(HashMap::new()),
             routes: RwLock::new(Arc::new(Routes {
                 slots: vec![None; SLOTS],
@@ -124,6 +129,7 @@ impl Cluster {
         }
         let node = Arc::new(Node::new(
             self.url.node(host, port),
+            self.tls.clone(),
             self.timeout,
             self.pool_size,
             self.max_value_size,

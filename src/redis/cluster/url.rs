@@ -1,4 +1,5 @@
-//! Parses a cluster `redis_url`: `redis+cluster://[[user]:password@]host:port[,host:port...][/][?...]`.
+//! Parses a cluster `redis_url`: `redis+cluster://[[user]:password@]host:port[,host:port...][/][?...]`,
+//! or `rediss+cluster://...`: the same over TLS to every node (see [`crate::redis::tls`]).
 //!
 //! The hosts are seeds: any one that answers `CLUSTER SLOTS` tells where every slot lives.
 //! Query parameters: `user`, `password` (percent-encoded, as an alternative to the userinfo).
@@ -12,6 +13,8 @@ use std::fmt;
 
 /// The scheme of a cluster URL.
 pub const SCHEME: &str = "redis+cluster://";
+/// The scheme of a cluster URL over TLS.
+pub const TLS_SCHEME: &str = "rediss+cluster://";
 
 /// Most seeds a URL may list.
 const MAX_SEEDS: usize = 64;
@@ -23,6 +26,8 @@ pub struct ClusterUrl {
     pub seeds: Vec<(String, u16)>,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// `rediss+cluster://`: TLS to every node.
+    pub tls: bool,
 }
 
 impl fmt::Debug for ClusterUrl {
@@ -34,7 +39,7 @@ impl fmt::Debug for ClusterUrl {
 /// The URL with the password replaced by `***`.
 impl fmt::Display for ClusterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(SCHEME)?;
+        f.write_str(if self.tls { TLS_SCHEME } else { SCHEME })?;
         match (&self.user, &self.password) {
             (Some(u), Some(_)) => write!(f, "{u}:***@")?,
             (None, Some(_)) => f.write_str(":***@")?,
@@ -60,12 +65,17 @@ pub fn host_port(host: &str, port: u16) -> String {
 impl ClusterUrl {
     /// True when `url` is meant as a cluster URL (its scheme).
     pub fn is_cluster(url: &str) -> bool {
-        url.trim().starts_with(SCHEME)
+        let url = url.trim();
+        url.starts_with(SCHEME) || url.starts_with(TLS_SCHEME)
     }
 
     pub fn parse(url: &str) -> Result<ClusterUrl> {
         let url = url.trim();
-        parse_cluster(url.strip_prefix(SCHEME).unwrap_or(url)).map_err(|why| {
+        let parsed = match url.strip_prefix(TLS_SCHEME) {
+            Some(rest) => parse_cluster(rest).map(|u| ClusterUrl { tls: true, ..u }),
+            None => parse_cluster(url.strip_prefix(SCHEME).unwrap_or(url)),
+        };
+        parsed.map_err(|why| {
             Error::config(format!(
                 "bad value '{}' for option 'redis_url': {why}",
                 crate::config::shortened(&redact(url))
@@ -83,6 +93,8 @@ impl ClusterUrl {
             db: 0,
             user: self.user.clone(),
             password: self.password.clone(),
+            tls: self.tls,
+            sentinel: None,
         }
     }
 }
@@ -156,6 +168,7 @@ fn parse_cluster(rest: &str) -> std::result::Result<ClusterUrl, String> {
         seeds,
         user,
         password,
+        tls: false,
     })
 }
 
@@ -189,6 +202,20 @@ mod tests {
         assert_eq!(node.password.as_deref(), Some("pw"));
         assert!(ClusterUrl::is_cluster(" redis+cluster://h:1"));
         assert!(!ClusterUrl::is_cluster("redis://h:1"));
+        assert!(ClusterUrl::is_cluster("rediss+cluster://h:1"));
+    }
+
+    #[test]
+    fn tls_cluster_form_gives_every_node_tls() {
+        let u = ClusterUrl::parse("rediss+cluster://:pw@h1:7000,h2:7001/").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.seeds, vec![("h1".into(), 7000), ("h2".into(), 7001)]);
+        assert_eq!(u.to_string(), "rediss+cluster://:***@h1:7000,h2:7001/");
+        let node = u.node("10.0.0.2", 7002);
+        assert!(node.tls && node.sentinel.is_none());
+        assert!(!ClusterUrl::parse("redis+cluster://h:1/").unwrap().tls);
+        let e = ClusterUrl::parse("rediss+cluster://h:1/3").unwrap_err();
+        assert!(e.to_string().contains("redis_url"), "{e}");
     }
 
     #[test]
