@@ -1,5 +1,5 @@
-"""@cached regressions from the black-box audit: async recursion on its own key, arguments with
-no finite text form, and results that cannot be stored."""
+"""@cached re-entered on its own key (sync and async, directly and through other calls), arguments
+with no finite text form, and results that cannot be stored."""
 
 from __future__ import annotations
 
